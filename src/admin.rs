@@ -1,0 +1,305 @@
+//! The admin listener: health, readiness, metrics, and the key API.
+//!
+//! `/healthz` answers while the process serves; `/readyz` once config is
+//! loaded and listeners are up, with the store's state in its body;
+//! `/metrics` in Prometheus text format. The key API (contract §11) is off
+//! unless `[admin] token_env` names a variable holding a token; every call
+//! then needs `Authorization: Bearer <token>`, compared in constant time.
+//! It calls the same [`KeyService`] as the CLI.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::Deserialize;
+
+use crate::error::GatewayError;
+use crate::gateway::Gateway;
+use crate::keys::{self, Changes, KeyOpError, KeyService, NewKey};
+
+/// Admin request bodies are small JSON objects.
+const MAX_ADMIN_BODY: usize = 64 * 1024;
+
+/// Answers one admin request.
+pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let request_id = gw
+        .request_ids
+        .for_request(req.headers().get("x-request-id"));
+    let mut resp = match route(gw, req).await {
+        Ok(r) => r,
+        Err(e) => e.to_response(request_id.to_str().unwrap_or("")),
+    };
+    resp.headers_mut().insert("x-request-id", request_id);
+    resp
+}
+
+fn json(status: StatusCode, v: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+async fn route(
+    gw: &Gateway,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, GatewayError> {
+    let path = req.uri().path().to_owned();
+    match (req.method(), path.as_str()) {
+        (&Method::GET, "/healthz") => Ok(Response::new(Full::new(Bytes::from_static(b"ok\n")))),
+        (&Method::GET, "/readyz") => {
+            let ready = gw.ready.load(Ordering::SeqCst);
+            let snap = gw.snapshot.load();
+            let v = serde_json::json!({
+                "status": if ready { "ready" } else { "starting" },
+                "config_generation": snap.generation,
+                "store": {
+                    "backend": gw.cache.store().backend_name(),
+                    "up": gw.cache.store_is_up(),
+                },
+            });
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            Ok(json(status, &v))
+        }
+        (&Method::GET, "/metrics") => {
+            gw.cache.publish_sizes();
+            let mut r = Response::new(Full::new(Bytes::from(gw.metrics.render())));
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            Ok(r)
+        }
+        (_, p) if p == "/keys" || p.starts_with("/keys/") => {
+            authenticate(gw, &req)?;
+            keys_api(gw, req, &path).await
+        }
+        _ => Err(GatewayError::RouteNotFound),
+    }
+}
+
+/// The admin token, from the variable `[admin] token_env` names.
+fn admin_token(gw: &Gateway) -> Option<String> {
+    let snap = gw.snapshot.load();
+    let var = snap.config.admin.token_env.as_ref()?;
+    std::env::var(var).ok().filter(|t| !t.is_empty())
+}
+
+fn authenticate(gw: &Gateway, req: &Request<Incoming>) -> Result<(), GatewayError> {
+    // Off unless configured: answer as if the API were not there.
+    let Some(token) = admin_token(gw) else {
+        return Err(GatewayError::RouteNotFound);
+    };
+    let presented = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim());
+    match presented {
+        Some(t) if constant_time_eq(t.as_bytes(), token.as_bytes()) => Ok(()),
+        _ => Err(GatewayError::AdminUnauthorized),
+    }
+}
+
+/// Compares without an early exit, so timing tells nothing about the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for (i, &x) in a.iter().enumerate() {
+        diff |= x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0);
+    }
+    diff == 0
+}
+
+fn op_error(e: KeyOpError) -> GatewayError {
+    match e {
+        KeyOpError::NotFound(_) => GatewayError::KeyNotFound,
+        KeyOpError::Invalid { .. } => GatewayError::InvalidRequest(e.to_string()),
+        KeyOpError::Store(s) => {
+            tracing::error!(error = %s, "admin key operation failed");
+            GatewayError::KeyStoreUnavailable(Duration::from_secs(1))
+        }
+        KeyOpError::Random(m) => GatewayError::Internal(m),
+    }
+}
+
+async fn read_json<T: for<'de> Deserialize<'de>>(
+    req: Request<Incoming>,
+) -> Result<T, GatewayError> {
+    let body = Limited::new(req.into_body(), MAX_ADMIN_BODY)
+        .collect()
+        .await
+        .map_err(|_| {
+            GatewayError::InvalidRequest(format!("body: at most {MAX_ADMIN_BODY} bytes of JSON"))
+        })?
+        .to_bytes();
+    let body = if body.is_empty() {
+        Bytes::from_static(b"{}")
+    } else {
+        body
+    };
+    serde_json::from_slice(&body).map_err(|e| GatewayError::InvalidRequest(format!("body: {e}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    name: String,
+    #[serde(default)]
+    env: Option<String>,
+    scopes: Vec<String>,
+    #[serde(default)]
+    allowed_ips: Vec<String>,
+    #[serde(default)]
+    account: Option<String>,
+    #[serde(default)]
+    expires_in: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchBody {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+    #[serde(default)]
+    allowed_ips: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateBody {
+    #[serde(default)]
+    grace: Option<String>,
+}
+
+/// A record (and optionally usage and the new secret) as the API shows it.
+pub fn record_json(
+    record: &crate::record::KeyRecord,
+    usage: Option<&crate::record::KeyUsage>,
+    key: Option<&crate::key::ApiKey>,
+) -> serde_json::Value {
+    let mut v = serde_json::to_value(record).unwrap_or_default();
+    if let Some(obj) = v.as_object_mut() {
+        if let Some(u) = usage {
+            obj.insert("usage".into(), serde_json::to_value(u).unwrap_or_default());
+        }
+        if let Some(k) = key {
+            obj.insert(
+                "key".into(),
+                serde_json::Value::String(k.expose_secret().to_owned()),
+            );
+        }
+    }
+    v
+}
+
+async fn keys_api(
+    gw: &Gateway,
+    req: Request<Incoming>,
+    path: &str,
+) -> Result<Response<Full<Bytes>>, GatewayError> {
+    let store = gw.cache.store().clone();
+    let svc = KeyService::new(&store);
+    let rest: Vec<&str> = path
+        .trim_start_matches("/keys")
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let method = req.method().clone();
+    match (method, rest.as_slice()) {
+        (Method::POST, []) => {
+            let b: CreateBody = read_json(req).await?;
+            let new = NewKey {
+                name: b.name,
+                env: keys::parse_env(b.env.as_deref().unwrap_or("test")).map_err(op_error)?,
+                scopes: keys::parse_scopes(&b.scopes).map_err(op_error)?,
+                allowed_ips: keys::parse_ips(&b.allowed_ips).map_err(op_error)?,
+                account: b.account,
+                expires_in: b
+                    .expires_in
+                    .map(|d| keys::parse_duration("expires_in", &d))
+                    .transpose()
+                    .map_err(op_error)?,
+            };
+            let issued = svc.create(new).await.map_err(op_error)?;
+            Ok(json(
+                StatusCode::CREATED,
+                &record_json(&issued.record, None, Some(&issued.key)),
+            ))
+        }
+        (Method::GET, []) => {
+            let all = svc.list().await.map_err(op_error)?;
+            let v: Vec<_> = all.iter().map(|r| record_json(r, None, None)).collect();
+            Ok(json(StatusCode::OK, &serde_json::Value::Array(v)))
+        }
+        (Method::GET, [id]) => {
+            let (r, u) = svc.show(id).await.map_err(op_error)?;
+            Ok(json(StatusCode::OK, &record_json(&r, Some(&u), None)))
+        }
+        (Method::PATCH, [id]) => {
+            let id = (*id).to_owned();
+            let b: PatchBody = read_json(req).await?;
+            let changes = Changes {
+                name: b.name,
+                scopes: b
+                    .scopes
+                    .map(|s| keys::parse_scopes(&s))
+                    .transpose()
+                    .map_err(op_error)?,
+                allowed_ips: b
+                    .allowed_ips
+                    .map(|s| keys::parse_ips(&s))
+                    .transpose()
+                    .map_err(op_error)?,
+            };
+            let r = svc.update(&id, changes).await.map_err(op_error)?;
+            Ok(json(StatusCode::OK, &record_json(&r, None, None)))
+        }
+        (Method::DELETE, [id]) => {
+            svc.revoke(id).await.map_err(op_error)?;
+            let mut r = Response::new(Full::new(Bytes::new()));
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            Ok(r)
+        }
+        (Method::POST, [id, "rotate"]) => {
+            let id = (*id).to_owned();
+            let b: RotateBody = read_json(req).await?;
+            let grace = match b.grace {
+                Some(g) => keys::parse_duration("grace", &g).map_err(op_error)?,
+                None => Duration::from_secs(24 * 3600),
+            };
+            let issued = svc.rotate(&id, grace).await.map_err(op_error)?;
+            Ok(json(
+                StatusCode::CREATED,
+                &record_json(&issued.record, None, Some(&issued.key)),
+            ))
+        }
+        (_, [] | [_] | [_, "rotate"]) => Err(GatewayError::MethodNotAllowed),
+        _ => Err(GatewayError::RouteNotFound),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret1"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+}

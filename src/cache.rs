@@ -1,0 +1,428 @@
+//! The key cache: records in memory so a known key costs no store trip.
+//!
+//! Rules (contract §8, HOSTILE §6 and §8):
+//! - It caches records, not decisions: expiry, revocation, IP and scope are
+//!   checked on every request against the cached record.
+//! - A positive entry is trusted for `ttl`; after that it is refreshed from
+//!   the store, and if the store fails it keeps serving ("stale") until
+//!   `ttl + stale_if_error`. A store error is never cached and never allows
+//!   a key the cache does not already hold.
+//! - Unknown keys go to a separate, bounded negative cache for
+//!   `negative_ttl`, so a flood of invented keys neither reaches the store
+//!   nor evicts hot keys from the positive cache.
+//! - One store lookup per key however many requests wait for it (single
+//!   flight).
+//! - Epochs: every invalidation bumps the epoch of the key's shard before
+//!   removing the entry. A lookup remembers the epoch it started under and
+//!   may only insert if it is unchanged, so a slow lookup that read the old
+//!   record can never put it back after a revoke or update landed.
+//!
+//! The hit path is one moka read plus a clock read; no lock, no allocation.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::HeaderValue;
+use parking_lot::Mutex;
+use tokio::sync::OnceCell;
+
+use crate::config::CacheConfig;
+use crate::key::KeyHash;
+use crate::metrics::Metrics;
+use crate::record::{KeyRecord, Timestamp};
+use crate::store::{InvalidationSink, Store, StoreError};
+
+const EPOCH_SHARDS: usize = 64;
+
+/// A record ready for the request path: header values pre-built once.
+#[derive(Debug)]
+pub struct CachedKey {
+    /// The record as the store had it.
+    pub record: KeyRecord,
+    /// `X-Osir-Key-Id`.
+    pub key_id: HeaderValue,
+    /// `X-Osir-Account`, when the record has one.
+    pub account: Option<HeaderValue>,
+    /// `X-Osir-Scopes`, space-separated.
+    pub scopes: HeaderValue,
+    /// `expires_at` in ms, or `i64::MAX`: one comparison per request.
+    pub expires_ms: i64,
+    /// When it was read from the store, for `ttl` and `stale_if_error`.
+    fetched_at: Instant,
+}
+
+impl CachedKey {
+    /// Pre-builds the header values. Fails on a record whose fields cannot
+    /// be header values (the store's validation should make that impossible).
+    pub fn new(record: KeyRecord) -> Result<CachedKey, StoreError> {
+        let corrupt = |field: &str| StoreError::Corrupt {
+            what: record.id.clone(),
+            reason: format!("{field}: not a valid header value"),
+        };
+        let key_id = HeaderValue::from_str(&record.id).map_err(|_| corrupt("id"))?;
+        let account = match &record.account {
+            Some(a) => Some(HeaderValue::from_str(a).map_err(|_| corrupt("account"))?),
+            None => None,
+        };
+        let joined = record
+            .scopes
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let scopes = HeaderValue::from_str(&joined).map_err(|_| corrupt("scopes"))?;
+        Ok(CachedKey {
+            expires_ms: record.expires_at.map_or(i64::MAX, |t| t.0),
+            key_id,
+            account,
+            scopes,
+            record,
+            fetched_at: Instant::now(),
+        })
+    }
+
+    /// Has it expired at `now`?
+    pub fn expired_at(&self, now: Timestamp) -> bool {
+        now.0 >= self.expires_ms
+    }
+}
+
+/// What the cache knows about a key.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    /// A record (fresh, or stale while the store is down).
+    Found(Arc<CachedKey>),
+    /// The store has no such key.
+    Unknown,
+}
+
+type Flight = Arc<OnceCell<Result<Lookup, Arc<StoreError>>>>;
+
+/// The cache in front of the store; one per gateway process.
+pub struct KeyCache {
+    positive: moka::sync::Cache<KeyHash, Arc<CachedKey>>,
+    negative: moka::sync::Cache<KeyHash, ()>,
+    epochs: [AtomicU64; EPOCH_SHARDS],
+    inflight: Mutex<HashMap<KeyHash, Flight>>,
+    store: Store,
+    metrics: Arc<Metrics>,
+    ttl: Duration,
+    stale_limit: Duration,
+    store_up: AtomicBool,
+}
+
+impl KeyCache {
+    /// A cache sized by `[cache]`, in front of `store`.
+    pub fn new(cfg: &CacheConfig, store: Store, metrics: Arc<Metrics>) -> KeyCache {
+        let stale_limit = cfg.ttl + cfg.stale_if_error;
+        KeyCache {
+            positive: moka::sync::Cache::builder()
+                .max_capacity(cfg.capacity)
+                .time_to_live(stale_limit.max(Duration::from_millis(1)))
+                .build(),
+            negative: moka::sync::Cache::builder()
+                .max_capacity(cfg.negative_capacity)
+                .time_to_live(cfg.negative_ttl.max(Duration::from_millis(1)))
+                .build(),
+            epochs: std::array::from_fn(|_| AtomicU64::new(0)),
+            inflight: Mutex::new(HashMap::new()),
+            store,
+            metrics,
+            ttl: cfg.ttl,
+            stale_limit,
+            store_up: AtomicBool::new(true),
+        }
+    }
+
+    /// The store behind this cache.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Is the store answering (as far as the invalidation channel knows)?
+    pub fn store_is_up(&self) -> bool {
+        self.store_up.load(Ordering::Relaxed)
+    }
+
+    /// The hit path alone: a fresh cached record, or `None`. Synchronous so
+    /// the whole cache-hit decision can be benchmarked without a runtime.
+    pub fn get_fresh(&self, hash: &KeyHash) -> Option<Arc<CachedKey>> {
+        let e = self.positive.get(hash)?;
+        if e.fetched_at.elapsed() < self.ttl {
+            self.metrics.cache_lookups.with_label_values(&["hit"]).inc();
+            Some(e)
+        } else {
+            None
+        }
+    }
+
+    /// The record for `hash`: from the cache, or from the store (once per
+    /// key however many callers ask at the same time).
+    pub async fn get(&self, hash: &KeyHash) -> Result<Lookup, Arc<StoreError>> {
+        let cached = self.positive.get(hash);
+        if let Some(e) = &cached {
+            let age = e.fetched_at.elapsed();
+            if age < self.ttl {
+                self.metrics.cache_lookups.with_label_values(&["hit"]).inc();
+                return Ok(Lookup::Found(e.clone()));
+            }
+            // Past ttl while the store is known to be down: serve the stale
+            // record at once instead of waiting for a store timeout.
+            if !self.store_is_up() && age < self.stale_limit {
+                self.metrics
+                    .cache_lookups
+                    .with_label_values(&["stale"])
+                    .inc();
+                return Ok(Lookup::Found(e.clone()));
+            }
+        } else if self.negative.contains_key(hash) {
+            self.metrics
+                .cache_lookups
+                .with_label_values(&["negative_hit"])
+                .inc();
+            return Ok(Lookup::Unknown);
+        }
+        self.metrics
+            .cache_lookups
+            .with_label_values(&["miss"])
+            .inc();
+
+        let flight = self.inflight.lock().entry(*hash).or_default().clone();
+        let result = flight.get_or_init(|| self.load(hash)).await.clone();
+        {
+            let mut inflight = self.inflight.lock();
+            if inflight.get(hash).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+                inflight.remove(hash);
+            }
+        }
+        match result {
+            Err(e) => match cached {
+                Some(stale) if stale.fetched_at.elapsed() < self.stale_limit => {
+                    self.metrics
+                        .cache_lookups
+                        .with_label_values(&["stale"])
+                        .inc();
+                    Ok(Lookup::Found(stale))
+                }
+                _ => Err(e),
+            },
+            ok => ok,
+        }
+    }
+
+    fn epoch(&self, hash: &KeyHash) -> u64 {
+        self.epochs[hash.shard(EPOCH_SHARDS)].load(Ordering::SeqCst)
+    }
+
+    /// One store read; caches the answer only if no invalidation of this
+    /// key's shard happened meanwhile. If one did, reads again (the record
+    /// may be the old one), a few times at most.
+    async fn load(&self, hash: &KeyHash) -> Result<Lookup, Arc<StoreError>> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let before = self.epoch(hash);
+            let started = Instant::now();
+            self.metrics.store_lookups.inc();
+            let read = self.store.lookup(hash).await;
+            self.metrics
+                .store_duration
+                .observe(started.elapsed().as_secs_f64());
+            let lookup = match read {
+                Ok(Some(record)) => match CachedKey::new(record) {
+                    Ok(entry) => Lookup::Found(Arc::new(entry)),
+                    Err(e) => {
+                        self.metrics.store_errors.inc();
+                        tracing::error!(error = %e, "unusable key record");
+                        return Err(Arc::new(e));
+                    }
+                },
+                Ok(None) => Lookup::Unknown,
+                Err(e) => {
+                    self.metrics.store_errors.inc();
+                    tracing::warn!(error = %e, "key lookup failed");
+                    return Err(Arc::new(e));
+                }
+            };
+            if self.epoch(hash) == before {
+                match &lookup {
+                    Lookup::Found(entry) => {
+                        self.positive.insert(*hash, entry.clone());
+                        self.negative.invalidate(hash);
+                    }
+                    Lookup::Unknown => self.negative.insert(*hash, ()),
+                }
+                return Ok(lookup);
+            }
+            if attempts >= 3 {
+                // Under constant churn: answer with the newest read, uncached.
+                return Ok(lookup);
+            }
+        }
+    }
+
+    /// Entry counts, refreshed into the gauges (called at scrape time).
+    pub fn publish_sizes(&self) {
+        self.positive.run_pending_tasks();
+        self.negative.run_pending_tasks();
+        let m = &self.metrics.cache_entries;
+        m.with_label_values(&["positive"])
+            .set(self.positive.entry_count() as i64);
+        m.with_label_values(&["negative"])
+            .set(self.negative.entry_count() as i64);
+    }
+}
+
+impl InvalidationSink for KeyCache {
+    fn invalidate(&self, hash: &KeyHash) {
+        self.metrics.invalidations.inc();
+        self.epochs[hash.shard(EPOCH_SHARDS)].fetch_add(1, Ordering::SeqCst);
+        self.positive.invalidate(hash);
+        self.negative.invalidate(hash);
+    }
+
+    fn invalidate_all(&self) {
+        for e in &self.epochs {
+            e.fetch_add(1, Ordering::SeqCst);
+        }
+        self.positive.invalidate_all();
+        self.negative.invalidate_all();
+    }
+
+    fn store_up(&self, up: bool) {
+        self.store_up.store(up, Ordering::Relaxed);
+        self.metrics.store_up.set(i64::from(up));
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::key::{ApiKey, Env};
+    use crate::record::Scope;
+    use crate::store::memory::MemoryStore;
+
+    fn cfg() -> CacheConfig {
+        CacheConfig {
+            capacity: 1000,
+            ttl: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(5),
+            negative_capacity: 1000,
+            stale_if_error: Duration::from_secs(600),
+        }
+    }
+
+    fn record(id: &str, key: &ApiKey) -> KeyRecord {
+        KeyRecord {
+            id: id.into(),
+            name: "t".into(),
+            account: None,
+            env: Env::Live,
+            scopes: vec![Scope::parse("domains:read").unwrap()],
+            allowed_ips: vec![],
+            created_at: Timestamp::now(),
+            expires_at: None,
+            revoked_at: None,
+            hint: key.hint(),
+        }
+    }
+
+    async fn setup() -> (
+        Arc<KeyCache>,
+        MemoryStore,
+        ApiKey,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let mem = MemoryStore::new();
+        let cache = Arc::new(KeyCache::new(
+            &cfg(),
+            Store::Memory(mem.clone()),
+            Arc::new(Metrics::new()),
+        ));
+        let watcher = cache.store().watch(cache.clone());
+        let key = ApiKey::generate(Env::Live).unwrap();
+        cache
+            .store()
+            .insert(&key.hash(), &record("key_a", &key))
+            .await
+            .unwrap();
+        (cache, mem, key, watcher)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_first_uses_share_one_store_read() {
+        let (cache, mem, key, _w) = setup().await;
+        let hash = key.hash();
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        mem.set_lookup_gate(Some(gate.clone()));
+        let tasks: Vec<_> = (0..40)
+            .map(|_| {
+                let c = cache.clone();
+                tokio::spawn(async move { c.get(&hash).await })
+            })
+            .collect();
+        // Wait until the single lookup is parked at the gate, then let it go.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while mem.lookup_count() == 0 && Instant::now() < deadline {
+            tokio::task::yield_now().await;
+        }
+        gate.add_permits(100);
+        for t in tasks {
+            assert!(matches!(t.await.unwrap().unwrap(), Lookup::Found(_)));
+        }
+        assert_eq!(mem.lookup_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn unknown_keys_are_remembered() {
+        let (cache, mem, _key, _w) = setup().await;
+        let other = ApiKey::generate(Env::Live).unwrap().hash();
+        for _ in 0..20 {
+            assert!(matches!(cache.get(&other).await.unwrap(), Lookup::Unknown));
+        }
+        assert_eq!(mem.lookup_count(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_lookup_never_recaches_a_revoked_record() {
+        let (cache, mem, key, _w) = setup().await;
+        let hash = key.hash();
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        mem.set_lookup_gate(Some(gate.clone()));
+        let c = cache.clone();
+        let slow = tokio::spawn(async move { c.get(&hash).await });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while mem.lookup_count() == 0 && Instant::now() < deadline {
+            tokio::task::yield_now().await;
+        }
+        // The slow lookup has read the live record; now revoke.
+        let (_, mut rec) = cache.store().get("key_a").await.unwrap().unwrap();
+        rec.revoked_at = Some(Timestamp::now());
+        cache.store().replace(&rec).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while cache.metrics.invalidations.get() == 0 && Instant::now() < deadline {
+            tokio::task::yield_now().await;
+        }
+        gate.add_permits(100);
+        let _ = slow.await.unwrap().unwrap();
+        // Whatever the slow request saw, the cache must now hold the revoked record.
+        match cache.get(&hash).await.unwrap() {
+            Lookup::Found(e) => assert!(e.record.revoked_at.is_some()),
+            Lookup::Unknown => panic!("key vanished"),
+        }
+    }
+
+    #[tokio::test]
+    async fn invalidation_drops_cached_entries() {
+        let (cache, _mem, key, _w) = setup().await;
+        let hash = key.hash();
+        assert!(cache.get_fresh(&hash).is_none());
+        cache.get(&hash).await.unwrap();
+        assert!(cache.get_fresh(&hash).is_some());
+        cache.invalidate(&hash);
+        assert!(cache.get_fresh(&hash).is_none());
+    }
+}

@@ -1,0 +1,397 @@
+//! The command line: `run`, `check`, `demo` and `keys …` (contract §10).
+//!
+//! Exit status: 0 done, 1 failed (one clear line on stderr), 2 usage error
+//! (clap's own). Key commands act on the store named in the config and call
+//! the same [`KeyService`] as the admin API.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, StoreConfig};
+use crate::keys::{self, Changes, KeyOpError, KeyService, NewKey};
+use crate::record::{KeyRecord, KeyUsage, Timestamp};
+use crate::store::{file::FileStore, Store};
+
+/// osir-gateway: the API-key gateway in front of the OSIR API.
+#[derive(Parser, Debug)]
+#[command(name = "osir-gateway", version, about)]
+pub struct Cli {
+    /// Config file.
+    #[arg(
+        short = 'c',
+        long = "config",
+        global = true,
+        default_value = "./gateway.toml"
+    )]
+    pub config: PathBuf,
+    /// What to do (default: run).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve (what a bare `osir-gateway` does).
+    Run,
+    /// Validate the config file; exit 0 if valid, 1 with each problem.
+    Check,
+    /// Serve a self-contained demo: in-memory keys, sample upstreams.
+    Demo(DemoArgs),
+    /// Manage API keys in the configured store.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// Flags of `demo`.
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// API listener.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Admin listener.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub admin: std::net::SocketAddr,
+}
+
+/// `keys` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Make a key and print it once.
+    Create {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// live or test.
+        #[arg(long, default_value = "test")]
+        env: String,
+        /// A scope such as domains:read (repeat for more).
+        #[arg(long = "scope", required = true, num_args = 1..)]
+        scopes: Vec<String>,
+        /// An allowed IP or CIDR (repeat for more).
+        #[arg(long = "allow-ip", num_args = 1..)]
+        allow_ips: Vec<String>,
+        /// Customer account.
+        #[arg(long)]
+        account: Option<String>,
+        /// Lifetime, e.g. 90d.
+        #[arg(long = "expires-in")]
+        expires_in: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List keys (never secrets).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one key with its usage.
+    Show {
+        /// Key id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change name, scopes or allowed IPs.
+    Update {
+        /// Key id.
+        id: String,
+        /// New name.
+        #[arg(long)]
+        name: Option<String>,
+        /// New scopes (replace all).
+        #[arg(long = "scope", num_args = 1..)]
+        scopes: Vec<String>,
+        /// New allowed IPs (replace all).
+        #[arg(long = "allow-ip", num_args = 1.., conflicts_with = "clear_ips")]
+        allow_ips: Vec<String>,
+        /// Remove every IP restriction.
+        #[arg(long = "clear-ips")]
+        clear_ips: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key.
+    Revoke {
+        /// Key id.
+        id: String,
+    },
+    /// New key with the same grants; the old one expires after the grace.
+    Rotate {
+        /// Key id.
+        id: String,
+        /// How long the old key keeps working.
+        #[arg(long, default_value = "24h")]
+        grace: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => crate::run::run(&cli.config),
+        Command::Check => check(&cli.config),
+        Command::Demo(args) => crate::demo::run(args.listen, args.admin),
+        Command::Keys(k) => keys_command(&cli.config, k),
+    }
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::FAILURE
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(cfg) => {
+            println!(
+                "{}: ok ({} routes, {} upstreams)",
+                path.display(),
+                cfg.routes.len(),
+                cfg.upstreams.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errs) => {
+            for p in &errs.0 {
+                eprintln!("{p}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Opens the configured store for a one-shot command (no watcher).
+pub async fn open_store(cfg: &Config) -> Result<Store, String> {
+    match &cfg.store {
+        StoreConfig::Redis { url, timeout } => crate::store::redis::connect(url, *timeout)
+            .await
+            .map(Store::Redis)
+            .map_err(|e| e.to_string()),
+        StoreConfig::File { path, .. } => FileStore::open(path)
+            .map(Store::File)
+            .map_err(|e| e.to_string()),
+    }
+}
+
+fn keys_command(path: &std::path::Path, cmd: KeysCommand) -> ExitCode {
+    let cfg = match Config::load(path) {
+        Ok(c) => c,
+        Err(errs) => {
+            let first = errs.0.first().map(ToString::to_string).unwrap_or_default();
+            return fail(format!("invalid config {}: {first}", path.display()));
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start runtime: {e}")),
+    };
+    rt.block_on(async move {
+        let store = match open_store(&cfg).await {
+            Ok(s) => s,
+            Err(e) => return fail(e),
+        };
+        match keys_op(&store, cmd).await {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        }
+    })
+}
+
+fn or_dash(v: Option<impl std::fmt::Display>) -> String {
+    v.map_or_else(|| "-".to_owned(), |x| x.to_string())
+}
+
+fn status(r: &KeyRecord) -> &'static str {
+    let now = Timestamp::now();
+    if r.revoked_at.is_some() {
+        "revoked"
+    } else if r.expires_at.is_some_and(|t| t <= now) {
+        "expired"
+    } else {
+        "active"
+    }
+}
+
+fn describe(r: &KeyRecord, usage: Option<&KeyUsage>) -> String {
+    let scopes: Vec<String> = r.scopes.iter().map(ToString::to_string).collect();
+    let ips: Vec<String> = r.allowed_ips.iter().map(ToString::to_string).collect();
+    let mut s = format!(
+        "id:          {}\nname:        {}\nenv:         {}\naccount:     {}\nscopes:      {}\nallowed_ips: {}\nhint:        {}\nstatus:      {}\ncreated_at:  {}\nexpires_at:  {}\nrevoked_at:  {}\n",
+        r.id,
+        r.name,
+        r.env,
+        or_dash(r.account.as_ref()),
+        scopes.join(" "),
+        if ips.is_empty() { "any".to_owned() } else { ips.join(" ") },
+        r.hint,
+        status(r),
+        r.created_at,
+        or_dash(r.expires_at),
+        or_dash(r.revoked_at),
+    );
+    if let Some(u) = usage {
+        s.push_str(&format!(
+            "last_used_at: {}\nlast_ip:     {}\nrequests:    {}\n",
+            or_dash(u.last_used_at),
+            or_dash(u.last_ip),
+            u.total
+        ));
+        for (day, n) in u.daily.iter().rev().take(7) {
+            s.push_str(&format!("  {day}: {n}\n"));
+        }
+    }
+    s
+}
+
+fn to_json(v: &serde_json::Value) -> String {
+    format!("{}\n", serde_json::to_string_pretty(v).unwrap_or_default())
+}
+
+/// Runs one key command and returns what to print on stdout.
+pub async fn keys_op(store: &Store, cmd: KeysCommand) -> Result<String, KeyOpError> {
+    let svc = KeyService::new(store);
+    let record_json = crate::admin::record_json;
+    match cmd {
+        KeysCommand::Create {
+            name,
+            env,
+            scopes,
+            allow_ips,
+            account,
+            expires_in,
+            json,
+        } => {
+            let new = NewKey {
+                name,
+                env: keys::parse_env(&env)?,
+                scopes: keys::parse_scopes(&scopes)?,
+                allowed_ips: keys::parse_ips(&allow_ips)?,
+                account,
+                expires_in: expires_in
+                    .map(|d| keys::parse_duration("expires-in", &d))
+                    .transpose()?,
+            };
+            let issued = svc.create(new).await?;
+            eprintln!("This key is shown once: copy it now. It cannot be shown again.");
+            if json {
+                return Ok(to_json(&record_json(
+                    &issued.record,
+                    None,
+                    Some(&issued.key),
+                )));
+            }
+            Ok(format!(
+                "{}key:         {}\n",
+                describe(&issued.record, None),
+                issued.key.expose_secret()
+            ))
+        }
+        KeysCommand::List { json } => {
+            let all = svc.list().await?;
+            if json {
+                let v: Vec<_> = all.iter().map(|r| record_json(r, None, None)).collect();
+                return Ok(to_json(&serde_json::Value::Array(v)));
+            }
+            let mut out = format!(
+                "{:<24}  {:<4}  {:<8}  {:<20}  {:<24}  {}\n",
+                "ID", "ENV", "STATUS", "HINT", "NAME", "SCOPES"
+            );
+            for r in &all {
+                let scopes: Vec<String> = r.scopes.iter().map(ToString::to_string).collect();
+                out.push_str(&format!(
+                    "{:<24}  {:<4}  {:<8}  {:<20}  {:<24}  {}\n",
+                    r.id,
+                    r.env,
+                    status(r),
+                    r.hint,
+                    r.name,
+                    scopes.join(" ")
+                ));
+            }
+            Ok(out)
+        }
+        KeysCommand::Show { id, json } => {
+            let (r, u) = svc.show(&id).await?;
+            if json {
+                return Ok(to_json(&record_json(&r, Some(&u), None)));
+            }
+            Ok(describe(&r, Some(&u)))
+        }
+        KeysCommand::Update {
+            id,
+            name,
+            scopes,
+            allow_ips,
+            clear_ips,
+            json,
+        } => {
+            if name.is_none() && scopes.is_empty() && allow_ips.is_empty() && !clear_ips {
+                return Err(KeyOpError::Invalid {
+                    field: "update",
+                    message: "nothing to change: give --name, --scope, --allow-ip or --clear-ips"
+                        .into(),
+                });
+            }
+            let changes = Changes {
+                name,
+                scopes: if scopes.is_empty() {
+                    None
+                } else {
+                    Some(keys::parse_scopes(&scopes)?)
+                },
+                allowed_ips: if clear_ips {
+                    Some(Vec::new())
+                } else if allow_ips.is_empty() {
+                    None
+                } else {
+                    Some(keys::parse_ips(&allow_ips)?)
+                },
+            };
+            let r = svc.update(&id, changes).await?;
+            if json {
+                return Ok(to_json(&record_json(&r, None, None)));
+            }
+            Ok(describe(&r, None))
+        }
+        KeysCommand::Revoke { id } => {
+            let r = svc.revoke(&id).await?;
+            Ok(format!("revoked {} at {}\n", r.id, or_dash(r.revoked_at)))
+        }
+        KeysCommand::Rotate { id, grace, json } => {
+            let grace: Duration = keys::parse_duration("grace", &grace)?;
+            let issued = svc.rotate(&id, grace).await?;
+            eprintln!("This key is shown once: copy it now. It cannot be shown again.");
+            if json {
+                let mut v = record_json(&issued.record, None, Some(&issued.key));
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("replaces".into(), serde_json::Value::String(id.clone()));
+                }
+                return Ok(to_json(&v));
+            }
+            Ok(format!(
+                "{}key:         {}\nold key {id} keeps working for {}\n",
+                describe(&issued.record, None),
+                issued.key.expose_secret(),
+                humantime::format_duration(grace)
+            ))
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! Forwarding: header hygiene, the upstream request, and the pooled client.
+//!
+//! Hygiene runs before the gateway adds anything, so no client header can
+//! forge or delete what the gateway says (HOSTILE §4): hop-by-hop headers and
+//! every header named in `Connection` go, as do client-sent `X-Osir-*`,
+//! `X-Forwarded-*`, `Forwarded`, `X-Real-IP`, any name with `_` (upstreams
+//! that map `_` to `-` would read `X-Osir-Key_Id` as ours) and the
+//! credential. Then the gateway's own headers are added.
+//!
+//! Bodies are streamed both ways, never buffered whole; the request body is
+//! wrapped in a length limit so a chunked body over the route's limit is cut
+//! off and answered 413.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{PathAndQuery, Uri};
+use http_body_util::Limited;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::config::{UpstreamConfig, UpstreamUrl};
+use crate::error::GatewayError;
+use crate::key::Env;
+use crate::metrics::Metrics;
+
+/// The body sent upstream: the client's, streamed, under the route's limit.
+pub type UpstreamBody = Limited<Incoming>;
+
+/// One destination base (`url` or `test_url`), pre-split for cheap URI builds.
+#[derive(Debug, Clone)]
+struct Target {
+    /// `http://host:port`, the part before the path.
+    origin: String,
+    base_path: String,
+    host: HeaderValue,
+}
+
+impl Target {
+    fn new(u: &UpstreamUrl) -> Target {
+        Target {
+            origin: format!("{}://{}", u.scheme, u.authority),
+            base_path: u.base_path.clone(),
+            host: HeaderValue::from_str(u.authority.as_str())
+                .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
+        }
+    }
+}
+
+/// A configured upstream with its own connection pool.
+pub struct Upstream {
+    /// The configured name: metrics label and log field.
+    pub name: Box<str>,
+    live: Target,
+    test: Option<Target>,
+    timeout: Duration,
+    client: Client<HttpConnector, UpstreamBody>,
+}
+
+impl Upstream {
+    /// Builds the pool for one `[upstreams.NAME]`.
+    pub fn new(cfg: &UpstreamConfig) -> Upstream {
+        let mut conn = HttpConnector::new();
+        conn.set_connect_timeout(Some(cfg.connect_timeout));
+        conn.set_nodelay(true);
+        conn.set_keepalive(Some(Duration::from_secs(60)));
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(cfg.pool_idle_timeout)
+            .pool_max_idle_per_host(cfg.pool_max_idle)
+            .build(conn);
+        Upstream {
+            name: cfg.name.as_str().into(),
+            live: Target::new(&cfg.url),
+            test: cfg.test_url.as_ref().map(Target::new),
+            timeout: cfg.timeout,
+            client,
+        }
+    }
+
+    /// Sends the request and waits for the response head, up to `timeout`.
+    /// `env` picks `test_url` for test keys when there is one.
+    pub async fn send(
+        &self,
+        mut req: http::Request<UpstreamBody>,
+        path: &str,
+        query: Option<&str>,
+        env: Option<Env>,
+        metrics: &Metrics,
+    ) -> Result<http::Response<Incoming>, GatewayError> {
+        let target = match (env, &self.test) {
+            (Some(Env::Test), Some(t)) => t,
+            _ => &self.live,
+        };
+        *req.uri_mut() = build_uri(target, path, query)?;
+        req.headers_mut().insert(header::HOST, target.host.clone());
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(self.timeout, self.client.request(req)).await;
+        let kind = match outcome {
+            Ok(Ok(resp)) => {
+                metrics
+                    .upstream_duration
+                    .with_label_values(&[&self.name])
+                    .observe(started.elapsed().as_secs_f64());
+                return Ok(resp);
+            }
+            Err(_) => ("timeout", GatewayError::UpstreamTimeout),
+            Ok(Err(e)) if body_over_limit(&e) => return Err(GatewayError::PayloadTooLarge),
+            Ok(Err(e)) if e.is_connect() => {
+                tracing::warn!(upstream = %self.name, error = %e, "upstream connect failed");
+                ("connect", GatewayError::UpstreamUnavailable)
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(upstream = %self.name, error = %e, "upstream exchange failed");
+                ("broken", GatewayError::UpstreamUnavailable)
+            }
+        };
+        metrics
+            .upstream_errors
+            .with_label_values(&[&self.name, kind.0])
+            .inc();
+        Err(kind.1)
+    }
+}
+
+fn body_over_limit(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+fn build_uri(t: &Target, path: &str, query: Option<&str>) -> Result<Uri, GatewayError> {
+    let mut s = String::with_capacity(
+        t.origin.len() + t.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1),
+    );
+    s.push_str(&t.origin);
+    s.push_str(&t.base_path);
+    s.push_str(path);
+    if let Some(q) = query {
+        s.push('?');
+        s.push_str(q);
+    }
+    Uri::try_from(s)
+        .map_err(|_| GatewayError::InvalidRequest("the request target cannot be forwarded".into()))
+}
+
+/// Is this a hop-by-hop header (RFC 9110 §7.6.1, plus the `Proxy-*` family)?
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection" | "keep-alive" | "te" | "trailer" | "transfer-encoding" | "upgrade"
+    ) || name.as_str().starts_with("proxy-")
+}
+
+/// Headers a client must never get to the upstream.
+fn is_client_forbidden(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    is_hop_by_hop(name)
+        || n.starts_with("x-osir-")
+        || n.starts_with("x-forwarded-")
+        || n == "forwarded"
+        || n == "x-real-ip"
+        || n == "authorization"
+        || n.contains('_')
+}
+
+/// Removes every header listed in `Connection` (before `Connection` itself
+/// goes), then every header `forbidden` names. Allocates only when there is
+/// something to remove.
+fn scrub(headers: &mut HeaderMap, forbidden: fn(&HeaderName) -> bool) {
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    for v in headers.get_all(header::CONNECTION) {
+        for token in v.to_str().unwrap_or("").split(',') {
+            if let Ok(n) = HeaderName::from_bytes(token.trim().as_bytes()) {
+                doomed.push(n);
+            }
+        }
+    }
+    doomed.extend(headers.keys().filter(|n| forbidden(n)).cloned());
+    for n in doomed {
+        headers.remove(n);
+    }
+}
+
+/// Request hygiene, then the gateway's forwarding headers. `chain` is the
+/// X-Forwarded-For chain to keep (only from trusted proxies), `peer` is
+/// appended to it.
+pub fn prepare_request_headers(
+    headers: &mut HeaderMap,
+    chain: Option<HeaderValue>,
+    peer: IpAddr,
+    proto: &'static str,
+    request_id: &HeaderValue,
+) {
+    scrub(headers, is_client_forbidden);
+    let mut xff = BytesMut::with_capacity(64);
+    if let Some(c) = chain {
+        xff.put_slice(c.as_bytes());
+        xff.put_slice(b", ");
+    }
+    // Display of an IpAddr never fails into a BytesMut.
+    let _ = std::fmt::Write::write_fmt(&mut BytesWriter(&mut xff), format_args!("{peer}"));
+    if let Ok(v) = HeaderValue::from_maybe_shared(xff.freeze()) {
+        headers.insert(HeaderName::from_static("x-forwarded-for"), v);
+    }
+    headers.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static(proto),
+    );
+    headers.insert(HeaderName::from_static("x-request-id"), request_id.clone());
+}
+
+struct BytesWriter<'a>(&'a mut BytesMut);
+
+impl std::fmt::Write for BytesWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.put_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Response hygiene: hop-by-hop headers and those named in `Connection`.
+pub fn prepare_response_headers(headers: &mut HeaderMap) {
+    scrub(headers, is_hop_by_hop);
+}
+
+/// The client's X-Forwarded-For lines joined, to extend when the peer is a
+/// trusted proxy.
+pub fn incoming_chain(headers: &HeaderMap) -> Option<HeaderValue> {
+    let mut it = headers.get_all("x-forwarded-for").iter();
+    let first = it.next()?;
+    let Some(second) = it.next() else {
+        return Some(first.clone());
+    };
+    let mut b = BytesMut::new();
+    b.put_slice(first.as_bytes());
+    for v in std::iter::once(second).chain(it) {
+        b.put_slice(b", ");
+        b.put_slice(v.as_bytes());
+    }
+    HeaderValue::from_maybe_shared(b.freeze()).ok()
+}
+
+/// The path-and-query the client sent, split; the query may be rewritten.
+pub fn split_target(pq: Option<&PathAndQuery>) -> (&str, Option<&str>) {
+    match pq {
+        Some(pq) => (pq.path(), pq.query()),
+        None => ("/", None),
+    }
+}
+
+/// Bytes for a tiny static body (demo, admin).
+pub fn text(s: &'static str) -> Bytes {
+    Bytes::from_static(s.as_bytes())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hygiene_removes_forgeries_and_connection_named_headers() {
+        let mut h = HeaderMap::new();
+        for (n, v) in [
+            ("connection", "keep-alive, X-Osir-Key-Id, x-custom"),
+            ("x-custom", "1"),
+            ("x-osir-key-id", "forged"),
+            ("x-osir-key_id", "forged"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-host", "evil"),
+            ("forwarded", "for=6.6.6.6"),
+            ("x-real-ip", "6.6.6.6"),
+            ("authorization", "Bearer x"),
+            ("proxy-authorization", "x"),
+            ("te", "trailers"),
+            ("upgrade", "websocket"),
+            ("transfer-encoding", "chunked"),
+            ("accept", "application/json"),
+        ] {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        let id = HeaderValue::from_static("rid");
+        prepare_request_headers(&mut h, None, "1.2.3.4".parse().unwrap(), "http", &id);
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        let mut names = names.clone();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "accept",
+                "x-forwarded-for",
+                "x-forwarded-proto",
+                "x-request-id"
+            ]
+        );
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4");
+    }
+
+    #[test]
+    fn trusted_chains_are_extended() {
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", "5.5.5.5".parse().unwrap());
+        h.append("x-forwarded-for", "10.0.0.2".parse().unwrap());
+        let chain = incoming_chain(&h);
+        prepare_request_headers(
+            &mut h,
+            chain,
+            "10.0.0.1".parse().unwrap(),
+            "https",
+            &HeaderValue::from_static("r"),
+        );
+        assert_eq!(h["x-forwarded-for"], "5.5.5.5, 10.0.0.2, 10.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+    }
+}

@@ -1,0 +1,47 @@
+//! osir-gateway: the API-key gateway in front of the OSIR API.
+//!
+//! # Layout
+//!
+//! The request pipeline, in the order [`proxy`] runs it:
+//!
+//! | stage | module |
+//! | --- | --- |
+//! | accept, HTTP/1.1 + HTTP/2, timeouts | [`server`] |
+//! | request shape, one config snapshot per request | [`proxy`], [`gateway`] |
+//! | client IP (trusted proxies, X-Forwarded-For) | [`client_ip`] |
+//! | canonical path check | [`path`] |
+//! | route and required scope | [`route`] |
+//! | credential extraction and stripping | [`credential`] |
+//! | key format and checksum | [`key`] |
+//! | key lookup: cache, single flight, epochs | [`cache`], [`store`] |
+//! | expiry, revocation, IP, scope | [`auth`] |
+//! | header hygiene, forwarding, pools | [`forward`] |
+//! | every gateway-made answer | [`error`] |
+//! | metrics | [`metrics`] |
+//!
+//! Around it: [`config`] (the two-layer `gateway.toml`), [`record`] (key
+//! records), [`keys`] (key management shared by [`cli`] and [`admin`]),
+//! [`run`] (the `run` command, signals, reload) and [`demo`].
+
+pub mod admin;
+pub mod auth;
+pub mod cache;
+pub mod cli;
+pub mod client_ip;
+pub mod config;
+pub mod credential;
+pub mod demo;
+pub mod error;
+pub mod forward;
+pub mod gateway;
+pub mod key;
+pub mod keys;
+pub mod metrics;
+pub mod path;
+pub mod proxy;
+pub mod record;
+pub mod request_id;
+pub mod route;
+pub mod run;
+pub mod server;
+pub mod store;

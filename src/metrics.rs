@@ -1,0 +1,308 @@
+//! Prometheus metrics, owned by an object that is passed around (never a
+//! global), so every gateway in a test process has its own registry.
+//!
+//! Label values are bounded whatever clients send: routes are labelled by
+//! their configured prefix (or `none`), methods are folded to a fixed set,
+//! reasons are contract codes, upstreams are configured names. No key, key
+//! id, IP or raw path ever becomes a label.
+
+use http::Method;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+/// Latency buckets from 100 µs to 30 s: the gateway's own work sits in the
+/// first buckets, upstream time in the later ones.
+const BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
+];
+
+/// Every metric family the gateway exports.
+pub struct Metrics {
+    registry: Registry,
+    /// `osir_gateway_requests_total{route,method,status,reason}`.
+    pub requests: IntCounterVec,
+    /// `osir_gateway_request_duration_seconds{route}`.
+    pub request_duration: HistogramVec,
+    /// `osir_gateway_upstream_duration_seconds{upstream}`: time to response head.
+    pub upstream_duration: HistogramVec,
+    /// `osir_gateway_upstream_errors_total{upstream,kind}` (`connect`, `timeout`, `broken`).
+    pub upstream_errors: IntCounterVec,
+    /// `osir_gateway_key_cache_lookups_total{result}`.
+    pub cache_lookups: IntCounterVec,
+    /// `osir_gateway_key_cache_entries{cache}`: positive and negative entries.
+    pub cache_entries: prometheus::IntGaugeVec,
+    /// `osir_gateway_store_up`.
+    pub store_up: IntGauge,
+    /// `osir_gateway_store_errors_total`.
+    pub store_errors: IntCounter,
+    /// `osir_gateway_store_lookups_total`: reads that reached the store.
+    pub store_lookups: IntCounter,
+    /// `osir_gateway_store_duration_seconds`: latency of key lookups in the store.
+    pub store_duration: Histogram,
+    /// `osir_gateway_invalidations_total`: revocation/update messages received.
+    pub invalidations: IntCounter,
+    /// `osir_gateway_config_reloads_total{result}`.
+    pub config_reloads: IntCounterVec,
+    /// `osir_gateway_config_generation`: which config is serving.
+    pub config_generation: IntGauge,
+    /// `osir_gateway_open_connections{listener}`.
+    pub open_connections: prometheus::IntGaugeVec,
+    /// `osir_gateway_auth_duration_seconds`: the key decision alone.
+    pub auth_duration: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(c.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    c
+}
+
+fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let h = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()),
+        labels,
+    )
+    .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(h.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    h
+}
+
+fn histogram(r: &Registry, name: &str, help: &str) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(h.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    h
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::IntGaugeVec {
+    let g = prometheus::IntGaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(g.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    g
+}
+
+impl Metrics {
+    /// Registers every family in a fresh registry, with the fixed label
+    /// values at zero so dashboards see them before the first event. Names
+    /// are constants, so registration cannot fail at run time; a panic here
+    /// is a build bug.
+    pub fn new() -> Metrics {
+        let m = Metrics::register();
+        for result in ["hit", "miss", "negative_hit", "stale"] {
+            m.cache_lookups.with_label_values(&[result]);
+        }
+        for result in ["success", "failure"] {
+            m.config_reloads.with_label_values(&[result]);
+        }
+        for cache in ["positive", "negative"] {
+            m.cache_entries.with_label_values(&[cache]);
+        }
+        m
+    }
+
+    fn register() -> Metrics {
+        let r = Registry::new();
+        let store_up = IntGauge::new(
+            "osir_gateway_store_up",
+            "1 while the key store answers, else 0",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        r.register(Box::new(store_up.clone()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let store_errors = IntCounter::new(
+            "osir_gateway_store_errors_total",
+            "Key store operations that failed",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        r.register(Box::new(store_errors.clone()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let store_lookups = IntCounter::new(
+            "osir_gateway_store_lookups_total",
+            "Key lookups that reached the store",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        r.register(Box::new(store_lookups.clone()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let invalidations = IntCounter::new(
+            "osir_gateway_invalidations_total",
+            "Revocation and update messages received from the store",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        r.register(Box::new(invalidations.clone()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let config_generation = IntGauge::new(
+            "osir_gateway_config_generation",
+            "Generation of the config now serving (1 = first load)",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        r.register(Box::new(config_generation.clone()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        Metrics {
+            requests: counter_vec(
+                &r,
+                "osir_gateway_requests_total",
+                "Requests answered, by route prefix, method, status and reason (ok or the error code)",
+                &["route", "method", "status", "reason"],
+            ),
+            request_duration: histogram_vec(
+                &r,
+                "osir_gateway_request_duration_seconds",
+                "Time from request head to response head, by route prefix",
+                &["route"],
+            ),
+            upstream_duration: histogram_vec(
+                &r,
+                "osir_gateway_upstream_duration_seconds",
+                "Time the upstream took to send its response head",
+                &["upstream"],
+            ),
+            upstream_errors: counter_vec(
+                &r,
+                "osir_gateway_upstream_errors_total",
+                "Failed upstream exchanges by kind (connect, timeout, broken)",
+                &["upstream", "kind"],
+            ),
+            cache_lookups: counter_vec(
+                &r,
+                "osir_gateway_key_cache_lookups_total",
+                "Key cache lookups by result (hit, miss, negative_hit, stale)",
+                &["result"],
+            ),
+            cache_entries: gauge_vec(
+                &r,
+                "osir_gateway_key_cache_entries",
+                "Entries in the key caches (positive, negative)",
+                &["cache"],
+            ),
+            store_up,
+            store_errors,
+            store_lookups,
+            store_duration: histogram(
+                &r,
+                "osir_gateway_store_duration_seconds",
+                "Latency of key lookups in the store",
+            ),
+            invalidations,
+            config_reloads: counter_vec(
+                &r,
+                "osir_gateway_config_reloads_total",
+                "Config reloads by result (success, failure)",
+                &["result"],
+            ),
+            config_generation,
+            open_connections: gauge_vec(
+                &r,
+                "osir_gateway_open_connections",
+                "Client connections open now, by listener (http, tls, admin)",
+                &["listener"],
+            ),
+            auth_duration: histogram(
+                &r,
+                "osir_gateway_auth_duration_seconds",
+                "Time spent deciding on a key (cache or store), excluding upstream time",
+            ),
+            registry: r,
+        }
+    }
+
+    /// The Prometheus text exposition of every family.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        // Encoding into a Vec cannot fail for well-formed families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+/// The method label: the seven methods with scopes, else `OTHER`.
+pub fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+/// The status label without allocating: statuses are 100–999.
+pub fn status_label(s: http::StatusCode) -> &'static str {
+    s.canonical_reason()
+        .map_or("other", |_| status_str(s.as_u16()))
+}
+
+fn status_str(code: u16) -> &'static str {
+    // A table of every standard code's digits.
+    macro_rules! table {
+        ($($n:literal),*) => { match code { $($n => stringify!($n),)* _ => "other" } };
+    }
+    table!(
+        100, 101, 102, 103, 200, 201, 202, 203, 204, 205, 206, 207, 208, 226, 300, 301, 302, 303,
+        304, 305, 307, 308, 400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413,
+        414, 415, 416, 417, 418, 421, 422, 423, 424, 426, 428, 429, 431, 451, 500, 501, 502, 503,
+        504, 505, 506, 507, 508, 510, 511
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_bounded() {
+        assert_eq!(
+            method_label(&Method::from_bytes(b"PROPFIND").unwrap_or(Method::GET)),
+            "OTHER"
+        );
+        assert_eq!(status_label(http::StatusCode::OK), "200");
+        assert_eq!(
+            status_label(http::StatusCode::from_u16(599).unwrap_or(http::StatusCode::OK)),
+            "other"
+        );
+    }
+
+    #[test]
+    fn contract_families_are_exported() {
+        let m = Metrics::new();
+        m.requests
+            .with_label_values(&["none", "GET", "404", "route_not_found"])
+            .inc();
+        m.request_duration
+            .with_label_values(&["none"])
+            .observe(0.001);
+        m.upstream_duration
+            .with_label_values(&["domains"])
+            .observe(0.001);
+        m.cache_lookups.with_label_values(&["hit"]).inc();
+        m.config_reloads.with_label_values(&["success"]).inc();
+        let text = String::from_utf8(m.render()).unwrap_or_default();
+        for family in [
+            "osir_gateway_requests_total",
+            "osir_gateway_request_duration_seconds",
+            "osir_gateway_upstream_duration_seconds",
+            "osir_gateway_key_cache_lookups_total",
+            "osir_gateway_store_up",
+            "osir_gateway_store_errors_total",
+            "osir_gateway_config_reloads_total",
+        ] {
+            assert!(text.contains(&format!("# TYPE {family} ")), "{family}");
+        }
+    }
+}

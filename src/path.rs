@@ -1,0 +1,215 @@
+//! The canonical path check: the first stage every request passes.
+//!
+//! Gateways get bypassed when they authorise one reading of a path and the
+//! upstream acts on another (`/v1/domains/..%2fbilling`). The defence is to
+//! accept only paths that every reasonable decoder reads the same way, and to
+//! forward those bytes unchanged. So a path is refused when it has:
+//! dot segments (`.`, `..`, raw or percent-encoded), empty segments (`//`),
+//! encoded `/` or `\`, a raw `\`, `;` (raw or encoded: path parameters),
+//! `%25` (double encoding), NUL or controls (raw or encoded), bad `%`
+//! escapes, raw non-ASCII, or bytes that are not UTF-8 once decoded.
+//!
+//! What passes is both what routing sees (decoded, see [`CheckedPath`]) and
+//! what the upstream receives (the raw bytes, untouched).
+
+use std::borrow::Cow;
+
+/// Why a path was refused; only for logs and tests, the client always gets
+/// `invalid_path`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// Not origin-form: empty or no leading `/`.
+    #[error("path must start with /")]
+    NotAbsolute,
+    /// `.` or `..`, raw or encoded.
+    #[error("dot segment")]
+    DotSegment,
+    /// `//` somewhere.
+    #[error("empty segment")]
+    EmptySegment,
+    /// `\`, `;`, raw or encoded; or encoded `/` or `%`.
+    #[error("forbidden character")]
+    Forbidden,
+    /// NUL or another control character, raw or encoded.
+    #[error("control character")]
+    Control,
+    /// `%` not followed by two hex digits.
+    #[error("bad percent escape")]
+    BadEscape,
+    /// Raw bytes above 0x7f, or decoded bytes that are not UTF-8.
+    #[error("not UTF-8")]
+    NotUtf8,
+}
+
+/// A path that passed the check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedPath<'a> {
+    /// The bytes the client sent; forwarded as they are.
+    pub raw: &'a str,
+    /// Percent-decoded form, used for routing so that `/v1/%64omains` is
+    /// routed where the upstream will act on it. Borrowed when nothing was
+    /// encoded (the common case: no allocation).
+    pub decoded: Cow<'a, str>,
+}
+
+/// Checks a request path (without the query) and returns it with its
+/// decoded form.
+pub fn check(raw: &str) -> Result<CheckedPath<'_>, PathError> {
+    let bytes = raw.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return Err(PathError::NotAbsolute);
+    }
+    let mut has_escape = false;
+    // Segment-by-segment: the leading '/' gives an empty first segment.
+    let mut segments = raw[1..].split('/').peekable();
+    while let Some(seg) = segments.next() {
+        let last = segments.peek().is_none();
+        if seg.is_empty() {
+            // Only a single trailing slash ("/v1/domains/") or the root path.
+            if last {
+                continue;
+            }
+            return Err(PathError::EmptySegment);
+        }
+        let mut dots_only = true;
+        let mut decoded_len = 0usize;
+        let sb = seg.as_bytes();
+        let mut j = 0;
+        while j < sb.len() {
+            let c = sb[j];
+            let d = if c == b'%' {
+                has_escape = true;
+                let (Some(h), Some(l)) = (
+                    sb.get(j + 1).and_then(|&b| hex(b)),
+                    sb.get(j + 2).and_then(|&b| hex(b)),
+                ) else {
+                    return Err(PathError::BadEscape);
+                };
+                j += 3;
+                let d = (h << 4) | l;
+                if matches!(d, b'/' | b'\\' | b'%' | b';') {
+                    return Err(PathError::Forbidden);
+                }
+                d
+            } else {
+                j += 1;
+                if c >= 0x80 {
+                    return Err(PathError::NotUtf8);
+                }
+                if matches!(c, b'\\' | b';') {
+                    return Err(PathError::Forbidden);
+                }
+                c
+            };
+            if d < 0x20 || d == 0x7f {
+                return Err(PathError::Control);
+            }
+            if d != b'.' {
+                dots_only = false;
+            }
+            decoded_len += 1;
+        }
+        if dots_only && decoded_len <= 2 {
+            return Err(PathError::DotSegment);
+        }
+    }
+    if !has_escape {
+        return Ok(CheckedPath {
+            raw,
+            decoded: Cow::Borrowed(raw),
+        });
+    }
+    let decoded: Vec<u8> = percent_encoding::percent_decode_str(raw).collect();
+    match String::from_utf8(decoded) {
+        Ok(s) => Ok(CheckedPath {
+            raw,
+            decoded: Cow::Owned(s),
+        }),
+        Err(_) => Err(PathError::NotUtf8),
+    }
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordinary_paths_pass_unchanged() {
+        for p in [
+            "/",
+            "/v1/domains",
+            "/v1/domains/",
+            "/v1/domains/example.com",
+            "/v1/a-b_c~d",
+            "/v1/x..y",
+            "/v1/.well",
+            "/v1/...",
+        ] {
+            let c = check(p).unwrap();
+            assert_eq!(c.raw, p);
+            assert_eq!(c.decoded, p);
+            assert!(matches!(c.decoded, Cow::Borrowed(_)));
+        }
+    }
+
+    #[test]
+    fn encoded_paths_decode_for_routing() {
+        let c = check("/v1/%64omains/caf%C3%A9").unwrap();
+        assert_eq!(c.raw, "/v1/%64omains/caf%C3%A9");
+        assert_eq!(c.decoded, "/v1/domains/café");
+        assert_eq!(check("/v1/file%2ejson").unwrap().decoded, "/v1/file.json");
+    }
+
+    #[test]
+    fn attacks_are_refused() {
+        use PathError::*;
+        let cases = [
+            ("/v1/domains/../billing/invoices", DotSegment),
+            ("/v1/domains/./x", DotSegment),
+            ("/v1/domains/..", DotSegment),
+            ("/v1/domains/.", DotSegment),
+            ("/v1/domains/%2e%2e/billing", DotSegment),
+            ("/v1/domains/%2E%2E/billing", DotSegment),
+            ("/v1/domains/.%2e/billing", DotSegment),
+            ("/v1/domains/%2e/billing", DotSegment),
+            ("/v1/domains/..%2fbilling", Forbidden),
+            ("/v1/domains/..%2Fbilling", Forbidden),
+            ("/v1/domains/..;/billing", Forbidden),
+            ("/v1/domains;x=1", Forbidden),
+            ("/v1/domains%3bx", Forbidden),
+            ("/v1//billing", EmptySegment),
+            ("//v1/billing", EmptySegment),
+            ("/v1/domains/%252e%252e/billing", Forbidden),
+            ("/v1/domains/%25", Forbidden),
+            ("/v1/domains\\..\\billing", Forbidden),
+            ("/v1/domains/..%5cbilling", Forbidden),
+            ("/v1/domains/%5C", Forbidden),
+            ("/v1/domains/%00", Control),
+            ("/v1/domains/%0a", Control),
+            ("/v1/domains/%7f", Control),
+            ("/v1/domains/a\u{1}b", Control),
+            ("/v1/domains/%", BadEscape),
+            ("/v1/domains/%2", BadEscape),
+            ("/v1/domains/%zz", BadEscape),
+            ("/v1/domains/%ff", NotUtf8),
+            ("/v1/domains/%c3", NotUtf8),
+            ("/v1/domains/é", NotUtf8),
+            ("", NotAbsolute),
+            ("v1/domains", NotAbsolute),
+            ("*", NotAbsolute),
+        ];
+        for (p, want) in cases {
+            assert_eq!(check(p), Err(want), "{p:?}");
+        }
+    }
+}

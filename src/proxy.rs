@@ -1,0 +1,203 @@
+//! The request pipeline, top to bottom, in one place:
+//!
+//! request shape → client IP → path check → route → credential → key lookup
+//! → IP policy → scope → rewrite → forward → record.
+//!
+//! Each stage is a plain function in its own module; this file only fixes
+//! their order and turns the outcome into a response. Every response, error
+//! or not, gets `X-Request-Id` and is counted by route, method, status and
+//! reason.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Method, Request, Response};
+use http_body_util::{Either, Full, Limited};
+use hyper::body::Incoming;
+
+use crate::auth;
+use crate::client_ip::{self, is_trusted};
+use crate::credential::strip_key_param;
+use crate::error::GatewayError;
+use crate::forward::{self, incoming_chain, prepare_request_headers, prepare_response_headers};
+use crate::gateway::{Gateway, Snapshot};
+use crate::metrics::{method_label, status_label};
+use crate::path;
+use crate::route::Route;
+
+/// Response bodies: the upstream's, streamed, or the gateway's own.
+pub type Body = Either<Incoming, Full<Bytes>>;
+
+/// What the listener knows about the connection a request came on.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnInfo {
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// `http` or `https`, for `X-Forwarded-Proto`.
+    pub proto: &'static str,
+}
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_OSIR_KEY_ID: HeaderName = HeaderName::from_static("x-osir-key-id");
+static X_OSIR_ACCOUNT: HeaderName = HeaderName::from_static("x-osir-account");
+static X_OSIR_ENV: HeaderName = HeaderName::from_static("x-osir-env");
+static X_OSIR_SCOPES: HeaderName = HeaderName::from_static("x-osir-scopes");
+
+/// Answers one client request.
+pub async fn handle(gw: &Gateway, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+    let started = Instant::now();
+    let snap = gw.snapshot.load_full();
+    let request_id = gw.request_ids.for_request(req.headers().get(&X_REQUEST_ID));
+    let method = req.method().clone();
+    let mut route: Option<&Route> = None;
+    let outcome = pipeline(gw, &snap, req, conn, &request_id, &mut route).await;
+    let (mut resp, reason) = match outcome {
+        Ok(resp) => (resp.map(Either::Left), "ok"),
+        Err(e) => {
+            // Request ids are validated ASCII, so this cannot fail.
+            let rid = request_id.to_str().unwrap_or("");
+            (e.to_response(rid).map(Either::Right), e.code())
+        }
+    };
+    resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
+    let route_label = route.map_or("none", |r| &r.prefix);
+    let m = &gw.metrics;
+    m.requests
+        .with_label_values(&[
+            route_label,
+            method_label(&method),
+            status_label(resp.status()),
+            reason,
+        ])
+        .inc();
+    m.request_duration
+        .with_label_values(&[route_label])
+        .observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+async fn pipeline<'s>(
+    gw: &Gateway,
+    snap: &'s Snapshot,
+    req: Request<Incoming>,
+    conn: ConnInfo,
+    request_id: &HeaderValue,
+    route_out: &mut Option<&'s Route>,
+) -> Result<Response<Incoming>, GatewayError> {
+    let (mut parts, body) = req.into_parts();
+    check_shape(&parts)?;
+    let cfg = &snap.config;
+    let client_ip = client_ip::client_ip(conn.peer.ip(), &parts.headers, &cfg.auth.trusted_proxies);
+
+    // The target is kept aside (cheap: `Uri` is shared bytes) so the
+    // headers can be rewritten while the checked path is borrowed.
+    let uri = parts.uri.clone();
+    let (raw_path, query) = forward::split_target(uri.path_and_query());
+    let checked = path::check(raw_path).map_err(|_| GatewayError::InvalidPath)?;
+    let route = snap
+        .routes
+        .find(&checked.decoded)
+        .ok_or(GatewayError::RouteNotFound)?;
+    *route_out = Some(route);
+    let required = route.required_scope(&parts.method)?;
+
+    let identity = if route.public {
+        None
+    } else {
+        let key = auth::parse_credential(
+            &parts.headers,
+            query,
+            cfg.auth.query_key,
+            cfg.auth.verify_checksum,
+        )?;
+        let started = Instant::now();
+        let decided = auth::authorize(&gw.cache, &key, client_ip, required).await;
+        gw.metrics
+            .auth_duration
+            .observe(started.elapsed().as_secs_f64());
+        Some(decided?)
+    };
+
+    if content_length(&parts.headers).is_some_and(|n| n > route.max_body) {
+        return Err(GatewayError::PayloadTooLarge);
+    }
+
+    let query = query.and_then(strip_key_param);
+    let forwarded_path = checked.raw;
+    let peer = crate::record::canonical_ip(conn.peer.ip());
+    let chain = if is_trusted(peer, &cfg.auth.trusted_proxies) {
+        incoming_chain(&parts.headers)
+    } else {
+        None
+    };
+    prepare_request_headers(&mut parts.headers, chain, peer, conn.proto, request_id);
+    let env = identity.as_ref().map(|id| {
+        let h = &mut parts.headers;
+        h.insert(X_OSIR_KEY_ID.clone(), id.key_id.clone());
+        if let Some(a) = &id.account {
+            h.insert(X_OSIR_ACCOUNT.clone(), a.clone());
+        }
+        h.insert(
+            X_OSIR_ENV.clone(),
+            HeaderValue::from_static(id.record.env.as_str()),
+        );
+        h.insert(X_OSIR_SCOPES.clone(), id.scopes.clone());
+        id.record.env
+    });
+    parts.version = http::Version::HTTP_11;
+    let limit = usize::try_from(route.max_body).unwrap_or(usize::MAX);
+    let upstream_req = Request::from_parts(parts, Limited::new(body, limit));
+    let upstream = snap
+        .upstreams
+        .get(route.upstream)
+        .ok_or(GatewayError::UpstreamUnavailable)?;
+    let mut resp = upstream
+        .send(
+            upstream_req,
+            forwarded_path,
+            query.as_deref(),
+            env,
+            &gw.metrics,
+        )
+        .await?;
+    prepare_response_headers(resp.headers_mut());
+    Ok(resp)
+}
+
+/// Request-shape checks that come before anything else (contract §3).
+fn check_shape(req: &http::request::Parts) -> Result<(), GatewayError> {
+    if req.method == Method::CONNECT || req.method == Method::TRACE {
+        return Err(GatewayError::MethodNotAllowed);
+    }
+    if req.uri.path() == "*" || (req.uri.path().is_empty() && req.method == Method::OPTIONS) {
+        return Err(GatewayError::MethodNotAllowed);
+    }
+    if req.headers.contains_key(header::UPGRADE) {
+        return Err(GatewayError::InvalidRequest(
+            "protocol upgrades are not supported".into(),
+        ));
+    }
+    if let (Some(authority), Some(host)) = (req.uri.authority(), req.headers.get(header::HOST)) {
+        if !authority
+            .as_str()
+            .as_bytes()
+            .eq_ignore_ascii_case(host.as_bytes())
+        {
+            return Err(GatewayError::InvalidRequest(
+                "the request target's authority differs from the Host header".into(),
+            ));
+        }
+    }
+    if req.headers.get_all(header::HOST).iter().nth(1).is_some() {
+        return Err(GatewayError::InvalidRequest(
+            "more than one Host header".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn content_length(h: &http::HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}

@@ -1,0 +1,187 @@
+//! `osir-gateway run`: load the config, open the store, bind, serve until
+//! SIGTERM or SIGINT; reload the config on SIGHUP.
+//!
+//! A reload validates the whole file first; an invalid file is refused whole
+//! and the old config keeps serving. Listener addresses and the store need a
+//! restart, and the log says so.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::gateway::Gateway;
+use crate::metrics::Metrics;
+use crate::server::{self, Listeners};
+
+/// Serves the gateway described by the config file at `path`.
+pub fn run(path: &Path) -> ExitCode {
+    let cfg = match Config::load(path) {
+        Ok(c) => c,
+        Err(errs) => {
+            for p in &errs.0 {
+                eprintln!("{p}");
+            }
+            eprintln!("error: invalid config {}; not starting", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    init_logging(&cfg.log.level);
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if let Some(w) = cfg.server.workers {
+        rt.worker_threads(w);
+    }
+    let rt = match rt.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(serve_from_config(path, cfg))
+}
+
+/// Plain-text logs on stderr at `level` (`RUST_LOG` overrides).
+pub fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("osir_gateway={level},warn"))
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, String> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))
+}
+
+async fn serve_from_config(path: &Path, cfg: Config) -> ExitCode {
+    let store = match crate::cli::open_store(&cfg).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let http = match cfg.server.listen {
+        Some(a) => match bind("server.listen", a).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    let admin = match bind("admin.listen", cfg.admin.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if cfg.server.tls.is_some() {
+        tracing::warn!("[server.tls] is configured but TLS serving is not built yet; only the plain listener runs");
+    }
+    tracing::info!(
+        listen = ?cfg.server.listen,
+        admin = %cfg.admin.listen,
+        store = store.backend_name(),
+        routes = cfg.routes.len(),
+        "osir-gateway serving"
+    );
+    let gw = Gateway::new(cfg, store, Arc::new(Metrics::new()));
+    let reloader = tokio::spawn(reload_on_sighup(gw.clone(), path.to_owned()));
+    server::serve(
+        gw,
+        Listeners {
+            http,
+            admin: Some(admin),
+        },
+        shutdown_signal(),
+    )
+    .await;
+    reloader.abort();
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutdown signal received; draining");
+}
+
+/// Loads, validates and applies the file; the old config keeps serving on
+/// any problem. Returns the new generation.
+pub fn reload(gw: &Gateway, path: &Path) -> Result<u64, String> {
+    let outcome = Config::load(path).map_err(|e| e.to_string()).map(|new| {
+        let old = gw.snapshot.load();
+        let old = &old.config;
+        if old.server.listen != new.server.listen
+            || old.admin.listen != new.admin.listen
+            || old.server.tls.as_ref().map(|t| t.listen)
+                != new.server.tls.as_ref().map(|t| t.listen)
+        {
+            tracing::warn!(
+                "listen addresses changed in the config: restart the gateway to apply them"
+            );
+        }
+        if old.store != new.store {
+            tracing::warn!("[store] changed in the config: restart the gateway to apply it");
+        }
+        gw.apply(new)
+    });
+    let result = if outcome.is_ok() {
+        "success"
+    } else {
+        "failure"
+    };
+    gw.metrics.config_reloads.with_label_values(&[result]).inc();
+    match &outcome {
+        Ok(g) => tracing::info!(generation = g, "config reloaded"),
+        Err(e) => {
+            tracing::error!(error = %e, "config reload refused; the previous config keeps serving")
+        }
+    }
+    outcome
+}
+
+async fn reload_on_sighup(gw: Arc<Gateway>, path: std::path::PathBuf) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let _ = reload(&gw, &path);
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Listeners: accept connections and hand requests to the pipeline.
+//!
+//! [`serve`] takes already-bound listeners and a shutdown future, so tests
+//! run a real gateway on `127.0.0.1:0` in-process, and `main` decides about
+//! sockets and signals. HTTP/1.1 and HTTP/2 (prior knowledge) share a port;
+//! a timer is set so the header-read timeout really fires (a slowloris
+//! defence; without a timer hyper ignores it).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::admin;
+use crate::config::ServerConfig;
+use crate::gateway::Gateway;
+use crate::proxy::{self, ConnInfo};
+
+/// The sockets a gateway serves on.
+pub struct Listeners {
+    /// Plain-HTTP API listener (`server.listen`).
+    pub http: Option<TcpListener>,
+    /// Admin listener (`admin.listen`): metrics, health, key API.
+    pub admin: Option<TcpListener>,
+}
+
+/// A connection builder configured from `[server]`.
+pub fn builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(cfg.header_read_timeout)
+        .max_buf_size(cfg.max_header_bytes.max(8192))
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(cfg.http2.max_concurrent_streams)
+        .max_header_list_size(cfg.http2.max_header_list_size)
+        .max_pending_accept_reset_streams(cfg.http2.max_pending_resets)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    b
+}
+
+/// Serves until `shutdown` completes, then stops accepting, lets open
+/// requests finish for up to `server.shutdown_grace`, and returns.
+pub async fn serve(gw: Arc<Gateway>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
+    let cfg = gw.snapshot.load().config.server.clone();
+    let graceful = Arc::new(GracefulShutdown::new());
+    let limit = Arc::new(Semaphore::new(cfg.max_connections));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    if let Some(l) = listeners.http {
+        tasks.push(tokio::spawn(accept_api(
+            gw.clone(),
+            l,
+            builder(&cfg),
+            graceful.clone(),
+            limit.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    if let Some(l) = listeners.admin {
+        tasks.push(tokio::spawn(accept_admin(
+            gw.clone(),
+            l,
+            graceful.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    gw.ready.store(true, std::sync::atomic::Ordering::SeqCst);
+    shutdown.await;
+    gw.ready.store(false, std::sync::atomic::Ordering::SeqCst);
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
+    if tokio::time::timeout(cfg.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(grace = ?cfg.shutdown_grace, "shutdown grace period over; closing remaining connections");
+    }
+    gw.stop();
+}
+
+async fn accept_api(
+    gw: Arc<Gateway>,
+    listener: TcpListener,
+    builder: auto::Builder<TokioExecutor>,
+    graceful: Arc<GracefulShutdown>,
+    limit: Arc<Semaphore>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let open = gw.metrics.open_connections.with_label_values(&["http"]);
+    loop {
+        // Backpressure: at the connection limit, leave new clients in the
+        // kernel's backlog instead of accepting and dropping them.
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = stop.changed() => return,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // EMFILE and friends: wait a little rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let info = ConnInfo {
+            peer,
+            proto: "http",
+        };
+        let gw2 = gw.clone();
+        let service = service_fn(move |req| {
+            let gw = gw2.clone();
+            async move { Ok::<_, Infallible>(proxy::handle(&gw, req, info).await) }
+        });
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        let open = open.clone();
+        open.inc();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            open.dec();
+            drop(permit);
+        });
+    }
+}
+
+async fn accept_admin(
+    gw: Arc<Gateway>,
+    listener: TcpListener,
+    graceful: Arc<GracefulShutdown>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let gw2 = gw.clone();
+        let service = service_fn(move |req| {
+            let gw = gw2.clone();
+            async move { Ok::<_, Infallible>(admin::handle(&gw, req).await) }
+        });
+        let conn = graceful.watch(
+            b.serve_connection(TokioIo::new(stream), service)
+                .into_owned(),
+        );
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+}

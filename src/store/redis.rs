@@ -1,0 +1,1013 @@
+//! Shared Redis store: one source of truth for every gateway in a fleet.
+//!
+//! Layout (also in `docs/store.md`):
+//! - `osir:key:<sha256 hex>`: HASH, the record (fields below).
+//! - `osir:id:<id>`: STRING, the hash hex: the id index.
+//! - `osir:ids`: SET of ids, for `list`.
+//! - `osir:usage:<id>`: HASH, `total`, `last_used_at`, `last_ip`, `d:YYYY-MM-DD`.
+//! - channel `osir:invalidate`: the hash hex of a changed record, or `*`.
+//!
+//! Writes are Lua scripts, so a record, its index and its announcement change
+//! together or not at all, and a check ("is this id free?") cannot race the
+//! write it guards. Every round trip is bounded by the configured timeout and
+//! any failure is [`StoreError::Unavailable`]: the caller decides what an
+//! outage means, the store never guesses. Nothing read from Redis is trusted:
+//! a bad field is [`StoreError::Corrupt`] naming the record and the field.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink, PubSubStream};
+use ::redis::{Client, RedisError, RedisResult, Script, Value};
+use futures_util::StreamExt;
+use parking_lot::RwLock;
+
+use super::{InvalidationSink, StoreError};
+use crate::key::{Env, KeyHash};
+use crate::record::{
+    parse_ip_or_cidr, valid_key_id, KeyRecord, KeyUsage, Scope, Timestamp, UsageDelta,
+};
+
+/// The pub/sub channel every writer announces changes on and every gateway
+/// listens to; a message is a record's hash hex, or `*` for "flush all".
+pub const INVALIDATE_CHANNEL: &str = "osir:invalidate";
+const KEY_PREFIX: &str = "osir:key:";
+const ID_PREFIX: &str = "osir:id:";
+const IDS_KEY: &str = "osir:ids";
+const USAGE_PREFIX: &str = "osir:usage:";
+
+/// How often the watcher proves both connections are alive.
+const LIVENESS_EVERY: Duration = Duration::from_secs(1);
+/// Consecutive command timeouts after which the command connection is
+/// presumed half-open and replaced (timeouts alone never make redis-rs
+/// reconnect).
+const REBUILD_AFTER_TIMEOUTS: u32 = 3;
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Ids per pipelined round trip in `list`, so one round trip stays small
+/// enough to finish within the timeout.
+const LIST_CHUNK: usize = 500;
+
+/// Adds a record, its id index and its id-set entry unless the hash or the id
+/// is taken; announces the hash (a gateway may hold it as "unknown").
+/// KEYS: record, id index, id set. ARGV: hash, id, channel, field/value pairs.
+const INSERT_LUA: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 2 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('SET', KEYS[2], ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[1])
+return 0
+";
+
+/// Rewrites a record if the id index still points at it, then announces it.
+/// KEYS: id index, record. ARGV: hash, channel, n, n field/value pairs, then
+/// the optional fields to delete.
+const REPLACE_LUA: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local n = tonumber(ARGV[3])
+redis.call('HSET', KEYS[2], unpack(ARGV, 4, 3 + 2 * n))
+if #ARGV > 3 + 2 * n then redis.call('HDEL', KEYS[2], unpack(ARGV, 4 + 2 * n)) end
+redis.call('PUBLISH', ARGV[2], ARGV[1])
+return 1
+";
+
+/// Adds a whole batch of usage deltas in one round trip; the last-use stamp
+/// only ever moves forward, whichever gateway flushes last.
+/// KEYS: usage hashes. ARGV per key: last_used_at, last_ip, total, n days,
+/// then n day/count pairs.
+const USAGE_LUA: &str = r"
+local a = 1
+for i = 1, #KEYS do
+  local k = KEYS[i]
+  local ts, ip, total, nd = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
+  a = a + 4
+  for _ = 1, nd do
+    redis.call('HINCRBY', k, 'd:' .. ARGV[a], ARGV[a + 1])
+    a = a + 2
+  end
+  redis.call('HINCRBY', k, 'total', total)
+  local cur = tonumber(redis.call('HGET', k, 'last_used_at'))
+  if cur == nil or cur <= tonumber(ts) then
+    redis.call('HSET', k, 'last_used_at', ts, 'last_ip', ip)
+  end
+end
+return #KEYS
+";
+
+struct Inner {
+    client: Client,
+    /// Swapped as a whole only when the connection is found half-open.
+    conn: RwLock<ConnectionManager>,
+    config: ConnectionManagerConfig,
+    timeout: Duration,
+    /// The URL without userinfo: the only form that appears in messages.
+    shown_url: String,
+    /// The password, scrubbed from any driver message that might echo it.
+    password: Option<String>,
+    insert: Script,
+    replace: Script,
+    usage: Script,
+}
+
+/// A connection to the shared Redis store; cloning shares the connection.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+/// Connects to `url` (`redis://[user:password@]host:port/db`, `rediss://`,
+/// `redis+unix://`) with `timeout` on every round trip.
+///
+/// Fails with [`StoreError::Unavailable`] if the first connection cannot be
+/// made, so a misconfigured gateway says so at start; later outages are
+/// survived (the connection is re-established on demand).
+pub async fn connect(url: &str, timeout: Duration) -> Result<RedisStore, StoreError> {
+    let shown_url = redact_url(url);
+    // Only the error's category: a URL parse error may quote the URL.
+    let client = Client::open(url).map_err(|e| {
+        StoreError::Unavailable(format!("invalid redis URL {shown_url}: {:?}", e.kind()))
+    })?;
+    let password = client.get_connection_info().redis.password.clone();
+    // One connection attempt per reconnect (no retries inside redis-rs, whose
+    // backoff starts at seconds): a command waiting on a reconnect must not
+    // outwait the timeout, and the next command or the watcher's liveness
+    // check retries soon enough.
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(timeout)
+        .set_response_timeout(timeout)
+        .set_number_of_retries(0);
+    let inner_msg = |e: &dyn std::fmt::Display| scrub(&e.to_string(), password.as_deref());
+    let conn = match tokio::time::timeout(
+        timeout,
+        ConnectionManager::new_with_config(client.clone(), config.clone()),
+    )
+    .await
+    {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => {
+            return Err(StoreError::Unavailable(format!(
+                "cannot connect to redis {shown_url}: {}",
+                inner_msg(&e)
+            )))
+        }
+        Err(_) => {
+            return Err(StoreError::Unavailable(format!(
+                "cannot connect to redis {shown_url}: timed out after {timeout:?}"
+            )))
+        }
+    };
+    Ok(RedisStore {
+        inner: Arc::new(Inner {
+            client,
+            conn: RwLock::new(conn),
+            config,
+            timeout,
+            shown_url,
+            password,
+            insert: Script::new(INSERT_LUA),
+            replace: Script::new(REPLACE_LUA),
+            usage: Script::new(USAGE_LUA),
+        }),
+    })
+}
+
+impl RedisStore {
+    fn conn(&self) -> ConnectionManager {
+        self.inner.conn.read().clone()
+    }
+
+    /// Runs one round trip under the timeout. `subject` names the record for
+    /// a `Corrupt` answer (a key of the wrong type).
+    async fn run<T>(
+        &self,
+        op: &str,
+        subject: &str,
+        fut: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.inner.timeout, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) if e.code() == Some("WRONGTYPE") => Err(StoreError::Corrupt {
+                what: subject.to_owned(),
+                reason: format!("{op}: a redis key has the wrong type"),
+            }),
+            Ok(Err(e)) => Err(self.unavailable(op, &e)),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "redis {}: {op} timed out after {:?}",
+                self.inner.shown_url, self.inner.timeout
+            ))),
+        }
+    }
+
+    fn unavailable(&self, op: &str, e: &RedisError) -> StoreError {
+        StoreError::Unavailable(format!(
+            "redis {}: {op}: {}",
+            self.inner.shown_url,
+            scrub(&e.to_string(), self.inner.password.as_deref())
+        ))
+    }
+
+    /// One HGETALL: the request path's only round trip.
+    pub(super) async fn lookup(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
+        let hex = hash.to_hex();
+        let what = &hex[..12];
+        let mut conn = self.conn();
+        let value: Value = self
+            .run(
+                "HGETALL",
+                what,
+                ::redis::cmd("HGETALL")
+                    .arg(format!("{KEY_PREFIX}{hex}"))
+                    .query_async(&mut conn),
+            )
+            .await?;
+        let fields = hash_fields(value).map_err(|reason| corrupt(what, reason))?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        parse_record(&fields)
+            .map(Some)
+            .map_err(|reason| corrupt(what, reason))
+    }
+
+    pub(super) async fn get(&self, id: &str) -> Result<Option<(KeyHash, KeyRecord)>, StoreError> {
+        let mut conn = self.conn();
+        let index: Value = self
+            .run(
+                "GET",
+                id,
+                ::redis::cmd("GET")
+                    .arg(format!("{ID_PREFIX}{id}"))
+                    .query_async(&mut conn),
+            )
+            .await?;
+        let Some(hash) = parse_index(id, index)? else {
+            return Ok(None);
+        };
+        let value: Value = self
+            .run(
+                "HGETALL",
+                id,
+                ::redis::cmd("HGETALL")
+                    .arg(format!("{KEY_PREFIX}{}", hash.to_hex()))
+                    .query_async(&mut conn),
+            )
+            .await?;
+        let fields = hash_fields(value).map_err(|reason| corrupt(id, reason))?;
+        if fields.is_empty() {
+            tracing::warn!(id, "key id index points at a missing record; ignoring it");
+            return Ok(None);
+        }
+        let record = parse_record(&fields).map_err(|reason| corrupt(id, reason))?;
+        check_id(id, &record)?;
+        Ok(Some((hash, record)))
+    }
+
+    pub(super) async fn list(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let mut conn = self.conn();
+        let members: Value = self
+            .run(
+                "SMEMBERS",
+                IDS_KEY,
+                ::redis::cmd("SMEMBERS").arg(IDS_KEY).query_async(&mut conn),
+            )
+            .await?;
+        let mut ids = Vec::new();
+        for m in list_items(members).map_err(|reason| corrupt(IDS_KEY, reason))? {
+            match bytes_of(m).map(String::from_utf8) {
+                Some(Ok(id)) => ids.push(id),
+                _ => tracing::warn!("{IDS_KEY} holds a member that is not a UTF-8 id; ignoring it"),
+            }
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(LIST_CHUNK) {
+            let mut pipe = ::redis::pipe();
+            for id in chunk {
+                pipe.cmd("GET").arg(format!("{ID_PREFIX}{id}"));
+            }
+            let indexes: Vec<Value> = self
+                .run("GET (pipelined)", IDS_KEY, pipe.query_async(&mut conn))
+                .await?;
+            let mut found = Vec::with_capacity(chunk.len());
+            for (id, index) in chunk.iter().zip(indexes) {
+                match parse_index(id, index)? {
+                    Some(hash) => found.push((id, hash)),
+                    None => tracing::warn!(id, "{IDS_KEY} names an id with no index; ignoring it"),
+                }
+            }
+            let mut pipe = ::redis::pipe();
+            for (_, hash) in &found {
+                pipe.cmd("HGETALL")
+                    .arg(format!("{KEY_PREFIX}{}", hash.to_hex()));
+            }
+            let records: Vec<Value> = self
+                .run("HGETALL (pipelined)", IDS_KEY, pipe.query_async(&mut conn))
+                .await?;
+            for ((id, _), value) in found.into_iter().zip(records) {
+                let fields = hash_fields(value).map_err(|reason| corrupt(id, reason))?;
+                if fields.is_empty() {
+                    tracing::warn!(id, "key id index points at a missing record; ignoring it");
+                    continue;
+                }
+                let record = parse_record(&fields).map_err(|reason| corrupt(id, reason))?;
+                check_id(id, &record)?;
+                out.push(record);
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn insert(
+        &self,
+        hash: &KeyHash,
+        record: &KeyRecord,
+    ) -> Result<(), StoreError> {
+        let hex = hash.to_hex();
+        let (set, _) = record_fields(record);
+        let mut inv = self.inner.insert.prepare_invoke();
+        inv.key(format!("{KEY_PREFIX}{hex}"))
+            .key(format!("{ID_PREFIX}{}", record.id))
+            .key(IDS_KEY)
+            .arg(&hex)
+            .arg(&record.id)
+            .arg(INVALIDATE_CHANNEL);
+        for (field, value) in &set {
+            inv.arg(*field).arg(value);
+        }
+        let mut conn = self.conn();
+        let answer: i64 = self
+            .run("insert script", &record.id, inv.invoke_async(&mut conn))
+            .await?;
+        match answer {
+            0 => Ok(()),
+            1 => Err(StoreError::Conflict(format!(
+                "a key with the same hash already exists (inserting id {})",
+                record.id
+            ))),
+            _ => Err(StoreError::Conflict(format!(
+                "key id {} already exists",
+                record.id
+            ))),
+        }
+    }
+
+    pub(super) async fn replace(&self, record: &KeyRecord) -> Result<(), StoreError> {
+        let id = record.id.as_str();
+        let (set, absent) = record_fields(record);
+        // The index moves only if someone deletes and re-creates the id
+        // between our read and the script; try again once, then give up.
+        for _ in 0..2 {
+            let mut conn = self.conn();
+            let index: Value = self
+                .run(
+                    "GET",
+                    id,
+                    ::redis::cmd("GET")
+                        .arg(format!("{ID_PREFIX}{id}"))
+                        .query_async(&mut conn),
+                )
+                .await?;
+            let Some(hash) = parse_index(id, index)? else {
+                return Err(StoreError::Conflict(format!("no key with id {id}")));
+            };
+            let hex = hash.to_hex();
+            let mut inv = self.inner.replace.prepare_invoke();
+            inv.key(format!("{ID_PREFIX}{id}"))
+                .key(format!("{KEY_PREFIX}{hex}"))
+                .arg(&hex)
+                .arg(INVALIDATE_CHANNEL)
+                .arg(set.len());
+            for (field, value) in &set {
+                inv.arg(*field).arg(value);
+            }
+            for field in &absent {
+                inv.arg(*field);
+            }
+            let done: i64 = self
+                .run("replace script", id, inv.invoke_async(&mut conn))
+                .await?;
+            if done == 1 {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "key id {id} changed while it was being updated; try again"
+        )))
+    }
+
+    pub(super) async fn add_usage(&self, batch: &[UsageDelta]) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut inv = self.inner.usage.prepare_invoke();
+        for d in batch {
+            let total: u64 = d.daily.values().fold(0u64, |a, n| a.saturating_add(*n));
+            inv.key(format!("{USAGE_PREFIX}{}", d.id))
+                .arg(d.last_used_at.0)
+                .arg(d.last_ip.to_string())
+                .arg(total.min(i64::MAX as u64))
+                .arg(d.daily.len());
+            for (day, n) in &d.daily {
+                inv.arg(day).arg((*n).min(i64::MAX as u64));
+            }
+        }
+        let mut conn = self.conn();
+        let _: i64 = self
+            .run("usage script", "usage", inv.invoke_async(&mut conn))
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn usage(&self, id: &str) -> Result<KeyUsage, StoreError> {
+        let mut conn = self.conn();
+        let value: Value = self
+            .run(
+                "HGETALL",
+                id,
+                ::redis::cmd("HGETALL")
+                    .arg(format!("{USAGE_PREFIX}{id}"))
+                    .query_async(&mut conn),
+            )
+            .await?;
+        let fields = hash_fields(value).map_err(|reason| corrupt(id, reason))?;
+        parse_usage(&fields).map_err(|reason| StoreError::Corrupt {
+            what: format!("usage of {id}"),
+            reason,
+        })
+    }
+
+    /// Liveness of the command connection, as the watcher reports it.
+    async fn ping(&self) -> Result<(), Liveness> {
+        let mut conn = self.conn();
+        match tokio::time::timeout(
+            self.inner.timeout,
+            ::redis::cmd("PING").query_async::<Value>(&mut conn),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(Liveness::Failed(self.unavailable("PING", &e).to_string())),
+            Err(_) => Err(Liveness::TimedOut),
+        }
+    }
+
+    /// Replaces a command connection that only times out: redis-rs treats a
+    /// timeout as the server's slowness and keeps a half-open socket forever.
+    async fn rebuild_connection(&self) {
+        let fresh = tokio::time::timeout(
+            self.inner.timeout,
+            ConnectionManager::new_with_config(
+                self.inner.client.clone(),
+                self.inner.config.clone(),
+            ),
+        )
+        .await;
+        if let Ok(Ok(conn)) = fresh {
+            tracing::warn!(url = %self.inner.shown_url, "replaced an unresponsive redis connection");
+            *self.inner.conn.write() = conn;
+        }
+    }
+
+    /// Subscribes on a dedicated connection, the first step of every
+    /// (re)connection of the watcher.
+    async fn subscribe(&self) -> Result<(PubSubSink, PubSubStream), String> {
+        let attempt = async {
+            let pubsub = self.inner.client.get_async_pubsub().await?;
+            let (mut sink, stream) = pubsub.split();
+            sink.subscribe(INVALIDATE_CHANNEL).await?;
+            Ok::<_, RedisError>((sink, stream))
+        };
+        match tokio::time::timeout(self.inner.timeout, attempt).await {
+            Ok(Ok(pair)) => Ok(pair),
+            Ok(Err(e)) => Err(scrub(&e.to_string(), self.inner.password.as_deref())),
+            Err(_) => Err(format!("timed out after {:?}", self.inner.timeout)),
+        }
+    }
+
+    pub(super) fn watch(&self, sink: Arc<dyn InvalidationSink>) -> tokio::task::JoinHandle<()> {
+        let store = self.clone();
+        tokio::spawn(async move { store.watch_loop(&*sink).await })
+    }
+
+    /// Subscribes, follows, and re-subscribes forever. Every (re)subscription
+    /// flushes the sink, because messages sent while nobody listened are lost;
+    /// losing the channel does not flush, so cached keys keep serving through
+    /// an outage.
+    async fn watch_loop(&self, sink: &dyn InvalidationSink) {
+        let mut backoff = Backoff::new();
+        let mut up = State::default();
+        loop {
+            match self.subscribe().await {
+                Ok((pubsub_sink, stream)) => {
+                    backoff.reset();
+                    sink.invalidate_all();
+                    up.force(sink, true);
+                    tracing::info!(url = %self.inner.shown_url, "listening for key invalidations");
+                    let why = self.follow(pubsub_sink, stream, sink, &mut up).await;
+                    tracing::warn!(url = %self.inner.shown_url, "lost the invalidation channel ({why}); reconnecting");
+                }
+                Err(e) => {
+                    if up.get() != Some(false) {
+                        tracing::warn!(url = %self.inner.shown_url, "cannot subscribe to {INVALIDATE_CHANNEL}: {e}");
+                    }
+                }
+            }
+            up.set(sink, false);
+            tokio::time::sleep(backoff.next_delay()).await;
+        }
+    }
+
+    /// Forwards messages until the subscription is lost; returns why.
+    async fn follow(
+        &self,
+        mut pubsub_sink: PubSubSink,
+        mut stream: PubSubStream,
+        sink: &dyn InvalidationSink,
+        up: &mut State,
+    ) -> String {
+        let start = tokio::time::Instant::now() + LIVENESS_EVERY;
+        let mut tick = tokio::time::interval_at(start, LIVENESS_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut timeouts = 0u32;
+        loop {
+            tokio::select! {
+                msg = stream.next() => match msg {
+                    Some(msg) => forward(msg.get_payload_bytes(), sink),
+                    None => return "connection closed".into(),
+                },
+                _ = tick.tick() => {
+                    // SUBSCRIBE to a channel already subscribed is a no-op
+                    // answered by the server: a ping on the pub/sub socket
+                    // itself, which redis-rs 0.27 does not offer otherwise.
+                    match tokio::time::timeout(self.inner.timeout, pubsub_sink.subscribe(INVALIDATE_CHANNEL)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return scrub(&e.to_string(), self.inner.password.as_deref()),
+                        Err(_) => return "subscription did not answer".into(),
+                    }
+                    match self.ping().await {
+                        Ok(()) => {
+                            timeouts = 0;
+                            up.set(sink, true);
+                        }
+                        Err(failure) => {
+                            if up.get() != Some(false) {
+                                tracing::warn!("{failure}");
+                            }
+                            up.set(sink, false);
+                            if matches!(failure, Liveness::TimedOut) {
+                                timeouts += 1;
+                                if timeouts >= REBUILD_AFTER_TIMEOUTS {
+                                    timeouts = 0;
+                                    self.rebuild_connection().await;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Why the command connection looks dead.
+enum Liveness {
+    TimedOut,
+    Failed(String),
+}
+
+impl std::fmt::Display for Liveness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Liveness::TimedOut => f.write_str("redis PING timed out"),
+            Liveness::Failed(msg) => f.write_str(msg),
+        }
+    }
+}
+
+/// The last `store_up` told to the sink, so it hears transitions, not noise.
+#[derive(Default)]
+struct State(Option<bool>);
+
+impl State {
+    fn get(&self) -> Option<bool> {
+        self.0
+    }
+
+    fn set(&mut self, sink: &dyn InvalidationSink, up: bool) {
+        if self.0 != Some(up) {
+            self.force(sink, up);
+        }
+    }
+
+    fn force(&mut self, sink: &dyn InvalidationSink, up: bool) {
+        self.0 = Some(up);
+        sink.store_up(up);
+    }
+}
+
+/// Applies one channel message. Anything unrecognised flushes everything:
+/// a message we cannot read may have been about any key.
+fn forward(payload: &[u8], sink: &dyn InvalidationSink) {
+    if payload == b"*" {
+        sink.invalidate_all();
+        return;
+    }
+    let hash = std::str::from_utf8(payload)
+        .ok()
+        .and_then(|s| KeyHash::from_hex(&s.to_ascii_lowercase()));
+    match hash {
+        Some(hash) => sink.invalidate(&hash),
+        None => {
+            // The payload is not logged: it could be anything, even a key.
+            tracing::warn!(
+                len = payload.len(),
+                "unreadable message on {INVALIDATE_CHANNEL}; flushing every cached key"
+            );
+            sink.invalidate_all();
+        }
+    }
+}
+
+/// Exponential backoff with jitter, 50 ms doubling to 2 s, so a fleet of
+/// gateways does not reconnect in lockstep after an outage.
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff { next: BACKOFF_MIN }
+    }
+
+    fn reset(&mut self) {
+        self.next = BACKOFF_MIN;
+    }
+
+    fn next_delay(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (self.next * 2).min(BACKOFF_MAX);
+        // Between half and all of the base delay.
+        let half = base / 2;
+        half + half.mul_f64(random_unit())
+    }
+}
+
+fn random_unit() -> f64 {
+    let mut b = [0u8; 4];
+    if getrandom::getrandom(&mut b).is_err() {
+        return 0.5;
+    }
+    f64::from(u32::from_le_bytes(b)) / f64::from(u32::MAX)
+}
+
+fn corrupt(what: &str, reason: String) -> StoreError {
+    StoreError::Corrupt {
+        what: what.to_owned(),
+        reason,
+    }
+}
+
+/// `redis://user:pass@host/0` → `redis://host/0`: messages name the server,
+/// never its credentials.
+fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        // Not a URL we can take apart; say nothing that might be a secret.
+        return "<redis URL>".to_owned();
+    };
+    let rest_start = scheme_end + 3;
+    let rest = &url[rest_start..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}{}", &url[..rest_start], &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
+/// Removes the password from a driver message, in case it ever echoes it.
+fn scrub(msg: &str, password: Option<&str>) -> String {
+    match password {
+        Some(p) if !p.is_empty() => msg.replace(p, "***"),
+        _ => msg.to_owned(),
+    }
+}
+
+fn bytes_of(v: Value) -> Option<Vec<u8>> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.into_bytes()),
+        Value::Int(i) => Some(i.to_string().into_bytes()),
+        _ => None,
+    }
+}
+
+fn list_items(v: Value) -> Result<Vec<Value>, String> {
+    match v {
+        Value::Array(items) | Value::Set(items) => Ok(items),
+        Value::Nil => Ok(Vec::new()),
+        _ => Err("unexpected reply type".into()),
+    }
+}
+
+/// HGETALL's reply (flat array in RESP2, map in RESP3) as field → value.
+fn hash_fields(v: Value) -> Result<HashMap<Vec<u8>, Vec<u8>>, String> {
+    let pairs: Vec<(Value, Value)> = match v {
+        Value::Map(pairs) => pairs,
+        Value::Nil => Vec::new(),
+        Value::Array(items) => {
+            if items.len() % 2 != 0 {
+                return Err("odd HGETALL reply".into());
+            }
+            let mut it = items.into_iter();
+            let mut pairs = Vec::new();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                pairs.push((k, v));
+            }
+            pairs
+        }
+        _ => return Err("unexpected HGETALL reply type".into()),
+    };
+    pairs
+        .into_iter()
+        .map(|(k, v)| match (bytes_of(k), bytes_of(v)) {
+            (Some(k), Some(v)) => Ok((k, v)),
+            _ => Err("unexpected field type in HGETALL reply".into()),
+        })
+        .collect()
+}
+
+/// The id index's value: `None` when the id is unknown.
+fn parse_index(id: &str, v: Value) -> Result<Option<KeyHash>, StoreError> {
+    let Some(bytes) = bytes_of(v) else {
+        return Ok(None);
+    };
+    std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(KeyHash::from_hex)
+        .map(Some)
+        .ok_or_else(|| corrupt(id, format!("{ID_PREFIX}{id}: not a lowercase sha256 hex")))
+}
+
+fn check_id(id: &str, record: &KeyRecord) -> Result<(), StoreError> {
+    if record.id == id {
+        Ok(())
+    } else {
+        Err(corrupt(id, format!("id: the record says {:?}", record.id)))
+    }
+}
+
+/// A record as HSET field/value pairs, and the optional fields it lacks (to
+/// HDEL on replace). Lists are space-separated; times are Unix milliseconds.
+fn record_fields(r: &KeyRecord) -> (Vec<(&'static str, String)>, Vec<&'static str>) {
+    let join = |items: Vec<String>| items.join(" ");
+    let mut set = vec![
+        ("id", r.id.clone()),
+        ("name", r.name.clone()),
+        ("env", r.env.as_str().to_owned()),
+        (
+            "scopes",
+            join(r.scopes.iter().map(Scope::to_string).collect()),
+        ),
+        (
+            "allowed_ips",
+            join(r.allowed_ips.iter().map(|n| n.to_string()).collect()),
+        ),
+        ("created_at", r.created_at.0.to_string()),
+        ("hint", r.hint.clone()),
+    ];
+    let mut absent = Vec::new();
+    let optional = [
+        ("account", r.account.clone()),
+        ("expires_at", r.expires_at.map(|t| t.0.to_string())),
+        ("revoked_at", r.revoked_at.map(|t| t.0.to_string())),
+    ];
+    for (field, value) in optional {
+        match value {
+            Some(v) => set.push((field, v)),
+            None => absent.push(field),
+        }
+    }
+    (set, absent)
+}
+
+struct Fields<'a>(&'a HashMap<Vec<u8>, Vec<u8>>);
+
+impl Fields<'_> {
+    fn opt(&self, name: &str) -> Result<Option<&str>, String> {
+        self.0
+            .get(name.as_bytes())
+            .map(|v| std::str::from_utf8(v).map_err(|_| format!("{name}: not UTF-8")))
+            .transpose()
+    }
+
+    fn req(&self, name: &str) -> Result<&str, String> {
+        self.opt(name)?.ok_or_else(|| format!("{name}: missing"))
+    }
+
+    fn time(&self, name: &str) -> Result<Option<Timestamp>, String> {
+        self.opt(name)?
+            .map(|s| {
+                s.parse::<i64>()
+                    .map(Timestamp)
+                    .map_err(|_| format!("{name}: not a whole number of milliseconds"))
+            })
+            .transpose()
+    }
+}
+
+fn parse_record(raw: &HashMap<Vec<u8>, Vec<u8>>) -> Result<KeyRecord, String> {
+    let f = Fields(raw);
+    let id = f.req("id")?;
+    if !valid_key_id(id) {
+        return Err("id: not a valid key id".into());
+    }
+    let env = f.req("env")?;
+    let env = Env::parse(env).ok_or_else(|| format!("env: {env:?} is neither live nor test"))?;
+    let scopes = f
+        .req("scopes")?
+        .split_ascii_whitespace()
+        .map(|s| Scope::parse(s).map_err(|e| format!("scopes: {e}")))
+        .collect::<Result<_, _>>()?;
+    let allowed_ips = f
+        .req("allowed_ips")?
+        .split_ascii_whitespace()
+        .map(|s| parse_ip_or_cidr(s).map_err(|e| format!("allowed_ips: {e}")))
+        .collect::<Result<_, _>>()?;
+    Ok(KeyRecord {
+        id: id.to_owned(),
+        name: f.req("name")?.to_owned(),
+        account: f.opt("account")?.map(str::to_owned),
+        env,
+        scopes,
+        allowed_ips,
+        created_at: f.time("created_at")?.ok_or("created_at: missing")?,
+        expires_at: f.time("expires_at")?,
+        revoked_at: f.time("revoked_at")?,
+        hint: f.req("hint")?.to_owned(),
+    })
+}
+
+fn parse_usage(raw: &HashMap<Vec<u8>, Vec<u8>>) -> Result<KeyUsage, String> {
+    let f = Fields(raw);
+    let count = |name: &str, s: &str| {
+        s.parse::<u64>()
+            .map_err(|_| format!("{name}: not a non-negative integer"))
+    };
+    let mut usage = KeyUsage {
+        last_used_at: f.time("last_used_at")?,
+        last_ip: f
+            .opt("last_ip")?
+            .map(|s| {
+                s.parse::<IpAddr>()
+                    .map_err(|_| "last_ip: not an IP address".to_owned())
+            })
+            .transpose()?,
+        total: f
+            .opt("total")?
+            .map(|s| count("total", s))
+            .transpose()?
+            .unwrap_or(0),
+        daily: Default::default(),
+    };
+    for (k, v) in raw {
+        let Some(day) = k.strip_prefix(b"d:") else {
+            continue;
+        };
+        let day = std::str::from_utf8(day).map_err(|_| "d:<day>: not UTF-8".to_owned())?;
+        let name = format!("d:{day}");
+        let v = std::str::from_utf8(v).map_err(|_| format!("{name}: not UTF-8"))?;
+        usage.daily.insert(day.to_owned(), count(&name, v)?);
+    }
+    Ok(usage)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_userinfo() {
+        assert_eq!(redact_url("redis://u:secret@h:6379/0"), "redis://h:6379/0");
+        assert_eq!(redact_url("redis://:secret@h"), "redis://h");
+        assert_eq!(redact_url("rediss://h:1/2?x=@y"), "rediss://h:1/2?x=@y");
+        assert_eq!(redact_url("redis://a@b@h/0"), "redis://h/0");
+        assert_eq!(redact_url("garbage:secret"), "<redis URL>");
+        assert_eq!(
+            scrub("auth failed for hunter2", Some("hunter2")),
+            "auth failed for ***"
+        );
+    }
+
+    fn sample() -> KeyRecord {
+        KeyRecord {
+            id: "key_abc".into(),
+            name: "CI deploys".into(),
+            account: Some("acct_1".into()),
+            env: Env::Live,
+            scopes: vec![
+                Scope::parse("domains:read").unwrap(),
+                Scope::parse("*").unwrap(),
+            ],
+            allowed_ips: vec![
+                parse_ip_or_cidr("10.0.0.0/8").unwrap(),
+                parse_ip_or_cidr("::1").unwrap(),
+            ],
+            created_at: Timestamp(1_700_000_000_000),
+            expires_at: Some(Timestamp(1_800_000_000_000)),
+            revoked_at: None,
+            hint: "osir_live_…o5p6".into(),
+        }
+    }
+
+    fn as_raw(set: &[(&str, String)]) -> HashMap<Vec<u8>, Vec<u8>> {
+        set.iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn records_roundtrip_through_fields() {
+        let r = sample();
+        let (set, absent) = record_fields(&r);
+        assert_eq!(absent, vec!["revoked_at"]);
+        assert_eq!(parse_record(&as_raw(&set)).unwrap(), r);
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let (set, _) = record_fields(&sample());
+        let cases: [(&str, &[u8], &str); 7] = [
+            ("env", b"prod", "env:"),
+            ("scopes", b"domains:list", "scopes:"),
+            ("allowed_ips", b"10.0.0.0/33", "allowed_ips:"),
+            ("created_at", b"yesterday", "created_at:"),
+            ("expires_at", b"1.5", "expires_at:"),
+            ("name", b"\xff\xfe", "name: not UTF-8"),
+            ("id", b"key 1", "id:"),
+        ];
+        for (field, value, expect) in cases {
+            let mut raw = as_raw(&set);
+            raw.insert(field.as_bytes().to_vec(), value.to_vec());
+            let err = parse_record(&raw).unwrap_err();
+            assert!(err.starts_with(expect), "{field}: {err}");
+        }
+        for field in [
+            "id",
+            "name",
+            "env",
+            "scopes",
+            "allowed_ips",
+            "created_at",
+            "hint",
+        ] {
+            let mut raw = as_raw(&set);
+            raw.remove(field.as_bytes());
+            assert_eq!(parse_record(&raw).unwrap_err(), format!("{field}: missing"));
+        }
+    }
+
+    #[test]
+    fn messages_are_forwarded_or_flush() {
+        use std::sync::Mutex;
+        #[derive(Default)]
+        struct Rec(Mutex<Vec<String>>);
+        impl InvalidationSink for Rec {
+            fn invalidate(&self, hash: &KeyHash) {
+                self.0.lock().unwrap().push(hash.to_hex());
+            }
+            fn invalidate_all(&self) {
+                self.0.lock().unwrap().push("*".into());
+            }
+            fn store_up(&self, _: bool) {}
+        }
+        let rec = Rec::default();
+        let hex = "ab".repeat(32);
+        forward(hex.as_bytes(), &rec);
+        forward(hex.to_ascii_uppercase().as_bytes(), &rec);
+        forward(b"*", &rec);
+        forward(b"nonsense", &rec);
+        forward(b"\xff", &rec);
+        assert_eq!(
+            *rec.0.lock().unwrap(),
+            vec![hex.clone(), hex, "*".into(), "*".into(), "*".into()]
+        );
+    }
+
+    #[test]
+    fn backoff_grows_to_its_cap_with_jitter() {
+        let mut b = Backoff::new();
+        let first = b.next_delay();
+        assert!(first >= BACKOFF_MIN / 2 && first <= BACKOFF_MIN);
+        for _ in 0..10 {
+            b.next_delay();
+        }
+        let late = b.next_delay();
+        assert!(late >= BACKOFF_MAX / 2 && late <= BACKOFF_MAX);
+        b.reset();
+        assert!(b.next_delay() <= BACKOFF_MIN);
+    }
+}
