@@ -20,7 +20,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use parking_lot::{Mutex, RwLock};
@@ -30,7 +30,7 @@ use tokio::sync::watch as generation;
 use super::memory::apply_usage;
 use super::{InvalidationSink, StoreError};
 use crate::key::KeyHash;
-use crate::record::{valid_key_id, KeyRecord, KeyUsage, UsageDelta};
+use crate::record::{parse_ip_or_cidr, valid_key_id, KeyRecord, KeyUsage, UsageDelta};
 
 /// The only format version this code reads and writes.
 const VERSION: u32 = 1;
@@ -182,9 +182,9 @@ impl FileStore {
         *self.inner.maps.write() = maps;
         // Closing the descriptor releases the lock; say so explicitly.
         drop(lock);
-        if outcome.is_ok() {
-            self.inner.written.send_modify(|g| *g += 1);
-        }
+        // Memory changed (our write, or another process's seen on a
+        // conflict): the watcher tells the cache.
+        self.inner.written.send_modify(|g| *g += 1);
         outcome
     }
 
@@ -197,93 +197,105 @@ impl FileStore {
         Ok(records)
     }
 
+    /// The watcher holds only a weak handle: it ends when the handle is
+    /// aborted or when the last clone of the store is dropped.
     pub(super) fn watch(&self, sink: Arc<dyn InvalidationSink>) -> tokio::task::JoinHandle<()> {
-        let store = self.clone();
+        let store = Arc::downgrade(&self.inner);
+        let path = self.inner.path.clone();
+        let seen = self.inner.maps.read().by_hash.clone();
         let written = self.inner.written.subscribe();
         sink.store_up(true);
-        tokio::spawn(async move { store.watch_loop(&*sink, written).await })
+        tokio::spawn(async move { watch_loop(store, path, seen, &*sink, written).await })
     }
+}
 
-    async fn watch_loop(
-        &self,
-        sink: &dyn InvalidationSink,
-        mut written: generation::Receiver<u64>,
-    ) {
-        let (tx, mut events) = tokio::sync::mpsc::unbounded_channel::<()>();
-        // Owned by this task: aborting the task drops it and stops its thread.
-        let _watcher = self.dir_watcher(tx);
-        let mut seen = self.inner.maps.read().by_hash.clone();
-        let mut stamp = None;
-        let mut poll = tokio::time::interval(POLL_EVERY);
-        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut first = true;
-        loop {
-            tokio::select! {
-                Some(()) = events.recv() => {
-                    tokio::time::sleep(DEBOUNCE).await;
-                    while events.try_recv().is_ok() {}
-                }
-                Ok(()) = written.changed() => {}
-                _ = poll.tick() => {
-                    // The first tick is immediate: it catches changes made
-                    // between `open` and `watch`.
-                    if !first && file_stamp(&self.inner.path) == stamp {
-                        continue;
-                    }
-                    first = false;
+async fn watch_loop(
+    weak: Weak<Inner>,
+    path: PathBuf,
+    mut seen: HashMap<KeyHash, KeyRecord>,
+    sink: &dyn InvalidationSink,
+    mut written: generation::Receiver<u64>,
+) {
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel::<()>();
+    // Owned by this task: ending or aborting the task drops it, which stops
+    // its thread.
+    let _watcher = dir_watcher(&path, tx);
+    let mut stamp = None;
+    let mut poll = tokio::time::interval(POLL_EVERY);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut first = true;
+    loop {
+        tokio::select! {
+            Some(()) = events.recv() => {
+                tokio::time::sleep(DEBOUNCE).await;
+                while events.try_recv().is_ok() {}
+            }
+            changed = written.changed() => {
+                if changed.is_err() {
+                    return; // The store is gone.
                 }
             }
-            // Stat before reading: a change landing during the read then
-            // shows up as a new stamp at the next poll instead of being lost.
-            stamp = file_stamp(&self.inner.path);
-            let store = self.clone();
-            match tokio::task::spawn_blocking(move || store.reload()).await {
-                Ok(Ok(now)) => {
-                    report_changes(&seen, &now, sink);
-                    seen = now;
+            _ = poll.tick() => {
+                // The first tick is immediate: it catches changes made
+                // between `open` and `watch`.
+                if !first && file_stamp(&path) == stamp {
+                    continue;
                 }
-                Ok(Err(e)) => {
-                    tracing::error!("key file not reloaded, previous keys stay in force: {e}")
-                }
-                Err(e) => tracing::error!("key file reload failed: {e}"),
+                first = false;
             }
         }
+        let Some(inner) = weak.upgrade() else {
+            return;
+        };
+        let store = FileStore { inner };
+        // Stat before reading: a change landing during the read then shows
+        // up as a new stamp at the next poll instead of being lost.
+        stamp = file_stamp(&path);
+        match tokio::task::spawn_blocking(move || store.reload()).await {
+            Ok(Ok(now)) => {
+                report_changes(&seen, &now, sink);
+                seen = now;
+            }
+            Ok(Err(e)) => {
+                tracing::error!("key file not reloaded, previous keys stay in force: {e}")
+            }
+            Err(e) => tracing::error!("key file reload failed: {e}"),
+        }
     }
+}
 
-    /// Watches the directory, not the file: an atomic write replaces the
-    /// file's inode, which a watch on the file itself would lose.
-    fn dir_watcher(
-        &self,
-        tx: tokio::sync::mpsc::UnboundedSender<()>,
-    ) -> Option<notify::RecommendedWatcher> {
-        use notify::Watcher;
-        let path = &self.inner.path;
-        let name = path.file_name()?.to_owned();
-        let dir = parent_dir(path);
-        let handler = move |res: notify::Result<notify::Event>| {
-            if let Ok(event) = res {
-                if event
-                    .paths
-                    .iter()
-                    .any(|p| p.file_name() == Some(name.as_os_str()))
-                {
-                    let _ = tx.send(());
-                }
+/// Watches the directory, not the file: an atomic write replaces the file's
+/// inode, which a watch on the file itself would lose.
+fn dir_watcher(
+    path: &Path,
+    tx: tokio::sync::mpsc::UnboundedSender<()>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let name = path.file_name()?.to_owned();
+    let dir = parent_dir(path);
+    let handler = move |res: notify::Result<notify::Event>| {
+        if let Ok(event) = res {
+            if event
+                .paths
+                .iter()
+                .any(|p| p.file_name() == Some(name.as_os_str()))
+            {
+                let _ = tx.send(());
             }
-        };
-        let mut watcher = match notify::recommended_watcher(handler) {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!("cannot watch {}: {e}; polling only", dir.display());
-                return None;
-            }
-        };
-        if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
+        }
+    };
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(w) => w,
+        Err(e) => {
             tracing::warn!("cannot watch {}: {e}; polling only", dir.display());
             return None;
         }
-        Some(watcher)
+    };
+    if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
+        tracing::warn!("cannot watch {}: {e}; polling only", dir.display());
+        return None;
     }
+    Some(watcher)
 }
 
 /// Tells the sink about every record that appeared, changed or vanished.
@@ -365,6 +377,7 @@ struct VersionOnly {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DocIn {
+    /// Checked by [`VersionOnly`] first; listed so it is a known field.
     #[allow(dead_code)]
     version: u32,
     #[serde(default)]
@@ -391,8 +404,21 @@ impl<'de> Deserialize<'de> for FileKey {
             Some(_) => return Err(D::Error::custom("hash: expected a string")),
             None => return Err(D::Error::missing_field("hash")),
         };
+        let prefix = &hash.to_hex()[..12];
+        // Same rules as every other way in: a bare address is a /32 or /128,
+        // mapped IPv6 becomes IPv4, host bits are cleared.
+        if let Some(serde_json::Value::Array(items)) = map.get_mut("allowed_ips") {
+            for item in items {
+                if let serde_json::Value::String(text) = item {
+                    let net = parse_ip_or_cidr(text).map_err(|e| {
+                        D::Error::custom(format_args!("key {prefix}: allowed_ips: {e}"))
+                    })?;
+                    *text = net.to_string();
+                }
+            }
+        }
         let record = KeyRecord::deserialize(serde_json::Value::Object(map))
-            .map_err(|e| D::Error::custom(format_args!("key {}: {e}", &hash.to_hex()[..12])))?;
+            .map_err(|e| D::Error::custom(format_args!("key {prefix}: {e}")))?;
         Ok(FileKey { hash, record })
     }
 }
@@ -527,5 +553,28 @@ mod tests {
         );
         let e = parse(doc.as_bytes()).unwrap_err();
         assert!(e.contains("revokd_at") && e.contains("line 2"), "{e}");
+        let bad_ip = doc.replace(
+            r#""revokd_at""#,
+            r#""allowed_ips":["10.0.0.0/33"],"revoked_at""#,
+        );
+        let e = parse(bad_ip.as_bytes()).unwrap_err();
+        assert!(
+            e.contains("allowed_ips") && e.contains("10.0.0.0/33"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn allowed_ips_are_canonical() {
+        let hash = "cd".repeat(32);
+        let doc = format!(
+            r#"{{"version":1,"keys":[{{"hash":"{hash}","id":"key_a","name":"n","env":"live","scopes":["*"],
+            "allowed_ips":["192.0.2.7","10.1.2.3/8","::ffff:198.51.100.1"],
+            "created_at":"2026-01-01T00:00:00Z","hint":"h"}}]}}"#
+        );
+        let maps = parse(doc.as_bytes()).unwrap();
+        let r = &maps.by_hash[&KeyHash::from_hex(&hash).unwrap()];
+        let ips: Vec<String> = r.allowed_ips.iter().map(|n| n.to_string()).collect();
+        assert_eq!(ips, ["192.0.2.7/32", "10.0.0.0/8", "198.51.100.1/32"]);
     }
 }

@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink, PubSubStream};
@@ -120,17 +120,26 @@ pub struct RedisStore {
     inner: Arc<Inner>,
 }
 
-/// Connects to `url` (`redis://[user:password@]host:port/db`, `rediss://`,
-/// `redis+unix://`) with `timeout` on every round trip.
+/// Connects to `url` (`redis://[user:password@]host:port/db`,
+/// `redis+unix:///socket`) with `timeout` on every round trip.
 ///
-/// Fails with [`StoreError::Unavailable`] if the first connection cannot be
-/// made, so a misconfigured gateway says so at start; later outages are
-/// survived (the connection is re-established on demand).
+/// Fails with [`StoreError::Unavailable`] if the URL is not supported (this
+/// build has no TLS, Sentinel or Cluster client) or the first connection
+/// cannot be made, so a misconfigured gateway says so at start; later
+/// outages are survived (the connection is re-established on demand).
 pub async fn connect(url: &str, timeout: Duration) -> Result<RedisStore, StoreError> {
     let shown_url = redact_url(url);
-    // Only the error's category: a URL parse error may quote the URL.
     let client = Client::open(url).map_err(|e| {
-        StoreError::Unavailable(format!("invalid redis URL {shown_url}: {:?}", e.kind()))
+        // The driver's message may quote the URL: scrub its userinfo.
+        let mut msg = e.to_string();
+        if let Some(info) = userinfo(url) {
+            msg = info
+                .split(':')
+                .fold(msg.replace(info, "***"), |m, part| scrub(&m, Some(part)));
+        }
+        StoreError::Unavailable(format!(
+            "unsupported or invalid redis URL {shown_url}: {msg}"
+        ))
     })?;
     let password = client.get_connection_info().redis.password.clone();
     // One connection attempt per reconnect (no retries inside redis-rs, whose
@@ -472,6 +481,22 @@ impl RedisStore {
         }
     }
 
+    /// SUBSCRIBE to a channel already subscribed is a no-op the server
+    /// answers: a ping on the pub/sub socket itself, which redis-rs 0.27
+    /// does not offer otherwise.
+    async fn check_subscription(&self, pubsub_sink: &mut PubSubSink) -> Result<(), String> {
+        match tokio::time::timeout(
+            self.inner.timeout,
+            pubsub_sink.subscribe(INVALIDATE_CHANNEL),
+        )
+        .await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(scrub(&e.to_string(), self.inner.password.as_deref())),
+            Err(_) => Err("the subscription did not answer".into()),
+        }
+    }
+
     /// Subscribes on a dedicated connection, the first step of every
     /// (re)connection of the watcher.
     async fn subscribe(&self) -> Result<(PubSubSink, PubSubStream), String> {
@@ -488,82 +513,97 @@ impl RedisStore {
         }
     }
 
+    /// The watcher holds only a weak handle: it ends when the handle is
+    /// aborted or when the last clone of the store is dropped.
     pub(super) fn watch(&self, sink: Arc<dyn InvalidationSink>) -> tokio::task::JoinHandle<()> {
-        let store = self.clone();
-        tokio::spawn(async move { store.watch_loop(&*sink).await })
+        let store = Arc::downgrade(&self.inner);
+        tokio::spawn(async move { watch_loop(store, &*sink).await })
     }
+}
 
-    /// Subscribes, follows, and re-subscribes forever. Every (re)subscription
-    /// flushes the sink, because messages sent while nobody listened are lost;
-    /// losing the channel does not flush, so cached keys keep serving through
-    /// an outage.
-    async fn watch_loop(&self, sink: &dyn InvalidationSink) {
-        let mut backoff = Backoff::new();
-        let mut up = State::default();
-        loop {
-            match self.subscribe().await {
-                Ok((pubsub_sink, stream)) => {
-                    backoff.reset();
-                    sink.invalidate_all();
-                    up.force(sink, true);
-                    tracing::info!(url = %self.inner.shown_url, "listening for key invalidations");
-                    let why = self.follow(pubsub_sink, stream, sink, &mut up).await;
-                    tracing::warn!(url = %self.inner.shown_url, "lost the invalidation channel ({why}); reconnecting");
-                }
-                Err(e) => {
-                    if up.get() != Some(false) {
-                        tracing::warn!(url = %self.inner.shown_url, "cannot subscribe to {INVALIDATE_CHANNEL}: {e}");
-                    }
+fn upgrade(store: &Weak<Inner>) -> Option<RedisStore> {
+    store.upgrade().map(|inner| RedisStore { inner })
+}
+
+/// Subscribes, follows, and re-subscribes until the store is dropped. Every
+/// (re)subscription flushes the sink, because messages sent while nobody
+/// listened are lost; losing the channel does not flush, so cached keys keep
+/// serving through an outage.
+async fn watch_loop(weak: Weak<Inner>, sink: &dyn InvalidationSink) {
+    let mut backoff = Backoff::new();
+    let mut up = State::default();
+    loop {
+        let Some(store) = upgrade(&weak) else {
+            return;
+        };
+        let url = store.inner.shown_url.clone();
+        let subscribed = store.subscribe().await;
+        // Not held while following or sleeping: dropping the store ends us.
+        drop(store);
+        match subscribed {
+            Ok((pubsub_sink, stream)) => {
+                backoff.reset();
+                sink.invalidate_all();
+                up.force(sink, true);
+                tracing::info!(%url, "listening for key invalidations");
+                match follow(&weak, pubsub_sink, stream, sink, &mut up).await {
+                    Some(why) => tracing::warn!(
+                        %url,
+                        "lost the invalidation channel ({why}); reconnecting"
+                    ),
+                    None => return,
                 }
             }
-            up.set(sink, false);
-            tokio::time::sleep(backoff.next_delay()).await;
+            Err(e) => {
+                if up.get() != Some(false) {
+                    tracing::warn!(%url, "cannot subscribe to {INVALIDATE_CHANNEL}: {e}");
+                }
+            }
         }
+        up.set(sink, false);
+        tokio::time::sleep(backoff.next_delay()).await;
     }
+}
 
-    /// Forwards messages until the subscription is lost; returns why.
-    async fn follow(
-        &self,
-        mut pubsub_sink: PubSubSink,
-        mut stream: PubSubStream,
-        sink: &dyn InvalidationSink,
-        up: &mut State,
-    ) -> String {
-        let start = tokio::time::Instant::now() + LIVENESS_EVERY;
-        let mut tick = tokio::time::interval_at(start, LIVENESS_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut timeouts = 0u32;
-        loop {
-            tokio::select! {
-                msg = stream.next() => match msg {
-                    Some(msg) => forward(msg.get_payload_bytes(), sink),
-                    None => return "connection closed".into(),
-                },
-                _ = tick.tick() => {
-                    // SUBSCRIBE to a channel already subscribed is a no-op
-                    // answered by the server: a ping on the pub/sub socket
-                    // itself, which redis-rs 0.27 does not offer otherwise.
-                    match tokio::time::timeout(self.inner.timeout, pubsub_sink.subscribe(INVALIDATE_CHANNEL)).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => return scrub(&e.to_string(), self.inner.password.as_deref()),
-                        Err(_) => return "subscription did not answer".into(),
+/// Forwards messages until the subscription is lost (returns why) or the
+/// store is dropped (returns `None`).
+async fn follow(
+    weak: &Weak<Inner>,
+    mut pubsub_sink: PubSubSink,
+    mut stream: PubSubStream,
+    sink: &dyn InvalidationSink,
+    up: &mut State,
+) -> Option<String> {
+    let start = tokio::time::Instant::now() + LIVENESS_EVERY;
+    let mut tick = tokio::time::interval_at(start, LIVENESS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut timeouts = 0u32;
+    loop {
+        tokio::select! {
+            msg = stream.next() => match msg {
+                Some(msg) => forward(msg.get_payload_bytes(), sink),
+                None => return Some("connection closed".into()),
+            },
+            _ = tick.tick() => {
+                let store = upgrade(weak)?;
+                if let Err(why) = store.check_subscription(&mut pubsub_sink).await {
+                    return Some(why);
+                }
+                match store.ping().await {
+                    Ok(()) => {
+                        timeouts = 0;
+                        up.set(sink, true);
                     }
-                    match self.ping().await {
-                        Ok(()) => {
-                            timeouts = 0;
-                            up.set(sink, true);
+                    Err(failure) => {
+                        if up.get() != Some(false) {
+                            tracing::warn!("{failure}");
                         }
-                        Err(failure) => {
-                            if up.get() != Some(false) {
-                                tracing::warn!("{failure}");
-                            }
-                            up.set(sink, false);
-                            if matches!(failure, Liveness::TimedOut) {
-                                timeouts += 1;
-                                if timeouts >= REBUILD_AFTER_TIMEOUTS {
-                                    timeouts = 0;
-                                    self.rebuild_connection().await;
-                                }
+                        up.set(sink, false);
+                        if matches!(failure, Liveness::TimedOut) {
+                            timeouts += 1;
+                            if timeouts >= REBUILD_AFTER_TIMEOUTS {
+                                timeouts = 0;
+                                store.rebuild_connection().await;
                             }
                         }
                     }
@@ -678,13 +718,20 @@ fn redact_url(url: &str) -> String {
         // Not a URL we can take apart; say nothing that might be a secret.
         return "<redis URL>".to_owned();
     };
-    let rest_start = scheme_end + 3;
-    let rest = &url[rest_start..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{}{}", &url[..rest_start], &rest[at + 1..]),
+    match userinfo(url) {
+        Some(info) => {
+            let rest = scheme_end + 3 + info.len() + 1;
+            format!("{}{}", &url[..scheme_end + 3], &url[rest..])
+        }
         None => url.to_owned(),
     }
+}
+
+/// The `user:password` part of a URL's authority, if any.
+fn userinfo(url: &str) -> Option<&str> {
+    let rest = &url[url.find("://")? + 3..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    authority.rfind('@').map(|at| &authority[..at])
 }
 
 /// Removes the password from a driver message, in case it ever echoes it.
@@ -896,6 +943,8 @@ mod tests {
         assert_eq!(redact_url("rediss://h:1/2?x=@y"), "rediss://h:1/2?x=@y");
         assert_eq!(redact_url("redis://a@b@h/0"), "redis://h/0");
         assert_eq!(redact_url("garbage:secret"), "<redis URL>");
+        assert_eq!(userinfo("redis://u:p@h/0"), Some("u:p"));
+        assert_eq!(userinfo("redis://h/0?a=b@c"), None);
         assert_eq!(
             scrub("auth failed for hunter2", Some("hunter2")),
             "auth failed for ***"

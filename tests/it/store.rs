@@ -142,7 +142,14 @@ async fn redis_roundtrip() {
     assert_eq!(store.get("key_one").await.unwrap(), Some((h1, r1.clone())));
     assert_eq!(store.get("key_nope").await.unwrap(), None);
     // Sorted by creation time.
+    assert_eq!(store.list().await.unwrap(), vec![r2.clone(), r1.clone()]);
+
+    // Dangling ids (no index; an index to no record) are skipped, not fatal.
+    server.cli(&["SADD", "osir:ids", "key_gone", "key_half"]);
+    let nowhere = new_key(Env::Live).1.to_hex();
+    server.cli(&["SET", "osir:id:key_half", &nowhere]);
     assert_eq!(store.list().await.unwrap(), vec![r2, r1]);
+    assert_eq!(store.get("key_half").await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -465,6 +472,61 @@ async fn redis_outage_is_unavailable_then_recovers_and_flushes() {
 }
 
 #[tokio::test]
+async fn redis_hung_server_times_out_then_recovers() {
+    let server = RedisServer::start();
+    let store = redis_store(&server).await;
+    let sink = Arc::new(Recorder::default());
+    let handle = store.watch(sink.clone());
+    sink.wait(Duration::from_secs(2), "subscribed", |r| {
+        r.last_up() == Some(true)
+    })
+    .await;
+    let (k, h) = new_key(Env::Live);
+    let r = record("key_hung", &k, 1);
+    store.insert(&h, &r).await.unwrap();
+
+    server.pause();
+    for _ in 0..2 {
+        let started = Instant::now();
+        let err = store.lookup(&h).await.unwrap_err();
+        assert!(
+            is_unavailable(&err) && err.to_string().contains("timed out"),
+            "{err}"
+        );
+        assert!(
+            started.elapsed() < TIMEOUT + Duration::from_millis(200),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+    sink.wait(Duration::from_secs(3), "store down", |r| {
+        r.last_up() == Some(false)
+    })
+    .await;
+    let flushes = sink.count(&Seen::All);
+
+    server.resume();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match store.lookup(&h).await {
+            Ok(found) => {
+                assert_eq!(found, Some(r));
+                break;
+            }
+            Err(e) => {
+                assert!(Instant::now() < deadline, "store did not come back: {e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    sink.wait(Duration::from_secs(5), "flush after resubscribe", |r| {
+        r.count(&Seen::All) > flushes && r.last_up() == Some(true)
+    })
+    .await;
+    handle.abort();
+}
+
+#[tokio::test]
 async fn redis_killed_subscriber_reconnects_and_flushes() {
     let server = RedisServer::start();
     let store = redis_store(&server).await;
@@ -517,6 +579,17 @@ async fn redis_connect_failure_hides_the_password() {
     assert!(is_unavailable(&err), "{msg}");
     assert!(msg.contains(&format!("127.0.0.1:{port}")), "{msg}");
     assert!(!msg.contains("hunter2") && !msg.contains("admin"), "{msg}");
+
+    for url in [
+        "redis://admin:hunter2@127.0.0.1:1/x",
+        "redis+sentinel://admin:hunter2@h:26379/m",
+    ] {
+        let msg = match redis::connect(url, TIMEOUT).await {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("accepted {url}"),
+        };
+        assert!(!msg.contains("hunter2") && !msg.contains("admin"), "{msg}");
+    }
 }
 
 #[tokio::test]
@@ -813,4 +886,36 @@ fn file_corrupt_or_unreadable_names_the_path() {
         .expect("directory accepted")
         .to_string();
     assert!(msg.contains("a-directory"), "{msg}");
+}
+
+/// Polls until the watcher task has ended.
+async fn ended(handle: &tokio::task::JoinHandle<()>, within: Duration) {
+    let deadline = Instant::now() + within;
+    while !handle.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "watcher still running {within:?} after its store was dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn watchers_end_when_their_store_is_dropped() {
+    let server = RedisServer::start();
+    let store = redis_store(&server).await;
+    let sink = Arc::new(Recorder::default());
+    let handle = store.watch(sink.clone());
+    sink.wait(Duration::from_secs(2), "subscribed", |r| {
+        r.last_up() == Some(true)
+    })
+    .await;
+    drop(store);
+    ended(&handle, Duration::from_secs(3)).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = file_store(&dir.path().join("keys.json"));
+    let handle = store.watch(Arc::new(Recorder::default()));
+    drop(store);
+    ended(&handle, Duration::from_secs(1)).await;
 }

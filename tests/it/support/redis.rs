@@ -72,6 +72,31 @@ impl RedisServer {
         }
     }
 
+    /// Freezes the server (SIGSTOP): sockets stay open, nothing answers,
+    /// like a hung or partitioned Redis.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Undoes [`RedisServer::pause`].
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self
+            .child
+            .as_ref()
+            .expect("redis-server is not running")
+            .id();
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run kill: {e}"));
+        assert!(status.success(), "kill -{sig} {pid} failed");
+    }
+
     /// Runs `redis-cli -p <port> ARGS…` and returns its stdout.
     pub fn cli(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli")

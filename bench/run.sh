@@ -1,0 +1,950 @@
+#!/usr/bin/env bash
+# Load benchmark of osir-gateway against its peers (nginx, HAProxy, a Kong-like
+# nginx+Lua+Redis), on loopback, from one command:
+#
+#   bash bench/run.sh [--quick|--full] [--scenarios LIST] [options]
+#
+# See bench/README.md for the method. Everything it starts it stops by pid.
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$BENCH_DIR")
+LIB=$BENCH_DIR/lib
+# BENCH_GW_BIN: measure another osir-gateway binary (then pass --no-build)
+GW_BIN=${BENCH_GW_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/osir-gateway}
+
+# ---------------------------------------------------------------- settings --
+
+MODE=quick
+SCENARIO_LIST=""
+DO_INSTALL=1
+DO_BUILD=1
+OPEN_LOOP=auto
+
+# All ports are on 127.0.0.1, in 18080-18199.
+PORT_PROXY=18080          # nginx proxy_pass (the reference)
+PORT_UPSTREAM=18081       # nginx "return 200 ok" (the upstream, and "direct")
+PORT_KEYMAP=18082         # nginx with a static key map
+PORT_HAPROXY=18083        # HAProxy
+PORT_KONG_CACHED=18084    # Kong-like, LRU + shared dict, Redis on miss
+PORT_KONG_REDIS=18085     # Kong-like, Redis on every request
+PORT_GW_STORE=18090       # redis-server for osir-gateway
+PORT_KONG_STORE=18091     # redis-server for the Kong-like peer
+PORT_GW1=18100            # osir-gateway, workers = 1        (admin: +1)
+PORT_GWD=18102            # osir-gateway, default workers    (admin: +1)
+PORT_GWS=18104            # osir-gateway, workers = 1, small cache (admin: +1)
+
+SERVER_CPU=${BENCH_SERVER_CPU:-0}      # every server (and Redis) is pinned here
+LOADGEN_CPU=${BENCH_LOADGEN_CPU:-1}    # wrk / oha are pinned here
+GWD_CPUS=${BENCH_GW_DEFAULT_CPUS:-$SERVER_CPU}   # CPUs for the default-workers gateway
+WRK_THREADS=2
+WRK_CONNS=50
+OPEN_RATE=${BENCH_OPEN_RATE:-5000}
+OPEN_SECONDS=${BENCH_OPEN_SECONDS:-10}
+ZIPF_S=${BENCH_ZIPF_S:-1.0}
+CACHE_SMALL=${BENCH_CACHE_SMALL:-1000}
+
+CLK_TCK=$(getconf CLK_TCK)
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+
+usage() {
+  cat <<'EOF'
+usage: bash bench/run.sh [--quick|--full] [--scenarios LIST] [options]
+
+  --quick            1 repetition of 5 s: direct, nginx proxy, osir-gateway public
+                     and cache-hit (the default)
+  --full             5 repetitions of 10 s: every peer and scenario, then the
+                     open-loop latency runs (oha)
+  --scenarios LIST   comma-separated; each item is a scenario (public, cache-hit,
+                     query-key, reject-401, reject-403, population, store-path),
+                     a target (direct, nginx-proxy, nginx-keymap, haproxy,
+                     kong-cached, kong-redis, osir-w1, osir-default, osir-small),
+                     a target/scenario pair, or "all". direct and nginx-proxy
+                     are always measured: the ratios need them.
+  --open-loop        run the open-loop latency runs even in --quick
+  --no-open-loop     skip them even in --full
+  --no-install       do not apt-get / cargo install anything
+  --no-build         do not run cargo build --release (use the binary as it is)
+  -h, --help         this text
+
+Environment overrides: BENCH_GW_BIN, BENCH_REPS, BENCH_SECONDS, BENCH_POP_KEYS,
+BENCH_STORE_KEYS, BENCH_CACHE_SMALL, BENCH_ZIPF_S, BENCH_OPEN_RATE,
+BENCH_OPEN_SECONDS, BENCH_OPEN_REPS, BENCH_SERVER_CPU, BENCH_LOADGEN_CPU,
+BENCH_GW_DEFAULT_CPUS.
+EOF
+}
+
+parse_args() {
+  while (($#)); do
+    case $1 in
+      --quick) MODE=quick ;;
+      --full) MODE=full ;;
+      --scenarios) [[ $# -ge 2 ]] || die "--scenarios needs a list"; SCENARIO_LIST=$2; shift ;;
+      --scenarios=*) SCENARIO_LIST=${1#*=} ;;
+      --open-loop) OPEN_LOOP=1 ;;
+      --no-open-loop) OPEN_LOOP=0 ;;
+      --no-install) DO_INSTALL=0 ;;
+      --no-build) DO_BUILD=0 ;;
+      -h|--help) usage; exit 0 ;;
+      *) usage >&2; exit 2 ;;
+    esac
+    shift
+  done
+  if [[ $MODE == quick ]]; then
+    REPS=${BENCH_REPS:-1}; SECONDS_PER_RUN=${BENCH_SECONDS:-5}; WARMUP_SECONDS=1
+    POP_KEYS=${BENCH_POP_KEYS:-100}; STORE_KEYS=${BENCH_STORE_KEYS:-2000}
+    OPEN_REPS=${BENCH_OPEN_REPS:-1}
+    [[ $OPEN_LOOP == auto ]] && OPEN_LOOP=0
+  else
+    REPS=${BENCH_REPS:-5}; SECONDS_PER_RUN=${BENCH_SECONDS:-10}; WARMUP_SECONDS=2
+    POP_KEYS=${BENCH_POP_KEYS:-20000}; STORE_KEYS=${BENCH_STORE_KEYS:-20000}
+    OPEN_REPS=${BENCH_OPEN_REPS:-3}
+    [[ $OPEN_LOOP == auto ]] && OPEN_LOOP=1
+  fi
+  return 0
+}
+
+# ----------------------------------------------------------------- logging --
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+# A note goes to the console and into the report ("Notes" section).
+note() { log "NOTE: $*"; [[ -n ${RUN:-} ]] && printf '%s\n' "$*" >>"$RUN/notes.txt"; return 0; }
+fail_note() { log "FAILED: $*"; printf '%s\n' "$*" >>"$RUN/failures.txt"; }
+
+# --------------------------------------------------------------- processes --
+
+CHILD_PIDS=()    # started by this shell (wait-able)
+DAEMON_PIDS=()   # daemonised (nginx masters and workers, HAProxy): poll
+
+alive() {
+  local state
+  [[ -r /proc/$1/stat ]] || return 1
+  state=$(sed -e 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+  [[ -n $state && $state != Z ]]
+}
+
+stop_pid() {  # stop_pid PID: TERM, up to 5 s, then KILL
+  local pid=$1 i
+  alive "$pid" || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < 50; i++)); do
+    alive "$pid" || return 0
+    sleep 0.1
+  done
+  log "pid $pid did not stop on TERM; sending KILL"
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$? pid
+  trap - EXIT INT TERM
+  if ((${#CHILD_PIDS[@]} + ${#DAEMON_PIDS[@]})); then
+    log "stopping ${#CHILD_PIDS[@]} child and ${#DAEMON_PIDS[@]} daemon processes"
+  fi
+  for pid in "${DAEMON_PIDS[@]}" "${CHILD_PIDS[@]}"; do stop_pid "$pid"; done
+  for pid in "${CHILD_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  [[ -n ${RUN:-} ]] && log "run folder (configs, logs, raw data): $RUN"
+  exit "$rc"
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() {  # wait_port PORT SECONDS [PID]: until something listens on PORT
+  local port=$1 tries=$(($2 * 10)) pid=${3:-}
+  while ((tries-- > 0)); do
+    port_open "$port" && return 0
+    if [[ -n $pid ]] && ! alive "$pid"; then return 1; fi
+    sleep 0.1
+  done
+  return 1
+}
+
+check_ports_free() {
+  local p busy=()
+  for p in $PORT_PROXY $PORT_UPSTREAM $PORT_KEYMAP $PORT_HAPROXY $PORT_KONG_CACHED \
+           $PORT_KONG_REDIS $PORT_GW_STORE $PORT_KONG_STORE $PORT_GW1 $((PORT_GW1 + 1)) \
+           $PORT_GWD $((PORT_GWD + 1)) $PORT_GWS $((PORT_GWS + 1)); do
+    port_open "$p" && busy+=("$p")
+  done
+  ((${#busy[@]} == 0)) || die "ports already in use on 127.0.0.1: ${busy[*]} (a previous run still going?)"
+}
+
+# ----------------------------------------------------------------- install --
+
+apt_updated=0
+apt_update_once() {
+  ((apt_updated)) && return 0
+  log "apt-get update"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >"$RUN/logs/apt-update.log" 2>&1 \
+    || die "apt-get update failed (see $RUN/logs/apt-update.log)"
+  apt_updated=1
+}
+
+apt_available() { apt-cache show "$1" >/dev/null 2>&1; }
+
+apt_install() {  # apt_install PKG...: without starting the packages' own services
+  local made_policy=0 rc=0
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
+  log "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" \
+    >>"$RUN/logs/apt-install.log" 2>&1 || rc=$?
+  ((made_policy)) && rm -f /usr/sbin/policy-rc.d
+  return "$rc"
+}
+
+LUA_MODULE=/usr/lib/nginx/modules/ngx_http_lua_module.so
+NDK_MODULE=/usr/lib/nginx/modules/ndk_http_module.so
+LRUCACHE=/usr/share/lua/5.1/resty/lrucache.lua
+have_lua() { [[ -e $LUA_MODULE && -e $NDK_MODULE && -e $LRUCACHE ]]; }
+
+ensure_packages() {
+  local missing=() nginx_pkg
+  command -v nginx >/dev/null || missing+=(nginx)
+  command -v haproxy >/dev/null || missing+=(haproxy)
+  command -v wrk >/dev/null || missing+=(wrk)
+  command -v redis-server >/dev/null && command -v redis-cli >/dev/null || missing+=(redis-server)
+  command -v curl >/dev/null || missing+=(curl)
+  command -v taskset >/dev/null || missing+=(util-linux)
+  command -v sha256sum >/dev/null || missing+=(coreutils)
+  have_lua || missing+=(lua)
+  if ((${#missing[@]} == 0)); then
+    log "all tools present"
+    return 0
+  fi
+  if ((!DO_INSTALL)); then
+    have_lua || note "Kong-like peer skipped: libnginx-mod-http-lua is not installed (and --no-install)."
+    local m
+    for m in "${missing[@]}"; do [[ $m == lua ]] || die "missing $m and --no-install given"; done
+    return 0
+  fi
+  log "missing: ${missing[*]}"
+  apt_update_once
+  local pkgs=() m
+  for m in "${missing[@]}"; do
+    case $m in
+      nginx) if apt_available nginx-light; then nginx_pkg=nginx-light; else nginx_pkg=nginx; fi
+             pkgs+=("$nginx_pkg") ;;
+      lua) ;;  # below, separately: its absence must not fail the run
+      *) pkgs+=("$m") ;;
+    esac
+  done
+  if ((${#pkgs[@]})); then
+    apt_install "${pkgs[@]}" || die "apt-get install ${pkgs[*]} failed (see $RUN/logs/apt-install.log)"
+  fi
+  if ! have_lua; then
+    if apt_available libnginx-mod-http-lua; then
+      local lua_pkgs=(libnginx-mod-http-lua)
+      apt_available lua-resty-lrucache && lua_pkgs+=(lua-resty-lrucache)
+      apt_available lua-resty-core && lua_pkgs+=(lua-resty-core)
+      apt_install "${lua_pkgs[@]}" \
+        || note "Kong-like peer skipped: apt-get install ${lua_pkgs[*]} failed (see $RUN/logs/apt-install.log)."
+    else
+      note "Kong-like peer skipped: the package libnginx-mod-http-lua is not available from apt on this machine."
+    fi
+  fi
+}
+
+OHA=""
+ensure_oha() {
+  if command -v oha >/dev/null; then OHA=$(command -v oha); return 0; fi
+  if [[ -x $HOME/.cargo/bin/oha ]]; then OHA=$HOME/.cargo/bin/oha; return 0; fi
+  if ((!DO_INSTALL)); then
+    note "Open-loop figures skipped: oha is not installed (and --no-install)."
+    return 1
+  fi
+  if ! command -v cargo >/dev/null; then
+    note "Open-loop figures skipped: oha is not installed and there is no cargo to install it."
+    return 1
+  fi
+  log "cargo install oha --locked (a few minutes; log: $RUN/logs/oha-install.log)"
+  if cargo install oha --locked >"$RUN/logs/oha-install.log" 2>&1; then
+    OHA=$HOME/.cargo/bin/oha
+    command -v oha >/dev/null && OHA=$(command -v oha)
+    return 0
+  fi
+  note "Open-loop figures skipped: cargo install oha --locked failed (log kept in the run folder: logs/oha-install.log)."
+  return 1
+}
+
+# ------------------------------------------------------------------- build --
+
+GW_STATE=absent   # absent | built
+build_gateway() {
+  if ((DO_BUILD)); then
+    if ! command -v cargo >/dev/null; then
+      note "osir-gateway skipped: cargo is not installed, the release binary cannot be built."
+      return 0
+    fi
+    log "cargo build --release (log: $RUN/logs/cargo-build.log)"
+    if ! (cd "$ROOT" && cargo build --release) >"$RUN/logs/cargo-build.log" 2>&1; then
+      note "osir-gateway skipped: cargo build --release failed ($(grep -m1 '^error' "$RUN/logs/cargo-build.log" || echo 'see logs/cargo-build.log'))."
+      return 0
+    fi
+  fi
+  if [[ ! -x $GW_BIN ]]; then
+    note "osir-gateway skipped: no binary at ${GW_BIN#"$ROOT"/}."
+    return 0
+  fi
+  GW_STATE=built
+}
+
+# ------------------------------------------------------------------- peers --
+
+render() {  # render TEMPLATE OUT
+  sed -e "s|@DIR@|$RUN|g" \
+      -e "s|@PORT_PROXY@|$PORT_PROXY|g" -e "s|@PORT_UPSTREAM@|$PORT_UPSTREAM|g" \
+      -e "s|@PORT_KEYMAP@|$PORT_KEYMAP|g" -e "s|@PORT_HAPROXY@|$PORT_HAPROXY|g" \
+      -e "s|@PORT_KONG_CACHED@|$PORT_KONG_CACHED|g" -e "s|@PORT_KONG_REDIS@|$PORT_KONG_REDIS|g" \
+      -e "s|@PORT_KONG_STORE@|$PORT_KONG_STORE|g" -e "s|@PEER_KEY@|$PEER_KEY|g" \
+      "$1" >"$2"
+  if grep -q '@[A-Z_]*@' "$2"; then die "unsubstituted placeholder left in $2"; fi
+}
+
+read_pidfile() {  # read_pidfile FILE SECONDS
+  local tries=$(($2 * 10))
+  while ((tries-- > 0)); do
+    [[ -s $1 ]] && { tr -dc '0-9' <"$1"; return 0; }
+    sleep 0.1
+  done
+  return 1
+}
+
+track_daemon_tree() {  # remember a daemon and its children (nginx workers) by pid
+  local p
+  for p in $(python3 "$LIB/procstat.py" tree "$1"); do DAEMON_PIDS+=("$p"); done
+}
+
+declare -A SERVER_PID=()   # target -> main pid (nginx master, haproxy, gateway)
+
+start_nginx() {  # start_nginx NAME PORT...
+  local name=$1 port pid; shift
+  render "$BENCH_DIR/peers/$name.conf.tmpl" "$RUN/conf/$name.conf"
+  if ! nginx -t -q -p "$RUN" -e "$RUN/logs/$name.error.log" -c "$RUN/conf/$name.conf" \
+      >"$RUN/logs/$name.test.log" 2>&1; then
+    log "nginx -t failed for $name: $(tail -n 3 "$RUN/logs/$name.test.log")"
+    return 1
+  fi
+  taskset -c "$SERVER_CPU" nginx -p "$RUN" -e "$RUN/logs/$name.error.log" -c "$RUN/conf/$name.conf"
+  pid=$(read_pidfile "$RUN/logs/$name.pid" 5) || { log "nginx $name wrote no pid file"; return 1; }
+  for port in "$@"; do
+    wait_port "$port" 5 "$pid" || { log "nginx $name is not listening on $port"; return 1; }
+  done
+  sleep 0.2   # let the master fork its worker before recording the tree
+  track_daemon_tree "$pid"
+  SERVER_PID[$name]=$pid
+  log "nginx $name up (master pid $pid, ports $*)"
+}
+
+start_haproxy() {
+  local pid
+  render "$BENCH_DIR/peers/haproxy.cfg.tmpl" "$RUN/conf/haproxy.cfg"
+  taskset -c "$SERVER_CPU" haproxy -q -f "$RUN/conf/haproxy.cfg" >"$RUN/logs/haproxy.log" 2>&1 \
+    || { log "haproxy failed to start: $(tail -n 3 "$RUN/logs/haproxy.log")"; return 1; }
+  pid=$(read_pidfile "$RUN/logs/haproxy.pid" 5) || { log "haproxy wrote no pid file"; return 1; }
+  wait_port "$PORT_HAPROXY" 5 "$pid" || { log "haproxy is not listening"; return 1; }
+  track_daemon_tree "$pid"
+  SERVER_PID[haproxy]=$pid
+  log "haproxy up (pid $pid)"
+}
+
+start_redis() {  # start_redis NAME PORT -> sets SERVER_PID[NAME]
+  local name=$1 port=$2 pid
+  mkdir -p "$RUN/$name"
+  taskset -c "$SERVER_CPU" redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+    --dir "$RUN/$name" --logfile "$RUN/logs/$name.log" --daemonize no &
+  pid=$!
+  CHILD_PIDS+=("$pid")
+  wait_port "$port" 10 "$pid" || die "redis-server $name did not start (see $RUN/logs/$name.log)"
+  SERVER_PID[$name]=$pid
+  log "redis-server $name up (pid $pid, port $port)"
+}
+
+KONG_OK=0
+start_kong() {
+  if ! have_lua; then
+    grep -q 'Kong-like peer skipped' "$RUN/notes.txt" 2>/dev/null \
+      || note "Kong-like peer skipped: libnginx-mod-http-lua (or resty.lrucache) is not installed."
+    return 0
+  fi
+  mkdir -p "$RUN/lua"
+  render "$BENCH_DIR/peers/keyauth.lua.tmpl" "$RUN/lua/keyauth.lua"
+  start_redis kong-store "$PORT_KONG_STORE"
+  # keyauth.lua's schema: GET "key:" .. sha256_hex(key) -> "scopes=...;cidrs=..."
+  # and its only route needs scope "read"; the client is 127.0.0.1.
+  local digest
+  digest=$(printf '%s' "$PEER_KEY" | sha256sum | cut -d' ' -f1)
+  redis-cli -p "$PORT_KONG_STORE" SET "key:$digest" "scopes=read;cidrs=127.0.0.0/8" >/dev/null
+  if start_nginx kongish "$PORT_KONG_CACHED" "$PORT_KONG_REDIS"; then
+    SERVER_PID[kong-cached]=${SERVER_PID[kongish]}
+    SERVER_PID[kong-redis]=${SERVER_PID[kongish]}
+    KONG_OK=1
+  else
+    note "Kong-like peer skipped: its nginx did not start (see the run folder, logs/kongish.*)."
+  fi
+}
+
+start_peers() {
+  start_nginx upstream "$PORT_UPSTREAM" || die "the upstream nginx did not start"
+  SERVER_PID[direct]=${SERVER_PID[upstream]}
+  start_nginx proxy "$PORT_PROXY" || die "the nginx proxy did not start"
+  SERVER_PID[nginx-proxy]=${SERVER_PID[proxy]}
+  if target_wanted nginx-keymap; then
+    start_nginx keymap "$PORT_KEYMAP" || die "the nginx key-map peer did not start"
+    SERVER_PID[nginx-keymap]=${SERVER_PID[keymap]}
+  fi
+  if target_wanted haproxy; then start_haproxy || die "haproxy did not start"; fi
+  if target_wanted kong-cached || target_wanted kong-redis; then start_kong; fi
+}
+
+# ----------------------------------------------------------------- gateway --
+
+GW_RUN_OK=0    # the gateway serves (public route answers)
+GW_KEYS_OK=0   # keys create works
+KEY_OK=""      # key with domains:read
+KEY_403=""     # key with vps:read only
+
+write_gateway_config() {  # write_gateway_config FILE PORT WORKERS(or "") CAPACITY
+  local file=$1 port=$2 workers=$3 capacity=$4
+  {
+    echo "# generated by bench/run.sh"
+    echo "[server]"
+    echo "listen = \"127.0.0.1:$port\""
+    [[ -n $workers ]] && echo "workers = $workers"
+    echo
+    echo "[admin]"
+    echo "listen = \"127.0.0.1:$((port + 1))\""
+    echo
+    echo "[store]"
+    echo "backend = \"redis\""
+    echo "url = \"redis://127.0.0.1:$PORT_GW_STORE/0\""
+    echo
+    echo "[cache]"
+    echo "capacity = $capacity"
+    echo
+    echo "[auth]"
+    echo "query_key = true"
+    echo
+    echo "[upstreams.bench]"
+    echo "url = \"http://127.0.0.1:$PORT_UPSTREAM\""
+    echo
+    echo "[[routes]]"
+    echo "prefix = \"/public\""
+    echo "upstream = \"bench\""
+    echo "resource = \"public\""
+    echo "public = true"
+    echo
+    echo "[[routes]]"
+    echo "prefix = \"/v1/domains\""
+    echo "upstream = \"bench\""
+    echo "resource = \"domains\""
+  } >"$file"
+}
+
+gw_cli_looks_ready() {  # the binary advertises the run and keys commands
+  local help
+  help=$("$GW_BIN" --help 2>&1) || true
+  grep -qw run <<<"$help" && grep -qw keys <<<"$help"
+}
+
+json_field() {  # json_field FIELD < output: first JSON object in the output
+  python3 -c '
+import json, sys
+text, field = sys.stdin.read(), sys.argv[1]
+dec = json.JSONDecoder()
+i = text.find("{")
+while i != -1:
+    try:
+        obj, _ = dec.raw_decode(text, i)
+        if isinstance(obj, dict) and field in obj:
+            print(obj[field]); sys.exit(0)
+    except ValueError:
+        pass
+    i = text.find("{", i + 1)
+sys.exit(1)' "$1"
+}
+
+KEY_RE='^osir_(live|test)_[a-z0-9]{32}$'
+
+create_key() {  # create_key SCOPE NAME -> prints the key
+  local out key
+  out=$("$GW_BIN" -c "$RUN/conf/gw-w1.toml" keys create --name "$2" --env live --scope "$1" --json \
+        2>>"$RUN/logs/gw-keys.log") || return 1
+  key=$(json_field key <<<"$out") || return 1
+  [[ $key =~ $KEY_RE ]] || return 1
+  printf '%s\n' "$key"
+}
+
+# seed_keys N FILE: N keys with domains:read, one a line in FILE.
+#
+# TODO(bulk-seed): this calls `osir-gateway keys create` once per key (two
+# loops in parallel), which takes minutes for tens of thousands of keys, so the
+# populations are 100 (quick) / 20,000 (full) instead of the 100,000 the
+# population scenario should use. Replace the body with a bulk path (a bulk
+# CLI or admin-API import, or writes in the gateway's Redis schema once that
+# schema is fixed) and raise BENCH_POP_KEYS' default to 100000.
+seed_keys() {
+  local n=$1 file=$2 w start=$SECONDS seeders=()
+  log "seeding $n keys through the CLI, one process per key (see TODO(bulk-seed) in bench/README.md)"
+  for w in 0 1; do
+    (
+      local i
+      for ((i = w; i < n; i += 2)); do
+        "$GW_BIN" -c "$RUN/conf/gw-w1.toml" keys create --name "bench-pop-$i" --env live \
+          --scope domains:read --json 2>>"$RUN/logs/gw-keys.$w.log" || exit 1
+        if ((w == 0 && i > 0 && i % 2000 == 0)); then
+          log "  … $i of $n keys after $((SECONDS - start)) s"
+        fi
+      done
+    ) >"$RUN/keys.raw.$w" &
+    seeders+=($!)
+  done
+  local rc=0 pid
+  for pid in "${seeders[@]}"; do wait "$pid" || rc=1; done
+  ((rc == 0)) || return 1
+  cat "$RUN/keys.raw.0" "$RUN/keys.raw.1" | python3 -c '
+import json, sys
+text = sys.stdin.read()
+dec, i, n = json.JSONDecoder(), 0, 0
+while True:
+    i = text.find("{", i)
+    if i == -1:
+        break
+    obj, i = dec.raw_decode(text, i)
+    if isinstance(obj, dict) and "key" in obj:
+        print(obj["key"]); n += 1
+' >"$file"
+  local got
+  got=$(wc -l <"$file")
+  log "seeded $got keys in $((SECONDS - start)) s"
+  ((got == n))
+}
+
+start_gateway() {  # start_gateway NAME CONFIG PORT CPUS
+  local name=$1 cfg=$2 port=$3 cpus=$4 pid
+  taskset -c "$cpus" "$GW_BIN" -c "$cfg" run >"$RUN/logs/$name.log" 2>&1 &
+  pid=$!
+  CHILD_PIDS+=("$pid")
+  if ! wait_port "$port" 15 "$pid"; then
+    note "osir-gateway ($name) did not start listening on $port: $(tail -n 2 "$RUN/logs/$name.log" | tr '\n' ' ')"
+    stop_pid "$pid"
+    return 1
+  fi
+  SERVER_PID[$name]=$pid
+  log "osir-gateway $name up (pid $pid, port $port, $(ls "/proc/$pid/task" | wc -l) threads)"
+}
+
+setup_gateway() {
+  any_gateway_job || return 0
+  if [[ $GW_STATE != built ]]; then
+    drop_gateway_jobs "the binary could not be built (see Notes)"
+    return 0
+  fi
+  if ! gw_cli_looks_ready; then
+    note "osir-gateway skipped: \`osir-gateway --help\` lists no \`run\`/\`keys\` commands yet (binary not ready)."
+    drop_gateway_jobs "binary not ready"
+    return 0
+  fi
+  start_redis gw-store "$PORT_GW_STORE"
+  write_gateway_config "$RUN/conf/gw-w1.toml" "$PORT_GW1" 1 100000
+  write_gateway_config "$RUN/conf/gw-default.toml" "$PORT_GWD" "" 100000
+  write_gateway_config "$RUN/conf/gw-small.toml" "$PORT_GWS" 1 "$CACHE_SMALL"
+
+  if KEY_OK=$(create_key domains:read bench) && KEY_403=$(create_key vps:read bench-403); then
+    GW_KEYS_OK=1
+  else
+    note "osir-gateway key scenarios skipped: \`keys create --json\` did not print a key (see logs/gw-keys.log in the run folder)."
+    drop_gateway_jobs "keys create not working" keyed
+  fi
+
+  local pool=0
+  job_selected osir-w1/population && pool=$POP_KEYS
+  job_selected osir-small/store-path && ((STORE_KEYS > pool)) && pool=$STORE_KEYS
+  if ((GW_KEYS_OK && pool > 0)); then
+    if ! seed_keys "$pool" "$RUN/keys.txt"; then
+      note "osir-gateway population and store-path skipped: seeding $pool keys through the CLI failed."
+      drop_job osir-w1/population; drop_job osir-small/store-path
+    fi
+  fi
+
+  if any_job_of osir-w1; then
+    start_gateway osir-w1 "$RUN/conf/gw-w1.toml" "$PORT_GW1" "$SERVER_CPU" \
+      || drop_target_jobs osir-w1 "did not start"
+  fi
+  if any_job_of osir-default; then
+    if start_gateway osir-default "$RUN/conf/gw-default.toml" "$PORT_GWD" "$GWD_CPUS"; then
+      note "osir-gateway with default workers runs on CPU(s) $GWD_CPUS with $(ls "/proc/${SERVER_PID[osir-default]}/task" | wc -l) threads at start (thread count from /proc/<pid>/task; pinned the same way as the peers unless BENCH_GW_DEFAULT_CPUS says otherwise)."
+    else
+      drop_target_jobs osir-default "did not start"
+    fi
+  fi
+  if any_job_of osir-small; then
+    start_gateway osir-small "$RUN/conf/gw-small.toml" "$PORT_GWS" "$SERVER_CPU" \
+      || drop_target_jobs osir-small "did not start"
+  fi
+}
+
+# -------------------------------------------------------------------- jobs --
+#
+# A job is one target under one scenario; each repetition runs every job once,
+# in order (A B C … A B C …).
+
+JOBS=()
+declare -A J_SCEN=() J_URL=() J_EXPECT=() J_HDR=() J_LUA=() J_STORE=() J_DESC=()
+
+define_jobs() {  # every job that exists, in the order they run
+  local u=http://127.0.0.1
+  add_job direct plain "$u:$PORT_UPSTREAM/" 200 "" "" "" "nginx return 200 (the upstream itself)"
+  add_job nginx-proxy plain "$u:$PORT_PROXY/" 200 "" "" "" "nginx proxy_pass, no auth"
+  add_job nginx-keymap bearer "$u:$PORT_KEYMAP/" 200 "Bearer @PEER_KEY@" "" "" "nginx map of one Authorization value"
+  add_job haproxy plain "$u:$PORT_HAPROXY/" 200 "" "" "" "HAProxy, one thread, no auth"
+  add_job kong-cached bearer "$u:$PORT_KONG_CACHED/" 200 "Bearer @PEER_KEY@" "" kong-store "nginx+Lua: LRU, shared dict, Redis on miss"
+  add_job kong-redis bearer "$u:$PORT_KONG_REDIS/" 200 "Bearer @PEER_KEY@" "" kong-store "nginx+Lua: Redis on every request"
+  add_job osir-w1 public "$u:$PORT_GW1/public" 200 "" "" gw-store "public route, no key"
+  add_job osir-w1 cache-hit "$u:$PORT_GW1/v1/domains" 200 "Bearer @KEY_OK@" "" gw-store "one key, Authorization: Bearer"
+  add_job osir-w1 query-key "$u:$PORT_GW1/v1/domains?api_key=@KEY_OK@" 200 "" "" gw-store "one key, ?api_key="
+  add_job osir-w1 reject-401 "$u:$PORT_GW1/v1/domains" 401 "" "count=1" gw-store "no key at full rate"
+  add_job osir-w1 reject-403 "$u:$PORT_GW1/v1/domains" 403 "Bearer @KEY_403@" "count=1" gw-store "key with vps:read on /v1/domains"
+  add_job osir-w1 population "$u:$PORT_GW1/v1/domains" 200 "" "keys=@KEYS@ n=$POP_KEYS dist=zipf s=$ZIPF_S" gw-store \
+    "Zipf(s=$ZIPF_S) over $POP_KEYS keys"
+  add_job osir-small store-path "$u:$PORT_GWS/v1/domains" 200 "" "keys=@KEYS@ n=$STORE_KEYS dist=uniform" gw-store \
+    "$STORE_KEYS keys uniform, cache capacity $CACHE_SMALL"
+  add_job osir-default public "$u:$PORT_GWD/public" 200 "" "" gw-store "public route, no key"
+  add_job osir-default cache-hit "$u:$PORT_GWD/v1/domains" 200 "Bearer @KEY_OK@" "" gw-store "one key, Authorization: Bearer"
+}
+
+ALL_JOBS=()
+add_job() {  # add_job TARGET SCENARIO URL EXPECT HEADER LUAARGS STORE DESCRIPTION
+  local id="$1/$2"
+  ALL_JOBS+=("$id")
+  J_SCEN[$id]=$2; J_URL[$id]=$3; J_EXPECT[$id]=$4; J_HDR[$id]=$5; J_LUA[$id]=$6
+  J_STORE[$id]=$7; J_DESC[$id]=$8
+}
+
+target_of() { printf '%s' "${1%%/*}"; }
+
+target_label() {
+  case $1 in
+    direct) echo "direct (upstream)" ;;
+    nginx-proxy) echo "nginx proxy" ;;
+    nginx-keymap) echo "nginx key map" ;;
+    haproxy) echo "HAProxy" ;;
+    kong-cached) echo "Kong-like, cached" ;;
+    kong-redis) echo "Kong-like, Redis every request" ;;
+    osir-w1) echo "osir-gateway, workers=1" ;;
+    osir-default) echo "osir-gateway, default workers" ;;
+    osir-small) echo "osir-gateway, workers=1, cache $CACHE_SMALL" ;;
+    *) echo "$1" ;;
+  esac
+}
+
+select_jobs() {
+  local id item matched tokens=()
+  if [[ -n $SCENARIO_LIST ]]; then
+    IFS=',' read -r -a tokens <<<"$SCENARIO_LIST"
+  elif [[ $MODE == quick ]]; then
+    tokens=(osir-w1/public osir-w1/cache-hit)
+  else
+    tokens=(all)
+  fi
+  tokens+=(direct nginx-proxy)
+  for item in "${tokens[@]}"; do
+    item=${item// /}
+    [[ -z $item ]] && continue
+    matched=0
+    for id in "${ALL_JOBS[@]}"; do
+      if [[ $item == all || $item == "$id" || $item == "$(target_of "$id")" || $item == "${J_SCEN[$id]}" ]]; then
+        matched=1
+        job_selected "$id" || JOBS+=("$id")
+      fi
+    done
+    ((matched)) || die "unknown scenario or target '$item' (see --help)"
+  done
+  # keep the defined order
+  local ordered=()
+  for id in "${ALL_JOBS[@]}"; do job_selected "$id" && ordered+=("$id"); done
+  JOBS=("${ordered[@]}")
+}
+
+job_selected() { local j; for j in "${JOBS[@]}"; do [[ $j == "$1" ]] && return 0; done; return 1; }
+target_wanted() { local j; for j in "${JOBS[@]}"; do [[ $(target_of "$j") == "$1" ]] && return 0; done; return 1; }
+any_job_of() { target_wanted "$1"; }
+any_gateway_job() { local j; for j in "${JOBS[@]}"; do [[ $j == osir-* ]] && return 0; done; return 1; }
+
+drop_job() {
+  local j kept=()
+  for j in "${JOBS[@]}"; do [[ $j == "$1" ]] || kept+=("$j"); done
+  JOBS=("${kept[@]}")
+}
+drop_target_jobs() {  # drop_target_jobs TARGET WHY
+  local j
+  for j in "${JOBS[@]}"; do
+    [[ $(target_of "$j") == "$1" ]] && { drop_job "$j"; log "skipping $j: $2"; }
+  done
+  return 0
+}
+drop_gateway_jobs() {  # drop_gateway_jobs WHY [keyed]: all osir jobs, or those needing a key
+  local j
+  for j in "${JOBS[@]}"; do
+    [[ $j == osir-* ]] || continue
+    if [[ ${2:-} == keyed && ${J_SCEN[$j]} == public ]]; then continue; fi
+    drop_job "$j"
+    log "skipping $j: $1"
+  done
+  return 0
+}
+
+expand() {  # substitute the run's keys into a job field
+  local s=$1
+  s=${s//@PEER_KEY@/$PEER_KEY}
+  s=${s//@KEY_OK@/$KEY_OK}
+  s=${s//@KEY_403@/$KEY_403}
+  s=${s//@KEYS@/$RUN/keys.txt}
+  printf '%s' "$s"
+}
+
+first_pool_key() { head -n 1 "$RUN/keys.txt"; }
+
+# ---------------------------------------------------------------- measuring --
+
+sanity_check() {  # one request, its status must be the expected one
+  local id=$1 url hdr code args=()
+  url=$(expand "${J_URL[$id]}")
+  hdr=$(expand "${J_HDR[$id]}")
+  [[ -n $hdr ]] && args=(-H "Authorization: $hdr")
+  if [[ ${J_LUA[$id]} == *keys=* ]]; then args=(-H "Authorization: Bearer $(first_pool_key)"); fi
+  code=$(curl -s -o "$RUN/logs/sanity.body" -w '%{http_code}' --max-time 5 "${args[@]}" "$url") || code=000
+  if [[ $code != "${J_EXPECT[$id]}" ]]; then
+    fail_note "$id: one-request check answered $code, expected ${J_EXPECT[$id]} ($(head -c 200 "$RUN/logs/sanity.body" | tr '\n' ' '))"
+    return 1
+  fi
+}
+
+# A row of runs.tsv per run:
+# round job rps requests duration_us cpu_us_per_req store_cpu_us_per_req hwm_kib p50_us p99_us ok note
+run_wrk() {  # run_wrk JOB SECONDS ROUND(0 = warm-up)
+  local id=$1 secs=$2 round=$3 target pid store_pid url hdr lua out rc=0
+  target=$(target_of "$id")
+  pid=${SERVER_PID[$target]}
+  store_pid=""
+  [[ -n ${J_STORE[$id]} ]] && store_pid=${SERVER_PID[${J_STORE[$id]}]:-}
+  url=$(expand "${J_URL[$id]}")
+  hdr=$(expand "${J_HDR[$id]}")
+  lua=$(expand "${J_LUA[$id]}")
+  local wrk_args=(-t"$WRK_THREADS" -c"$WRK_CONNS" -d"${secs}s" --timeout 5s -s "$BENCH_DIR/wrk/bench.lua")
+  [[ -n $hdr ]] && wrk_args+=(-H "Authorization: $hdr")
+  local lua_args=()
+  [[ -n $lua ]] && read -r -a lua_args <<<"$lua"
+
+  local c0 c1 s0=0 s1=0 hwm
+  python3 "$LIB/procstat.py" reset "$pid"
+  c0=$(python3 "$LIB/procstat.py" cpu "$pid")
+  [[ -n $store_pid ]] && s0=$(python3 "$LIB/procstat.py" cpu "$store_pid")
+  out=$(taskset -c "$LOADGEN_CPU" wrk "${wrk_args[@]}" "$url" -- "${lua_args[@]}" 2>&1) || rc=$?
+  c1=$(python3 "$LIB/procstat.py" cpu "$pid")
+  [[ -n $store_pid ]] && s1=$(python3 "$LIB/procstat.py" cpu "$store_pid")
+  hwm=$(python3 "$LIB/procstat.py" hwm "$pid")
+  local safe_id=${id//\//_}
+  printf '%s\n' "$out" >"$RUN/logs/wrk.$safe_id.r$round.log"
+  ((round == 0)) && return 0
+
+  local line status_line problem=""
+  line=$(grep -m1 '^BENCH_RESULT ' <<<"$out" || true)
+  status_line=$(grep -m1 '^BENCH_STATUS ' <<<"$out" || true)
+  local requests=0 duration_us=1 connect=0 read=0 write=0 status=0 timeout=0 p50_us=0 p99_us=0 kv
+  if [[ -z $line ]]; then
+    problem="wrk exited $rc without a result: $(tail -n 2 <<<"$out" | tr '\n' ' ')"
+  else
+    for kv in ${line#BENCH_RESULT }; do
+      case ${kv%%=*} in
+        requests|duration_us|connect|read|write|status|timeout|p50_us|p99_us) printf -v "${kv%%=*}" '%s' "${kv#*=}" ;;
+      esac
+    done
+    local statuses=${status_line#BENCH_STATUS }
+    if ((requests == 0)); then
+      problem="no request completed"
+    elif ((connect + read + write + timeout > 0)); then
+      problem="socket errors: connect $connect, read $read, write $write, timeout $timeout"
+    elif [[ ${J_EXPECT[$id]} == 2* ]]; then
+      ((status == 0)) || problem="$status responses with status >= 400 (expected ${J_EXPECT[$id]}; wrk: Non-2xx or 3xx responses)"
+      local non2xx='(^|,)[^2]'
+      if [[ $statuses != uncounted && -n $statuses && $statuses =~ $non2xx ]]; then
+        problem="unexpected statuses: $statuses"
+      fi
+    else
+      local only_expected="^${J_EXPECT[$id]}:[0-9]+\$"
+      if ! [[ $statuses =~ $only_expected ]]; then
+        problem="expected only ${J_EXPECT[$id]}, got statuses: ${statuses:-none}"
+      fi
+    fi
+  fi
+  alive "$pid" || problem="${problem:+$problem; }the server (pid $pid) died"
+
+  local ok=1 note=""
+  if [[ -n $problem ]]; then
+    ok=0; note=$problem
+    fail_note "$id round $round: $problem (wrk output: logs/wrk.$safe_id.r$round.log)"
+  fi
+  awk -v round="$round" -v id="$id" -v req="$requests" -v dur="$duration_us" \
+      -v c0="$c0" -v c1="$c1" -v s0="$s0" -v s1="$s1" -v tck="$CLK_TCK" -v hwm="$hwm" \
+      -v p50="$p50_us" -v p99="$p99_us" -v ok="$ok" -v note="$note" -v has_store="${store_pid:+1}" 'BEGIN {
+    rps = (dur > 0) ? req / (dur / 1e6) : 0
+    cpu = (req > 0) ? (c1 - c0) * 1e6 / tck / req : 0
+    scpu = (req > 0 && has_store) ? (s1 - s0) * 1e6 / tck / req : -1
+    printf "%d\t%s\t%.1f\t%d\t%d\t%.2f\t%.2f\t%d\t%d\t%d\t%d\t%s\n", round, id, rps, req, dur, cpu, scpu, hwm, p50, p99, ok, note
+  }' >>"$RUN/runs.tsv"
+  awk -F'\t' -v id="$id" 'END { printf "  %-28s %10.0f req/s  %6.2f µs CPU/req%s\n", id, $3, $6, ($11 == 1 ? "" : "  FAILED") }' \
+    "$RUN/runs.tsv" >&2
+}
+
+run_closed_loop() {
+  local id round
+  local checked=()
+  for id in "${JOBS[@]}"; do
+    if sanity_check "$id"; then checked+=("$id"); else log "not measuring $id"; fi
+  done
+  JOBS=("${checked[@]}")
+  ((${#JOBS[@]})) || die "no target passed its one-request check"
+  log "warm-up: ${WARMUP_SECONDS} s per job"
+  for id in "${JOBS[@]}"; do run_wrk "$id" "$WARMUP_SECONDS" 0; done
+  for ((round = 1; round <= REPS; round++)); do
+    log "round $round of $REPS (${SECONDS_PER_RUN} s per job, ${#JOBS[@]} jobs)"
+    for id in "${JOBS[@]}"; do
+      run_wrk "$id" "$SECONDS_PER_RUN" "$round"
+      sleep 0.5
+    done
+  done
+}
+
+# Open loop: a fixed rate well below saturation, latency corrected for
+# coordinated omission (oha --latency-correction).
+OPEN_JOBS=(direct/plain nginx-proxy/plain haproxy/plain kong-cached/bearer osir-w1/cache-hit)
+
+run_open_loop() {
+  ((OPEN_LOOP)) || return 0
+  ensure_oha || return 0
+  local id jobs=() round
+  for id in "${OPEN_JOBS[@]}"; do job_selected "$id" && jobs+=("$id"); done
+  log "open loop: ${OPEN_RATE} req/s for ${OPEN_SECONDS} s, ${OPEN_REPS} round(s), targets: ${jobs[*]}"
+  "$OHA" --version >"$RUN/logs/oha-version.txt" 2>&1 || true
+  for ((round = 1; round <= OPEN_REPS; round++)); do
+    for id in "${jobs[@]}"; do
+      local url hdr args=() out rc=0 safe_id=${id//\//_}
+      url=$(expand "${J_URL[$id]}")
+      hdr=$(expand "${J_HDR[$id]}")
+      [[ -n $hdr ]] && args=(-H "Authorization: $hdr")
+      out=$(taskset -c "$LOADGEN_CPU" "$OHA" -q "$OPEN_RATE" -z "${OPEN_SECONDS}s" -c "$WRK_CONNS" \
+              --latency-correction -w --no-tui --output-format json "${args[@]}" "$url" 2>"$RUN/logs/oha.$safe_id.r$round.err") || rc=$?
+      printf '%s\n' "$out" >"$RUN/logs/oha.$safe_id.r$round.json"
+      local row
+      if ! row=$(python3 "$LIB/oha_parse.py" "$round" "$id" "${J_EXPECT[$id]}" <<<"$out" 2>>"$RUN/logs/oha.$safe_id.r$round.err"); then
+        fail_note "$id open-loop round $round: oha exited $rc, output not understood (logs/oha.$safe_id.r$round.*)"
+        continue
+      fi
+      printf '%s\n' "$row" >>"$RUN/open.tsv"
+      [[ $(cut -f6 <<<"$row") == 1 ]] || fail_note "$id open-loop round $round: $(cut -f7 <<<"$row")"
+      log "  $id: $(cut -f4 <<<"$row") ms p50, $(cut -f5 <<<"$row") ms p99"
+    done
+  done
+}
+
+# ------------------------------------------------------------------ report --
+
+gateway_version() {
+  local v="not built" rev dirty=""
+  if [[ $GW_STATE == built ]]; then
+    v=$("$GW_BIN" --version 2>/dev/null | head -n 1) || true
+    [[ -n $v ]] || v="(no --version output)"
+  fi
+  rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) || rev="no commit yet"
+  [[ -n $(git -C "$ROOT" status --porcelain -- src Cargo.toml 2>/dev/null) ]] && dirty=", src/ or Cargo.toml with uncommitted changes"
+  printf '%s (git %s%s)' "$v" "$rev" "$dirty"
+}
+
+machine_info() {
+  local f=$RUN/machine.txt
+  {
+    echo "date (UTC)|$(date -u '+%Y-%m-%d %H:%M:%S')"
+    echo "nproc|$(nproc)"
+    echo "CPU|$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+    echo "memory|$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
+    echo "kernel|$(uname -r)"
+    echo "OS|$(. /etc/os-release && echo "$PRETTY_NAME")"
+    echo "load average at start|$LOAD_AT_START"
+    echo "nginx|$(nginx -v 2>&1 | sed 's/.*version: //')"
+    echo "haproxy|$(haproxy -v 2>&1 | head -n 1 | awk '{print $3}')"
+    echo "redis-server|$(redis-server --version | awk '{print $3}' | sed 's/v=//')"
+    echo "wrk|$(wrk -v 2>&1 | head -n 1 | awk '{print $2}')"
+    echo "libnginx-mod-http-lua|$(dpkg-query -W -f '${Version}' libnginx-mod-http-lua 2>/dev/null || echo 'not installed')"
+    echo "oha|$(if [[ -n $OHA ]]; then "$OHA" --version 2>&1 | head -n 1; else echo 'not used'; fi)"
+    echo "rustc|$(rustc --version 2>/dev/null || echo '?')"
+    echo "osir-gateway|$(gateway_version)"
+  } >"$f"
+}
+
+write_report() {
+  local out=$BENCH_DIR/results/$STAMP-$MODE.md id
+  mkdir -p "$BENCH_DIR/results"
+  : >"$RUN/jobs.tsv"
+  for id in "${ALL_JOBS[@]}"; do
+    printf '%s\t%s\t%s\t%s\t%s\n' "$id" "$(target_label "$(target_of "$id")")" "${J_SCEN[$id]}" \
+      "${J_EXPECT[$id]}" "${J_DESC[$id]}" >>"$RUN/jobs.tsv"
+  done
+  {
+    echo "mode|$MODE"
+    echo "repetitions|$REPS"
+    echo "seconds per run|$SECONDS_PER_RUN"
+    echo "wrk|-t$WRK_THREADS -c$WRK_CONNS -d${SECONDS_PER_RUN}s, pinned to CPU $LOADGEN_CPU"
+    echo "servers|pinned to CPU $SERVER_CPU, one worker each (osir-gateway default workers: CPUs $GWD_CPUS)"
+    echo "open loop|$( ((OPEN_LOOP)) && echo "oha -q $OPEN_RATE -z ${OPEN_SECONDS}s -c $WRK_CONNS --latency-correction -w, pinned to CPU $LOADGEN_CPU, $OPEN_REPS round(s)" || echo 'not run')"
+    echo "clock ticks per second|$CLK_TCK"
+    echo "run folder|$RUN"
+  } >"$RUN/settings.txt"
+  python3 "$LIB/report.py" "$RUN" "$out" || die "report generation failed"
+  REPORT=$out
+}
+
+# -------------------------------------------------------------------- main --
+
+main() {
+  parse_args "$@"
+  [[ $(id -u) == 0 ]] || die "run as root (apt-get, taskset, /proc/<pid>/clear_refs)"
+  LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
+  RUN=$(mktemp -d /tmp/osir-bench.XXXXXX)
+  chmod 755 "$RUN"
+  mkdir -p "$RUN/logs" "$RUN/conf"
+  : >"$RUN/notes.txt"; : >"$RUN/failures.txt"; : >"$RUN/runs.tsv"; : >"$RUN/open.tsv"
+  trap cleanup EXIT
+  trap 'exit 130' INT TERM
+  log "mode $MODE, run folder $RUN"
+
+  ensure_packages
+  check_ports_free
+  ((OPEN_LOOP)) && { ensure_oha || OPEN_LOOP=0; }
+  define_jobs
+  select_jobs
+  log "jobs: ${JOBS[*]}"
+  if any_gateway_job; then build_gateway; fi
+
+  PEER_KEY=$(python3 "$LIB/keys.py" gen 1 live)
+  start_peers
+  if ! ((KONG_OK)); then drop_target_jobs kong-cached "Kong-like peer not running"; drop_target_jobs kong-redis "Kong-like peer not running"; fi
+  setup_gateway
+
+  run_closed_loop
+  run_open_loop
+  machine_info
+  write_report
+  log "report: ${REPORT#"$ROOT"/}"
+  if [[ -s $RUN/failures.txt ]]; then
+    log "the run saw failures (listed in the report):"
+    sed 's/^/  /' "$RUN/failures.txt" >&2
+    exit 1
+  fi
+}
+
+main "$@"
