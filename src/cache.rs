@@ -108,6 +108,11 @@ pub struct KeyCache {
     inflight: Mutex<HashMap<KeyHash, Flight>>,
     store: Store,
     metrics: Arc<Metrics>,
+    /// Pre-resolved `cache_lookups{result}` counters: no label hashing per request.
+    hits: prometheus::IntCounter,
+    misses: prometheus::IntCounter,
+    negative_hits: prometheus::IntCounter,
+    stale_hits: prometheus::IntCounter,
     ttl: Duration,
     stale_limit: Duration,
     store_up: AtomicBool,
@@ -129,6 +134,10 @@ impl KeyCache {
             epochs: std::array::from_fn(|_| AtomicU64::new(0)),
             inflight: Mutex::new(HashMap::new()),
             store,
+            hits: metrics.cache_lookups.with_label_values(&["hit"]),
+            misses: metrics.cache_lookups.with_label_values(&["miss"]),
+            negative_hits: metrics.cache_lookups.with_label_values(&["negative_hit"]),
+            stale_hits: metrics.cache_lookups.with_label_values(&["stale"]),
             metrics,
             ttl: cfg.ttl,
             stale_limit,
@@ -151,7 +160,7 @@ impl KeyCache {
     pub fn get_fresh(&self, hash: &KeyHash) -> Option<Arc<CachedKey>> {
         let e = self.positive.get(hash)?;
         if e.fetched_at.elapsed() < self.ttl {
-            self.metrics.cache_lookups.with_label_values(&["hit"]).inc();
+            self.hits.inc();
             Some(e)
         } else {
             None
@@ -165,29 +174,20 @@ impl KeyCache {
         if let Some(e) = &cached {
             let age = e.fetched_at.elapsed();
             if age < self.ttl {
-                self.metrics.cache_lookups.with_label_values(&["hit"]).inc();
+                self.hits.inc();
                 return Ok(Lookup::Found(e.clone()));
             }
             // Past ttl while the store is known to be down: serve the stale
             // record at once instead of waiting for a store timeout.
             if !self.store_is_up() && age < self.stale_limit {
-                self.metrics
-                    .cache_lookups
-                    .with_label_values(&["stale"])
-                    .inc();
+                self.stale_hits.inc();
                 return Ok(Lookup::Found(e.clone()));
             }
         } else if self.negative.contains_key(hash) {
-            self.metrics
-                .cache_lookups
-                .with_label_values(&["negative_hit"])
-                .inc();
+            self.negative_hits.inc();
             return Ok(Lookup::Unknown);
         }
-        self.metrics
-            .cache_lookups
-            .with_label_values(&["miss"])
-            .inc();
+        self.misses.inc();
 
         let flight = self.inflight.lock().entry(*hash).or_default().clone();
         let result = flight.get_or_init(|| self.load(hash)).await.clone();
@@ -200,10 +200,7 @@ impl KeyCache {
         match result {
             Err(e) => match cached {
                 Some(stale) if stale.fetched_at.elapsed() < self.stale_limit => {
-                    self.metrics
-                        .cache_lookups
-                        .with_label_values(&["stale"])
-                        .inc();
+                    self.stale_hits.inc();
                     Ok(Lookup::Found(stale))
                 }
                 _ => Err(e),

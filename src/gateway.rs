@@ -17,6 +17,7 @@ use crate::metrics::Metrics;
 use crate::request_id::RequestIds;
 use crate::route::RouteTable;
 use crate::store::Store;
+use crate::usage::UsageRecorder;
 
 /// One config generation, compiled for the request path.
 pub struct Snapshot {
@@ -52,10 +53,13 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     /// Request-id generator.
     pub request_ids: RequestIds,
+    /// Per-key usage, flushed to the store in batches.
+    pub usage: Arc<UsageRecorder>,
     /// Set once listeners are up; `/readyz` reports it.
     pub ready: AtomicBool,
     generation: AtomicU64,
-    watcher: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Background tasks (store watcher, usage flusher), stopped with the gateway.
+    tasks: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Gateway {
@@ -65,15 +69,26 @@ impl Gateway {
         let cache = Arc::new(KeyCache::new(&config.cache, store, metrics.clone()));
         let watcher = cache.store().watch(cache.clone());
         metrics.config_generation.set(1);
-        Arc::new(Gateway {
+        let gw = Arc::new(Gateway {
             snapshot: ArcSwap::from_pointee(Snapshot::new(config, 1)),
             cache,
             metrics,
             request_ids: RequestIds::new(),
+            usage: Arc::new(UsageRecorder::new()),
             ready: AtomicBool::new(false),
             generation: AtomicU64::new(1),
-            watcher: parking_lot::Mutex::new(Some(watcher)),
-        })
+            tasks: parking_lot::Mutex::new(vec![watcher]),
+        });
+        let flusher = tokio::spawn(flush_usage(Arc::downgrade(&gw)));
+        gw.tasks.lock().push(flusher);
+        gw
+    }
+
+    /// Writes pending usage now (shutdown, tests).
+    pub async fn flush_usage(&self) {
+        if let Err(e) = self.usage.flush(self.cache.store()).await {
+            tracing::warn!(error = %e, "usage flush failed; will retry");
+        }
     }
 
     /// Swaps in a new, already validated config for new requests. Listener
@@ -87,10 +102,10 @@ impl Gateway {
         generation
     }
 
-    /// Stops background tasks (the store watcher).
+    /// Stops background tasks (store watcher, usage flusher).
     pub fn stop(&self) {
-        if let Some(w) = self.watcher.lock().take() {
-            w.abort();
+        for t in self.tasks.lock().drain(..) {
+            t.abort();
         }
     }
 }
@@ -98,5 +113,20 @@ impl Gateway {
 impl Drop for Gateway {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Flushes usage every `usage.flush_interval` (re-read each round, so a
+/// reload applies) until the gateway is gone.
+async fn flush_usage(gw: std::sync::Weak<Gateway>) {
+    loop {
+        let Some(interval) = gw.upgrade().map(|g| g.snapshot.load().config.usage.flush_interval) else {
+            return;
+        };
+        tokio::time::sleep(interval).await;
+        let Some(g) = gw.upgrade() else {
+            return;
+        };
+        g.flush_usage().await;
     }
 }

@@ -18,6 +18,7 @@
 //! | header hygiene, forwarding, pools | [`forward`] |
 //! | every gateway-made answer | [`error`] |
 //! | metrics | [`metrics`] |
+//! | per-key usage, batched to the store | [`usage`] |
 //!
 //! Around it: [`config`] (the two-layer `gateway.toml`), [`record`] (key
 //! records), [`keys`] (key management shared by [`cli`] and [`admin`]),
@@ -45,3 +46,4 @@ pub mod route;
 pub mod run;
 pub mod server;
 pub mod store;
+pub mod usage;

@@ -88,6 +88,7 @@ pub async fn serve(gw: Arc<Gateway>, listeners: Listeners, shutdown: impl Future
     {
         tracing::warn!(grace = ?cfg.shutdown_grace, "shutdown grace period over; closing remaining connections");
     }
+    gw.flush_usage().await;
     gw.stop();
 }
 

@@ -1,4 +1,46 @@
-//! Test helpers that start real things: redis-server, upstreams, gateways.
+//! Test helpers that start real things: redis-server, upstreams, gateways,
+//! and a real HTTP client.
 #![allow(dead_code)]
 
+pub mod client;
+pub mod expect;
+pub mod gateway;
+pub mod keys;
 pub mod redis;
+pub mod upstream;
+
+use std::time::{Duration, Instant};
+
+/// Polls `check` until it returns true or `deadline` passes; returns
+/// whether it became true. For conditions reached asynchronously.
+pub async fn eventually(deadline: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + deadline;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// [`eventually`] for checks that must await (HTTP requests, store reads):
+/// polls `check` until it returns true or `deadline` passes.
+pub async fn eventually_async<F, Fut>(deadline: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = Instant::now() + deadline;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

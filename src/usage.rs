@@ -1,0 +1,155 @@
+//! Per-key usage ("Monitor usage"): requests per key per day, last use and
+//! last client IP.
+//!
+//! Counted in memory on the request path (a sharded map, so no global lock
+//! and no store round trip per request) and written to the store in one
+//! batch every `usage.flush_interval`. A batch that fails to write is merged
+//! back and retried with the next one, so a store outage loses nothing that
+//! this process saw; shutdown flushes what is left.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::net::IpAddr;
+
+use parking_lot::Mutex;
+
+use crate::record::{Timestamp, UsageDelta};
+use crate::store::Store;
+
+const SHARDS: usize = 16;
+const DAY_MS: i64 = 86_400_000;
+
+#[derive(Debug, Default, Clone)]
+struct Pending {
+    /// Day number (ms / DAY_MS) → requests.
+    days: BTreeMap<i64, u64>,
+    last_ms: i64,
+    last_ip: Option<IpAddr>,
+}
+
+/// Counts usage for one gateway process.
+pub struct UsageRecorder {
+    shards: [Mutex<HashMap<Box<str>, Pending>>; SHARDS],
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Default for UsageRecorder {
+    fn default() -> Self {
+        UsageRecorder::new()
+    }
+}
+
+impl UsageRecorder {
+    /// An empty recorder.
+    pub fn new() -> UsageRecorder {
+        UsageRecorder {
+            shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+            hasher: std::collections::hash_map::RandomState::new(),
+        }
+    }
+
+    fn shard(&self, id: &str) -> &Mutex<HashMap<Box<str>, Pending>> {
+        let mut h = self.hasher.build_hasher();
+        id.hash(&mut h);
+        &self.shards[(h.finish() as usize) % SHARDS]
+    }
+
+    /// Counts one request by key `id` from `ip` at `now`. Allocates only the
+    /// first time a key is seen in a flush period.
+    pub fn record(&self, id: &str, ip: IpAddr, now: Timestamp) {
+        let mut map = self.shard(id).lock();
+        let p = match map.get_mut(id) {
+            Some(p) => p,
+            None => map.entry(id.into()).or_default(),
+        };
+        *p.days.entry(now.0.div_euclid(DAY_MS)).or_default() += 1;
+        if now.0 >= p.last_ms {
+            p.last_ms = now.0;
+            p.last_ip = Some(ip);
+        }
+    }
+
+    /// Takes everything counted so far.
+    fn drain(&self) -> Vec<(Box<str>, Pending)> {
+        let mut out = Vec::new();
+        for s in &self.shards {
+            out.extend(std::mem::take(&mut *s.lock()));
+        }
+        out
+    }
+
+    fn merge_back(&self, items: Vec<(Box<str>, Pending)>) {
+        for (id, p) in items {
+            let mut map = self.shard(&id).lock();
+            let cur = map.entry(id).or_default();
+            for (d, n) in p.days {
+                *cur.days.entry(d).or_default() += n;
+            }
+            if p.last_ms >= cur.last_ms {
+                cur.last_ms = p.last_ms;
+                cur.last_ip = p.last_ip;
+            }
+        }
+    }
+
+    /// Writes the pending counts to `store` in one batch; on failure keeps
+    /// them for the next attempt. Returns how many keys were written.
+    pub async fn flush(&self, store: &Store) -> Result<usize, crate::store::StoreError> {
+        let items = self.drain();
+        if items.is_empty() {
+            return Ok(0);
+        }
+        let batch: Vec<UsageDelta> = items
+            .iter()
+            .filter_map(|(id, p)| {
+                Some(UsageDelta {
+                    id: id.to_string(),
+                    daily: p
+                        .days
+                        .iter()
+                        .map(|(d, n)| (Timestamp(d * DAY_MS).day(), *n))
+                        .collect(),
+                    last_used_at: Timestamp(p.last_ms),
+                    last_ip: p.last_ip?,
+                })
+            })
+            .collect();
+        match store.add_usage(&batch).await {
+            Ok(()) => Ok(batch.len()),
+            Err(e) => {
+                self.merge_back(items);
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+
+    #[tokio::test]
+    async fn counts_are_batched_per_key_and_day() {
+        let store = Store::Memory(MemoryStore::new());
+        let u = UsageRecorder::new();
+        let ip1: IpAddr = "192.0.2.1".parse().unwrap();
+        let ip2: IpAddr = "192.0.2.2".parse().unwrap();
+        let day1 = Timestamp(1_795_000_000_000);
+        for _ in 0..5 {
+            u.record("key_a", ip1, day1);
+        }
+        u.record("key_a", ip2, day1.plus(std::time::Duration::from_secs(86_400)));
+        u.record("key_b", ip1, day1);
+        assert_eq!(u.flush(&store).await.unwrap(), 2);
+        let a = store.usage("key_a").await.unwrap();
+        assert_eq!(a.total, 6);
+        assert_eq!(a.daily.len(), 2);
+        assert_eq!(a.last_ip, Some(ip2));
+        assert_eq!(u.flush(&store).await.unwrap(), 0);
+        u.record("key_a", ip1, day1.plus(std::time::Duration::from_secs(90_000)));
+        u.flush(&store).await.unwrap();
+        assert_eq!(store.usage("key_a").await.unwrap().total, 7);
+    }
+}

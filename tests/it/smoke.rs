@@ -1,0 +1,27 @@
+//! The harness itself works: a public route forwards, a private one asks
+//! for a key, an unknown path is 404.
+
+use osir_gateway::store::{memory::MemoryStore, Store};
+
+use crate::support::client::get;
+use crate::support::gateway::{config, TestGateway};
+use crate::support::upstream::RecordingUpstream;
+
+#[tokio::test]
+async fn public_private_and_unknown_routes() {
+    let up = RecordingUpstream::start("up").await;
+    let gw = TestGateway::start(&config(&up.url(), None, ""), Store::Memory(MemoryStore::new())).await;
+
+    let r = get(&gw.url("/v1/status?x=1"), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(up.last().target, "/v1/status?x=1");
+
+    let r = get(&gw.url("/v1/domains/x"), &[]).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.code(), "missing_api_key");
+
+    let r = get(&gw.url("/nowhere"), &[]).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.code(), "route_not_found");
+    assert_eq!(up.count(), 1);
+}

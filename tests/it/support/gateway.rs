@@ -1,0 +1,143 @@
+//! An in-process gateway on 127.0.0.1:0 with its own metrics and store, and
+//! the config snippets most tests share.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use osir_gateway::config::Config;
+use osir_gateway::gateway::Gateway;
+use osir_gateway::metrics::Metrics;
+use osir_gateway::server::{self, Listeners};
+use osir_gateway::store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub gw: Arc<Gateway>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Routes every test uses: domains, vps, billing (DELETE needs billing:write),
+/// a public status route, and a public route with a 1 KiB body limit.
+/// `{up}` and `{test_up}` are upstream URLs; `extra` is appended verbatim
+/// (more sections, or fields for `[auth]`/`[cache]` given as whole tables).
+pub fn config(up: &str, test_up: Option<&str>, extra: &str) -> String {
+    let test_url = test_up.map(|t| format!("test_url = \"{t}\"")).unwrap_or_default();
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:1"
+max_body = "4MiB"
+[admin]
+listen = "127.0.0.1:2"
+[store]
+backend = "file"
+path = "unused.json"
+[upstreams.up]
+url = "{up}"
+{test_url}
+connect_timeout = "500ms"
+timeout = "1s"
+[[routes]]
+prefix = "/v1/domains"
+upstream = "up"
+resource = "domains"
+[[routes]]
+prefix = "/v1/vps"
+upstream = "up"
+resource = "vps"
+[[routes]]
+prefix = "/v1/billing"
+upstream = "up"
+resource = "billing"
+scopes = {{ DELETE = "billing:write" }}
+[[routes]]
+prefix = "/v1/status"
+upstream = "up"
+public = true
+[[routes]]
+prefix = "/v1/small"
+upstream = "up"
+public = true
+max_body = "1KiB"
+{extra}
+"#
+    )
+}
+
+pub fn parse(toml: &str) -> Config {
+    Config::from_toml(toml, Path::new(".")).unwrap_or_else(|e| panic!("test config invalid:\n{e}"))
+}
+
+impl TestGateway {
+    pub async fn start(toml: &str, store: Store) -> TestGateway {
+        TestGateway::start_with(parse(toml), store).await
+    }
+
+    pub async fn start_with(cfg: Config, store: Store) -> TestGateway {
+        TestGateway::start_at(cfg, store, "127.0.0.1:0").await
+    }
+
+    /// Like [`TestGateway::start_with`], with the API listener on `bind`
+    /// (`[::1]:0` for an IPv6 peer, `[::ffff:127.0.0.1]:0` for IPv4-mapped
+    /// peers); the admin listener stays on 127.0.0.1.
+    pub async fn start_at(cfg: Config, store: Store, bind: &str) -> TestGateway {
+        let http = TcpListener::bind(bind).await.unwrap();
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = http.local_addr().unwrap();
+        let admin_addr = admin.local_addr().unwrap();
+        let gw = Gateway::new(cfg, store, Arc::new(Metrics::new()));
+        let (tx, rx) = oneshot::channel::<()>();
+        let gw2 = gw.clone();
+        let task = tokio::spawn(async move {
+            server::serve(gw2, Listeners { http: Some(http), admin: Some(admin) }, async {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        TestGateway { addr, admin: admin_addr, gw, stop: Some(tx), task: Some(task) }
+    }
+
+    /// Waits until the store's invalidation watcher reports the store up
+    /// (for Redis: subscribed, its initial flush done), so a test's cache
+    /// and single-flight counts are not disturbed by that flush.
+    pub async fn wait_store_watched(&self) {
+        let gw = self.gw.clone();
+        let up = super::eventually(std::time::Duration::from_secs(5), move || gw.metrics.store_up.get() == 1).await;
+        assert!(up, "the store watcher never reported the store up");
+    }
+
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("http://{}{}", self.addr, path_and_query)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
+    }
+
+    /// Graceful stop; waits for the server to finish.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+        self.gw.stop();
+    }
+}
