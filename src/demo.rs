@@ -171,6 +171,9 @@ async fn serve(listen: SocketAddr, admin: SocketAddr) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {admin}: {e} (use --admin)"))?;
     let gw = Gateway::new(cfg, store, Arc::new(Metrics::new()));
+    // Access lines on stdout show what each curl did.
+    let log = crate::access_log::AccessLog::open(&crate::config::AccessLog::Stdout)?;
+    gw.access_log.store(log.map(Arc::new));
     let base = format!("http://{listen}");
     let lk = live.key.expose_secret();
     let tk = test.key.expose_secret();

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::access_log::AccessLog;
 use crate::cache::KeyCache;
 use crate::config::Config;
 use crate::forward::Upstream;
@@ -17,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::request_id::RequestIds;
 use crate::route::RouteTable;
 use crate::store::Store;
+use crate::tls::TlsAcceptor;
 use crate::usage::UsageRecorder;
 
 /// One config generation, compiled for the request path.
@@ -53,6 +55,12 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     /// Request-id generator.
     pub request_ids: RequestIds,
+    /// The access log, when enabled (`run` opens it from `[log] access`).
+    pub access_log: arc_swap::ArcSwapOption<AccessLog>,
+    /// The TLS listener's acceptor, when one serves. [`crate::server::serve`]
+    /// sets it from its listeners so [`crate::run::reload`] can swap the
+    /// certificate together with the config.
+    pub tls: arc_swap::ArcSwapOption<TlsAcceptor>,
     /// Per-key usage, flushed to the store in batches.
     pub usage: Arc<UsageRecorder>,
     /// Set once listeners are up; `/readyz` reports it.
@@ -74,6 +82,8 @@ impl Gateway {
             cache,
             metrics,
             request_ids: RequestIds::new(),
+            access_log: arc_swap::ArcSwapOption::empty(),
+            tls: arc_swap::ArcSwapOption::empty(),
             usage: Arc::new(UsageRecorder::new()),
             ready: AtomicBool::new(false),
             generation: AtomicU64::new(1),

@@ -7,6 +7,7 @@
 //! | stage | module |
 //! | --- | --- |
 //! | accept, HTTP/1.1 + HTTP/2, timeouts | [`server`] |
+//! | TLS: certificate loading, hot reload, handshake timeout | [`tls`] |
 //! | request shape, one config snapshot per request | [`proxy`], [`gateway`] |
 //! | client IP (trusted proxies, X-Forwarded-For) | [`client_ip`] |
 //! | canonical path check | [`path`] |
@@ -18,12 +19,15 @@
 //! | header hygiene, forwarding, pools | [`forward`] |
 //! | every gateway-made answer | [`error`] |
 //! | metrics | [`metrics`] |
+//! | access log (JSON lines, non-blocking) | [`access_log`] |
 //! | per-key usage, batched to the store | [`usage`] |
 //!
 //! Around it: [`config`] (the two-layer `gateway.toml`), [`record`] (key
 //! records), [`keys`] (key management shared by [`cli`] and [`admin`]),
-//! [`run`] (the `run` command, signals, reload) and [`demo`].
+//! [`run`] (the `run` command, signals, reload), [`watch`] (config file
+//! watching) and [`demo`].
 
+pub mod access_log;
 pub mod admin;
 pub mod auth;
 pub mod cache;
@@ -46,4 +50,6 @@ pub mod route;
 pub mod run;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod usage;
+pub mod watch;

@@ -8,7 +8,7 @@
 //! or not, gets `X-Request-Id` and is counted by route, method, status and
 //! reason.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -17,6 +17,7 @@ use http::{Method, Request, Response};
 use http_body_util::{Either, Full, Limited};
 use hyper::body::Incoming;
 
+use crate::access_log;
 use crate::auth;
 use crate::client_ip::{self, is_trusted};
 use crate::credential::strip_key_param;
@@ -45,36 +46,65 @@ static X_OSIR_ACCOUNT: HeaderName = HeaderName::from_static("x-osir-account");
 static X_OSIR_ENV: HeaderName = HeaderName::from_static("x-osir-env");
 static X_OSIR_SCOPES: HeaderName = HeaderName::from_static("x-osir-scopes");
 
+/// What the pipeline learned on the way, for metrics and the access log;
+/// filled as stages pass, so an early refusal leaves the rest empty.
+#[derive(Default)]
+struct Trace<'s> {
+    route: Option<&'s Route>,
+    client_ip: Option<IpAddr>,
+    /// The checked path (set only if it passed the check).
+    path: Option<String>,
+    /// The query as forwarded (without `api_key`).
+    query: Option<String>,
+    identity: Option<auth::Identity>,
+    upstream: Option<std::time::Duration>,
+}
+
 /// Answers one client request.
 pub async fn handle(gw: &Gateway, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
     let started = Instant::now();
     let snap = gw.snapshot.load_full();
     let request_id = gw.request_ids.for_request(req.headers().get(&X_REQUEST_ID));
     let method = req.method().clone();
-    let mut route: Option<&Route> = None;
-    let outcome = pipeline(gw, &snap, req, conn, &request_id, &mut route).await;
+    let bytes_in = content_length(req.headers());
+    let access_log = gw.access_log.load();
+    let mut trace = Trace::default();
+    let outcome = pipeline(gw, &snap, req, conn, &request_id, &mut trace, access_log.is_some()).await;
+    // Request ids are validated ASCII, so this cannot fail.
+    let rid = request_id.to_str().unwrap_or("");
     let (mut resp, reason) = match outcome {
         Ok(resp) => (resp.map(Either::Left), "ok"),
-        Err(e) => {
-            // Request ids are validated ASCII, so this cannot fail.
-            let rid = request_id.to_str().unwrap_or("");
-            (e.to_response(rid).map(Either::Right), e.code())
-        }
+        Err(e) => (e.to_response(rid).map(Either::Right), e.code()),
     };
-    resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
-    let route_label = route.map_or("none", |r| &r.prefix);
+    let route_label = trace.route.map_or("none", |r| &r.prefix);
+    let elapsed = started.elapsed();
     let m = &gw.metrics;
     m.requests
-        .with_label_values(&[
-            route_label,
-            method_label(&method),
-            status_label(resp.status()),
-            reason,
-        ])
+        .with_label_values(&[route_label, method_label(&method), status_label(resp.status()), reason])
         .inc();
-    m.request_duration
-        .with_label_values(&[route_label])
-        .observe(started.elapsed().as_secs_f64());
+    m.request_duration.with_label_values(&[route_label]).observe(elapsed.as_secs_f64());
+    if let Some(log) = access_log.as_deref() {
+        let id = trace.identity.as_deref();
+        log.write(&access_log::Entry {
+            ts: access_log::now_rfc3339(),
+            request_id: rid,
+            route: route_label,
+            method: method.as_str(),
+            path: trace.path.as_deref(),
+            query: trace.query.as_deref(),
+            status: resp.status().as_u16(),
+            reason,
+            key_id: id.map(|i| i.record.id.as_str()),
+            account: id.and_then(|i| i.record.account.as_deref()),
+            env: id.map(|i| i.record.env.as_str()),
+            client_ip: trace.client_ip,
+            duration_ms: access_log::millis(elapsed),
+            upstream_ms: trace.upstream.map(access_log::millis),
+            bytes_in,
+            bytes_out: content_length(resp.headers()),
+        });
+    }
+    resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
     resp
 }
 
@@ -84,47 +114,46 @@ async fn pipeline<'s>(
     req: Request<Incoming>,
     conn: ConnInfo,
     request_id: &HeaderValue,
-    route_out: &mut Option<&'s Route>,
+    trace: &mut Trace<'s>,
+    logging: bool,
 ) -> Result<Response<Incoming>, GatewayError> {
     let (mut parts, body) = req.into_parts();
     check_shape(&parts)?;
     let cfg = &snap.config;
     let client_ip = client_ip::client_ip(conn.peer.ip(), &parts.headers, &cfg.auth.trusted_proxies);
+    trace.client_ip = Some(client_ip);
 
     // The target is kept aside (cheap: `Uri` is shared bytes) so the
     // headers can be rewritten while the checked path is borrowed.
     let uri = parts.uri.clone();
     let (raw_path, query) = forward::split_target(uri.path_and_query());
     let checked = path::check(raw_path).map_err(|_| GatewayError::InvalidPath)?;
-    let route = snap
-        .routes
-        .find(&checked.decoded)
-        .ok_or(GatewayError::RouteNotFound)?;
-    *route_out = Some(route);
+    let stripped_query = query.and_then(strip_key_param);
+    if logging {
+        trace.path = Some(checked.raw.to_owned());
+        trace.query = stripped_query.as_deref().map(str::to_owned);
+    }
+    let route = snap.routes.find(&checked.decoded).ok_or(GatewayError::RouteNotFound)?;
+    trace.route = Some(route);
     let required = route.required_scope(&parts.method)?;
 
     let identity = if route.public {
         None
     } else {
-        let key = auth::parse_credential(
-            &parts.headers,
-            query,
-            cfg.auth.query_key,
-            cfg.auth.verify_checksum,
-        )?;
+        let key = auth::parse_credential(&parts.headers, query, cfg.auth.query_key, cfg.auth.verify_checksum)?;
         let started = Instant::now();
         let decided = auth::authorize(&gw.cache, &key, client_ip, required).await;
-        gw.metrics
-            .auth_duration
-            .observe(started.elapsed().as_secs_f64());
-        Some(decided?)
+        gw.metrics.auth_duration.observe(started.elapsed().as_secs_f64());
+        let identity = decided?;
+        gw.usage.record(&identity.record.id, client_ip, crate::record::Timestamp::now());
+        trace.identity = Some(identity.clone());
+        Some(identity)
     };
 
     if content_length(&parts.headers).is_some_and(|n| n > route.max_body) {
         return Err(GatewayError::PayloadTooLarge);
     }
 
-    let query = query.and_then(strip_key_param);
     let forwarded_path = checked.raw;
     let peer = crate::record::canonical_ip(conn.peer.ip());
     let chain = if is_trusted(peer, &cfg.auth.trusted_proxies) {
@@ -139,10 +168,7 @@ async fn pipeline<'s>(
         if let Some(a) = &id.account {
             h.insert(X_OSIR_ACCOUNT.clone(), a.clone());
         }
-        h.insert(
-            X_OSIR_ENV.clone(),
-            HeaderValue::from_static(id.record.env.as_str()),
-        );
+        h.insert(X_OSIR_ENV.clone(), HeaderValue::from_static(id.record.env.as_str()));
         h.insert(X_OSIR_SCOPES.clone(), id.scopes.clone());
         id.record.env
     });
@@ -153,15 +179,12 @@ async fn pipeline<'s>(
         .upstreams
         .get(route.upstream)
         .ok_or(GatewayError::UpstreamUnavailable)?;
-    let mut resp = upstream
-        .send(
-            upstream_req,
-            forwarded_path,
-            query.as_deref(),
-            env,
-            &gw.metrics,
-        )
-        .await?;
+    let sent = Instant::now();
+    let result = upstream
+        .send(upstream_req, forwarded_path, stripped_query.as_deref(), env, &gw.metrics)
+        .await;
+    trace.upstream = Some(sent.elapsed());
+    let mut resp = result?;
     prepare_response_headers(resp.headers_mut());
     Ok(resp)
 }

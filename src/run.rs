@@ -97,8 +97,18 @@ async fn serve_from_config(path: &Path, cfg: Config) -> ExitCode {
         routes = cfg.routes.len(),
         "osir-gateway serving"
     );
+    let access_log = match crate::access_log::AccessLog::open(&cfg.log.access) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let gw = Gateway::new(cfg, store, Arc::new(Metrics::new()));
+    gw.access_log.store(access_log.map(Arc::new));
     let reloader = tokio::spawn(reload_on_sighup(gw.clone(), path.to_owned()));
+    let initial = std::fs::read(path).unwrap_or_default();
+    let watcher = tokio::spawn(crate::watch::watch_config(gw.clone(), path.to_owned(), initial));
     server::serve(
         gw,
         Listeners {
@@ -109,6 +119,7 @@ async fn serve_from_config(path: &Path, cfg: Config) -> ExitCode {
     )
     .await;
     reloader.abort();
+    watcher.abort();
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }
@@ -152,6 +163,9 @@ pub fn reload(gw: &Gateway, path: &Path) -> Result<u64, String> {
             tracing::warn!(
                 "listen addresses changed in the config: restart the gateway to apply them"
             );
+        }
+        if old.log.access != new.log.access {
+            tracing::warn!("[log] access changed in the config: restart the gateway to apply it");
         }
         if old.store != new.store {
             tracing::warn!("[store] changed in the config: restart the gateway to apply it");
