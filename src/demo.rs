@@ -204,6 +204,7 @@ Ctrl-C to stop.
         Listeners {
             http: Some(http),
             admin: Some(adm),
+            tls: None,
         },
         crate::run::shutdown_signal(),
     )

@@ -3,7 +3,9 @@
 //!
 //! A reload validates the whole file first; an invalid file is refused whole
 //! and the old config keeps serving. Listener addresses and the store need a
-//! restart, and the log says so.
+//! restart, and the log says so. A reload also reloads the TLS certificate
+//! (renewed files, or new paths); a certificate that cannot be loaded
+//! refuses the reload like an invalid file.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -16,6 +18,7 @@ use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::server::{self, Listeners};
+use crate::tls::TlsAcceptor;
 
 /// Serves the gateway described by the config file at `path`.
 pub fn run(path: &Path) -> ExitCode {
@@ -53,6 +56,7 @@ pub fn init_logging(level: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -63,6 +67,15 @@ async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, String> {
 }
 
 async fn serve_from_config(path: &Path, cfg: Config) -> ExitCode {
+    // The certificate first: a missing or mismatched file is the likeliest
+    // start failure, and it is reported before anything is opened or bound.
+    let acceptor = match cfg.server.tls.as_ref().map(TlsAcceptor::new).transpose() {
+        Ok(a) => a.map(Arc::new),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let store = match crate::cli::open_store(&cfg).await {
         Ok(s) => s,
         Err(e) => {
@@ -87,11 +100,19 @@ async fn serve_from_config(path: &Path, cfg: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if cfg.server.tls.is_some() {
-        tracing::warn!("[server.tls] is configured but TLS serving is not built yet; only the plain listener runs");
-    }
+    let tls = match (&cfg.server.tls, acceptor) {
+        (Some(t), Some(acceptor)) => match bind("server.tls.listen", t.listen).await {
+            Ok(l) => Some((l, acceptor)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => None,
+    };
     tracing::info!(
         listen = ?cfg.server.listen,
+        tls = ?cfg.server.tls.as_ref().map(|t| t.listen),
         admin = %cfg.admin.listen,
         store = store.backend_name(),
         routes = cfg.routes.len(),
@@ -108,12 +129,17 @@ async fn serve_from_config(path: &Path, cfg: Config) -> ExitCode {
     gw.access_log.store(access_log.map(Arc::new));
     let reloader = tokio::spawn(reload_on_sighup(gw.clone(), path.to_owned()));
     let initial = std::fs::read(path).unwrap_or_default();
-    let watcher = tokio::spawn(crate::watch::watch_config(gw.clone(), path.to_owned(), initial));
+    let watcher = tokio::spawn(crate::watch::watch_config(
+        gw.clone(),
+        path.to_owned(),
+        initial,
+    ));
     server::serve(
         gw,
         Listeners {
             http,
             admin: Some(admin),
+            tls,
         },
         shutdown_signal(),
     )
@@ -152,7 +178,7 @@ pub async fn shutdown_signal() {
 /// Loads, validates and applies the file; the old config keeps serving on
 /// any problem. Returns the new generation.
 pub fn reload(gw: &Gateway, path: &Path) -> Result<u64, String> {
-    let outcome = Config::load(path).map_err(|e| e.to_string()).map(|new| {
+    let outcome = load_with_certificate(gw, path).map(|new| {
         let old = gw.snapshot.load();
         let old = &old.config;
         if old.server.listen != new.server.listen
@@ -185,6 +211,20 @@ pub fn reload(gw: &Gateway, path: &Path) -> Result<u64, String> {
         }
     }
     outcome
+}
+
+/// Loads and validates the file, then reloads the TLS certificate from its
+/// paths (renewed files are picked up on every reload). Both happen before
+/// the config is applied, so a bad certificate refuses the whole reload and
+/// the old config and old certificate keep serving together. Without a TLS
+/// listener there is no certificate to reload; adding one needs a restart
+/// (the listen-address warning says so).
+fn load_with_certificate(gw: &Gateway, path: &Path) -> Result<Config, String> {
+    let new = Config::load(path).map_err(|e| e.to_string())?;
+    if let (Some(acceptor), Some(tls)) = (gw.tls.load_full(), &new.server.tls) {
+        acceptor.reload(tls)?;
+    }
+    Ok(new)
 }
 
 async fn reload_on_sighup(gw: Arc<Gateway>, path: std::path::PathBuf) {

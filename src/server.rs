@@ -5,6 +5,13 @@
 //! sockets and signals. HTTP/1.1 and HTTP/2 (prior knowledge) share a port;
 //! a timer is set so the header-read timeout really fires (a slowloris
 //! defence; without a timer hyper ignores it).
+//!
+//! The plain and the TLS listener share one accept loop (`accept_api`),
+//! generic over the step that turns a TCP stream into the stream HTTP runs
+//! on: nothing for plain HTTP, the TLS handshake for TLS. That step runs in
+//! the connection's own task, never in the accept loop, so a slow handshake
+//! cannot hold up accepting; it counts against the connection limit and in
+//! `open_connections` like any open connection.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,13 +22,15 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::admin;
 use crate::config::ServerConfig;
 use crate::gateway::Gateway;
 use crate::proxy::{self, ConnInfo};
+use crate::tls::TlsAcceptor;
 
 /// The sockets a gateway serves on.
 pub struct Listeners {
@@ -29,6 +38,10 @@ pub struct Listeners {
     pub http: Option<TcpListener>,
     /// Admin listener (`admin.listen`): metrics, health, key API.
     pub admin: Option<TcpListener>,
+    /// TLS API listener (`server.tls.listen`) and the acceptor holding its
+    /// certificate; [`serve`] also hands the acceptor to the gateway (before
+    /// it reports ready), so a config reload can swap the certificate.
+    pub tls: Option<(TcpListener, Arc<TlsAcceptor>)>,
 }
 
 /// A connection builder configured from `[server]`.
@@ -56,16 +69,35 @@ pub async fn serve(gw: Arc<Gateway>, listeners: Listeners, shutdown: impl Future
     let limit = Arc::new(Semaphore::new(cfg.max_connections));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
+    let api = Api {
+        gw: gw.clone(),
+        builder: Arc::new(builder(&cfg)),
+        graceful: graceful.clone(),
+        limit: limit.clone(),
+    };
     if let Some(l) = listeners.http {
         tasks.push(tokio::spawn(accept_api(
-            gw.clone(),
+            api.clone(),
             l,
-            builder(&cfg),
-            graceful.clone(),
-            limit.clone(),
+            "http",
+            |stream| std::future::ready(Ok(stream)),
             stop_rx.clone(),
         )));
     }
+    if let Some((l, acceptor)) = listeners.tls {
+        gw.tls.store(Some(acceptor.clone()));
+        tasks.push(tokio::spawn(accept_api(
+            api.clone(),
+            l,
+            "https",
+            move |stream| {
+                let acceptor = acceptor.clone();
+                async move { acceptor.accept(stream).await }
+            },
+            stop_rx.clone(),
+        )));
+    }
+    drop(api);
     if let Some(l) = listeners.admin {
         tasks.push(tokio::spawn(accept_admin(
             gw.clone(),
@@ -92,20 +124,37 @@ pub async fn serve(gw: Arc<Gateway>, listeners: Listeners, shutdown: impl Future
     gw.stop();
 }
 
-async fn accept_api(
+/// What every API connection shares, whichever listener accepted it.
+#[derive(Clone)]
+struct Api {
     gw: Arc<Gateway>,
-    listener: TcpListener,
-    builder: auto::Builder<TokioExecutor>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
     graceful: Arc<GracefulShutdown>,
     limit: Arc<Semaphore>,
+}
+
+/// Accepts API connections on `listener` until `stop`; each one runs
+/// `handshake` (identity for plain HTTP, TLS for `https`) and is then served
+/// by the pipeline with `proto` as its `X-Forwarded-Proto`.
+async fn accept_api<H, F, S>(
+    api: Api,
+    listener: TcpListener,
+    proto: &'static str,
+    handshake: H,
     mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let open = gw.metrics.open_connections.with_label_values(&["http"]);
+) where
+    H: Fn(TcpStream) -> F,
+    F: Future<Output = std::io::Result<S>> + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // The metric names the listener (`http`, `tls`); `proto` is the scheme.
+    let label = if proto == "https" { "tls" } else { "http" };
+    let open = api.gw.metrics.open_connections.with_label_values(&[label]);
     loop {
         // Backpressure: at the connection limit, leave new clients in the
         // kernel's backlog instead of accepting and dropping them.
         let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            p = api.limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
             _ = stop.changed() => return,
         };
         let (stream, peer) = tokio::select! {
@@ -121,24 +170,36 @@ async fn accept_api(
             _ = stop.changed() => return,
         };
         let _ = stream.set_nodelay(true);
-        let info = ConnInfo {
-            peer,
-            proto: "http",
-        };
-        let gw2 = gw.clone();
-        let service = service_fn(move |req| {
-            let gw = gw2.clone();
-            async move { Ok::<_, Infallible>(proxy::handle(&gw, req, info).await) }
-        });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let info = ConnInfo { peer, proto };
+        let handshake = handshake(stream);
+        // Taken now, before any shutdown can start, so graceful shutdown
+        // waits for this connection even while its handshake is running.
+        let watcher = api.graceful.watcher();
+        let mut stop = stop.clone();
+        let gw = api.gw.clone();
+        let builder = api.builder.clone();
         let open = open.clone();
         open.inc();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            let stream = tokio::select! {
+                biased;
+                s = handshake => s,
+                _ = stop.changed() => Err(std::io::Error::other("shutting down")),
+            };
+            match stream {
+                Ok(stream) => {
+                    let service = service_fn(move |req| {
+                        let gw = gw.clone();
+                        async move { Ok::<_, Infallible>(proxy::handle(&gw, req, info).await) }
+                    });
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                }
+                // Handshake failures are the client's business (scanners,
+                // wrong trust store, timeouts); debug only, nothing secret.
+                Err(e) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
             }
             open.dec();
             drop(permit);

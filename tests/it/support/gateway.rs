@@ -10,12 +10,15 @@ use osir_gateway::gateway::Gateway;
 use osir_gateway::metrics::Metrics;
 use osir_gateway::server::{self, Listeners};
 use osir_gateway::store::Store;
+use osir_gateway::tls::TlsAcceptor;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 pub struct TestGateway {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
+    /// The TLS listener, for gateways started with [`TestGateway::start_tls`].
+    pub tls: Option<SocketAddr>,
     pub gw: Arc<Gateway>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -26,7 +29,9 @@ pub struct TestGateway {
 /// `{up}` and `{test_up}` are upstream URLs; `extra` is appended verbatim
 /// (more sections, or fields for `[auth]`/`[cache]` given as whole tables).
 pub fn config(up: &str, test_up: Option<&str>, extra: &str) -> String {
-    let test_url = test_up.map(|t| format!("test_url = \"{t}\"")).unwrap_or_default();
+    let test_url = test_up
+        .map(|t| format!("test_url = \"{t}\""))
+        .unwrap_or_default();
     format!(
         r#"
 [server]
@@ -86,20 +91,71 @@ impl TestGateway {
     /// (`[::1]:0` for an IPv6 peer, `[::ffff:127.0.0.1]:0` for IPv4-mapped
     /// peers); the admin listener stays on 127.0.0.1.
     pub async fn start_at(cfg: Config, store: Store, bind: &str) -> TestGateway {
+        TestGateway::launch(cfg, store, bind, false).await
+    }
+
+    /// Like [`TestGateway::start_with`], plus a TLS listener on 127.0.0.1:0
+    /// serving the certificate and key named by `cfg`'s `[server.tls]`
+    /// (which must be set; its `listen` is ignored).
+    /// Returns once `serve` is running, so the gateway already holds the
+    /// acceptor and a `run::reload` reaches the certificate.
+    pub async fn start_tls(cfg: Config, store: Store) -> TestGateway {
+        let gw = TestGateway::launch(cfg, store, "127.0.0.1:0", true).await;
+        let g = gw.gw.clone();
+        let up = super::eventually(std::time::Duration::from_secs(5), move || {
+            g.ready.load(std::sync::atomic::Ordering::SeqCst)
+        })
+        .await;
+        assert!(up, "the gateway never reported ready");
+        gw
+    }
+
+    async fn launch(cfg: Config, store: Store, bind: &str, with_tls: bool) -> TestGateway {
         let http = TcpListener::bind(bind).await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = http.local_addr().unwrap();
         let admin_addr = admin.local_addr().unwrap();
+        let tls = if with_tls {
+            let tls_cfg = cfg
+                .server
+                .tls
+                .as_ref()
+                .expect("start_tls needs [server.tls] in the config");
+            let acceptor =
+                TlsAcceptor::new(tls_cfg).unwrap_or_else(|e| panic!("test certificate: {e}"));
+            Some((
+                TcpListener::bind("127.0.0.1:0").await.unwrap(),
+                Arc::new(acceptor),
+            ))
+        } else {
+            None
+        };
+        let tls_addr = tls.as_ref().map(|(l, _)| l.local_addr().unwrap());
         let gw = Gateway::new(cfg, store, Arc::new(Metrics::new()));
         let (tx, rx) = oneshot::channel::<()>();
         let gw2 = gw.clone();
         let task = tokio::spawn(async move {
-            server::serve(gw2, Listeners { http: Some(http), admin: Some(admin) }, async {
-                let _ = rx.await;
-            })
+            server::serve(
+                gw2,
+                Listeners {
+                    http: Some(http),
+                    admin: Some(admin),
+                    tls,
+                },
+                async {
+                    let _ = rx.await;
+                },
+            )
             .await;
         });
-        TestGateway { addr, admin: admin_addr, gw, stop: Some(tx), task: Some(task) }
+        TestGateway {
+            addr,
+            admin: admin_addr,
+            tls: tls_addr,
+            gw,
+            stop: Some(tx),
+            task: Some(task),
+        }
     }
 
     /// Waits until the store's invalidation watcher reports the store up
@@ -107,7 +163,10 @@ impl TestGateway {
     /// and single-flight counts are not disturbed by that flush.
     pub async fn wait_store_watched(&self) {
         let gw = self.gw.clone();
-        let up = super::eventually(std::time::Duration::from_secs(5), move || gw.metrics.store_up.get() == 1).await;
+        let up = super::eventually(std::time::Duration::from_secs(5), move || {
+            gw.metrics.store_up.get() == 1
+        })
+        .await;
         assert!(up, "the store watcher never reported the store up");
     }
 
