@@ -48,7 +48,10 @@ resource = "billing"
 "#;
 
 fn decision(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let cfg = Config::from_toml(CFG, Path::new(".")).unwrap();
     let routes = RouteTable::new(&cfg);
     let store = Store::Memory(MemoryStore::new());
@@ -64,7 +67,10 @@ fn decision(c: &mut Criterion) {
         }))
         .unwrap();
     let hash = issued.key.hash();
-    assert!(matches!(rt.block_on(cache.get(&hash)).unwrap(), Lookup::Found(_)));
+    assert!(matches!(
+        rt.block_on(cache.get(&hash)).unwrap(),
+        Lookup::Found(_)
+    ));
 
     let mut headers = HeaderMap::new();
     headers.insert(
@@ -76,29 +82,38 @@ fn decision(c: &mut Criterion) {
     let route = routes.find("/v1/domains/example.com").unwrap();
     let required = route.required_scope(&Method::GET).unwrap();
 
-    c.bench_function("decision/cache_hit (extract→checksum→sha256→cache→ip→scope)", |b| {
-        b.iter(|| {
-            let key = auth::parse_credential(black_box(&headers), None, true, true).unwrap();
-            let entry = cache.get_fresh(&key.hash()).unwrap();
-            auth::check_grants(&key, &entry, black_box(peer), required, Timestamp::now()).unwrap();
-            black_box(entry);
-        })
-    });
+    c.bench_function(
+        "decision/cache_hit (extract→checksum→sha256→cache→ip→scope)",
+        |b| {
+            b.iter(|| {
+                let key = auth::parse_credential(black_box(&headers), None, true, true).unwrap();
+                let entry = cache.get_fresh(&key.hash()).unwrap();
+                auth::check_grants(&key, &entry, black_box(peer), required, Timestamp::now())
+                    .unwrap();
+                black_box(entry);
+            })
+        },
+    );
 
-    c.bench_function("pipeline_front/cache_hit (client ip→path→route→decision)", |b| {
-        b.iter(|| {
-            let ip = client_ip(black_box(peer), &headers, &cfg.auth.trusted_proxies);
-            let p = path::check(black_box("/v1/domains/example.com/records")).unwrap();
-            let r = routes.find(&p.decoded).unwrap();
-            let need = r.required_scope(&Method::GET).unwrap();
-            let key = auth::parse_credential(&headers, None, true, true).unwrap();
-            let entry = cache.get_fresh(&key.hash()).unwrap();
-            auth::check_grants(&key, &entry, ip, need, Timestamp::now()).unwrap();
-            black_box(entry);
-        })
-    });
+    c.bench_function(
+        "pipeline_front/cache_hit (client ip→path→route→decision)",
+        |b| {
+            b.iter(|| {
+                let ip = client_ip(black_box(peer), &headers, &cfg.auth.trusted_proxies);
+                let p = path::check(black_box("/v1/domains/example.com/records")).unwrap();
+                let r = routes.find(&p.decoded).unwrap();
+                let need = r.required_scope(&Method::GET).unwrap();
+                let key = auth::parse_credential(&headers, None, true, true).unwrap();
+                let entry = cache.get_fresh(&key.hash()).unwrap();
+                auth::check_grants(&key, &entry, ip, need, Timestamp::now()).unwrap();
+                black_box(entry);
+            })
+        },
+    );
 
-    c.bench_function("stage/sha256", |b| b.iter(|| black_box(black_box(&issued.key).hash())));
+    c.bench_function("stage/sha256", |b| {
+        b.iter(|| black_box(black_box(&issued.key).hash()))
+    });
     c.bench_function("stage/path_check", |b| {
         b.iter(|| black_box(path::check(black_box("/v1/domains/example.com/records")).is_ok()))
     });

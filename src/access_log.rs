@@ -71,13 +71,18 @@ pub struct AccessLog {
 impl AccessLog {
     /// Opens the configured destination; `None` when the log is off.
     pub fn open(cfg: &AccessLogConfig) -> Result<Option<AccessLog>, String> {
-        let builder = NonBlockingBuilder::default().lossy(true).buffered_lines_limit(64 * 1024);
+        let builder = NonBlockingBuilder::default()
+            .lossy(true)
+            .buffered_lines_limit(64 * 1024);
         let (writer, guard) = match cfg {
             AccessLogConfig::Off => return Ok(None),
             AccessLogConfig::Stdout => builder.finish(std::io::stdout()),
             AccessLogConfig::File(path) => builder.finish(open_append(path)?),
         };
-        Ok(Some(AccessLog { writer, _guard: guard }))
+        Ok(Some(AccessLog {
+            writer,
+            _guard: guard,
+        }))
     }
 
     /// Queues one line; never blocks on I/O.

@@ -7,12 +7,14 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::HeaderMap;
 
 use crate::cache::{CachedKey, KeyCache, Lookup};
 use crate::credential::{self, Credential};
 use crate::error::GatewayError;
+use crate::flood::FailedLookups;
 use crate::key::ApiKey;
 use crate::record::{Scope, Timestamp};
 
@@ -67,9 +69,21 @@ pub fn check_grants(
     Ok(())
 }
 
+/// A client IP's allowance of unknown keys (see [`crate::flood`]).
+#[derive(Clone, Copy)]
+pub struct Budget<'a> {
+    /// The per-IP counters.
+    pub failures: &'a FailedLookups,
+    /// Unknown keys allowed per window.
+    pub limit: u32,
+    /// The window.
+    pub window: Duration,
+}
+
 /// The whole decision for a non-public route. `client_ip` must be canonical.
 pub async fn authorize(
     cache: &KeyCache,
+    budget: Budget<'_>,
     key: &ApiKey,
     client_ip: IpAddr,
     required: Option<&Scope>,
@@ -77,15 +91,22 @@ pub async fn authorize(
     let hash = key.hash();
     let entry = match cache.get_fresh(&hash) {
         Some(e) => e,
-        None => match cache.get(&hash).await {
-            Ok(Lookup::Found(e)) => e,
-            Ok(Lookup::Unknown) => return Err(GatewayError::InvalidApiKey),
-            Err(_) => {
-                return Err(GatewayError::KeyStoreUnavailable(
-                    std::time::Duration::from_secs(1),
-                ))
+        None => {
+            if let Some(retry) = budget
+                .failures
+                .check(client_ip, budget.limit, budget.window)
+            {
+                return Err(GatewayError::RateLimited(retry));
             }
-        },
+            match cache.get(&hash).await {
+                Ok(Lookup::Found(e)) => e,
+                Ok(Lookup::Unknown) => {
+                    budget.failures.record_failure(client_ip);
+                    return Err(GatewayError::InvalidApiKey);
+                }
+                Err(_) => return Err(GatewayError::KeyStoreUnavailable(Duration::from_secs(1))),
+            }
+        }
     };
     check_grants(key, &entry, client_ip, required, Timestamp::now())?;
     Ok(entry)

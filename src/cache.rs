@@ -116,6 +116,10 @@ pub struct KeyCache {
     ttl: Duration,
     stale_limit: Duration,
     store_up: AtomicBool,
+    /// When the last store call failed (ms since `born`; 0 = never): while
+    /// recent, stale records are served without waiting for another timeout.
+    last_error_ms: AtomicU64,
+    born: Instant,
 }
 
 impl KeyCache {
@@ -142,6 +146,8 @@ impl KeyCache {
             ttl: cfg.ttl,
             stale_limit,
             store_up: AtomicBool::new(true),
+            last_error_ms: AtomicU64::new(0),
+            born: Instant::now(),
         }
     }
 
@@ -179,7 +185,7 @@ impl KeyCache {
             }
             // Past ttl while the store is known to be down: serve the stale
             // record at once instead of waiting for a store timeout.
-            if !self.store_is_up() && age < self.stale_limit {
+            if (!self.store_is_up() || self.failed_recently()) && age < self.stale_limit {
                 self.stale_hits.inc();
                 return Ok(Lookup::Found(e.clone()));
             }
@@ -207,6 +213,18 @@ impl KeyCache {
             },
             ok => ok,
         }
+    }
+
+    /// Did a store call fail within the last second?
+    fn failed_recently(&self) -> bool {
+        let at = self.last_error_ms.load(Ordering::Relaxed);
+        at != 0 && (self.born.elapsed().as_millis() as u64).saturating_sub(at) < 1000
+    }
+
+    fn note_store_error(&self) {
+        self.metrics.store_errors.inc();
+        let now = (self.born.elapsed().as_millis() as u64).max(1);
+        self.last_error_ms.store(now, Ordering::Relaxed);
     }
 
     fn epoch(&self, hash: &KeyHash) -> u64 {
@@ -238,7 +256,7 @@ impl KeyCache {
                 },
                 Ok(None) => Lookup::Unknown,
                 Err(e) => {
-                    self.metrics.store_errors.inc();
+                    self.note_store_error();
                     tracing::warn!(error = %e, "key lookup failed");
                     return Err(Arc::new(e));
                 }

@@ -13,6 +13,7 @@ use arc_swap::ArcSwap;
 use crate::access_log::AccessLog;
 use crate::cache::KeyCache;
 use crate::config::Config;
+use crate::flood::FailedLookups;
 use crate::forward::Upstream;
 use crate::metrics::Metrics;
 use crate::request_id::RequestIds;
@@ -61,6 +62,8 @@ pub struct Gateway {
     /// sets it from its listeners so [`crate::run::reload`] can swap the
     /// certificate together with the config.
     pub tls: arc_swap::ArcSwapOption<TlsAcceptor>,
+    /// Per-client-IP budgets of unknown keys (flood defence).
+    pub failed_lookups: FailedLookups,
     /// Per-key usage, flushed to the store in batches.
     pub usage: Arc<UsageRecorder>,
     /// Set once listeners are up; `/readyz` reports it.
@@ -77,6 +80,10 @@ impl Gateway {
         let cache = Arc::new(KeyCache::new(&config.cache, store, metrics.clone()));
         let watcher = cache.store().watch(cache.clone());
         metrics.config_generation.set(1);
+        let failed_lookups = FailedLookups::new(
+            config.cache.negative_capacity.max(1),
+            config.auth.failed_lookup_window,
+        );
         let gw = Arc::new(Gateway {
             snapshot: ArcSwap::from_pointee(Snapshot::new(config, 1)),
             cache,
@@ -84,6 +91,7 @@ impl Gateway {
             request_ids: RequestIds::new(),
             access_log: arc_swap::ArcSwapOption::empty(),
             tls: arc_swap::ArcSwapOption::empty(),
+            failed_lookups,
             usage: Arc::new(UsageRecorder::new()),
             ready: AtomicBool::new(false),
             generation: AtomicU64::new(1),
@@ -130,7 +138,10 @@ impl Drop for Gateway {
 /// reload applies) until the gateway is gone.
 async fn flush_usage(gw: std::sync::Weak<Gateway>) {
     loop {
-        let Some(interval) = gw.upgrade().map(|g| g.snapshot.load().config.usage.flush_interval) else {
+        let Some(interval) = gw
+            .upgrade()
+            .map(|g| g.snapshot.load().config.usage.flush_interval)
+        else {
             return;
         };
         tokio::time::sleep(interval).await;

@@ -172,6 +172,12 @@ impl<'a> KeyService<'a> {
                 "at least one scope is required (e.g. domains:read)",
             ));
         }
+        if new.expires_in.is_some_and(|d| d.is_zero()) {
+            return Err(invalid(
+                "expires_in",
+                "must be longer than 0s: a key born expired is useless",
+            ));
+        }
         let key = ApiKey::generate(new.env).map_err(|e| KeyOpError::Random(e.to_string()))?;
         let now = Timestamp::now();
         let record = KeyRecord {
@@ -359,5 +365,15 @@ mod tests {
         let e = parse_env("prod").unwrap_err().to_string();
         assert!(e.starts_with("env: ") && e.contains("prod"), "{e}");
         assert!(parse_scopes(&[]).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_key_born_expired_is_refused() {
+        let store = Store::Memory(MemoryStore::new());
+        let mut k = new_key(&["domains:read"]);
+        k.expires_in = Some(Duration::ZERO);
+        let e = KeyService::new(&store).create(k).await.unwrap_err();
+        assert!(e.to_string().starts_with("expires_in: "), "{e}");
+        assert!(store.list().await.unwrap().is_empty());
     }
 }

@@ -15,7 +15,7 @@
 //! | credential extraction and stripping | [`credential`] |
 //! | key format and checksum | [`key`] |
 //! | key lookup: cache, single flight, epochs | [`cache`], [`store`] |
-//! | expiry, revocation, IP, scope | [`auth`] |
+//! | expiry, revocation, IP, scope; unknown-key budget | [`auth`], [`flood`] |
 //! | header hygiene, forwarding, pools | [`forward`] |
 //! | every gateway-made answer | [`error`] |
 //! | metrics | [`metrics`] |
@@ -37,6 +37,7 @@ pub mod config;
 pub mod credential;
 pub mod demo;
 pub mod error;
+pub mod flood;
 pub mod forward;
 pub mod gateway;
 pub mod key;

@@ -69,7 +69,16 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>, conn: ConnInfo) -> Res
     let bytes_in = content_length(req.headers());
     let access_log = gw.access_log.load();
     let mut trace = Trace::default();
-    let outcome = pipeline(gw, &snap, req, conn, &request_id, &mut trace, access_log.is_some()).await;
+    let outcome = pipeline(
+        gw,
+        &snap,
+        req,
+        conn,
+        &request_id,
+        &mut trace,
+        access_log.is_some(),
+    )
+    .await;
     // Request ids are validated ASCII, so this cannot fail.
     let rid = request_id.to_str().unwrap_or("");
     let (mut resp, reason) = match outcome {
@@ -80,9 +89,16 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>, conn: ConnInfo) -> Res
     let elapsed = started.elapsed();
     let m = &gw.metrics;
     m.requests
-        .with_label_values(&[route_label, method_label(&method), status_label(resp.status()), reason])
+        .with_label_values(&[
+            route_label,
+            method_label(&method),
+            status_label(resp.status()),
+            reason,
+        ])
         .inc();
-    m.request_duration.with_label_values(&[route_label]).observe(elapsed.as_secs_f64());
+    m.request_duration
+        .with_label_values(&[route_label])
+        .observe(elapsed.as_secs_f64());
     if let Some(log) = access_log.as_deref() {
         let id = trace.identity.as_deref();
         log.write(&access_log::Entry {
@@ -133,19 +149,38 @@ async fn pipeline<'s>(
         trace.path = Some(checked.raw.to_owned());
         trace.query = stripped_query.as_deref().map(str::to_owned);
     }
-    let route = snap.routes.find(&checked.decoded).ok_or(GatewayError::RouteNotFound)?;
+    let route = snap
+        .routes
+        .find(&checked.decoded)
+        .ok_or(GatewayError::RouteNotFound)?;
     trace.route = Some(route);
     let required = route.required_scope(&parts.method)?;
 
     let identity = if route.public {
         None
     } else {
-        let key = auth::parse_credential(&parts.headers, query, cfg.auth.query_key, cfg.auth.verify_checksum)?;
+        let key = auth::parse_credential(
+            &parts.headers,
+            query,
+            cfg.auth.query_key,
+            cfg.auth.verify_checksum,
+        )?;
         let started = Instant::now();
-        let decided = auth::authorize(&gw.cache, &key, client_ip, required).await;
-        gw.metrics.auth_duration.observe(started.elapsed().as_secs_f64());
+        let budget = auth::Budget {
+            failures: &gw.failed_lookups,
+            limit: cfg.auth.failed_lookup_budget,
+            window: cfg.auth.failed_lookup_window,
+        };
+        let decided = auth::authorize(&gw.cache, budget, &key, client_ip, required).await;
+        gw.metrics
+            .auth_duration
+            .observe(started.elapsed().as_secs_f64());
         let identity = decided?;
-        gw.usage.record(&identity.record.id, client_ip, crate::record::Timestamp::now());
+        gw.usage.record(
+            &identity.record.id,
+            client_ip,
+            crate::record::Timestamp::now(),
+        );
         trace.identity = Some(identity.clone());
         Some(identity)
     };
@@ -168,7 +203,10 @@ async fn pipeline<'s>(
         if let Some(a) = &id.account {
             h.insert(X_OSIR_ACCOUNT.clone(), a.clone());
         }
-        h.insert(X_OSIR_ENV.clone(), HeaderValue::from_static(id.record.env.as_str()));
+        h.insert(
+            X_OSIR_ENV.clone(),
+            HeaderValue::from_static(id.record.env.as_str()),
+        );
         h.insert(X_OSIR_SCOPES.clone(), id.scopes.clone());
         id.record.env
     });
@@ -181,7 +219,13 @@ async fn pipeline<'s>(
         .ok_or(GatewayError::UpstreamUnavailable)?;
     let sent = Instant::now();
     let result = upstream
-        .send(upstream_req, forwarded_path, stripped_query.as_deref(), env, &gw.metrics)
+        .send(
+            upstream_req,
+            forwarded_path,
+            stripped_query.as_deref(),
+            env,
+            &gw.metrics,
+        )
         .await;
     trace.upstream = Some(sent.elapsed());
     let mut resp = result?;

@@ -111,7 +111,7 @@ impl RouteTable {
             .iter()
             .map(|r| compile(r, cfg.server.max_body))
             .collect();
-        routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         RouteTable { routes }
     }
 

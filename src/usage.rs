@@ -8,7 +8,7 @@
 //! this process saw; shutdown flushes what is left.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 
 use parking_lot::Mutex;
@@ -49,9 +49,7 @@ impl UsageRecorder {
     }
 
     fn shard(&self, id: &str) -> &Mutex<HashMap<Box<str>, Pending>> {
-        let mut h = self.hasher.build_hasher();
-        id.hash(&mut h);
-        &self.shards[(h.finish() as usize) % SHARDS]
+        &self.shards[(self.hasher.hash_one(id) as usize) % SHARDS]
     }
 
     /// Counts one request by key `id` from `ip` at `now`. Allocates only the
@@ -140,7 +138,11 @@ mod tests {
         for _ in 0..5 {
             u.record("key_a", ip1, day1);
         }
-        u.record("key_a", ip2, day1.plus(std::time::Duration::from_secs(86_400)));
+        u.record(
+            "key_a",
+            ip2,
+            day1.plus(std::time::Duration::from_secs(86_400)),
+        );
         u.record("key_b", ip1, day1);
         assert_eq!(u.flush(&store).await.unwrap(), 2);
         let a = store.usage("key_a").await.unwrap();
@@ -148,7 +150,11 @@ mod tests {
         assert_eq!(a.daily.len(), 2);
         assert_eq!(a.last_ip, Some(ip2));
         assert_eq!(u.flush(&store).await.unwrap(), 0);
-        u.record("key_a", ip1, day1.plus(std::time::Duration::from_secs(90_000)));
+        u.record(
+            "key_a",
+            ip1,
+            day1.plus(std::time::Duration::from_secs(90_000)),
+        );
         u.flush(&store).await.unwrap();
         assert_eq!(store.usage("key_a").await.unwrap().total, 7);
     }

@@ -27,7 +27,11 @@ const SETTLE: Duration = Duration::from_millis(50);
 /// the task is aborted. `initial` is the content the gateway started with.
 pub async fn watch_config(gw: Arc<Gateway>, path: PathBuf, initial: Vec<u8>) {
     let (tx, mut rx) = mpsc::channel::<()>(16);
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned();
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_owned();
     let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if res.is_ok() {
             // A full channel already holds a wake-up; dropping this one is fine.

@@ -1413,7 +1413,11 @@ resource = "domains"
         for url in ["redis+unix:///run/redis.sock", "unix:///run/redis.sock"] {
             assert!(parse(&file(&format!("url = \"{url}\""))).is_ok(), "{url}");
         }
-        for url in ["rediss://h:6380", "redis+sentinel://h/m", "redis+cluster://h"] {
+        for url in [
+            "rediss://h:6380",
+            "redis+sentinel://h/m",
+            "redis+cluster://h",
+        ] {
             assert!(parse(&file(&format!("url = \"{url}\""))).is_err(), "{url}");
         }
     }

@@ -1,0 +1,80 @@
+//! The failed-lookup budget: a per-client-IP limit on unknown keys.
+//!
+//! Random, well-formed keys with valid checksums pass the format check, so
+//! each one would cost a store lookup. The negative cache stops repeats; this
+//! stops variety: a client IP that presented `budget` unknown keys within
+//! `window` gets 429 `rate_limited` (with `Retry-After`) for any key that is
+//! not already cached, until its window ends. Cached keys still work from
+//! that IP (the hit path never consults this), and other IPs are unaffected.
+//!
+//! The counters live in a bounded moka cache keyed by IP, so a flood from
+//! many addresses cannot grow memory without bound.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Counters of one IP within its current window.
+#[derive(Debug)]
+struct Window {
+    started: Instant,
+    failures: AtomicU32,
+}
+
+/// Per-IP budgets of failed key lookups.
+pub struct FailedLookups {
+    windows: moka::sync::Cache<IpAddr, Arc<Window>>,
+}
+
+impl FailedLookups {
+    /// Tracks at most `capacity` client IPs; each entry lives one `window`.
+    pub fn new(capacity: u64, window: Duration) -> FailedLookups {
+        FailedLookups {
+            windows: moka::sync::Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(window.max(Duration::from_millis(1)))
+                .build(),
+        }
+    }
+
+    /// `Some(retry_after)` when `ip` has used up its budget.
+    pub fn check(&self, ip: IpAddr, budget: u32, window: Duration) -> Option<Duration> {
+        let w = self.windows.get(&ip)?;
+        if w.failures.load(Ordering::Relaxed) < budget {
+            return None;
+        }
+        let left = window.saturating_sub(w.started.elapsed());
+        Some(left.max(Duration::from_secs(1)))
+    }
+
+    /// Counts one unknown key presented by `ip`.
+    pub fn record_failure(&self, ip: IpAddr) {
+        let w = self.windows.get_with(ip, || {
+            Arc::new(Window {
+                started: Instant::now(),
+                failures: AtomicU32::new(0),
+            })
+        });
+        w.failures.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_is_per_ip() {
+        let f = FailedLookups::new(100, Duration::from_secs(60));
+        let a: IpAddr = [192, 0, 2, 1].into();
+        let b: IpAddr = [192, 0, 2, 2].into();
+        for _ in 0..3 {
+            assert!(f.check(a, 3, Duration::from_secs(60)).is_none());
+            f.record_failure(a);
+        }
+        let retry = f.check(a, 3, Duration::from_secs(60));
+        assert!(retry.is_some_and(|d| d >= Duration::from_secs(1) && d <= Duration::from_secs(60)));
+        assert!(f.check(b, 3, Duration::from_secs(60)).is_none());
+    }
+}
