@@ -24,12 +24,16 @@ impl Reply {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 
     /// The contract error code of a gateway-made error.
     pub fn code(&self) -> String {
-        self.json()["error"]["code"].as_str().unwrap_or("").to_owned()
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -44,11 +48,19 @@ pub fn client() -> HttpClient {
 }
 
 pub fn h2_client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).http2_only(true).build_http()
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
 }
 
 /// Sends one request; `headers` are (name, value) pairs, repeated names kept.
-pub async fn send_with(c: &HttpClient, method: Method, url: &str, headers: &[(&str, &str)], body: Bytes) -> Reply {
+pub async fn send_with(
+    c: &HttpClient,
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Reply {
     let mut b = Request::builder().method(method).uri(url);
     for (n, v) in headers {
         b = b.header(*n, *v);
@@ -60,14 +72,23 @@ pub async fn send_with(c: &HttpClient, method: Method, url: &str, headers: &[(&s
         .expect("request failed");
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.unwrap().to_bytes();
-    Reply { status: parts.status, headers: parts.headers, body }
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
 }
 
 pub async fn get(url: &str, headers: &[(&str, &str)]) -> Reply {
     send_with(&client(), Method::GET, url, headers, Bytes::new()).await
 }
 
-pub async fn send(method: Method, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
+pub async fn send(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Reply {
     send_with(&client(), method, url, headers, body.into()).await
 }
 
@@ -112,7 +133,9 @@ impl Reply {
         let v = self.json();
         assert_eq!(v["error"]["code"], code, "{}", self.text());
         assert!(
-            v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
             "{}",
             self.text()
         );
@@ -192,7 +215,10 @@ pub async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> Reply {
             .unwrap_or(0);
         if n == 0 {
             return parse_response(&out, true).unwrap_or_else(|| {
-                panic!("closed without a response: {:?}", String::from_utf8_lossy(&out))
+                panic!(
+                    "closed without a response: {:?}",
+                    String::from_utf8_lossy(&out)
+                )
             });
         }
         out.extend_from_slice(&buf[..n]);

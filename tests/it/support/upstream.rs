@@ -50,7 +50,9 @@ impl RecordingUpstream {
         let seen2 = seen.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let seen = seen2.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
@@ -63,7 +65,12 @@ impl RecordingUpstream {
                 });
             }
         });
-        RecordingUpstream { addr, name, seen, task }
+        RecordingUpstream {
+            addr,
+            name,
+            seen,
+            task,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -81,7 +88,9 @@ impl RecordingUpstream {
 
     /// The last request, panicking if none arrived.
     pub fn last(&self) -> Recorded {
-        self.requests().pop().expect("the upstream received no request")
+        self.requests()
+            .pop()
+            .expect("the upstream received no request")
     }
 
     /// Stops listening (connections refused afterwards).
@@ -96,9 +105,17 @@ impl Drop for RecordingUpstream {
     }
 }
 
-async fn answer(name: &'static str, seen: Arc<Mutex<Vec<Recorded>>>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn answer(
+    name: &'static str,
+    seen: Arc<Mutex<Vec<Recorded>>>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
     let delay = parts
         .headers
         .get("x-test-delay-ms")
@@ -107,16 +124,25 @@ async fn answer(name: &'static str, seen: Arc<Mutex<Vec<Recorded>>>, req: Reques
     let hop = parts.headers.contains_key("x-test-hop");
     seen.lock().unwrap().push(Recorded {
         method: parts.method.to_string(),
-        target: parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+        target: parts
+            .uri
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
         headers: parts.headers.clone(),
         body: body.clone(),
     });
     if let Some(ms) = delay {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    let out = if body.is_empty() { Bytes::from_static(b"ok") } else { body };
+    let out = if body.is_empty() {
+        Bytes::from_static(b"ok")
+    } else {
+        body
+    };
     let mut resp = Response::new(Full::new(out));
-    resp.headers_mut().insert("x-upstream", name.parse().unwrap());
+    resp.headers_mut()
+        .insert("x-upstream", name.parse().unwrap());
     if hop {
         let h = resp.headers_mut();
         h.insert("connection", "x-secret-resp".parse().unwrap());
@@ -134,4 +160,117 @@ pub fn closed_url() -> String {
     let port = l.local_addr().unwrap().port();
     drop(l);
     format!("http://127.0.0.1:{port}")
+}
+
+/// An upstream below HTTP: keeps the exact bytes of every request it reads
+/// (head, framing, body, trailers) and answers each with a fixed `200 ok`.
+/// For asserting what goes on the wire, which a hyper server would hide.
+pub struct WireUpstream {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Vec<u8>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl WireUpstream {
+    pub async fn start() -> WireUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+        let seen2 = seen.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                tokio::spawn(serve_wire(stream, seen2.clone()));
+            }
+        });
+        WireUpstream { addr, seen, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every request read so far, as text (lossy).
+    pub fn requests(&self) -> Vec<String> {
+        let seen = self.seen.lock().unwrap();
+        seen.iter()
+            .map(|r| String::from_utf8_lossy(r).into_owned())
+            .collect()
+    }
+}
+
+impl Drop for WireUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve_wire(mut stream: tokio::net::TcpStream, seen: Arc<Mutex<Vec<Vec<u8>>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = loop {
+            if let Some(n) = request_len(&buf) {
+                break n;
+            }
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        seen.lock().unwrap().push(buf.drain(..n).collect());
+        let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        if stream.write_all(reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn find(buf: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    buf.get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| p + from)
+}
+
+/// The length of the first complete request in `buf`, framed by
+/// Content-Length or chunked encoding (trailers included); `None` until it
+/// is all there.
+fn request_len(buf: &[u8]) -> Option<usize> {
+    let head_end = find(buf, 0, b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let value = |name: &str| {
+        head.split("\r\n")
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    if value("transfer-encoding").is_some_and(|v| v.ends_with("chunked")) {
+        let mut at = head_end;
+        loop {
+            let line_end = find(buf, at, b"\r\n")?;
+            let size_text = String::from_utf8_lossy(&buf[at..line_end]);
+            let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+            at = line_end + 2;
+            if size == 0 {
+                // Trailer lines, then the empty line.
+                loop {
+                    let end = find(buf, at, b"\r\n")?;
+                    let empty = end == at;
+                    at = end + 2;
+                    if empty {
+                        return Some(at);
+                    }
+                }
+            }
+            at += size + 2;
+            if at > buf.len() {
+                return None;
+            }
+        }
+    }
+    let len = value("content-length").map_or(0, |v| v.parse::<usize>().unwrap_or(0));
+    (buf.len() >= head_end + len).then_some(head_end + len)
 }
