@@ -1,0 +1,163 @@
+//! Store outages (contract §8): cached keys keep working past `ttl` up to
+//! `stale_if_error`, any other key gets 503 with `Retry-After`, a revoked
+//! key stays refused, a store error is never cached as "unknown" and never
+//! allows, and the gateway recovers by itself when the store returns.
+
+use std::time::{Duration, Instant};
+
+use osir_gateway::key::{ApiKey, Env};
+use osir_gateway::keys::KeyService;
+use osir_gateway::store::Store;
+
+use crate::support::client::{bearer, get, Reply};
+use crate::support::gateway::{config, TestGateway};
+use crate::support::keys::create_key;
+use crate::support::redis::RedisServer;
+use crate::support::upstream::RecordingUpstream;
+
+const EXTRA: &str = "[cache]\nttl = \"150ms\"\nstale_if_error = \"1m\"\n";
+
+async fn fast_store(redis: &RedisServer) -> Store {
+    Store::Redis(
+        osir_gateway::store::redis::connect(&redis.url(), Duration::from_millis(200))
+            .await
+            .unwrap(),
+    )
+}
+
+async fn call(gw: &TestGateway, key: &str) -> Reply {
+    get(&gw.url("/v1/domains/x"), &[("authorization", &bearer(key))]).await
+}
+
+/// Waits until `ttl` has surely passed since the records were cached: the
+/// behaviour under test only exists after it.
+async fn past_ttl(since: Instant) {
+    while since.elapsed() < Duration::from_millis(300) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls `gw` with `key` until the answer has `status`, for up to `deadline`.
+async fn until_status(gw: &TestGateway, key: &str, status: u16, deadline: Duration) -> Reply {
+    let end = Instant::now() + deadline;
+    loop {
+        let r = call(gw, key).await;
+        if r.status == status || Instant::now() > end {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_store_serves_cached_keys_and_refuses_the_rest() {
+    let up = RecordingUpstream::start("up").await;
+    let redis = RedisServer::start();
+    let store = fast_store(&redis).await;
+    let gw = TestGateway::start(&config(&up.url(), None, EXTRA), store.clone()).await;
+    let (good, _) = create_key(&store, Env::Live, &["domains:read"], &[]).await;
+    let (revoked, rrec) = create_key(&store, Env::Live, &["domains:read"], &[]).await;
+    let (uncached, _) = create_key(&store, Env::Live, &["domains:read"], &[]).await;
+    assert_eq!(call(&gw, &good).await.status, 200);
+    assert_eq!(call(&gw, &revoked).await.status, 200);
+    KeyService::new(&store).revoke(&rrec.id).await.unwrap();
+    assert_eq!(
+        until_status(&gw, &revoked, 401, Duration::from_secs(1))
+            .await
+            .code(),
+        "revoked_api_key"
+    );
+    // Cache the revoked record too, then freeze Redis.
+    let cached_at = Instant::now();
+    redis.pause();
+    past_ttl(cached_at).await;
+
+    let forwarded = up.count();
+    for _ in 0..3 {
+        let r = call(&gw, &good).await;
+        assert_eq!(
+            r.status,
+            200,
+            "a cached key must keep working: {}",
+            r.text()
+        );
+        let r = call(&gw, &revoked).await;
+        assert_eq!(
+            (r.status.as_u16(), r.code().as_str()),
+            (401, "revoked_api_key")
+        );
+        let r = call(&gw, &uncached).await;
+        assert_eq!(
+            (r.status.as_u16(), r.code().as_str()),
+            (503, "key_store_unavailable")
+        );
+        assert!(r
+            .header("retry-after")
+            .is_some_and(|v| v.parse::<u64>().is_ok()));
+        let unknown = ApiKey::generate(Env::Live).unwrap();
+        let r = call(&gw, unknown.expose_secret()).await;
+        assert_eq!(
+            r.status, 503,
+            "an unknown key during an outage is 503, never 2xx or cached"
+        );
+    }
+    assert_eq!(
+        up.count(),
+        forwarded + 3,
+        "only the cached good key reached the upstream"
+    );
+    let m = &gw.gw.metrics;
+    assert!(m.cache_lookups.with_label_values(&["stale"]).get() > 0);
+    assert!(m.store_errors.get() > 0);
+
+    // The store returns: the uncached key works again, by itself.
+    redis.resume();
+    let r = until_status(&gw, &uncached, 200, Duration::from_secs(5)).await;
+    assert_eq!(
+        r.status,
+        200,
+        "no recovery after the store returned: {}",
+        r.text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_store_is_survived_and_recovered_from() {
+    let up = RecordingUpstream::start("up").await;
+    let mut redis = RedisServer::start();
+    let store = fast_store(&redis).await;
+    let gw = TestGateway::start(&config(&up.url(), None, EXTRA), store.clone()).await;
+    let (good, _) = create_key(&store, Env::Live, &["domains:read"], &[]).await;
+    assert_eq!(call(&gw, &good).await.status, 200);
+    let cached_at = Instant::now();
+    redis.stop();
+    past_ttl(cached_at).await;
+    assert_eq!(call(&gw, &good).await.status, 200);
+    let unknown = ApiKey::generate(Env::Live).unwrap();
+    assert_eq!(call(&gw, unknown.expose_secret()).await.status, 503);
+    let store_up = gw.gw.metrics.store_up.clone();
+    assert!(crate::support::eventually(Duration::from_secs(5), || store_up.get() == 0).await);
+
+    // Back, empty (no persistence): the gateway resynchronises by itself; a
+    // key made now works, and the old key, gone from the store, is refused.
+    redis.restart();
+    assert!(crate::support::eventually(Duration::from_secs(5), || store_up.get() == 1).await);
+    // The first command on the store's own connection may still see the
+    // failed reconnect of the outage; writes succeed again within moments.
+    let end = Instant::now() + Duration::from_secs(5);
+    let fresh = loop {
+        let new = crate::support::keys::new_key(Env::Live, &["domains:read"], &[]);
+        match KeyService::new(&store).create(new).await {
+            Ok(issued) => break issued.key.expose_secret().to_owned(),
+            Err(e) if Instant::now() < end => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("key writes did not recover: {e}"),
+        }
+    };
+    let r = until_status(&gw, &fresh, 200, Duration::from_secs(5)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = until_status(&gw, &good, 401, Duration::from_secs(5)).await;
+    assert_eq!(r.code(), "invalid_api_key");
+}
