@@ -33,11 +33,18 @@ pub fn run(path: &Path) -> ExitCode {
         }
     };
     init_logging(&cfg.log.level);
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    // One worker: a current-thread runtime does the same work without the
+    // work-stealing scheduler's cross-thread wake-ups.
+    let mut rt = match cfg.server.workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(w) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(w);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     rt.enable_all();
-    if let Some(w) = cfg.server.workers {
-        rt.worker_threads(w);
-    }
     let rt = match rt.build() {
         Ok(rt) => rt,
         Err(e) => {
