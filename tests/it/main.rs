@@ -4,4 +4,21 @@
 
 mod support;
 
+mod auth;
+mod client_ips;
+mod keys_cli;
+mod revocation;
+mod secrets;
+
+mod admin_metrics;
+mod check_cli;
+mod flood;
+mod forwarding;
+mod ops;
+mod outage;
+mod paths;
+mod routing;
+mod smoke;
+mod smuggling;
 mod store;
+mod tls;

@@ -153,13 +153,28 @@ async fn answer(
     resp
 }
 
-/// An `http://` URL on 127.0.0.1 where nothing listens (connections are
-/// refused): a port the OS just handed out and that was closed again.
-pub fn closed_url() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    drop(l);
-    format!("http://127.0.0.1:{port}")
+/// A port on 127.0.0.1 that is bound but not listening: connections to it
+/// are refused, and while this lives no other test can be handed the port.
+pub struct ClosedPort {
+    _socket: tokio::net::TcpSocket,
+    addr: SocketAddr,
+}
+
+impl ClosedPort {
+    pub fn new() -> ClosedPort {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = socket.local_addr().unwrap();
+        ClosedPort {
+            _socket: socket,
+            addr,
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
 }
 
 /// An upstream below HTTP: keeps the exact bytes of every request it reads

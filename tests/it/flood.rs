@@ -1,0 +1,83 @@
+//! Flood defence: random well-formed keys with valid checksums cost at most
+//! `failed_lookup_budget` store reads per client IP per window; past it the
+//! IP gets 429 `rate_limited` with `Retry-After`, while keys already cached
+//! keep working and the positive cache keeps its hot keys.
+
+use osir_gateway::key::{ApiKey, Env};
+use osir_gateway::store::{memory::MemoryStore, Store};
+
+use crate::support::client::{bearer, get};
+use crate::support::gateway::{config, TestGateway};
+use crate::support::keys::create_key;
+use crate::support::upstream::RecordingUpstream;
+
+#[tokio::test]
+async fn random_keys_exhaust_a_budget_and_spare_the_store() {
+    let up = RecordingUpstream::start("up").await;
+    let mem = MemoryStore::new();
+    let store = Store::Memory(mem.clone());
+    let extra = "[auth]\nfailed_lookup_budget = 5\nfailed_lookup_window = \"60s\"\n";
+    let gw = TestGateway::start(&config(&up.url(), None, extra), store.clone()).await;
+    let (hot, _) = create_key(&store, Env::Live, &["domains:read"], &[]).await;
+    let (cold, _) = create_key(&store, Env::Live, &["domains:read"], &[]).await;
+    assert_eq!(
+        get(
+            &gw.url("/v1/domains/x"),
+            &[("authorization", &bearer(&hot))]
+        )
+        .await
+        .status,
+        200
+    );
+    let reads_before = mem.lookup_count();
+
+    for i in 0..200 {
+        let invented = ApiKey::generate(Env::Live).unwrap();
+        let r = get(
+            &gw.url("/v1/domains/x"),
+            &[("authorization", &bearer(invented.expose_secret()))],
+        )
+        .await;
+        if i < 5 {
+            assert_eq!(
+                (r.status.as_u16(), r.code().as_str()),
+                (401, "invalid_api_key"),
+                "request {i}"
+            );
+        } else {
+            assert_eq!(
+                (r.status.as_u16(), r.code().as_str()),
+                (429, "rate_limited"),
+                "request {i}"
+            );
+            let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+            assert!((1..=60).contains(&retry));
+        }
+    }
+    assert_eq!(
+        mem.lookup_count() - reads_before,
+        5,
+        "the flood reached the store"
+    );
+    // The hot key is still cached and served; an uncached key from the
+    // flooding IP waits for its window like any other lookup.
+    assert_eq!(
+        get(
+            &gw.url("/v1/domains/x"),
+            &[("authorization", &bearer(&hot))]
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        get(
+            &gw.url("/v1/domains/x"),
+            &[("authorization", &bearer(&cold))]
+        )
+        .await
+        .status,
+        429
+    );
+    assert_eq!(up.count(), 2);
+}
