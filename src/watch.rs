@@ -32,8 +32,18 @@ pub async fn watch_config(gw: Arc<Gateway>, path: PathBuf, initial: Vec<u8>) {
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_owned();
+    let name = path.file_name().map(|n| n.to_owned());
     let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok() {
+        // Only events that can change what `path` reads: the file itself, or
+        // Kubernetes' `..data` swap. Other files in the directory (an access
+        // log beside the config, say) must not cost a re-read per write.
+        let relevant = res.is_ok_and(|ev| {
+            ev.paths.iter().any(|p| {
+                let f = p.file_name();
+                f == name.as_deref() || f.is_some_and(|f| f.to_string_lossy().starts_with(".."))
+            })
+        });
+        if relevant {
             // A full channel already holds a wake-up; dropping this one is fine.
             let _ = tx.try_send(());
         }
