@@ -28,11 +28,15 @@ PORT_KEYMAP=18082         # nginx with a static key map
 PORT_HAPROXY=18083        # HAProxy
 PORT_KONG_CACHED=18084    # Kong-like, LRU + shared dict, Redis on miss
 PORT_KONG_REDIS=18085     # Kong-like, Redis on every request
+PORT_PROXY_TLS=18086      # nginx proxy_pass, TLS listener (scenario group tls)
 PORT_GW_STORE=18090       # redis-server for osir-gateway
 PORT_KONG_STORE=18091     # redis-server for the Kong-like peer
 PORT_GW1=18100            # osir-gateway, workers = 1        (admin: +1)
 PORT_GWD=18102            # osir-gateway, default workers    (admin: +1)
 PORT_GWS=18104            # osir-gateway, workers = 1, small cache (admin: +1)
+PORT_GWL=18106            # osir-gateway, workers = 1, access log to a file (admin: +1)
+PORT_GWT=18108            # osir-gateway, workers = 1, with [server.tls]: plain listener (admin: +1)
+PORT_GWT_TLS=18110        #   ... and its TLS listener
 
 SERVER_CPU=${BENCH_SERVER_CPU:-0}      # every server (and Redis) is pinned here
 LOADGEN_CPU=${BENCH_LOADGEN_CPU:-1}    # wrk / oha are pinned here
@@ -57,10 +61,14 @@ usage: bash bench/run.sh [--quick|--full] [--scenarios LIST] [options]
                      open-loop latency runs (oha)
   --scenarios LIST   comma-separated; each item is a scenario (public, cache-hit,
                      query-key, reject-401, reject-403, population, store-path),
-                     a target (direct, nginx-proxy, nginx-keymap, haproxy,
-                     kong-cached, kong-redis, osir-w1, osir-default, osir-small),
-                     a target/scenario pair, or "all". direct and nginx-proxy
-                     are always measured: the ratios need them.
+                     a scenario group (access-log: osir-w1 cache-hit with the
+                     access log to a file vs off; tls: nginx proxy and osir-w1
+                     public and cache-hit over https vs plain), a target
+                     (direct, nginx-proxy, nginx-keymap, haproxy, kong-cached,
+                     kong-redis, osir-w1, osir-default, osir-small), a
+                     target/scenario pair (e.g. osir-w1/cache-hit+tls), or "all".
+                     direct and nginx-proxy/plain are always measured: the
+                     ratios need them; a group brings its plain baselines along.
   --open-loop        run the open-loop latency runs even in --quick
   --no-open-loop     skip them even in --full
   --no-install       do not apt-get / cargo install anything
@@ -163,8 +171,9 @@ wait_port() {  # wait_port PORT SECONDS [PID]: until something listens on PORT
 check_ports_free() {
   local p busy=()
   for p in $PORT_PROXY $PORT_UPSTREAM $PORT_KEYMAP $PORT_HAPROXY $PORT_KONG_CACHED \
-           $PORT_KONG_REDIS $PORT_GW_STORE $PORT_KONG_STORE $PORT_GW1 $((PORT_GW1 + 1)) \
-           $PORT_GWD $((PORT_GWD + 1)) $PORT_GWS $((PORT_GWS + 1)); do
+           $PORT_KONG_REDIS $PORT_PROXY_TLS $PORT_GW_STORE $PORT_KONG_STORE \
+           $PORT_GW1 $((PORT_GW1 + 1)) $PORT_GWD $((PORT_GWD + 1)) $PORT_GWS $((PORT_GWS + 1)) \
+           $PORT_GWL $((PORT_GWL + 1)) $PORT_GWT $((PORT_GWT + 1)) $PORT_GWT_TLS; do
     port_open "$p" && busy+=("$p")
   done
   ((${#busy[@]} == 0)) || die "ports already in use on 127.0.0.1: ${busy[*]} (a previous run still going?)"
@@ -301,6 +310,7 @@ render() {  # render TEMPLATE OUT
       -e "s|@PORT_KEYMAP@|$PORT_KEYMAP|g" -e "s|@PORT_HAPROXY@|$PORT_HAPROXY|g" \
       -e "s|@PORT_KONG_CACHED@|$PORT_KONG_CACHED|g" -e "s|@PORT_KONG_REDIS@|$PORT_KONG_REDIS|g" \
       -e "s|@PORT_KONG_STORE@|$PORT_KONG_STORE|g" -e "s|@PEER_KEY@|$PEER_KEY|g" \
+      -e "s|@PORT_PROXY_TLS@|$PORT_PROXY_TLS|g" \
       "$1" >"$2"
   if grep -q '@[A-Z_]*@' "$2"; then die "unsubstituted placeholder left in $2"; fi
 }
@@ -393,12 +403,66 @@ start_peers() {
   SERVER_PID[direct]=${SERVER_PID[upstream]}
   start_nginx proxy "$PORT_PROXY" || die "the nginx proxy did not start"
   SERVER_PID[nginx-proxy]=${SERVER_PID[proxy]}
+  if server_wanted proxy-tls; then
+    if start_nginx proxy-tls "$PORT_PROXY_TLS"; then
+      tls_note proxy-tls "$PORT_PROXY_TLS" "nginx"
+    else
+      note "nginx TLS peer skipped: its nginx did not start (see logs/proxy-tls.* in the run folder)."
+      drop_server_jobs proxy-tls "did not start"
+    fi
+  fi
   if target_wanted nginx-keymap; then
     start_nginx keymap "$PORT_KEYMAP" || die "the nginx key-map peer did not start"
     SERVER_PID[nginx-keymap]=${SERVER_PID[keymap]}
   fi
   if target_wanted haproxy; then start_haproxy || die "haproxy did not start"; fi
   if target_wanted kong-cached || target_wanted kong-redis; then start_kong; fi
+}
+
+# --------------------------------------------------------------------- tls --
+#
+# Scenario group tls: one self-signed P-256 certificate for 127.0.0.1 and
+# localhost, in the run folder, served by the nginx TLS peer and by the
+# osir-gateway TLS instance.
+
+TLS_DIR=""
+setup_tls() {
+  any_group_job tls || return 0
+  if ! command -v openssl >/dev/null && ((DO_INSTALL)); then
+    apt_update_once
+    apt_install openssl || true
+  fi
+  if ! command -v openssl >/dev/null; then
+    note "TLS scenarios skipped: openssl is not installed$( ((DO_INSTALL)) || echo ' (and --no-install)')."
+    drop_group_jobs tls "no openssl"
+    return 0
+  fi
+  TLS_DIR=$RUN/tls
+  mkdir -p "$TLS_DIR"
+  if ! openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+      -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost \
+      -keyout "$TLS_DIR/key.pem" -out "$TLS_DIR/cert.pem" >"$RUN/logs/openssl-req.log" 2>&1; then
+    note "TLS scenarios skipped: openssl req failed ($(tail -n 1 "$RUN/logs/openssl-req.log"))."
+    drop_group_jobs tls "no certificate"
+    TLS_DIR=""
+    return 0
+  fi
+  printf 'certificate|self-signed, %s, %s\n' \
+    "$(openssl x509 -in "$TLS_DIR/cert.pem" -noout -text | grep -m1 -oE 'ASN1 OID: [a-z0-9]+|Public-Key: \([0-9]+ bit\)' | head -n 1)" \
+    "$(openssl x509 -in "$TLS_DIR/cert.pem" -noout -ext subjectAltName 2>/dev/null | tail -n 1 | sed 's/^ *//')" \
+    >>"$RUN/tls.txt"
+  log "self-signed certificate in $TLS_DIR"
+}
+
+tls_note() {  # tls_note NAME PORT LABEL: what an OpenSSL client (like wrk's) negotiates
+  local out proto verify
+  out=$(timeout 5 openssl s_client -connect "127.0.0.1:$2" -servername localhost \
+          -CAfile "$TLS_DIR/cert.pem" </dev/null 2>&1) || true
+  printf '%s\n' "$out" >"$RUN/logs/s_client.$1.log"
+  proto=$(grep -m1 -oE 'New, TLSv[0-9.]+, Cipher is [A-Za-z0-9_-]+' <<<"$out" | sed 's/^New, //') || true
+  verify=$(grep -m1 -oE 'Verify return code: .*' <<<"$out") || true
+  printf '%s|%s (%s)\n' "$3 on 127.0.0.1:$2" "${proto:-handshake not understood, see logs/s_client.$1.log}" \
+    "${verify:-no verify result}" >>"$RUN/tls.txt"
 }
 
 # ----------------------------------------------------------------- gateway --
@@ -408,14 +472,24 @@ GW_KEYS_OK=0   # keys create works
 KEY_OK=""      # key with domains:read
 KEY_403=""     # key with vps:read only
 
-write_gateway_config() {  # write_gateway_config FILE PORT WORKERS(or "") CAPACITY
-  local file=$1 port=$2 workers=$3 capacity=$4
+# write_gateway_config FILE PORT WORKERS(or "") CAPACITY [ACCESS [TLS_PORT]]
+# ACCESS is [log] access: "off" (the default here: every scenario but
+# cache-hit+accesslog runs without an access log) or a file path.
+write_gateway_config() {
+  local file=$1 port=$2 workers=$3 capacity=$4 access=${5:-off} tls_port=${6:-}
   {
     echo "# generated by bench/run.sh"
     echo "[server]"
     echo "listen = \"127.0.0.1:$port\""
     [[ -n $workers ]] && echo "workers = $workers"
     echo
+    if [[ -n $tls_port ]]; then
+      echo "[server.tls]"
+      echo "listen = \"127.0.0.1:$tls_port\""
+      echo "cert = \"$TLS_DIR/cert.pem\""
+      echo "key = \"$TLS_DIR/key.pem\""
+      echo
+    fi
     echo "[admin]"
     echo "listen = \"127.0.0.1:$((port + 1))\""
     echo
@@ -428,6 +502,9 @@ write_gateway_config() {  # write_gateway_config FILE PORT WORKERS(or "") CAPACI
     echo
     echo "[auth]"
     echo "query_key = true"
+    echo
+    echo "[log]"
+    echo "access = \"$access\""
     echo
     echo "[upstreams.bench]"
     echo "url = \"http://127.0.0.1:$PORT_UPSTREAM\""
@@ -524,18 +601,20 @@ while True:
   ((got == n))
 }
 
-start_gateway() {  # start_gateway NAME CONFIG PORT CPUS
-  local name=$1 cfg=$2 port=$3 cpus=$4 pid
+start_gateway() {  # start_gateway NAME CONFIG CPUS PORT...
+  local name=$1 cfg=$2 cpus=$3 port pid; shift 3
   taskset -c "$cpus" "$GW_BIN" -c "$cfg" run >"$RUN/logs/$name.log" 2>&1 &
   pid=$!
   CHILD_PIDS+=("$pid")
-  if ! wait_port "$port" 15 "$pid"; then
-    note "osir-gateway ($name) did not start listening on $port: $(tail -n 2 "$RUN/logs/$name.log" | tr '\n' ' ')"
-    stop_pid "$pid"
-    return 1
-  fi
+  for port in "$@"; do
+    if ! wait_port "$port" 15 "$pid"; then
+      note "osir-gateway ($name) did not start listening on $port: $(tail -n 2 "$RUN/logs/$name.log" | tr '\n' ' ')"
+      stop_pid "$pid"
+      return 1
+    fi
+  done
   SERVER_PID[$name]=$pid
-  log "osir-gateway $name up (pid $pid, port $port, $(ls "/proc/$pid/task" | wc -l) threads)"
+  log "osir-gateway $name up (pid $pid, ports $*, $(ls "/proc/$pid/task" | wc -l) threads)"
 }
 
 setup_gateway() {
@@ -553,6 +632,8 @@ setup_gateway() {
   write_gateway_config "$RUN/conf/gw-w1.toml" "$PORT_GW1" 1 100000
   write_gateway_config "$RUN/conf/gw-default.toml" "$PORT_GWD" "" 100000
   write_gateway_config "$RUN/conf/gw-small.toml" "$PORT_GWS" 1 "$CACHE_SMALL"
+  write_gateway_config "$RUN/conf/gw-log.toml" "$PORT_GWL" 1 100000 "$ACCESS_LOG"
+  [[ -n $TLS_DIR ]] && write_gateway_config "$RUN/conf/gw-tls.toml" "$PORT_GWT" 1 100000 off "$PORT_GWT_TLS"
 
   if KEY_OK=$(create_key domains:read bench) && KEY_403=$(create_key vps:read bench-403); then
     GW_KEYS_OK=1
@@ -571,20 +652,31 @@ setup_gateway() {
     fi
   fi
 
-  if any_job_of osir-w1; then
-    start_gateway osir-w1 "$RUN/conf/gw-w1.toml" "$PORT_GW1" "$SERVER_CPU" \
-      || drop_target_jobs osir-w1 "did not start"
+  if server_wanted osir-w1; then
+    start_gateway osir-w1 "$RUN/conf/gw-w1.toml" "$SERVER_CPU" "$PORT_GW1" \
+      || drop_server_jobs osir-w1 "did not start"
   fi
-  if any_job_of osir-default; then
-    if start_gateway osir-default "$RUN/conf/gw-default.toml" "$PORT_GWD" "$GWD_CPUS"; then
-      note "osir-gateway with default workers runs on CPU(s) $GWD_CPUS with $(ls "/proc/${SERVER_PID[osir-default]}/task" | wc -l) threads at start (thread count from /proc/<pid>/task; pinned the same way as the peers unless BENCH_GW_DEFAULT_CPUS says otherwise)."
+  if server_wanted osir-w1-log; then
+    start_gateway osir-w1-log "$RUN/conf/gw-log.toml" "$SERVER_CPU" "$PORT_GWL" \
+      || drop_server_jobs osir-w1-log "did not start"
+  fi
+  if server_wanted osir-tls; then
+    if start_gateway osir-tls "$RUN/conf/gw-tls.toml" "$SERVER_CPU" "$PORT_GWT" "$PORT_GWT_TLS"; then
+      tls_note osir-tls "$PORT_GWT_TLS" "osir-gateway"
     else
-      drop_target_jobs osir-default "did not start"
+      drop_server_jobs osir-tls "did not start"
     fi
   fi
-  if any_job_of osir-small; then
-    start_gateway osir-small "$RUN/conf/gw-small.toml" "$PORT_GWS" "$SERVER_CPU" \
-      || drop_target_jobs osir-small "did not start"
+  if server_wanted osir-default; then
+    if start_gateway osir-default "$RUN/conf/gw-default.toml" "$GWD_CPUS" "$PORT_GWD"; then
+      note "osir-gateway with default workers runs on CPU(s) $GWD_CPUS with $(ls "/proc/${SERVER_PID[osir-default]}/task" | wc -l) threads at start (thread count from /proc/<pid>/task; pinned the same way as the peers unless BENCH_GW_DEFAULT_CPUS says otherwise)."
+    else
+      drop_server_jobs osir-default "did not start"
+    fi
+  fi
+  if server_wanted osir-small; then
+    start_gateway osir-small "$RUN/conf/gw-small.toml" "$SERVER_CPU" "$PORT_GWS" \
+      || drop_server_jobs osir-small "did not start"
   fi
 }
 
@@ -595,17 +687,40 @@ setup_gateway() {
 
 JOBS=()
 declare -A J_SCEN=() J_URL=() J_EXPECT=() J_HDR=() J_LUA=() J_STORE=() J_DESC=()
+# J_SRV: the SERVER_PID name measured (default: the target); J_ACCESS: the
+# server's access log ("off" or "file"); J_GROUP: a scenario group --scenarios
+# accepts (access-log, tls); J_WITH: the plain baseline jobs selected along
+# with it (the report's pairs are in lib/report.py).
+declare -A J_SRV=() J_ACCESS=() J_GROUP=() J_WITH=()
 
 define_jobs() {  # every job that exists, in the order they run
   local u=http://127.0.0.1
   add_job direct plain "$u:$PORT_UPSTREAM/" 200 "" "" "" "nginx return 200 (the upstream itself)"
   add_job nginx-proxy plain "$u:$PORT_PROXY/" 200 "" "" "" "nginx proxy_pass, no auth"
+  add_job nginx-proxy tls "https://127.0.0.1:$PORT_PROXY_TLS/" 200 "" "" "" \
+    "the same nginx proxy_pass behind \`listen ssl\` (port $PORT_PROXY_TLS, HTTP/1.1 keep-alive, self-signed P-256)"
+  job_opts nginx-proxy/tls srv=proxy-tls group=tls with=nginx-proxy/plain
   add_job nginx-keymap bearer "$u:$PORT_KEYMAP/" 200 "Bearer @PEER_KEY@" "" "" "nginx map of one Authorization value"
   add_job haproxy plain "$u:$PORT_HAPROXY/" 200 "" "" "" "HAProxy, one thread, no auth"
   add_job kong-cached bearer "$u:$PORT_KONG_CACHED/" 200 "Bearer @PEER_KEY@" "" kong-store "nginx+Lua: LRU, shared dict, Redis on miss"
   add_job kong-redis bearer "$u:$PORT_KONG_REDIS/" 200 "Bearer @PEER_KEY@" "" kong-store "nginx+Lua: Redis on every request"
   add_job osir-w1 public "$u:$PORT_GW1/public" 200 "" "" gw-store "public route, no key"
+  add_job osir-w1 public@tls-instance "$u:$PORT_GWT/public" 200 "" "" gw-store \
+    "public over plain http to the TLS instance (a second workers=1 instance, the osir-w1 config plus [server.tls]; its plain port $PORT_GWT): the same process as public+tls"
+  job_opts osir-w1/public@tls-instance srv=osir-tls group=tls with=osir-w1/public
+  add_job osir-w1 public+tls "https://127.0.0.1:$PORT_GWT_TLS/public" 200 "" "" gw-store \
+    "public over https to the TLS instance (port $PORT_GWT_TLS)"
+  job_opts osir-w1/public+tls srv=osir-tls group=tls with="osir-w1/public@tls-instance osir-w1/public"
   add_job osir-w1 cache-hit "$u:$PORT_GW1/v1/domains" 200 "Bearer @KEY_OK@" "" gw-store "one key, Authorization: Bearer"
+  add_job osir-w1 cache-hit+accesslog "$u:$PORT_GWL/v1/domains" 200 "Bearer @KEY_OK@" "" gw-store \
+    "cache-hit on a second workers=1 instance (port $PORT_GWL) whose only difference is [log] access = a file in the run folder"
+  job_opts osir-w1/cache-hit+accesslog srv=osir-w1-log group=access-log access=file with=osir-w1/cache-hit
+  add_job osir-w1 cache-hit@tls-instance "$u:$PORT_GWT/v1/domains" 200 "Bearer @KEY_OK@" "" gw-store \
+    "cache-hit over plain http to the TLS instance (port $PORT_GWT): the same process as cache-hit+tls"
+  job_opts osir-w1/cache-hit@tls-instance srv=osir-tls group=tls with=osir-w1/cache-hit
+  add_job osir-w1 cache-hit+tls "https://127.0.0.1:$PORT_GWT_TLS/v1/domains" 200 "Bearer @KEY_OK@" "" gw-store \
+    "cache-hit over https to the TLS instance (port $PORT_GWT_TLS)"
+  job_opts osir-w1/cache-hit+tls srv=osir-tls group=tls with="osir-w1/cache-hit@tls-instance osir-w1/cache-hit"
   add_job osir-w1 query-key "$u:$PORT_GW1/v1/domains?api_key=@KEY_OK@" 200 "" "" gw-store "one key, ?api_key="
   add_job osir-w1 reject-401 "$u:$PORT_GW1/v1/domains" 401 "" "count=1" gw-store "no key at full rate"
   add_job osir-w1 reject-403 "$u:$PORT_GW1/v1/domains" 403 "Bearer @KEY_403@" "count=1" gw-store "key with vps:read on /v1/domains"
@@ -623,6 +738,20 @@ add_job() {  # add_job TARGET SCENARIO URL EXPECT HEADER LUAARGS STORE DESCRIPTI
   ALL_JOBS+=("$id")
   J_SCEN[$id]=$2; J_URL[$id]=$3; J_EXPECT[$id]=$4; J_HDR[$id]=$5; J_LUA[$id]=$6
   J_STORE[$id]=$7; J_DESC[$id]=$8
+  J_SRV[$id]=$1; J_ACCESS[$id]=off; J_GROUP[$id]=""; J_WITH[$id]=""
+}
+
+job_opts() {  # job_opts ID srv=NAME access=off|file group=NAME with="JOB..."
+  local id=$1 kv; shift
+  for kv in "$@"; do
+    case ${kv%%=*} in
+      srv) J_SRV[$id]=${kv#*=} ;;
+      access) J_ACCESS[$id]=${kv#*=} ;;
+      group) J_GROUP[$id]=${kv#*=} ;;
+      with) J_WITH[$id]=${kv#*=} ;;
+      *) die "job_opts: unknown option $kv" ;;
+    esac
+  done
 }
 
 target_of() { printf '%s' "${1%%/*}"; }
@@ -651,18 +780,24 @@ select_jobs() {
   else
     tokens=(all)
   fi
-  tokens+=(direct nginx-proxy)
+  tokens+=(direct nginx-proxy/plain)
   for item in "${tokens[@]}"; do
     item=${item// /}
     [[ -z $item ]] && continue
     matched=0
     for id in "${ALL_JOBS[@]}"; do
-      if [[ $item == all || $item == "$id" || $item == "$(target_of "$id")" || $item == "${J_SCEN[$id]}" ]]; then
+      if [[ $item == all || $item == "$id" || $item == "$(target_of "$id")" || $item == "${J_SCEN[$id]}" \
+            || $item == "${J_GROUP[$id]}" ]]; then
         matched=1
         job_selected "$id" || JOBS+=("$id")
       fi
     done
     ((matched)) || die "unknown scenario or target '$item' (see --help)"
+  done
+  # a paired job brings its plain baselines
+  local base
+  for id in "${JOBS[@]}"; do
+    for base in ${J_WITH[$id]}; do job_selected "$base" || JOBS+=("$base"); done
   done
   # keep the defined order
   local ordered=()
@@ -672,7 +807,8 @@ select_jobs() {
 
 job_selected() { local j; for j in "${JOBS[@]}"; do [[ $j == "$1" ]] && return 0; done; return 1; }
 target_wanted() { local j; for j in "${JOBS[@]}"; do [[ $(target_of "$j") == "$1" ]] && return 0; done; return 1; }
-any_job_of() { target_wanted "$1"; }
+server_wanted() { local j; for j in "${JOBS[@]}"; do [[ ${J_SRV[$j]} == "$1" ]] && return 0; done; return 1; }
+any_group_job() { local j; for j in "${JOBS[@]}"; do [[ ${J_GROUP[$j]} == "$1" ]] && return 0; done; return 1; }
 any_gateway_job() { local j; for j in "${JOBS[@]}"; do [[ $j == osir-* ]] && return 0; done; return 1; }
 
 drop_job() {
@@ -687,11 +823,25 @@ drop_target_jobs() {  # drop_target_jobs TARGET WHY
   done
   return 0
 }
+drop_server_jobs() {  # drop_server_jobs SERVER WHY
+  local j
+  for j in "${JOBS[@]}"; do
+    [[ ${J_SRV[$j]} == "$1" ]] && { drop_job "$j"; log "skipping $j: $2"; }
+  done
+  return 0
+}
+drop_group_jobs() {  # drop_group_jobs GROUP WHY
+  local j
+  for j in "${JOBS[@]}"; do
+    [[ ${J_GROUP[$j]} == "$1" ]] && { drop_job "$j"; log "skipping $j: $2"; }
+  done
+  return 0
+}
 drop_gateway_jobs() {  # drop_gateway_jobs WHY [keyed]: all osir jobs, or those needing a key
   local j
   for j in "${JOBS[@]}"; do
     [[ $j == osir-* ]] || continue
-    if [[ ${2:-} == keyed && ${J_SCEN[$j]} == public ]]; then continue; fi
+    if [[ ${2:-} == keyed && ${J_SCEN[$j]} == public* ]]; then continue; fi
     drop_job "$j"
     log "skipping $j: $1"
   done
@@ -717,6 +867,8 @@ sanity_check() {  # one request, its status must be the expected one
   hdr=$(expand "${J_HDR[$id]}")
   [[ -n $hdr ]] && args=(-H "Authorization: $hdr")
   if [[ ${J_LUA[$id]} == *keys=* ]]; then args=(-H "Authorization: Bearer $(first_pool_key)"); fi
+  # https: the certificate must verify for 127.0.0.1 (wrk itself does not verify)
+  [[ $url == https:* ]] && args+=(--cacert "$TLS_DIR/cert.pem" --http1.1)
   code=$(curl -s -o "$RUN/logs/sanity.body" -w '%{http_code}' --max-time 5 "${args[@]}" "$url") || code=000
   if [[ $code != "${J_EXPECT[$id]}" ]]; then
     fail_note "$id: one-request check answered $code, expected ${J_EXPECT[$id]} ($(head -c 200 "$RUN/logs/sanity.body" | tr '\n' ' '))"
@@ -724,12 +876,25 @@ sanity_check() {  # one request, its status must be the expected one
   fi
 }
 
+# Lines in the access log file, once its writer has caught up (the gateway
+# writes off the request path, so lines may trail the last response): waits
+# until the file stops growing, at most 10 s.
+access_log_settle() {
+  local size last=-1 i
+  for ((i = 0; i < 100; i++)); do
+    size=$(stat -c %s "$ACCESS_LOG" 2>/dev/null || echo 0)
+    [[ $size == "$last" ]] && return 0
+    last=$size
+    sleep 0.1
+  done
+}
+
 # A row of runs.tsv per run:
-# round job rps requests duration_us cpu_us_per_req store_cpu_us_per_req hwm_kib p50_us p99_us ok note
+# round job rps requests duration_us cpu_us_per_req store_cpu_us_per_req hwm_kib p50_us p99_us ok
+#   access_log_lines(-1: no log) loadgen_cpu_us(-1: unknown) note
 run_wrk() {  # run_wrk JOB SECONDS ROUND(0 = warm-up)
-  local id=$1 secs=$2 round=$3 target pid store_pid url hdr lua out rc=0
-  target=$(target_of "$id")
-  pid=${SERVER_PID[$target]}
+  local id=$1 secs=$2 round=$3 pid store_pid url hdr lua out rc=0
+  pid=${SERVER_PID[${J_SRV[$id]}]}
   store_pid=""
   [[ -n ${J_STORE[$id]} ]] && store_pid=${SERVER_PID[${J_STORE[$id]}]:-}
   url=$(expand "${J_URL[$id]}")
@@ -740,21 +905,35 @@ run_wrk() {  # run_wrk JOB SECONDS ROUND(0 = warm-up)
   local lua_args=()
   [[ -n $lua ]] && read -r -a lua_args <<<"$lua"
 
-  local c0 c1 s0=0 s1=0 hwm
+  local c0 c1 s0=0 s1=0 hwm log_lines=-1 is_log=0
+  [[ ${J_ACCESS[$id]} == file ]] && is_log=1
+  # each run starts the access log empty (the gateway appends: O_APPEND writes
+  # land at the new end), so the file stays one run long and its lines count
+  # this run's requests
+  ((is_log)) && : >"$ACCESS_LOG"
+  # osir-gateway: CPU per thread name too (runtime, access-log writer, watcher)
+  local t0="" t1=""
   python3 "$LIB/procstat.py" reset "$pid"
+  [[ ${J_SRV[$id]} == osir-* ]] && t0=$(python3 "$LIB/procstat.py" threads "$pid")
   c0=$(python3 "$LIB/procstat.py" cpu "$pid")
   [[ -n $store_pid ]] && s0=$(python3 "$LIB/procstat.py" cpu "$store_pid")
-  out=$(taskset -c "$LOADGEN_CPU" wrk "${wrk_args[@]}" "$url" -- "${lua_args[@]}" 2>&1) || rc=$?
+  out=$(taskset -c "$LOADGEN_CPU" python3 "$LIB/rusage.py" wrk "${wrk_args[@]}" "$url" -- "${lua_args[@]}" 2>&1) || rc=$?
+  # the CPU the log writer spends catching up after the last response belongs to this run
+  ((is_log)) && access_log_settle
   c1=$(python3 "$LIB/procstat.py" cpu "$pid")
+  [[ -n $t0 ]] && t1=$(python3 "$LIB/procstat.py" threads "$pid")
+  ((is_log)) && log_lines=$(wc -l <"$ACCESS_LOG")
   [[ -n $store_pid ]] && s1=$(python3 "$LIB/procstat.py" cpu "$store_pid")
   hwm=$(python3 "$LIB/procstat.py" hwm "$pid")
   local safe_id=${id//\//_}
   printf '%s\n' "$out" >"$RUN/logs/wrk.$safe_id.r$round.log"
   ((round == 0)) && return 0
 
-  local line status_line problem=""
+  local line status_line problem="" loadgen_us=-1 lg
   line=$(grep -m1 '^BENCH_RESULT ' <<<"$out" || true)
   status_line=$(grep -m1 '^BENCH_STATUS ' <<<"$out" || true)
+  lg=$(grep -m1 -oE '^BENCH_LOADGEN cpu_us=[0-9]+' <<<"$out" || true)
+  [[ -n $lg ]] && loadgen_us=${lg#*=}
   local requests=0 duration_us=1 connect=0 read=0 write=0 status=0 timeout=0 p50_us=0 p99_us=0 kv
   if [[ -z $line ]]; then
     problem="wrk exited $rc without a result: $(tail -n 2 <<<"$out" | tr '\n' ' ')"
@@ -791,13 +970,25 @@ run_wrk() {  # run_wrk JOB SECONDS ROUND(0 = warm-up)
   fi
   awk -v round="$round" -v id="$id" -v req="$requests" -v dur="$duration_us" \
       -v c0="$c0" -v c1="$c1" -v s0="$s0" -v s1="$s1" -v tck="$CLK_TCK" -v hwm="$hwm" \
-      -v p50="$p50_us" -v p99="$p99_us" -v ok="$ok" -v note="$note" -v has_store="${store_pid:+1}" 'BEGIN {
+      -v p50="$p50_us" -v p99="$p99_us" -v ok="$ok" -v note="$note" -v has_store="${store_pid:+1}" \
+      -v lines="$log_lines" -v lg="$loadgen_us" 'BEGIN {
     rps = (dur > 0) ? req / (dur / 1e6) : 0
     cpu = (req > 0) ? (c1 - c0) * 1e6 / tck / req : 0
     scpu = (req > 0 && has_store) ? (s1 - s0) * 1e6 / tck / req : -1
-    printf "%d\t%s\t%.1f\t%d\t%d\t%.2f\t%.2f\t%d\t%d\t%d\t%d\t%s\n", round, id, rps, req, dur, cpu, scpu, hwm, p50, p99, ok, note
+    printf "%d\t%s\t%.1f\t%d\t%d\t%.2f\t%.2f\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", round, id, rps, req, dur, cpu, scpu, hwm, p50, p99, ok, lines, lg, note
   }' >>"$RUN/runs.tsv"
-  awk -F'\t' -v id="$id" 'END { printf "  %-28s %10.0f req/s  %6.2f µs CPU/req%s\n", id, $3, $6, ($11 == 1 ? "" : "  FAILED") }' \
+  # threads.tsv: round job thread-name cpu_us_per_req
+  if [[ -n $t1 ]]; then
+    awk -v round="$round" -v id="$id" -v req="$requests" -v tck="$CLK_TCK" -v t0="$t0" -v t1="$t1" 'BEGIN {
+      n = split(t0, a, " "); for (i = 1; i <= n; i++) { split(a[i], kv, "="); before[kv[1]] = kv[2] }
+      n = split(t1, a, " ")
+      for (i = 1; i <= n; i++) {
+        split(a[i], kv, "=")
+        if (req > 0) printf "%d\t%s\t%s\t%.2f\n", round, id, kv[1], (kv[2] - before[kv[1]]) * 1e6 / tck / req
+      }
+    }' >>"$RUN/threads.tsv"
+  fi
+  awk -F'\t' -v id="$id" 'END { printf "  %-30s %10.0f req/s  %6.2f µs CPU/req%s\n", id, $3, $6, ($11 == 1 ? "" : "  FAILED") }' \
     "$RUN/runs.tsv" >&2
 }
 
@@ -879,6 +1070,7 @@ machine_info() {
     echo "haproxy|$(haproxy -v 2>&1 | head -n 1 | awk '{print $3}')"
     echo "redis-server|$(redis-server --version | awk '{print $3}' | sed 's/v=//')"
     echo "wrk|$(wrk -v 2>&1 | head -n 1 | awk '{print $2}')"
+    echo "openssl|$(openssl version 2>/dev/null || echo 'not installed')"
     echo "libnginx-mod-http-lua|$(dpkg-query -W -f '${Version}' libnginx-mod-http-lua 2>/dev/null || echo 'not installed')"
     echo "oha|$(if [[ -n $OHA ]]; then "$OHA" --version 2>&1 | head -n 1; else echo 'not used'; fi)"
     echo "rustc|$(rustc --version 2>/dev/null || echo '?')"
@@ -891,8 +1083,8 @@ write_report() {
   mkdir -p "$BENCH_DIR/results"
   : >"$RUN/jobs.tsv"
   for id in "${ALL_JOBS[@]}"; do
-    printf '%s\t%s\t%s\t%s\t%s\n' "$id" "$(target_label "$(target_of "$id")")" "${J_SCEN[$id]}" \
-      "${J_EXPECT[$id]}" "${J_DESC[$id]}" >>"$RUN/jobs.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$id" "$(target_label "$(target_of "$id")")" "${J_SCEN[$id]}" \
+      "${J_EXPECT[$id]}" "${J_DESC[$id]}" "${J_ACCESS[$id]}" "${J_GROUP[$id]}" "${J_WITH[$id]}" >>"$RUN/jobs.tsv"
   done
   {
     echo "mode|$MODE"
@@ -902,6 +1094,7 @@ write_report() {
     echo "servers|pinned to CPU $SERVER_CPU, one worker each (osir-gateway default workers: CPUs $GWD_CPUS)"
     echo "open loop|$( ((OPEN_LOOP)) && echo "oha -q $OPEN_RATE -z ${OPEN_SECONDS}s -c $WRK_CONNS --latency-correction -w, pinned to CPU $LOADGEN_CPU, $OPEN_REPS round(s)" || echo 'not run')"
     echo "clock ticks per second|$CLK_TCK"
+    echo "access log|off on every server (nginx and Kong-like: access_log off; HAProxy: no log line; osir-gateway: [log] access = \"off\") except the +accesslog rows: [log] access = \"$ACCESS_LOG\" ($(stat -f -c %T "$RUN" 2>/dev/null || echo '?') file system), emptied before each run"
     echo "run folder|$RUN"
   } >"$RUN/settings.txt"
   python3 "$LIB/report.py" "$RUN" "$out" || die "report generation failed"
@@ -916,6 +1109,7 @@ main() {
   LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
   RUN=$(mktemp -d /tmp/osir-bench.XXXXXX)
   chmod 755 "$RUN"
+  ACCESS_LOG=$RUN/access.log
   mkdir -p "$RUN/logs" "$RUN/conf"
   : >"$RUN/notes.txt"; : >"$RUN/failures.txt"; : >"$RUN/runs.tsv"; : >"$RUN/open.tsv"
   trap cleanup EXIT
@@ -931,6 +1125,7 @@ main() {
   if any_gateway_job; then build_gateway; fi
 
   PEER_KEY=$(python3 "$LIB/keys.py" gen 1 live)
+  setup_tls
   start_peers
   if ! ((KONG_OK)); then drop_target_jobs kong-cached "Kong-like peer not running"; drop_target_jobs kong-redis "Kong-like peer not running"; fi
   setup_gateway

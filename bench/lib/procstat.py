@@ -7,6 +7,9 @@
     procstat.py reset PID...   reset the peak-RSS mark (VmHWM) of each tree
                                (writes 5 to /proc/<pid>/clear_refs)
     procstat.py hwm   PID...   VmHWM in KiB, summed over each tree
+    procstat.py threads PID    one line: NAME=TICKS per thread name of that one
+                               process (utime+stime of its live threads summed
+                               by /proc/<pid>/task/<tid>/comm, spaces as "_")
 
 Several PIDs add up: "cpu 12 34" prints one number for both trees together.
 A PID that has gone away counts as zero rather than failing the run; run.sh
@@ -75,9 +78,28 @@ def reset(pid):
         pass
 
 
+def thread_ticks(pid):
+    by_name = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return by_name
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read().strip().replace(" ", "_") or "?"
+        except OSError:
+            continue
+        by_name[name] = by_name.get(name, 0) + cpu_ticks(f"{pid}/task/{tid}")
+    return by_name
+
+
 def main(argv):
-    if len(argv) < 2 or argv[0] not in ("tree", "cpu", "reset", "hwm"):
+    if len(argv) < 2 or argv[0] not in ("tree", "cpu", "reset", "hwm", "threads"):
         sys.exit(__doc__)
+    if argv[0] == "threads":
+        print(" ".join(f"{k}={v}" for k, v in sorted(thread_ticks(int(argv[1])).items())))
+        return
     pids = tree([int(p) for p in argv[1:]])
     cmd = argv[0]
     if cmd == "tree":

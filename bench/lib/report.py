@@ -4,10 +4,12 @@
     report.py RUN_DIR OUT.md
 
 Reads from RUN_DIR (all written by run.sh):
-  jobs.tsv      job id, target label, scenario, expected status, description
+  jobs.tsv      job id, target label, scenario, expected status, description,
+                access log ("off"/"file"), scenario group, plain baseline job
   runs.tsv      one row per closed-loop run (see run_wrk in run.sh)
   open.tsv      one row per open-loop run (see oha_parse.py)
-  settings.txt, machine.txt   "key|value" lines
+  threads.tsv   osir-gateway CPU per request by thread name (round, job, name, µs/req)
+  settings.txt, machine.txt, tls.txt   "key|value" lines
   notes.txt, failures.txt     one line each
 """
 import os
@@ -17,6 +19,27 @@ from collections import OrderedDict, defaultdict
 
 REFERENCE = "nginx-proxy/plain"
 DIRECT = "direct/plain"
+
+# The "Issue figures": (job, its plain baseline) pairs measured in the same rounds.
+ACCESS_PAIR = ("osir-w1/cache-hit+accesslog", "osir-w1/cache-hit")
+# Two processes with the same request path and no access log: the spread
+# between instances that the access-log difference must be read against.
+ACCESS_CONTROL = ("osir-w1/cache-hit@tls-instance", "osir-w1/cache-hit")
+# osir TLS is paired with plain http to the same process (its plain listener);
+# the nginx TLS peer is its own nginx.
+TLS_PAIRS = [
+    ("nginx proxy", "nginx-proxy/tls", "nginx-proxy/plain"),
+    ("osir-gateway public", "osir-w1/public+tls", "osir-w1/public@tls-instance"),
+    ("osir-gateway cache-hit", "osir-w1/cache-hit+tls", "osir-w1/cache-hit@tls-instance"),
+]
+# the same TLS runs against the osir-w1 instance (another process)
+TLS_CROSS = [
+    ("osir-gateway public", "osir-w1/public+tls", "osir-w1/public"),
+    ("osir-gateway cache-hit", "osir-w1/cache-hit+tls", "osir-w1/cache-hit"),
+]
+ACCESS_LABEL = {"off": "off", "file": "**on (file)**"}
+LOADGEN_BUSY = 90.0   # % of its CPU past which wrk may be the bottleneck
+SERVER_FULL = 90.0    # % of one CPU below which a server was not given the whole CPU
 
 
 def read_lines(path):
@@ -38,11 +61,193 @@ def fmt_rps(x):
     return f"{x / 1000:.1f}k" if x >= 1000 else f"{x:.0f}"
 
 
+def med_range(xs, fmt="{:.2f}"):
+    """median (min–max), or the one value"""
+    m = statistics.median(xs)
+    if len(xs) == 1:
+        return fmt.format(m)
+    return f"{fmt.format(m)} ({fmt.format(min(xs))}–{fmt.format(max(xs))})"
+
+
+def paired(by_round, job, base):
+    """Per-round comparisons of job against base, over rounds where both ran fine."""
+    out = []
+    for rnd in sorted(by_round):
+        a, b = by_round[rnd].get(job), by_round[rnd].get(base)
+        if a and b and a["ok"] and b["ok"] and b["rps"] > 0 and b["cpu"] > 0:
+            out.append({"round": rnd, "ratio": a["rps"] / b["rps"], "cpu_job": a["cpu"],
+                        "cpu_base": b["cpu"], "cpu_delta": a["cpu"] - b["cpu"],
+                        "cpu_ratio": a["cpu"] / b["cpu"], "rps_job": a["rps"], "rps_base": b["rps"],
+                        "lines": a["log_lines"], "requests": a["requests"],
+                        "wrk_job": a["wrk_pct"], "wrk_base": b["wrk_pct"],
+                        "srv_job": a["server_pct"], "srv_base": b["server_pct"],
+                        # req/s per CPU-second of the server, job over base
+                        "norm": b["cpu"] / a["cpu"] if a["cpu"] > 0 else 0.0})
+    return out
+
+
+def contention_note(w, pairs):
+    """Say so when the servers did not have their CPU to themselves."""
+    srv = [x for ps in pairs for p in ps for x in (p["srv_job"], p["srv_base"])]
+    if not srv or statistics.median(srv) >= SERVER_FULL:
+        return
+    w(f"- The servers used {min(srv):.0f}–{max(srv):.0f}% of their CPU (median "
+      f"{statistics.median(srv):.0f}%; raw runs, server CPU %): other work on the machine "
+      "shared that CPU, so req/s follow the share the scheduler gave each server as "
+      "much as its cost. **The CPU-normalised ratio (req/s per CPU-second = 1e6 / "
+      "CPU µs/req, the inverse ratio of CPU per request) is the steadier cost figure "
+      "here.**")
+
+
+def thread_medians(threads, job):
+    """thread name -> median µs/req over the rounds, for one job"""
+    per = defaultdict(list)
+    for rnd, jid, name, us in threads:
+        if jid == job:
+            per[name].append(us)
+    return {k: statistics.median(v) for k, v in per.items()}
+
+
+def fmt_threads(med):
+    shown = [(k, v) for k, v in sorted(med.items(), key=lambda kv: -kv[1]) if v >= 0.05]
+    return ", ".join(f"{k} {v:.1f}" for k, v in shown) or "–"
+
+
+def issue_figures(w, jobs, by_round, tls_info, threads):
+    """The section answering the access-log and TLS questions; returns summary lines."""
+    summary = []
+    job_a, base_a = ACCESS_PAIR
+    acc = paired(by_round, job_a, base_a)
+    tls = [(name, paired(by_round, j, b)) for name, j, b in TLS_PAIRS]
+    if not acc and not any(p for _, p in tls):
+        return summary
+    w("## Issue figures")
+    w("")
+    w("Each figure pairs a job with its plain baseline in the same round (same "
+      "server CPU, same minute of machine noise), then takes the median over rounds "
+      "(min–max in brackets).")
+    w("")
+    if acc:
+        ratio = statistics.median(p["ratio"] for p in acc)
+        delta = statistics.median(p["cpu_delta"] for p in acc)
+        cratio = statistics.median(p["cpu_ratio"] for p in acc)
+        w("### Access log: `[log] access = \"<file>\"` vs `\"off\"`")
+        w("")
+        norm = statistics.median(p["norm"] for p in acc)
+        w("| job | access log | req/s | CPU µs/req | server CPU % |")
+        w("| --- | --- | --- | --- | --- |")
+        w(f"| {base_a} | off | {med_range([p['rps_base'] for p in acc], '{:.0f}')} | "
+          f"{med_range([p['cpu_base'] for p in acc], '{:.1f}')} | "
+          f"{med_range([p['srv_base'] for p in acc], '{:.0f}')} |")
+        w(f"| {job_a} | on (file) | {med_range([p['rps_job'] for p in acc], '{:.0f}')} | "
+          f"{med_range([p['cpu_job'] for p in acc], '{:.1f}')} | "
+          f"{med_range([p['srv_job'] for p in acc], '{:.0f}')} |")
+        w("")
+        w(f"- **(cache-hit with access log) / (cache-hit without), req/s: "
+          f"{med_range([p['ratio'] for p in acc])}** over {len(acc)} round(s).")
+        w(f"- **The same, CPU-normalised (req/s per CPU-second): "
+          f"{med_range([p['norm'] for p in acc])}.**")
+        w(f"- CPU per request with the access log: {med_range([p['cpu_delta'] for p in acc], '{:+.1f}')} µs "
+          f"(× {med_range([p['cpu_ratio'] for p in acc])}).")
+        ta, tb = thread_medians(threads, job_a), thread_medians(threads, base_a)
+        if ta and tb:
+            w(f"- CPU µs/req by thread (medians; thread names as the kernel truncates them): "
+              f"without the log: {fmt_threads(tb)}; with it: {fmt_threads(ta)}.")
+        w("- The access-log instance has one more thread (the log writer), pinned to "
+          "the same CPU: when that CPU is shared with other work, the scheduler's "
+          "per-thread fairness can give the logging instance a larger share of it, "
+          "which shows as more req/s; compare the server CPU % columns. Sharing the "
+          "one CPU with the writer can also make the runtime thread handle more "
+          "requests per wake-up and so spend less CPU per request itself (compare the "
+          "by-thread figures): the net CPU µs/req difference is what a gateway pinned "
+          "to one CPU pays; the writer thread's own figure is the gross cost of "
+          "writing the lines.")
+        ctl = paired(by_round, *ACCESS_CONTROL)
+        if ctl:
+            w(f"- Control, two instances with the access log off ({ACCESS_CONTROL[0]} − "
+              f"{ACCESS_CONTROL[1]}, same request path, the first one also holding an idle "
+              f"TLS listener): {med_range([p['cpu_delta'] for p in ctl], '{:+.1f}')} µs/req, "
+              f"CPU-normalised {med_range([p['norm'] for p in ctl])}. Differences between "
+              "processes of about this size are noise, not cost.")
+        contention_note(w, [acc])
+        lines = sum(p["lines"] for p in acc if p["lines"] >= 0)
+        reqs = sum(p["requests"] for p in acc if p["lines"] >= 0)
+        if reqs:
+            share = 100.0 * lines / reqs
+            w(f"- Lines in the access log / requests wrk completed, over these rounds: "
+              f"{lines} / {reqs} ({share:.2f}%). The server answers a few requests wrk "
+              "stops waiting for at the end of a run, so slightly above 100% is normal.")
+            if share < 99.0:
+                w(f"  **Below 100%: the gateway's lossy non-blocking writer dropped "
+                  f"about {reqs - lines} lines, so the cost above is a lower bound of what "
+                  "logging every request costs.**")
+        summary.append(f"access log: cache-hit+accesslog / cache-hit = {ratio:.2f}× req/s, "
+                       f"{norm:.2f}× CPU-normalised, {delta:+.1f} µs CPU/req (×{cratio:.2f})")
+        w("")
+    if any(p for _, p in tls):
+        w("### TLS: https vs plain http (wrk keep-alive connections: handshakes amortised)")
+        w("")
+        w("osir-gateway: https and plain http to the same process (the TLS instance "
+          "serves both); nginx: the TLS peer against the plain nginx proxy.")
+        w("")
+        w("| pair | plain req/s | TLS req/s | **TLS / plain req/s** | **TLS / plain, "
+          "CPU-normalised** | plain CPU µs/req | TLS CPU µs/req | TLS adds CPU µs/req | "
+          "wrk CPU % (TLS run) |")
+        w("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        ratios, norms = {}, {}
+        for name, ps in tls:
+            if not ps:
+                w(f"| {name} | – | – | not measured | – | – | – | – | – |")
+                continue
+            ratios[name] = statistics.median(p["ratio"] for p in ps)
+            norms[name] = statistics.median(p["norm"] for p in ps)
+            wrk = [p["wrk_job"] for p in ps if p["wrk_job"] >= 0]
+            w(f"| {name} | {fmt_rps(statistics.median(p['rps_base'] for p in ps))} | "
+              f"{fmt_rps(statistics.median(p['rps_job'] for p in ps))} | "
+              f"**{med_range([p['ratio'] for p in ps])}** | "
+              f"**{med_range([p['norm'] for p in ps])}** | "
+              f"{statistics.median(p['cpu_base'] for p in ps):.1f} | "
+              f"{statistics.median(p['cpu_job'] for p in ps):.1f} | "
+              f"{med_range([p['cpu_delta'] for p in ps], '{:+.1f}')} | "
+              f"{(f'{statistics.median(wrk):.0f}' if wrk else '–')} |")
+        w("")
+        ng = ratios.get("nginx proxy")
+        for name in ("osir-gateway public", "osir-gateway cache-hit"):
+            if name in ratios and ng:
+                ngn = norms["nginx proxy"]
+                line = (f"{name}: osir TLS/plain {ratios[name]:.2f} next to nginx TLS/plain "
+                        f"{ng:.2f} (quotient {ratios[name] / ng:.2f}); CPU-normalised "
+                        f"{norms[name]:.2f} next to {ngn:.2f} (quotient {norms[name] / ngn:.2f})")
+                w(f"- **{line}**.")
+                summary.append("TLS: " + line)
+        busy = [(name, p["round"], p["wrk_job"]) for name, ps in tls for p in ps
+                if p["wrk_job"] >= LOADGEN_BUSY]
+        if busy:
+            w(f"- wrk used ≥ {LOADGEN_BUSY:.0f}% of its CPU in "
+              + ", ".join(f"{n} round {r} ({x:.0f}%)" for n, r, x in busy)
+              + ": there the load generator, not the server, may set the TLS req/s; "
+              "the CPU µs/req figures stay valid.")
+        cross = [(name, paired(by_round, j, b)) for name, j, b in TLS_CROSS]
+        if any(ps for _, ps in cross):
+            w("- The same osir TLS runs against the `osir-w1` instance (another process): "
+              + "; ".join(f"{name} TLS/plain {med_range([p['ratio'] for p in ps])}, "
+                          f"CPU-normalised {med_range([p['norm'] for p in ps])}, "
+                          f"{med_range([p['cpu_delta'] for p in ps], '{:+.1f}')} µs/req"
+                          for name, ps in cross if ps) + ".")
+        contention_note(w, [ps for _, ps in tls])
+        if tls_info:
+            w("- Handshake seen by `openssl s_client` (OpenSSL, as in wrk): "
+              + "; ".join(f"{k}: {v}" for k, v in tls_info) + ".")
+        w("")
+    return summary
+
+
 def main(run_dir, out_path):
     jobs = OrderedDict()
     for row in read_tsv(os.path.join(run_dir, "jobs.tsv")):
-        jid, label, scenario, expect, desc = (row + [""] * 5)[:5]
-        jobs[jid] = {"label": label, "scenario": scenario, "expect": expect, "desc": desc}
+        jid, label, scenario, expect, desc, access, group, base = (row + [""] * 8)[:8]
+        jobs[jid] = {"label": label, "scenario": scenario, "expect": expect, "desc": desc,
+                     "access": access or "off", "group": group, "with": base}
 
     # round -> job -> run ; job -> [runs]
     runs = defaultdict(list)
@@ -52,14 +257,20 @@ def main(run_dir, out_path):
             "round": int(r[0]), "job": r[1], "rps": float(r[2]), "requests": int(r[3]),
             "cpu": float(r[5]), "store_cpu": float(r[6]), "hwm_kib": int(r[7]),
             "p50_us": int(r[8]), "p99_us": int(r[9]), "ok": r[10] == "1",
-            "note": r[11] if len(r) > 11 else "",
+            "log_lines": int(r[11]), "loadgen_us": int(r[12]),
+            "note": r[13] if len(r) > 13 else "",
         }
+        dur = int(r[4])
+        # share of one CPU the server (CPU µs/req × req/s) and wrk (rusage / wall) used
+        run["server_pct"] = run["cpu"] * run["rps"] / 1e4
+        run["wrk_pct"] = 100.0 * run["loadgen_us"] / dur if run["loadgen_us"] >= 0 and dur > 0 else -1.0
         runs[run["job"]].append(run)
         by_round[run["round"]][run["job"]] = run
 
     settings = read_kv(os.path.join(run_dir, "settings.txt"))
     machine = read_kv(os.path.join(run_dir, "machine.txt"))
     notes = read_lines(os.path.join(run_dir, "notes.txt"))
+    tls_info = read_kv(os.path.join(run_dir, "tls.txt"))
     failures = read_lines(os.path.join(run_dir, "failures.txt"))
     mode = dict(settings).get("mode", "?")
     date = dict(machine).get("date (UTC)", "")
@@ -83,8 +294,8 @@ def main(run_dir, out_path):
     # ---------------------------------------------------------- closed loop
     w("## Closed loop: maximum throughput (wrk)")
     w("")
-    w("| target | scenario | req/s median (min–max) | × nginx proxy | CPU µs/req | peak RSS MiB |")
-    w("| --- | --- | --- | --- | --- | --- |")
+    w("| target | scenario | access log | req/s median (min–max) | × nginx proxy | CPU µs/req | peak RSS MiB |")
+    w("| --- | --- | --- | --- | --- | --- | --- |")
     summary = []
     for jid, job in jobs.items():
         if jid not in runs:
@@ -92,7 +303,8 @@ def main(run_dir, out_path):
         good = [r for r in runs[jid] if r["ok"]]
         failed = len(runs[jid]) - len(good)
         if not good:
-            w(f"| {job['label']} | {job['scenario']} | FAILED ({failed} run(s)) | – | – | – |")
+            w(f"| {job['label']} | {job['scenario']} | {ACCESS_LABEL.get(job['access'], job['access'])} "
+              f"| FAILED ({failed} run(s)) | – | – | – |")
             summary.append((job, None, None, None))
             continue
         rps = [r["rps"] for r in good]
@@ -116,7 +328,8 @@ def main(run_dir, out_path):
                 cpu_s += f" (+{sc:.1f} in Redis)"
         rss = max(r["hwm_kib"] for r in good) / 1024
         ratio_s = f"{ratio:.2f}" if ratio is not None else "–"
-        w(f"| {job['label']} | {job['scenario']} | {rng} | {ratio_s} | {cpu_s} | {rss:.1f} |")
+        w(f"| {job['label']} | {job['scenario']} | {ACCESS_LABEL.get(job['access'], job['access'])} "
+          f"| {rng} | {ratio_s} | {cpu_s} | {rss:.1f} |")
         summary.append((job, med, ratio, cpu))
     w("")
     w("Scenarios:")
@@ -130,8 +343,13 @@ def main(run_dir, out_path):
       "the same round. CPU µs/req is the server's utime+stime (all its threads and, for "
       "nginx, master plus worker) over the run divided by the requests completed; "
       "\"in Redis\" is the same for the store's redis-server. Peak RSS is VmHWM summed "
-      "over the server's processes, reset before each run, the largest of the runs.")
+      "over the server's processes, reset before each run, the largest of the runs. "
+      "Access log: whether that server wrote an access line per request (every "
+      "server runs with its access log off except the rows marked on).")
     w("")
+    threads = [(int(r[0]), r[1], r[2], float(r[3]))
+               for r in read_tsv(os.path.join(run_dir, "threads.tsv")) if len(r) >= 4]
+    issue_summary = issue_figures(w, jobs, by_round, tls_info, threads)
 
     # ------------------------------------------------------------ open loop
     open_rows = read_tsv(os.path.join(run_dir, "open.tsv"))
@@ -201,17 +419,26 @@ def main(run_dir, out_path):
     # ------------------------------------------------------------- raw runs
     w("## Raw runs")
     w("")
-    w("| round | job | req/s | requests | CPU µs/req | Redis CPU µs/req | peak RSS MiB | wrk p50 ms | wrk p99 ms | ok |")
-    w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    w("| round | job | req/s | requests | CPU µs/req | Redis CPU µs/req | server CPU % | wrk CPU % | "
+      "access-log lines | peak RSS MiB | wrk p50 ms | wrk p99 ms | ok |")
+    w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for rnd in sorted(by_round):
         for jid, r in by_round[rnd].items():
             sc = f"{r['store_cpu']:.2f}" if r["store_cpu"] >= 0 else "–"
             ok = "yes" if r["ok"] else f"NO: {r['note']}"
+            wp = f"{r['wrk_pct']:.0f}" if r["wrk_pct"] >= 0 else "–"
+            ll = str(r["log_lines"]) if r["log_lines"] >= 0 else "–"
             w(f"| {rnd} | {jid} | {r['rps']:.0f} | {r['requests']} | {r['cpu']:.2f} | {sc} | "
+              f"{r['server_pct']:.0f} | {wp} | {ll} | "
               f"{r['hwm_kib'] / 1024:.1f} | {r['p50_us'] / 1000:.3f} | {r['p99_us'] / 1000:.3f} | {ok} |")
     w("")
     w("wrk's latency percentiles are closed-loop (queueing inside the load generator "
-      "at saturation), kept for reference only; latency is the open-loop table's job.")
+      "at saturation), kept for reference only; latency is the open-loop table's job. "
+      "Server CPU % = CPU µs/req × req/s, the share of one CPU the server used (all "
+      "its threads; near 100 it was the bottleneck). wrk CPU % = wrk's user+system "
+      "time over the run's wall time, on its own CPU (both threads: up to 100 on one "
+      "pinned CPU); near 100 the load generator may have been the limit. "
+      "Access-log lines: lines in the access-log file after the run (emptied before it).")
     w("")
 
     with open(out_path, "w") as f:
@@ -236,6 +463,8 @@ def main(run_dir, out_path):
                 p50 = statistics.median(float(r[3]) for r in rs)
                 p99 = statistics.median(float(r[4]) for r in rs)
                 print(f"    {job['label'] + ' / ' + job['scenario']:<48} {p50:.3f} / {p99:.3f}")
+    for line in issue_summary:
+        print(f"  {line}")
     if notes:
         print("  notes:")
         for n in notes:
