@@ -144,14 +144,20 @@ impl GatewayError {
 
     /// The JSON error body of the contract, §6.
     pub fn body(&self, request_id: &str) -> Bytes {
-        let v = serde_json::json!({
-            "error": {
-                "code": self.code(),
-                "message": self.to_string(),
-                "request_id": request_id,
-            }
-        });
-        Bytes::from(v.to_string())
+        // Written directly (one buffer, no intermediate JSON tree): refusals
+        // are the gateway's cheapest answers and should stay so. Every
+        // dynamic part goes through serde_json's string escaping.
+        let mut out = Vec::with_capacity(160);
+        out.extend_from_slice(b"{\"error\":{\"code\":\"");
+        out.extend_from_slice(self.code().as_bytes());
+        out.extend_from_slice(b"\",\"message\":");
+        let mut ser = serde_json::Serializer::new(&mut out);
+        // Writing into a Vec cannot fail.
+        let _ = serde::Serializer::collect_str(&mut ser, self);
+        out.extend_from_slice(b",\"request_id\":");
+        let _ = serde_json::to_writer(&mut out, request_id);
+        out.extend_from_slice(b"}}");
+        Bytes::from(out)
     }
 
     /// The whole response (without `X-Request-Id`, which the caller adds to
@@ -179,6 +185,14 @@ impl GatewayError {
 mod tests {
     use super::*;
     use crate::record::Action;
+
+    #[test]
+    fn bodies_escape_what_they_quote() {
+        let e = GatewayError::InvalidRequest("name: \"x\"\n\\ bad".into());
+        let v: serde_json::Value = serde_json::from_slice(&e.body("r\"1")).unwrap();
+        assert_eq!(v["error"]["message"], "name: \"x\"\n\\ bad");
+        assert_eq!(v["error"]["request_id"], "r\"1");
+    }
 
     #[test]
     fn body_has_the_contract_shape() {
