@@ -25,15 +25,24 @@ fn rss_kib() -> u64 {
 
 fn main() {
     // `cargo bench` passes `--bench`; ignore arguments.
-    let n: u64 = std::env::var("CACHE_KEYS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let n: u64 = std::env::var("CACHE_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let toml = format!(
         "[server]\nlisten = \"127.0.0.1:1\"\n[store]\nbackend = \"file\"\npath = \"x.json\"\n[cache]\ncapacity = {n}\n[upstreams.up]\nurl = \"http://127.0.0.1:1\"\n"
     );
     let cfg = Config::from_toml(&toml, Path::new(".")).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mem = MemoryStore::new();
     let store = Store::Memory(mem.clone());
-    let scopes = vec![Scope::parse("domains:read").unwrap(), Scope::parse("vps:*").unwrap()];
+    let scopes = vec![
+        Scope::parse("domains:read").unwrap(),
+        Scope::parse("vps:*").unwrap(),
+    ];
     let ips = vec![parse_ip_or_cidr("203.0.113.0/24").unwrap()];
     let mut hashes = Vec::with_capacity(n as usize);
     rt.block_on(async {
@@ -66,7 +75,13 @@ fn main() {
     let after = rss_kib();
     let per_key = (after.saturating_sub(before) * 1024) as f64 / n as f64;
     println!("cached keys: {n}");
-    println!("RSS before filling the cache: {:.1} MiB", before as f64 / 1024.0);
-    println!("RSS after:                    {:.1} MiB", after as f64 / 1024.0);
+    println!(
+        "RSS before filling the cache: {:.1} MiB",
+        before as f64 / 1024.0
+    );
+    println!(
+        "RSS after:                    {:.1} MiB",
+        after as f64 / 1024.0
+    );
     println!("bytes per cached key:         {per_key:.0}");
 }

@@ -120,8 +120,14 @@ fn decision(c: &mut Criterion) {
                 .requests
                 .with_label_values(&[black_box("/v1/domains"), "GET", "200", "ok"])
                 .inc();
-            metrics.request_duration.with_label_values(&["/v1/domains"]).observe(0.0004);
-            metrics.upstream_duration.with_label_values(&["up"]).observe(0.0003);
+            metrics
+                .request_duration
+                .with_label_values(&["/v1/domains"])
+                .observe(0.0004);
+            metrics
+                .upstream_duration
+                .with_label_values(&["up"])
+                .observe(0.0003);
             metrics.auth_duration.observe(0.000001);
         })
     });

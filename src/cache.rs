@@ -298,6 +298,15 @@ impl InvalidationSink for KeyCache {
         self.negative.invalidate(hash);
     }
 
+    fn invalidate_written_at(&self, hash: &KeyHash, written_at: Timestamp) {
+        self.invalidate(hash);
+        // Clocks of different hosts may disagree: never a negative delay.
+        let ms = u64::try_from(Timestamp::now().0.saturating_sub(written_at.0)).unwrap_or(0);
+        self.metrics
+            .revocation_delay
+            .observe(Duration::from_millis(ms).as_secs_f64());
+    }
+
     fn invalidate_all(&self) {
         for e in &self.epochs {
             e.fetch_add(1, Ordering::SeqCst);

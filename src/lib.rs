@@ -7,8 +7,10 @@
 //! | stage | module |
 //! | --- | --- |
 //! | accept, HTTP/1.1 + HTTP/2, timeouts | [`server`] |
+//! | idle keep-alive connections | [`idle`] |
 //! | TLS: certificate loading, hot reload, handshake timeout | [`tls`] |
 //! | request shape, one config snapshot per request | [`proxy`], [`gateway`] |
+//! | request head size (431) | [`head`] |
 //! | client IP (trusted proxies, X-Forwarded-For) | [`client_ip`] |
 //! | canonical path check | [`path`] |
 //! | route and required scope | [`route`] |
@@ -40,6 +42,8 @@ pub mod error;
 pub mod flood;
 pub mod forward;
 pub mod gateway;
+pub mod head;
+pub mod idle;
 pub mod key;
 pub mod keys;
 pub mod metrics;

@@ -44,6 +44,10 @@ pub struct Metrics {
     pub store_duration: Histogram,
     /// `osir_gateway_invalidations_total`: revocation/update messages received.
     pub invalidations: IntCounter,
+    /// `osir_gateway_revocation_delay_seconds`: from a revoke or update being
+    /// written to the store to this gateway's cache dropping the record (only
+    /// changes whose announcement carries the write time).
+    pub revocation_delay: Histogram,
     /// `osir_gateway_config_reloads_total{result}`.
     pub config_reloads: IntCounterVec,
     /// `osir_gateway_config_generation`: which config is serving.
@@ -197,6 +201,11 @@ impl Metrics {
                 "Latency of key lookups in the store",
             ),
             invalidations,
+            revocation_delay: histogram(
+                &r,
+                "osir_gateway_revocation_delay_seconds",
+                "Time from a key revoke or update being written to the store to this gateway dropping the cached record (writer and gateway clocks must agree)",
+            ),
             config_reloads: counter_vec(
                 &r,
                 "osir_gateway_config_reloads_total",

@@ -24,6 +24,7 @@ use crate::credential::strip_key_param;
 use crate::error::GatewayError;
 use crate::forward::{self, incoming_chain, prepare_request_headers, prepare_response_headers};
 use crate::gateway::{Gateway, Snapshot};
+use crate::head;
 use crate::metrics::{method_label, status_label};
 use crate::path;
 use crate::route::Route;
@@ -134,8 +135,11 @@ async fn pipeline<'s>(
     logging: bool,
 ) -> Result<Response<Incoming>, GatewayError> {
     let (mut parts, body) = req.into_parts();
-    check_shape(&parts)?;
     let cfg = &snap.config;
+    if head::size(&parts) > cfg.server.max_header_bytes {
+        return Err(GatewayError::HeadersTooLarge);
+    }
+    check_shape(&parts)?;
     let client_ip = client_ip::client_ip(conn.peer.ip(), &parts.headers, &cfg.auth.trusted_proxies);
     trace.client_ip = Some(client_ip);
 

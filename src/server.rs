@@ -12,6 +12,10 @@
 //! the connection's own task, never in the accept loop, so a slow handshake
 //! cannot hold up accepting; it counts against the connection limit and in
 //! `open_connections` like any open connection.
+//!
+//! Every API connection is driven by [`crate::idle::drive`], which closes it
+//! gracefully once no request has been in flight for `server.idle_timeout`
+//! (HTTP/1.1 keep-alive and HTTP/2 alike), and when the server stops.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -29,6 +33,7 @@ use tokio::sync::Semaphore;
 use crate::admin;
 use crate::config::ServerConfig;
 use crate::gateway::Gateway;
+use crate::idle;
 use crate::proxy::{self, ConnInfo};
 use crate::tls::TlsAcceptor;
 
@@ -50,7 +55,7 @@ pub fn builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
     b.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(cfg.header_read_timeout)
-        .max_buf_size(cfg.max_header_bytes.max(8192))
+        .max_buf_size(hyper_head_limit(cfg.max_header_bytes))
         .keep_alive(true);
     b.http2()
         .timer(TokioTimer::new())
@@ -59,6 +64,19 @@ pub fn builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
         .max_pending_accept_reset_streams(cfg.http2.max_pending_resets)
         .keep_alive_interval(Some(Duration::from_secs(30)));
     b
+}
+
+/// hyper's own cap on a request head (its read buffer while the head is
+/// incomplete): a quarter above `server.max_header_bytes`, at least the 8 KiB
+/// hyper requires. Heads up to this size reach the pipeline, which answers
+/// those over `max_header_bytes` with the contract's JSON 431
+/// ([`crate::head`]); beyond it hyper itself answers a bare 431 (no body, no
+/// `X-Request-Id`) and closes the connection. So is a head with more than 100
+/// header fields (hyper's parser limit).
+pub fn hyper_head_limit(max_header_bytes: usize) -> usize {
+    max_header_bytes
+        .saturating_add(max_header_bytes / 4)
+        .max(8192)
 }
 
 /// Serves until `shutdown` completes, then stops accepting, lets open
@@ -188,14 +206,29 @@ async fn accept_api<H, F, S>(
             };
             match stream {
                 Ok(stream) => {
+                    let idle_timeout = gw.snapshot.load().config.server.idle_timeout;
+                    let tracker = idle::Tracker::new();
+                    let in_flight = tracker.clone();
                     let service = service_fn(move |req| {
                         let gw = gw.clone();
-                        async move { Ok::<_, Infallible>(proxy::handle(&gw, req, info).await) }
+                        let request = in_flight.start();
+                        async move {
+                            let resp = proxy::handle(&gw, req, info).await;
+                            Ok::<_, Infallible>(resp.map(|body| request.track(body)))
+                        }
                     });
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    if let Err(e) = watcher.watch(conn).await {
+                    // Closes the connection gracefully when idle or on stop;
+                    // `watcher` stays alive until then, so a graceful server
+                    // shutdown waits for this connection.
+                    let closed = idle::drive(conn, &tracker, idle_timeout, &mut stop, |c| {
+                        c.graceful_shutdown()
+                    })
+                    .await;
+                    if let Some(Err(e)) = closed {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
+                    drop(watcher);
                 }
                 // Handshake failures are the client's business (scanners,
                 // wrong trust store, timeouts); debug only, nothing secret.

@@ -14,7 +14,7 @@ use tokio::sync::{broadcast, Semaphore};
 
 use super::{InvalidationSink, StoreError};
 use crate::key::KeyHash;
-use crate::record::{KeyRecord, KeyUsage, UsageDelta};
+use crate::record::{KeyRecord, KeyUsage, Timestamp, UsageDelta};
 
 #[derive(Default)]
 struct Maps {
@@ -25,7 +25,8 @@ struct Maps {
 
 struct Inner {
     maps: RwLock<Maps>,
-    changes: broadcast::Sender<KeyHash>,
+    /// Each change with its write time, for the revocation-delay metric.
+    changes: broadcast::Sender<(KeyHash, Timestamp)>,
     lookups: AtomicU64,
     /// When set, each lookup takes a permit first: tests hold lookups back.
     gate: RwLock<Option<Arc<Semaphore>>>,
@@ -120,7 +121,7 @@ impl MemoryStore {
             hash
         };
         // No receiver is fine: nobody caches.
-        let _ = self.inner.changes.send(hash);
+        let _ = self.inner.changes.send((hash, Timestamp::now()));
         Ok(())
     }
 
@@ -149,7 +150,7 @@ impl MemoryStore {
         tokio::spawn(async move {
             loop {
                 match rx.recv().await {
-                    Ok(hash) => sink.invalidate(&hash),
+                    Ok((hash, at)) => sink.invalidate_written_at(&hash, at),
                     Err(broadcast::error::RecvError::Lagged(_)) => sink.invalidate_all(),
                     Err(broadcast::error::RecvError::Closed) => return,
                 }

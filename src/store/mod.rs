@@ -19,7 +19,7 @@ pub mod redis;
 use std::sync::Arc;
 
 use crate::key::KeyHash;
-use crate::record::{KeyRecord, KeyUsage, UsageDelta};
+use crate::record::{KeyRecord, KeyUsage, Timestamp, UsageDelta};
 
 /// Why the store could not answer. Messages never contain a key.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +44,13 @@ pub enum StoreError {
 pub trait InvalidationSink: Send + Sync + 'static {
     /// The record behind this hash changed (updated, revoked, rotated).
     fn invalidate(&self, hash: &KeyHash);
+    /// Like [`InvalidationSink::invalidate`], for a change the writer says it
+    /// wrote at `written_at` (its clock), so the sink can measure how long
+    /// the change took to arrive. By default just invalidates.
+    fn invalidate_written_at(&self, hash: &KeyHash, written_at: Timestamp) {
+        let _ = written_at;
+        self.invalidate(hash);
+    }
     /// Anything may have changed (the channel reconnected, the file was
     /// replaced): forget every cached record.
     fn invalidate_all(&self);

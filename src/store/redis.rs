@@ -5,7 +5,10 @@
 //! - `osir:id:<id>`: STRING, the hash hex: the id index.
 //! - `osir:ids`: SET of ids, for `list`.
 //! - `osir:usage:<id>`: HASH, `total`, `last_used_at`, `last_ip`, `d:YYYY-MM-DD`.
-//! - channel `osir:invalidate`: the hash hex of a changed record, or `*`.
+//! - channel `osir:invalidate`: `<hash hex> <unix ms>` when a record is
+//!   replaced (revoked, updated; the write time feeds the revocation-delay
+//!   metric), the bare hash hex when one is added, or `*`. Hashes starting
+//!   with 16 zero digits are subscription probes (see `RedisStore::confirm`).
 //!
 //! Writes are Lua scripts, so a record, its index and its announcement change
 //! together or not at all, and a check ("is this id free?") cannot race the
@@ -32,8 +35,12 @@ use crate::record::{
 };
 
 /// The pub/sub channel every writer announces changes on and every gateway
-/// listens to; a message is a record's hash hex, or `*` for "flush all".
+/// listens to; a message is a record's hash hex, optionally followed by a
+/// space and the write time in Unix milliseconds, or `*` for "flush all".
 pub const INVALIDATE_CHANNEL: &str = "osir:invalidate";
+/// How a subscription probe starts: 64 zero bits, which no SHA-256 of a key
+/// will ever start with, followed by random hex (see `RedisStore::confirm`).
+const PROBE_PREFIX: &str = "0000000000000000";
 const KEY_PREFIX: &str = "osir:key:";
 const ID_PREFIX: &str = "osir:id:";
 const IDS_KEY: &str = "osir:ids";
@@ -64,15 +71,15 @@ redis.call('PUBLISH', ARGV[3], ARGV[1])
 return 0
 ";
 
-/// Rewrites a record if the id index still points at it, then announces it.
-/// KEYS: id index, record. ARGV: hash, channel, n, n field/value pairs, then
-/// the optional fields to delete.
+/// Rewrites a record if the id index still points at it, then announces it
+/// with the write time. KEYS: id index, record. ARGV: hash, channel, write
+/// time (Unix ms), n, n field/value pairs, then the optional fields to delete.
 const REPLACE_LUA: &str = r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-local n = tonumber(ARGV[3])
-redis.call('HSET', KEYS[2], unpack(ARGV, 4, 3 + 2 * n))
-if #ARGV > 3 + 2 * n then redis.call('HDEL', KEYS[2], unpack(ARGV, 4 + 2 * n)) end
-redis.call('PUBLISH', ARGV[2], ARGV[1])
+local n = tonumber(ARGV[4])
+redis.call('HSET', KEYS[2], unpack(ARGV, 5, 4 + 2 * n))
+if #ARGV > 4 + 2 * n then redis.call('HDEL', KEYS[2], unpack(ARGV, 5 + 2 * n)) end
+redis.call('PUBLISH', ARGV[2], ARGV[1] .. ' ' .. ARGV[3])
 return 1
 ";
 
@@ -389,6 +396,7 @@ impl RedisStore {
                 .key(format!("{KEY_PREFIX}{hex}"))
                 .arg(&hex)
                 .arg(INVALIDATE_CHANNEL)
+                .arg(Timestamp::now().0)
                 .arg(set.len());
             for (field, value) in &set {
                 inv.arg(*field).arg(value);
@@ -498,7 +506,7 @@ impl RedisStore {
     }
 
     /// Subscribes on a dedicated connection, the first step of every
-    /// (re)connection of the watcher.
+    /// (re)connection of the watcher, and proves the subscription works.
     async fn subscribe(&self) -> Result<(PubSubSink, PubSubStream), String> {
         let attempt = async {
             let pubsub = self.inner.client.get_async_pubsub().await?;
@@ -506,10 +514,51 @@ impl RedisStore {
             sink.subscribe(INVALIDATE_CHANNEL).await?;
             Ok::<_, RedisError>((sink, stream))
         };
-        match tokio::time::timeout(self.inner.timeout, attempt).await {
-            Ok(Ok(pair)) => Ok(pair),
-            Ok(Err(e)) => Err(scrub(&e.to_string(), self.inner.password.as_deref())),
-            Err(_) => Err(format!("timed out after {:?}", self.inner.timeout)),
+        let (sink, mut stream) = match tokio::time::timeout(self.inner.timeout, attempt).await {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(e)) => return Err(scrub(&e.to_string(), self.inner.password.as_deref())),
+            Err(_) => return Err(format!("timed out after {:?}", self.inner.timeout)),
+        };
+        self.confirm(&mut stream).await?;
+        Ok((sink, stream))
+    }
+
+    /// redis-rs 0.27 reports a refused SUBSCRIBE (an error reply such as
+    /// NOPERM) as success, which would leave the watcher believing it
+    /// listens and skip the flush when it really subscribes later. So a
+    /// probe is published on the channel and must come back. Probes are
+    /// hashes no key can have ([`PROBE_PREFIX`]): other gateways ignore them,
+    /// and older ones drop a record nobody holds. Whatever else arrives
+    /// meanwhile is dropped: the caller flushes everything next.
+    async fn confirm(&self, stream: &mut PubSubStream) -> Result<(), String> {
+        let probe = probe_message();
+        let mut conn = self.conn();
+        self.run(
+            "PUBLISH",
+            INVALIDATE_CHANNEL,
+            ::redis::cmd("PUBLISH")
+                .arg(INVALIDATE_CHANNEL)
+                .arg(&probe)
+                .query_async::<Value>(&mut conn),
+        )
+        .await
+        .map_err(|e| format!("cannot publish a probe: {e}"))?;
+        let echoed = async {
+            while let Some(msg) = stream.next().await {
+                if msg.get_payload_bytes() == probe.as_bytes() {
+                    return true;
+                }
+            }
+            false
+        };
+        match tokio::time::timeout(self.inner.timeout, echoed).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("the subscription closed before it was confirmed".into()),
+            Err(_) => Err(format!(
+                "subscribed, but a probe published on {INVALIDATE_CHANNEL} did not arrive \
+                 within {:?} (does this Redis user have the right to SUBSCRIBE to it?)",
+                self.inner.timeout
+            )),
         }
     }
 
@@ -528,10 +577,13 @@ fn upgrade(store: &Weak<Inner>) -> Option<RedisStore> {
 /// Subscribes, follows, and re-subscribes until the store is dropped. Every
 /// (re)subscription flushes the sink, because messages sent while nobody
 /// listened are lost; losing the channel does not flush, so cached keys keep
-/// serving through an outage.
+/// serving through an outage. While the channel is down the store counts as
+/// down only if it does not answer a `PING` either.
 async fn watch_loop(weak: Weak<Inner>, sink: &dyn InvalidationSink) {
     let mut backoff = Backoff::new();
     let mut up = State::default();
+    // One warning per run of failed subscriptions.
+    let mut warned = false;
     loop {
         let Some(store) = upgrade(&weak) else {
             return;
@@ -543,6 +595,7 @@ async fn watch_loop(weak: Weak<Inner>, sink: &dyn InvalidationSink) {
         match subscribed {
             Ok((pubsub_sink, stream)) => {
                 backoff.reset();
+                warned = false;
                 sink.invalidate_all();
                 up.force(sink, true);
                 tracing::info!(%url, "listening for key invalidations");
@@ -555,12 +608,23 @@ async fn watch_loop(weak: Weak<Inner>, sink: &dyn InvalidationSink) {
                 }
             }
             Err(e) => {
-                if up.get() != Some(false) {
+                if !warned {
                     tracing::warn!(%url, "cannot subscribe to {INVALIDATE_CHANNEL}: {e}");
+                    warned = true;
                 }
             }
         }
-        up.set(sink, false);
+        // Without the channel, whether the store is up is for the command
+        // connection to say. A store that answers while the channel is gone
+        // (an ACL without channel rights, a proxy without pub/sub) stays up:
+        // cached records are then trusted for `cache.ttl` and re-read from
+        // the store after that, never served stale as in an outage.
+        let Some(store) = upgrade(&weak) else {
+            return;
+        };
+        let answering = store.ping().await.is_ok();
+        drop(store);
+        up.set(sink, answering);
         tokio::time::sleep(backoff.next_delay()).await;
     }
 }
@@ -649,18 +713,21 @@ impl State {
     }
 }
 
-/// Applies one channel message. Anything unrecognised flushes everything:
-/// a message we cannot read may have been about any key.
+/// Applies one channel message: `<hash hex>`, `<hash hex> <unix ms>` or
+/// `*`. Anything unrecognised flushes everything: a message we cannot read
+/// may have been about any key.
 fn forward(payload: &[u8], sink: &dyn InvalidationSink) {
     if payload == b"*" {
         sink.invalidate_all();
         return;
     }
-    let hash = std::str::from_utf8(payload)
-        .ok()
-        .and_then(|s| KeyHash::from_hex(&s.to_ascii_lowercase()));
-    match hash {
-        Some(hash) => sink.invalidate(&hash),
+    if payload.starts_with(PROBE_PREFIX.as_bytes()) {
+        // Another gateway proving its subscription.
+        return;
+    }
+    match parse_message(payload) {
+        Some((hash, None)) => sink.invalidate(&hash),
+        Some((hash, Some(written_at))) => sink.invalidate_written_at(&hash, written_at),
         None => {
             // The payload is not logged: it could be anything, even a key.
             tracing::warn!(
@@ -670,6 +737,31 @@ fn forward(payload: &[u8], sink: &dyn InvalidationSink) {
             sink.invalidate_all();
         }
     }
+}
+
+/// A fresh probe: [`PROBE_PREFIX`] and 48 random hex digits.
+fn probe_message() -> String {
+    let mut b = [0u8; 24];
+    // A failed random source still makes a valid (if guessable) probe.
+    let _ = getrandom::getrandom(&mut b);
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{PROBE_PREFIX}{hex}")
+}
+
+/// A hash message, with its write time when it carries one.
+fn parse_message(payload: &[u8]) -> Option<(KeyHash, Option<Timestamp>)> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let (hex, written_at) = match text.split_once(' ') {
+        Some((hex, ms)) => {
+            let ms = ms
+                .parse::<u64>()
+                .ok()
+                .and_then(|ms| i64::try_from(ms).ok())?;
+            (hex, Some(Timestamp(ms)))
+        }
+        None => (text, None),
+    };
+    Some((KeyHash::from_hex(&hex.to_ascii_lowercase())?, written_at))
 }
 
 /// Exponential backoff with jitter, 50 ms doubling to 2 s, so a fleet of
@@ -1028,6 +1120,12 @@ mod tests {
             fn invalidate(&self, hash: &KeyHash) {
                 self.0.lock().unwrap().push(hash.to_hex());
             }
+            fn invalidate_written_at(&self, hash: &KeyHash, at: Timestamp) {
+                self.0
+                    .lock()
+                    .unwrap()
+                    .push(format!("{}@{}", hash.to_hex(), at.0));
+            }
             fn invalidate_all(&self) {
                 self.0.lock().unwrap().push("*".into());
             }
@@ -1042,8 +1140,18 @@ mod tests {
         forward(b"\xff", &rec);
         assert_eq!(
             *rec.0.lock().unwrap(),
-            vec![hex.clone(), hex, "*".into(), "*".into(), "*".into()]
+            vec![hex.clone(), hex.clone(), "*".into(), "*".into(), "*".into()]
         );
+        rec.0.lock().unwrap().clear();
+        forward(format!("{hex} 1700000000123").as_bytes(), &rec);
+        for bad in ["-5", "", "12x", "1 2", "99999999999999999999"] {
+            forward(format!("{hex} {bad}").as_bytes(), &rec);
+        }
+        forward(format!("{} 1", &hex[1..]).as_bytes(), &rec);
+        forward(probe_message().as_bytes(), &rec);
+        let mut want = vec![format!("{hex}@1700000000123")];
+        want.extend(std::iter::repeat_n("*".to_owned(), 6));
+        assert_eq!(*rec.0.lock().unwrap(), want);
     }
 
     #[test]

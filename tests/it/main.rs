@@ -12,11 +12,16 @@ mod secrets;
 
 mod admin_metrics;
 mod check_cli;
+mod fleet;
 mod flood;
 mod forwarding;
+mod hostile;
+mod invalidation;
+mod limits;
 mod ops;
 mod outage;
 mod paths;
+mod props;
 mod routing;
 mod smoke;
 mod smuggling;

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod expect;
 pub mod gateway;
+pub mod h2wire;
 pub mod keys;
 pub mod redis;
 pub mod upstream;
