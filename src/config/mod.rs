@@ -803,24 +803,29 @@ fn is_resource_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
-/// Checks only the scheme and that something follows it: the redis client parses
-/// the rest. The URL is never quoted back because it may hold a password.
+/// Checks the scheme and that something follows it: the redis client parses
+/// the rest of a `redis://` URL; a `redis+sentinel://` URL is parsed whole
+/// (at least one sentinel and a master name). The URL is never quoted back
+/// because it may hold a password.
 fn check_redis_url(url: &str) -> Result<(), String> {
-    const SCHEMES: [&str; 3] = ["redis", "redis+unix", "unix"];
+    const SCHEMES: [&str; 4] = ["redis", "redis+unix", "unix", "redis+sentinel"];
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err("must be a URL such as \"redis://127.0.0.1:6379/0\"".to_owned());
     };
     if !SCHEMES.contains(&scheme) {
-        // rediss://, Sentinel and Cluster need client features this build
-        // does not have yet; refusing them here beats failing at start.
+        // rediss:// and Cluster need client features this build does not
+        // have yet; refusing them here beats failing at start.
         return Err(format!(
-            "unsupported scheme {scheme:?}; use redis:// or redis+unix:// (TLS, Sentinel and Cluster are not supported yet)"
+            "unsupported scheme {scheme:?}; use redis://, redis+unix:// or redis+sentinel:// (TLS and Cluster are not supported yet)"
         ));
     }
     if rest.is_empty() {
         return Err(format!(
             "nothing follows {scheme}://; expected a host such as {scheme}://127.0.0.1:6379/0"
         ));
+    }
+    if scheme == "redis+sentinel" {
+        crate::store::redis::parse_sentinel_url(url)?;
     }
     Ok(())
 }
@@ -1410,15 +1415,32 @@ resource = "domains"
                 timeout: Duration::from_secs(1)
             }
         );
-        for url in ["redis+unix:///run/redis.sock", "unix:///run/redis.sock"] {
+        for url in [
+            "redis+unix:///run/redis.sock",
+            "unix:///run/redis.sock",
+            "redis+sentinel://h/m",
+            "redis+sentinel://u:pw@h1:26379,h2:26380,[::1]:26381/mymaster/2",
+        ] {
             assert!(parse(&file(&format!("url = \"{url}\""))).is_ok(), "{url}");
         }
-        for url in [
-            "rediss://h:6380",
-            "redis+sentinel://h/m",
-            "redis+cluster://h",
-        ] {
+        for url in ["rediss://h:6380", "redis+cluster://h"] {
             assert!(parse(&file(&format!("url = \"{url}\""))).is_err(), "{url}");
+        }
+        for (url, needle) in [
+            ("redis+sentinel://:s3cret@/m", "names no sentinel host"),
+            ("redis+sentinel://:s3cret@h:26379", "names no master set"),
+            ("redis+sentinel://:s3cret@h:26379/", "names no master set"),
+            ("redis+sentinel://:s3cret@h:99999/m", "not a number 1-65535"),
+            ("redis+sentinel://:s3cret@h/m/x", "database \"x\""),
+            (
+                "redis+sentinel://:s3cret@h/m/0/extra",
+                "too many path segments",
+            ),
+            ("redis+sentinel://:s3cret@h/m?x=1", "query parameters"),
+        ] {
+            one(&file(&format!("url = \"{url}\"")), "store.url", needle);
+            let errs = parse(&file(&format!("url = \"{url}\""))).unwrap_err();
+            assert!(!errs.to_string().contains("s3cret"), "{url}: {errs}");
         }
     }
 

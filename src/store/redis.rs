@@ -10,6 +10,10 @@
 //!   metric), the bare hash hex when one is added, or `*`. Hashes starting
 //!   with 16 zero digits are subscription probes (see `RedisStore::confirm`).
 //!
+//! With a `redis+sentinel://` URL the server is the master the sentinels
+//! name, looked up again (and every connection moved) when it stops
+//! answering or is demoted; see [`connect`].
+//!
 //! Writes are Lua scripts, so a record, its index and its announcement change
 //! together or not at all, and a check ("is this id free?") cannot race the
 //! write it guards. Every round trip is bounded by the configured timeout and
@@ -20,13 +24,17 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink, PubSubStream};
-use ::redis::{Client, RedisError, RedisResult, Script, Value};
+use ::redis::{
+    Client, ConnectionAddr, ConnectionInfo, ProtocolVersion, RedisConnectionInfo, RedisError,
+    RedisResult, Script, Value,
+};
 use futures_util::StreamExt;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use super::{InvalidationSink, StoreError};
 use crate::key::{Env, KeyHash};
@@ -52,6 +60,12 @@ const LIVENESS_EVERY: Duration = Duration::from_secs(1);
 /// presumed half-open and replaced (timeouts alone never make redis-rs
 /// reconnect).
 const REBUILD_AFTER_TIMEOUTS: u32 = 3;
+/// The least time between two master look-ups a failing command starts, so
+/// a burst of failing lookups asks the sentinels once, not once each.
+const KICK_EVERY: Duration = Duration::from_millis(200);
+/// The port a sentinel listens on when a `redis+sentinel://` host names none.
+pub const SENTINEL_DEFAULT_PORT: u16 = 26379;
+const SENTINEL_SCHEME: &str = "redis+sentinel://";
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Ids per pipelined round trip in `list`, so one round trip stays small
@@ -107,9 +121,20 @@ return #KEYS
 ";
 
 struct Inner {
-    client: Client,
-    /// Swapped as a whole only when the connection is found half-open.
+    /// The server to talk to: fixed for `redis://`, the current master for
+    /// Sentinel (swapped together with `conn` when the master moves).
+    client: RwLock<Client>,
+    /// Swapped as a whole only when the connection is found half-open or
+    /// the master moved.
     conn: RwLock<ConnectionManager>,
+    /// Where to ask for the master, for a `redis+sentinel://` URL.
+    sentinel: Option<SentinelUrl>,
+    /// Bumped whenever the master moves, so the watcher resubscribes there.
+    generation: AtomicU64,
+    /// One master look-up at a time.
+    refreshing: tokio::sync::Mutex<()>,
+    /// When a failing command last started a master look-up.
+    last_kick: Mutex<Option<Instant>>,
     config: ConnectionManagerConfig,
     timeout: Duration,
     /// The URL without userinfo: the only form that appears in messages.
@@ -128,14 +153,33 @@ pub struct RedisStore {
 }
 
 /// Connects to `url` (`redis://[user:password@]host:port/db`,
-/// `redis+unix:///socket`) with `timeout` on every round trip.
+/// `redis+unix:///socket`, or
+/// `redis+sentinel://[user:password@]host:port,host:port/<master>[/<db>]`)
+/// with `timeout` on every round trip.
+///
+/// With Sentinel, the sentinels are asked in turn for the master of the
+/// set, which must answer `ROLE` as a master; the credentials and the db
+/// are the master's (sentinels are asked without credentials). When the
+/// master stops answering, it is looked up again and every connection moves
+/// to the new one.
 ///
 /// Fails with [`StoreError::Unavailable`] if the URL is not supported (this
-/// build has no TLS, Sentinel or Cluster client) or the first connection
-/// cannot be made, so a misconfigured gateway says so at start; later
-/// outages are survived (the connection is re-established on demand).
+/// build has no TLS or Cluster client) or the first connection cannot be
+/// made, so a misconfigured gateway says so at start; later outages are
+/// survived (the connection is re-established on demand).
 pub async fn connect(url: &str, timeout: Duration) -> Result<RedisStore, StoreError> {
     let shown_url = redact_url(url);
+    if url.starts_with(SENTINEL_SCHEME) {
+        let spec = parse_sentinel_url(url)
+            .map_err(|e| StoreError::Unavailable(format!("invalid redis URL {shown_url}: {e}")))?;
+        let client = resolve_master(&spec, timeout).await.map_err(|e| {
+            StoreError::Unavailable(format!(
+                "cannot connect to redis {shown_url}: {}",
+                scrub(&e, spec.password.as_deref())
+            ))
+        })?;
+        return finish_connect(client, Some(spec), shown_url, timeout).await;
+    }
     let client = Client::open(url).map_err(|e| {
         // The driver's message may quote the URL: scrub its userinfo.
         let mut msg = e.to_string();
@@ -148,6 +192,15 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<RedisStore, StoreEr
             "unsupported or invalid redis URL {shown_url}: {msg}"
         ))
     })?;
+    finish_connect(client, None, shown_url, timeout).await
+}
+
+async fn finish_connect(
+    client: Client,
+    sentinel: Option<SentinelUrl>,
+    shown_url: String,
+    timeout: Duration,
+) -> Result<RedisStore, StoreError> {
     let password = client.get_connection_info().redis.password.clone();
     // One connection attempt per reconnect (no retries inside redis-rs, whose
     // backoff starts at seconds): a command waiting on a reconnect must not
@@ -179,8 +232,12 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<RedisStore, StoreEr
     };
     Ok(RedisStore {
         inner: Arc::new(Inner {
-            client,
+            client: RwLock::new(client),
             conn: RwLock::new(conn),
+            sentinel,
+            generation: AtomicU64::new(0),
+            refreshing: tokio::sync::Mutex::new(()),
+            last_kick: Mutex::new(None),
             config,
             timeout,
             shown_url,
@@ -211,12 +268,94 @@ impl RedisStore {
                 what: subject.to_owned(),
                 reason: format!("{op}: a redis key has the wrong type"),
             }),
-            Ok(Err(e)) => Err(self.unavailable(op, &e)),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "redis {}: {op} timed out after {:?}",
-                self.inner.shown_url, self.inner.timeout
-            ))),
+            Ok(Err(e)) => {
+                if lost_master(&e) {
+                    self.kick_refresh();
+                }
+                Err(self.unavailable(op, &e))
+            }
+            Err(_) => {
+                self.kick_refresh();
+                Err(StoreError::Unavailable(format!(
+                    "redis {}: {op} timed out after {:?}",
+                    self.inner.shown_url, self.inner.timeout
+                )))
+            }
         }
+    }
+
+    /// With Sentinel, a command that could not reach the master (or reached
+    /// a demoted one) starts a look-up of the master in the background, at
+    /// most once per [`KICK_EVERY`]; the watcher also looks every second.
+    fn kick_refresh(&self) {
+        if self.inner.sentinel.is_none() {
+            return;
+        }
+        {
+            let mut last = self.inner.last_kick.lock();
+            if last.is_some_and(|t| t.elapsed() < KICK_EVERY) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let store = self.clone();
+        tokio::spawn(async move { store.refresh(false).await });
+    }
+
+    /// Looks the master up again through the sentinels and, if it moved (or
+    /// `rebuild` asks for a fresh connection anyway), points every new
+    /// command at it. Without Sentinel, `rebuild` just replaces the
+    /// connection. Failures are logged; the next failure tries again.
+    async fn refresh(&self, rebuild: bool) {
+        let Some(spec) = &self.inner.sentinel else {
+            if rebuild {
+                self.rebuild_connection().await;
+            }
+            return;
+        };
+        let _one = self.inner.refreshing.lock().await;
+        let client = match resolve_master(spec, self.inner.timeout).await {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::debug!(
+                    url = %self.inner.shown_url,
+                    "cannot find the redis master through the sentinels: {}",
+                    scrub(&e, self.inner.password.as_deref())
+                );
+                return;
+            }
+        };
+        let addr = client.get_connection_info().addr.to_string();
+        let moved = addr
+            != self
+                .inner
+                .client
+                .read()
+                .get_connection_info()
+                .addr
+                .to_string();
+        if !moved && !rebuild {
+            return;
+        }
+        let fresh = tokio::time::timeout(
+            self.inner.timeout,
+            ConnectionManager::new_with_config(client.clone(), self.inner.config.clone()),
+        )
+        .await;
+        if let Ok(Ok(conn)) = fresh {
+            *self.inner.client.write() = client;
+            *self.inner.conn.write() = conn;
+            if moved {
+                self.inner.generation.fetch_add(1, Ordering::SeqCst);
+                tracing::warn!(url = %self.inner.shown_url, master = %addr, "the redis master moved; following it");
+            } else {
+                tracing::warn!(url = %self.inner.shown_url, "replaced an unresponsive redis connection");
+            }
+        }
+    }
+
+    fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::SeqCst)
     }
 
     fn unavailable(&self, op: &str, e: &RedisError) -> StoreError {
@@ -457,17 +596,28 @@ impl RedisStore {
         })
     }
 
-    /// Liveness of the command connection, as the watcher reports it.
+    /// Liveness of the command connection, as the watcher reports it. With
+    /// Sentinel the question is `ROLE`: a server that answers but is no
+    /// longer the master (demoted after a failover) counts as failed.
     async fn ping(&self) -> Result<(), Liveness> {
         let mut conn = self.conn();
+        let cmd = if self.inner.sentinel.is_some() {
+            "ROLE"
+        } else {
+            "PING"
+        };
         match tokio::time::timeout(
             self.inner.timeout,
-            ::redis::cmd("PING").query_async::<Value>(&mut conn),
+            ::redis::cmd(cmd).query_async::<Value>(&mut conn),
         )
         .await
         {
+            Ok(Ok(v)) if cmd == "ROLE" && !is_master_role(&v) => Err(Liveness::Failed(format!(
+                "redis {}: the server is no longer the master",
+                self.inner.shown_url
+            ))),
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(Liveness::Failed(self.unavailable("PING", &e).to_string())),
+            Ok(Err(e)) => Err(Liveness::Failed(self.unavailable(cmd, &e).to_string())),
             Err(_) => Err(Liveness::TimedOut),
         }
     }
@@ -475,12 +625,10 @@ impl RedisStore {
     /// Replaces a command connection that only times out: redis-rs treats a
     /// timeout as the server's slowness and keeps a half-open socket forever.
     async fn rebuild_connection(&self) {
+        let client = self.inner.client.read().clone();
         let fresh = tokio::time::timeout(
             self.inner.timeout,
-            ConnectionManager::new_with_config(
-                self.inner.client.clone(),
-                self.inner.config.clone(),
-            ),
+            ConnectionManager::new_with_config(client, self.inner.config.clone()),
         )
         .await;
         if let Ok(Ok(conn)) = fresh {
@@ -508,8 +656,9 @@ impl RedisStore {
     /// Subscribes on a dedicated connection, the first step of every
     /// (re)connection of the watcher, and proves the subscription works.
     async fn subscribe(&self) -> Result<(PubSubSink, PubSubStream), String> {
+        let client = self.inner.client.read().clone();
         let attempt = async {
-            let pubsub = self.inner.client.get_async_pubsub().await?;
+            let pubsub = client.get_async_pubsub().await?;
             let (mut sink, stream) = pubsub.split();
             sink.subscribe(INVALIDATE_CHANNEL).await?;
             Ok::<_, RedisError>((sink, stream))
@@ -584,11 +733,19 @@ async fn watch_loop(weak: Weak<Inner>, sink: &dyn InvalidationSink) {
     let mut up = State::default();
     // One warning per run of failed subscriptions.
     let mut warned = false;
+    // Whether the last subscription failed or was lost: with Sentinel, the
+    // master is then looked up again before subscribing.
+    let mut lost = false;
     loop {
         let Some(store) = upgrade(&weak) else {
             return;
         };
         let url = store.inner.shown_url.clone();
+        if lost {
+            store.refresh(false).await;
+        }
+        lost = true;
+        let generation = store.generation();
         let subscribed = store.subscribe().await;
         // Not held while following or sleeping: dropping the store ends us.
         drop(store);
@@ -599,7 +756,7 @@ async fn watch_loop(weak: Weak<Inner>, sink: &dyn InvalidationSink) {
                 sink.invalidate_all();
                 up.force(sink, true);
                 tracing::info!(%url, "listening for key invalidations");
-                match follow(&weak, pubsub_sink, stream, sink, &mut up).await {
+                match follow(&weak, pubsub_sink, stream, sink, &mut up, generation).await {
                     Some(why) => tracing::warn!(
                         %url,
                         "lost the invalidation channel ({why}); reconnecting"
@@ -637,6 +794,7 @@ async fn follow(
     mut stream: PubSubStream,
     sink: &dyn InvalidationSink,
     up: &mut State,
+    generation: u64,
 ) -> Option<String> {
     let start = tokio::time::Instant::now() + LIVENESS_EVERY;
     let mut tick = tokio::time::interval_at(start, LIVENESS_EVERY);
@@ -663,14 +821,24 @@ async fn follow(
                             tracing::warn!("{failure}");
                         }
                         up.set(sink, false);
+                        let mut rebuild = false;
                         if matches!(failure, Liveness::TimedOut) {
                             timeouts += 1;
                             if timeouts >= REBUILD_AFTER_TIMEOUTS {
                                 timeouts = 0;
-                                store.rebuild_connection().await;
+                                rebuild = true;
                             }
                         }
+                        // With Sentinel any failure asks where the master
+                        // is now; without, only a half-open connection is
+                        // replaced (redis-rs reconnects by itself otherwise).
+                        if rebuild || store.inner.sentinel.is_some() {
+                            store.refresh(rebuild).await;
+                        }
                     }
+                }
+                if store.generation() != generation {
+                    return Some("the redis master moved".into());
                 }
             }
         }
@@ -794,6 +962,248 @@ fn random_unit() -> f64 {
         return 0.5;
     }
     f64::from(u32::from_le_bytes(b)) / f64::from(u32::MAX)
+}
+
+/// Whether a command error means the master may have moved: the connection
+/// failed, or the server refused a write as a replica.
+fn lost_master(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_refusal()
+        || e.is_connection_dropped()
+        || e.is_timeout()
+        || e.code() == Some("READONLY")
+        || e.to_string().contains("READONLY")
+}
+
+/// Whether a `ROLE` reply says "master".
+fn is_master_role(v: &Value) -> bool {
+    let first = match v {
+        Value::Array(items) => items.first(),
+        _ => None,
+    };
+    matches!(first, Some(Value::BulkString(b)) if b == b"master")
+        || matches!(first, Some(Value::SimpleString(s)) if s == "master")
+}
+
+/// A parsed `redis+sentinel://[user:password@]host[:port][,host[:port]…]/<master>[/<db>]`
+/// URL: where to ask for the master, and how to talk to it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SentinelUrl {
+    /// The sentinels, asked in this order (port 26379 when none is given).
+    pub sentinels: Vec<(String, u16)>,
+    /// The name of the master set (`sentinel monitor <name> …`).
+    pub master: String,
+    /// The database on the master (0 when none is given).
+    pub db: i64,
+    /// The master's ACL user, if any.
+    pub username: Option<String>,
+    /// The master's password, if any; never printed.
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for SentinelUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentinelUrl")
+            .field("sentinels", &self.sentinels)
+            .field("master", &self.master)
+            .field("db", &self.db)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl SentinelUrl {
+    /// A client for the master at `host:port`, with this URL's credentials
+    /// and db.
+    fn master_client(&self, host: String, port: u16) -> Result<Client, String> {
+        Client::open(ConnectionInfo {
+            addr: ConnectionAddr::Tcp(host, port),
+            redis: RedisConnectionInfo {
+                db: self.db,
+                username: self.username.clone(),
+                password: self.password.clone(),
+                protocol: ProtocolVersion::RESP2,
+            },
+        })
+        .map_err(|e| scrub(&e.to_string(), self.password.as_deref()))
+    }
+}
+
+/// Parses a `redis+sentinel://` URL. Errors never quote the userinfo.
+pub fn parse_sentinel_url(url: &str) -> Result<SentinelUrl, String> {
+    const FORM: &str =
+        "redis+sentinel://[user:password@]host:26379[,host:26379…]/<master-name>[/<db>]";
+    let rest = url
+        .strip_prefix(SENTINEL_SCHEME)
+        .ok_or_else(|| format!("not a Sentinel URL; expected {FORM}"))?;
+    if rest.contains(['?', '#']) {
+        return Err(format!(
+            "query parameters are not supported; expected {FORM}"
+        ));
+    }
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (userinfo, hosts) = match authority.rfind('@') {
+        Some(at) => (Some(&authority[..at]), &authority[at + 1..]),
+        None => (None, authority),
+    };
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .map_err(|_| "the user or password is not valid UTF-8 once decoded".to_owned())
+    };
+    let (username, password) = match userinfo {
+        None => (None, None),
+        Some(info) => {
+            let (user, pass) = match info.split_once(':') {
+                Some((u, p)) => (u, Some(p)),
+                None => (info, None),
+            };
+            let user = Some(decode(user)?).filter(|u| !u.is_empty());
+            let pass = pass.map(decode).transpose()?.filter(|p| !p.is_empty());
+            (user, pass)
+        }
+    };
+    let mut sentinels = Vec::new();
+    for host in hosts.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+        sentinels.push(parse_host_port(host)?);
+    }
+    if sentinels.is_empty() {
+        return Err(format!("names no sentinel host; expected {FORM}"));
+    }
+    let mut segments = path.split('/');
+    let master = segments.next().unwrap_or("");
+    if master.is_empty() {
+        return Err(format!("names no master set; expected {FORM}"));
+    }
+    if master.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("the master set name holds whitespace".to_owned());
+    }
+    let db = match segments.next() {
+        None | Some("") => 0,
+        Some(db) => db
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| format!("database {db:?} is not a non-negative number"))?,
+    };
+    if segments.any(|s| !s.is_empty()) {
+        return Err(format!("too many path segments; expected {FORM}"));
+    }
+    Ok(SentinelUrl {
+        sentinels,
+        master: master.to_owned(),
+        db,
+        username,
+        password,
+    })
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port`.
+fn parse_host_port(text: &str) -> Result<(String, u16), String> {
+    let (host, port) = if let Some(v6) = text.strip_prefix('[') {
+        let (host, after) = v6
+            .split_once(']')
+            .ok_or_else(|| format!("sentinel {text:?}: unclosed '['"))?;
+        match after {
+            "" => (host, None),
+            p => (
+                host,
+                Some(
+                    p.strip_prefix(':')
+                        .ok_or_else(|| format!("sentinel {text:?}: expected ':' after ']'"))?,
+                ),
+            ),
+        }
+    } else {
+        match text.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (text, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("sentinel {text:?}: no host"));
+    }
+    let port = match port {
+        None => SENTINEL_DEFAULT_PORT,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("sentinel {text:?}: the port is not a number 1-65535"))?,
+    };
+    Ok((host.to_owned(), port))
+}
+
+/// Asks each sentinel in turn for the master of `spec.master` and returns a
+/// client for the first answer that really is a master (a sentinel may
+/// still name the old one for a moment after a failover).
+async fn resolve_master(spec: &SentinelUrl, timeout: Duration) -> Result<Client, String> {
+    let mut why = Vec::new();
+    for (host, port) in &spec.sentinels {
+        match ask_sentinel(host, *port, &spec.master, timeout).await {
+            Ok((mhost, mport)) => {
+                let shown = format!("{mhost}:{mport}");
+                let client = spec.master_client(mhost, mport)?;
+                match check_master(&client, timeout).await {
+                    Ok(()) => return Ok(client),
+                    Err(e) => why.push(format!(
+                        "sentinel {host}:{port} names master {shown}, which {e}"
+                    )),
+                }
+            }
+            Err(e) => why.push(format!("sentinel {host}:{port}: {e}")),
+        }
+    }
+    Err(why.join("; "))
+}
+
+/// `SENTINEL get-master-addr-by-name`, on a plain connection without
+/// credentials.
+async fn ask_sentinel(
+    host: &str,
+    port: u16,
+    master: &str,
+    timeout: Duration,
+) -> Result<(String, u16), String> {
+    let client = Client::open(ConnectionInfo {
+        addr: ConnectionAddr::Tcp(host.to_owned(), port),
+        redis: RedisConnectionInfo::default(),
+    })
+    .map_err(|e| e.to_string())?;
+    let ask = async {
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        ::redis::cmd("SENTINEL")
+            .arg("get-master-addr-by-name")
+            .arg(master)
+            .query_async::<Option<(String, u16)>>(&mut conn)
+            .await
+    };
+    match tokio::time::timeout(timeout, ask).await {
+        Ok(Ok(Some(addr))) => Ok(addr),
+        Ok(Ok(None)) => Err(format!("does not know a master set named {master:?}")),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("timed out after {timeout:?}")),
+    }
+}
+
+/// Connects to a would-be master and checks that `ROLE` says so.
+async fn check_master(client: &Client, timeout: Duration) -> Result<(), String> {
+    let password = client.get_connection_info().redis.password.clone();
+    let ask = async {
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        ::redis::cmd("ROLE").query_async::<Value>(&mut conn).await
+    };
+    match tokio::time::timeout(timeout, ask).await {
+        Ok(Ok(v)) if is_master_role(&v) => Ok(()),
+        Ok(Ok(_)) => Err("is not a master (yet)".to_owned()),
+        Ok(Err(e)) => Err(format!(
+            "cannot be reached: {}",
+            scrub(&e.to_string(), password.as_deref())
+        )),
+        Err(_) => Err(format!("did not answer within {timeout:?}")),
+    }
 }
 
 fn corrupt(what: &str, reason: String) -> StoreError {
@@ -1040,6 +1450,43 @@ mod tests {
         assert_eq!(
             scrub("auth failed for hunter2", Some("hunter2")),
             "auth failed for ***"
+        );
+    }
+
+    #[test]
+    fn sentinel_urls_are_parsed() {
+        let s = parse_sentinel_url("redis+sentinel://u:p%40ss@a:1,b,[::1]:3/mymaster/4").unwrap();
+        assert_eq!(
+            s.sentinels,
+            vec![
+                ("a".to_owned(), 1),
+                ("b".to_owned(), SENTINEL_DEFAULT_PORT),
+                ("::1".to_owned(), 3)
+            ]
+        );
+        assert_eq!(s.master, "mymaster");
+        assert_eq!(s.db, 4);
+        assert_eq!(s.username.as_deref(), Some("u"));
+        assert_eq!(s.password.as_deref(), Some("p@ss"));
+        assert!(!format!("{s:?}").contains("p@ss"));
+        let one = parse_sentinel_url("redis+sentinel://h:26379/m").unwrap();
+        assert_eq!((one.sentinels.len(), one.db, one.password), (1, 0, None));
+        for (bad, why) in [
+            ("redis+sentinel:///m", "no sentinel"),
+            ("redis+sentinel://h", "no master"),
+            ("redis+sentinel://h:x/m", "port"),
+            ("redis+sentinel://h:0/m", "port"),
+            ("redis+sentinel://[::1/m", "unclosed"),
+            ("redis+sentinel://h/m/-1", "database"),
+            ("redis+sentinel://h/m/1/2", "too many"),
+            ("redis://h/m", "not a Sentinel URL"),
+        ] {
+            let err = parse_sentinel_url(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+        assert_eq!(
+            redact_url("redis+sentinel://u:pw@a:1,b:2/m/0"),
+            "redis+sentinel://a:1,b:2/m/0"
         );
     }
 

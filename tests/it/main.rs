@@ -9,6 +9,7 @@ mod client_ips;
 mod keys_cli;
 mod revocation;
 mod secrets;
+mod sentinel;
 
 mod admin_metrics;
 mod check_cli;

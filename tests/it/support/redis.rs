@@ -1,5 +1,6 @@
 //! A real, throwaway redis-server per test: its own free port, no
-//! persistence, its files in a temp dir, killed on drop.
+//! persistence, its files in a temp dir, killed on drop. Also replicas and
+//! sentinels, for failover tests.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -22,11 +23,22 @@ impl RedisServer {
     /// Starts a server on a free port and waits until it answers PING.
     /// Retries on a new port when another process took the chosen one.
     pub fn start() -> RedisServer {
+        RedisServer::start_with(&[])
+    }
+
+    /// Starts a replica of the server on `primary` (127.0.0.1) and waits
+    /// until it answers PING (not until it is in sync: see
+    /// [`RedisServer::wait_in_sync`]).
+    pub fn start_replica_of(primary: u16) -> RedisServer {
+        RedisServer::start_with(&["--replicaof", "127.0.0.1", &primary.to_string()])
+    }
+
+    fn start_with(extra: &[&str]) -> RedisServer {
         let dir = tempfile::tempdir().expect("temp dir for redis-server");
         let mut last = String::new();
         for _ in 0..START_ATTEMPTS {
             let port = free_port();
-            match spawn_ready(port, dir.path()) {
+            match spawn_ready_with(port, dir.path(), extra) {
                 Ok(child) => {
                     return RedisServer {
                         port,
@@ -97,6 +109,22 @@ impl RedisServer {
         assert!(status.success(), "kill -{sig} {pid} failed");
     }
 
+    /// Waits (up to 10 s) until this replica's link to its primary is up.
+    pub fn wait_in_sync(&self) {
+        let deadline = Instant::now() + READY_DEADLINE;
+        while !self
+            .cli(&["INFO", "replication"])
+            .contains("master_link_status:up")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "replica on {} never synced with its primary",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Runs `redis-cli -p <port> ARGS…` and returns its stdout.
     pub fn cli(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli")
@@ -140,14 +168,27 @@ fn free_port() -> u16 {
 /// Starts redis-server and waits for PONG; `Err` (with its log) when it
 /// exits first, as it does when the port was taken meanwhile.
 fn spawn_ready(port: u16, dir: &Path) -> Result<Child, String> {
+    spawn_ready_with(port, dir, &[])
+}
+
+/// [`spawn_ready`] with more command-line options (`--replicaof …`).
+fn spawn_ready_with(port: u16, dir: &Path, extra: &[&str]) -> Result<Child, String> {
     let log = dir.join(format!("redis-{port}.log"));
-    let spawned = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+    let mut cmd = Command::new("redis-server");
+    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no"])
         .arg("--dir")
         .arg(dir)
         .arg("--logfile")
         .arg(&log)
+        .args(extra);
+    wait_ready(cmd, port, &log)
+}
+
+/// Spawns `cmd` (a redis-server, or a sentinel, listening on `port` and
+/// logging to `log`) and waits for PONG from that very process.
+fn wait_ready(mut cmd: Command, port: u16, log: &Path) -> Result<Child, String> {
+    let spawned = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -162,7 +203,7 @@ fn spawn_ready(port: u16, dir: &Path) -> Result<Child, String> {
     let deadline = Instant::now() + READY_DEADLINE;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            let log = std::fs::read_to_string(log).unwrap_or_default();
             return Err(format!("redis-server exited ({status}): {log}"));
         }
         if pong(port) {
@@ -208,4 +249,139 @@ fn pong(port: u16) -> bool {
     }
     let mut buf = [0u8; 7];
     s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+}
+
+/// Three sentinels (`redis-server <conf> --sentinel`) watching one primary
+/// as master set [`Sentinels::MASTER`] (quorum 2, down after 500 ms), each
+/// with its own config file (sentinels rewrite theirs), killed on drop.
+pub struct Sentinels {
+    /// The ports they listen on (127.0.0.1 only).
+    pub ports: Vec<u16>,
+    children: Vec<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl Sentinels {
+    /// The master set's name.
+    pub const MASTER: &'static str = "m";
+
+    /// Starts three sentinels monitoring `127.0.0.1:<primary>` and waits
+    /// (up to 10 s) until each knows the other two and at least one replica,
+    /// so a failover can be agreed on.
+    pub fn start(primary: u16) -> Sentinels {
+        let dir = tempfile::tempdir().expect("temp dir for sentinels");
+        let mut sentinels = Sentinels {
+            ports: Vec::new(),
+            children: Vec::new(),
+            dir,
+        };
+        for _ in 0..3 {
+            let mut last = String::new();
+            let started = (0..START_ATTEMPTS).find_map(|_| {
+                let port = free_port();
+                match sentinels.spawn(port, primary) {
+                    Ok(child) => Some((port, child)),
+                    Err(why) => {
+                        last = why;
+                        None
+                    }
+                }
+            });
+            let (port, child) = started.unwrap_or_else(|| {
+                panic!("sentinel did not start after {START_ATTEMPTS} attempts: {last}")
+            });
+            sentinels.ports.push(port);
+            sentinels.children.push(child);
+        }
+        let deadline = Instant::now() + READY_DEADLINE;
+        while !sentinels.ports.iter().all(|p| sentinel_ready(*p)) {
+            assert!(
+                Instant::now() < deadline,
+                "sentinels did not discover each other and the replica within {READY_DEADLINE:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        sentinels
+    }
+
+    fn spawn(&self, port: u16, primary: u16) -> Result<Child, String> {
+        let conf = self.dir.path().join(format!("sentinel-{port}.conf"));
+        let log = self.dir.path().join(format!("sentinel-{port}.log"));
+        let m = Sentinels::MASTER;
+        let body = format!(
+            "port {port}\nbind 127.0.0.1\ndir {dir}\nlogfile {log}\n\
+             sentinel monitor {m} 127.0.0.1 {primary} 2\n\
+             sentinel down-after-milliseconds {m} 500\n\
+             sentinel failover-timeout {m} 3000\n\
+             sentinel parallel-syncs {m} 1\n",
+            dir = self.dir.path().display(),
+            log = log.display(),
+        );
+        std::fs::write(&conf, body).map_err(|e| format!("cannot write {conf:?}: {e}"))?;
+        let mut cmd = Command::new("redis-server");
+        cmd.arg(&conf).arg("--sentinel");
+        wait_ready(cmd, port, &log)
+    }
+
+    /// `redis+sentinel://127.0.0.1:a,127.0.0.1:b,127.0.0.1:c/m/0`
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        format!(
+            "redis+sentinel://{}/{}/0",
+            hosts.join(","),
+            Sentinels::MASTER
+        )
+    }
+
+    /// The master's port as the first sentinel that answers reports it.
+    pub fn master_port(&self) -> Option<u16> {
+        self.ports.iter().find_map(|p| {
+            let out = Command::new("redis-cli")
+                .args(["-p", &p.to_string()])
+                .args(["SENTINEL", "get-master-addr-by-name", Sentinels::MASTER])
+                .output()
+                .ok()?;
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .nth(1)?
+                .trim()
+                .parse()
+                .ok()
+        })
+    }
+}
+
+impl Drop for Sentinels {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Whether the sentinel on `port` knows two other sentinels and a replica.
+fn sentinel_ready(port: u16) -> bool {
+    let Ok(out) = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(["SENTINEL", "master", Sentinels::MASTER])
+        .output()
+    else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let field = |name: &str| -> u32 {
+        lines
+            .iter()
+            .position(|l| *l == name)
+            .and_then(|i| lines.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    field("num-other-sentinels") >= 2 && field("num-slaves") >= 1
 }
