@@ -13,6 +13,10 @@ use osir_gateway::metrics::Metrics;
 use osir_gateway::record::{parse_ip_or_cidr, KeyRecord, Scope, Timestamp};
 use osir_gateway::store::{memory::MemoryStore, Store};
 
+/// The gateway binary's allocator, so the figure is the gateway's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status

@@ -46,8 +46,7 @@ pub fn check_grants(
     required: Option<&Scope>,
     now: Timestamp,
 ) -> Result<(), GatewayError> {
-    let rec = &entry.record;
-    if rec.env != key.env() {
+    if entry.env != key.env() {
         // A record filed under this hash for the other environment is not
         // this key's record.
         return Err(GatewayError::InvalidApiKey);
@@ -55,14 +54,14 @@ pub fn check_grants(
     if entry.expired_at(now) {
         return Err(GatewayError::ExpiredApiKey);
     }
-    if rec.revoked_at.is_some_and(|t| t <= now) {
+    if entry.revoked_at(now) {
         return Err(GatewayError::RevokedApiKey);
     }
-    if !rec.allowed_ips.is_empty() && !rec.allowed_ips.iter().any(|n| n.contains(&client_ip)) {
+    if !entry.allowed_ips.is_empty() && !entry.allowed_ips.iter().any(|n| n.contains(&client_ip)) {
         return Err(GatewayError::IpNotAllowed);
     }
     if let Some(need) = required {
-        if !rec.scopes.iter().any(|s| s.grants(need)) {
+        if !entry.scopes.iter().any(|s| s.grants(need)) {
             return Err(GatewayError::InsufficientScope(need.clone()));
         }
     }

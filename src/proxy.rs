@@ -19,6 +19,7 @@ use hyper::body::Incoming;
 
 use crate::access_log;
 use crate::auth;
+use crate::cache::CachedKey;
 use crate::client_ip::{self, is_trusted};
 use crate::credential::strip_key_param;
 use crate::error::GatewayError;
@@ -111,9 +112,9 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>, conn: ConnInfo) -> Res
             query: trace.query.as_deref(),
             status: resp.status().as_u16(),
             reason,
-            key_id: id.map(|i| i.record.id.as_str()),
-            account: id.and_then(|i| i.record.account.as_deref()),
-            env: id.map(|i| i.record.env.as_str()),
+            key_id: id.map(CachedKey::id),
+            account: id.and_then(CachedKey::account),
+            env: id.map(|i| i.env.as_str()),
             client_ip: trace.client_ip,
             duration_ms: access_log::millis(elapsed),
             upstream_ms: trace.upstream.map(access_log::millis),
@@ -180,11 +181,8 @@ async fn pipeline<'s>(
             .auth_duration
             .observe(started.elapsed().as_secs_f64());
         let identity = decided?;
-        gw.usage.record(
-            &identity.record.id,
-            client_ip,
-            crate::record::Timestamp::now(),
-        );
+        gw.usage
+            .record(identity.id(), client_ip, crate::record::Timestamp::now());
         trace.identity = Some(identity.clone());
         Some(identity)
     };
@@ -209,10 +207,10 @@ async fn pipeline<'s>(
         }
         h.insert(
             X_OSIR_ENV.clone(),
-            HeaderValue::from_static(id.record.env.as_str()),
+            HeaderValue::from_static(id.env.as_str()),
         );
-        h.insert(X_OSIR_SCOPES.clone(), id.scopes.clone());
-        id.record.env
+        h.insert(X_OSIR_SCOPES.clone(), id.scopes_header.clone());
+        id.env
     });
     parts.version = http::Version::HTTP_11;
     let limit = usize::try_from(route.max_body).unwrap_or(usize::MAX);
