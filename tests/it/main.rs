@@ -14,6 +14,7 @@ mod sentinel;
 mod admin_metrics;
 mod check_cli;
 mod fleet;
+mod faults;
 mod flood;
 mod forwarding;
 mod hostile;
