@@ -805,18 +805,25 @@ fn is_resource_name(name: &str) -> bool {
 
 /// Checks the scheme and that something follows it: the redis client parses
 /// the rest of a `redis://` URL; a `redis+sentinel://` URL is parsed whole
-/// (at least one sentinel and a master name). The URL is never quoted back
-/// because it may hold a password.
+/// (at least one sentinel and a master name), and so is a `redis+cluster://`
+/// one (at least one seed node). The URL is never quoted back because it may
+/// hold a password.
 fn check_redis_url(url: &str) -> Result<(), String> {
-    const SCHEMES: [&str; 4] = ["redis", "redis+unix", "unix", "redis+sentinel"];
+    const SCHEMES: [&str; 5] = [
+        "redis",
+        "redis+unix",
+        "unix",
+        "redis+sentinel",
+        "redis+cluster",
+    ];
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err("must be a URL such as \"redis://127.0.0.1:6379/0\"".to_owned());
     };
     if !SCHEMES.contains(&scheme) {
-        // rediss:// and Cluster need client features this build does not
-        // have yet; refusing them here beats failing at start.
+        // rediss:// needs client features this build does not have yet;
+        // refusing it here beats failing at start.
         return Err(format!(
-            "unsupported scheme {scheme:?}; use redis://, redis+unix:// or redis+sentinel:// (TLS and Cluster are not supported yet)"
+            "unsupported scheme {scheme:?}; use redis://, redis+unix://, redis+sentinel:// or redis+cluster:// (TLS is not supported yet)"
         ));
     }
     if rest.is_empty() {
@@ -826,6 +833,9 @@ fn check_redis_url(url: &str) -> Result<(), String> {
     }
     if scheme == "redis+sentinel" {
         crate::store::redis::parse_sentinel_url(url)?;
+    }
+    if scheme == "redis+cluster" {
+        crate::store::redis::parse_cluster_url(url)?;
     }
     Ok(())
 }
@@ -1420,10 +1430,12 @@ resource = "domains"
             "unix:///run/redis.sock",
             "redis+sentinel://h/m",
             "redis+sentinel://u:pw@h1:26379,h2:26380,[::1]:26381/mymaster/2",
+            "redis+cluster://h:7000",
+            "redis+cluster://u:pw@h1:7000,h2:7001,[::1]:7002/",
         ] {
             assert!(parse(&file(&format!("url = \"{url}\""))).is_ok(), "{url}");
         }
-        for url in ["rediss://h:6380", "redis+cluster://h"] {
+        for url in ["rediss://h:6380", "redis+clustr://h:7000"] {
             assert!(parse(&file(&format!("url = \"{url}\""))).is_err(), "{url}");
         }
         for (url, needle) in [
@@ -1437,6 +1449,10 @@ resource = "domains"
                 "too many path segments",
             ),
             ("redis+sentinel://:s3cret@h/m?x=1", "query parameters"),
+            ("redis+cluster://:s3cret@/", "names no cluster node host"),
+            ("redis+cluster://:s3cret@h:0", "not a number 1-65535"),
+            ("redis+cluster://:s3cret@h:7000/3", "only database 0"),
+            ("redis+cluster://:s3cret@h:7000?x=1", "query parameters"),
         ] {
             one(&file(&format!("url = \"{url}\"")), "store.url", needle);
             let errs = parse(&file(&format!("url = \"{url}\""))).unwrap_err();

@@ -14,6 +14,12 @@
 //! name, looked up again (and every connection moved) when it stops
 //! answering or is demoted; see [`connect`].
 //!
+//! With a `redis+cluster://` URL every key above is put under one hash tag
+//! (`{osir}:key:<hash>`, `{osir}:id:<id>`, `{osir}:ids`, `{osir}:usage:<id>`)
+//! so each script's keys share a slot: the cluster gives failover through
+//! replicas, not sharding. Commands go through the cluster client; the
+//! watcher subscribes on any one node (a cluster broadcasts PUBLISH).
+//!
 //! Writes are Lua scripts, so a record, its index and its announcement change
 //! together or not at all, and a check ("is this id free?") cannot race the
 //! write it guards. Every round trip is bounded by the configured timeout and
@@ -28,10 +34,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink, PubSubStream};
+use ::redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, PubSubSink, PubSubStream,
+};
+use ::redis::cluster::ClusterClient;
+use ::redis::cluster_async::ClusterConnection;
 use ::redis::{
-    Client, ConnectionAddr, ConnectionInfo, ProtocolVersion, RedisConnectionInfo, RedisError,
-    RedisResult, Script, Value,
+    Client, Cmd, ConnectionAddr, ConnectionInfo, Pipeline, ProtocolVersion, RedisConnectionInfo,
+    RedisError, RedisFuture, RedisResult, Script, Value,
 };
 use futures_util::StreamExt;
 use parking_lot::{Mutex, RwLock};
@@ -49,10 +59,37 @@ pub const INVALIDATE_CHANNEL: &str = "osir:invalidate";
 /// How a subscription probe starts: 64 zero bits, which no SHA-256 of a key
 /// will ever start with, followed by random hex (see `RedisStore::confirm`).
 const PROBE_PREFIX: &str = "0000000000000000";
-const KEY_PREFIX: &str = "osir:key:";
-const ID_PREFIX: &str = "osir:id:";
-const IDS_KEY: &str = "osir:ids";
-const USAGE_PREFIX: &str = "osir:usage:";
+
+/// The names of the schema's keys. A store uses [`Schema::PLAIN`], or
+/// [`Schema::CLUSTER`] with a Cluster, where every key a script touches must
+/// hash to one slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Schema {
+    /// Prefix of a record: `<key><sha256 hex>`.
+    key: &'static str,
+    /// Prefix of the id index: `<id><id>`.
+    id: &'static str,
+    /// The set of ids.
+    ids: &'static str,
+    /// Prefix of a usage hash: `<usage><id>`.
+    usage: &'static str,
+}
+
+impl Schema {
+    const PLAIN: Schema = Schema {
+        key: "osir:key:",
+        id: "osir:id:",
+        ids: "osir:ids",
+        usage: "osir:usage:",
+    };
+    /// Everything under the hash tag `{osir}`: one slot.
+    const CLUSTER: Schema = Schema {
+        key: "{osir}:key:",
+        id: "{osir}:id:",
+        ids: "{osir}:ids",
+        usage: "{osir}:usage:",
+    };
+}
 
 /// How often the watcher proves both connections are alive.
 const LIVENESS_EVERY: Duration = Duration::from_secs(1);
@@ -66,6 +103,9 @@ const KICK_EVERY: Duration = Duration::from_millis(200);
 /// The port a sentinel listens on when a `redis+sentinel://` host names none.
 pub const SENTINEL_DEFAULT_PORT: u16 = 26379;
 const SENTINEL_SCHEME: &str = "redis+sentinel://";
+/// The port a `redis+cluster://` node listens on when the URL names none.
+pub const CLUSTER_DEFAULT_PORT: u16 = 6379;
+const CLUSTER_SCHEME: &str = "redis+cluster://";
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Ids per pipelined round trip in `list`, so one round trip stays small
@@ -120,15 +160,65 @@ end
 return #KEYS
 ";
 
+/// The command connection: one server (plain or Sentinel), or a Cluster.
+/// Both reconnect by themselves; clones share the connection.
+// Not boxed: the large variant is the common one, and every command clones
+// the connection, so a box would cost an allocation per lookup.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// A `redis+cluster://` store's cluster client and seed nodes.
+struct Cluster {
+    client: ClusterClient,
+    url: ClusterUrl,
+}
+
 struct Inner {
     /// The server to talk to: fixed for `redis://`, the current master for
-    /// Sentinel (swapped together with `conn` when the master moves).
+    /// Sentinel (swapped together with `conn` when the master moves). With
+    /// Cluster, the node the watcher last subscribed on (first tried next).
     client: RwLock<Client>,
     /// Swapped as a whole only when the connection is found half-open or
     /// the master moved.
-    conn: RwLock<ConnectionManager>,
+    conn: RwLock<Conn>,
     /// Where to ask for the master, for a `redis+sentinel://` URL.
     sentinel: Option<SentinelUrl>,
+    /// The cluster, for a `redis+cluster://` URL.
+    cluster: Option<Cluster>,
+    /// The key names this store uses.
+    schema: Schema,
     /// Bumped whenever the master moves, so the watcher resubscribes there.
     generation: AtomicU64,
     /// One master look-up at a time.
@@ -153,9 +243,10 @@ pub struct RedisStore {
 }
 
 /// Connects to `url` (`redis://[user:password@]host:port/db`,
-/// `redis+unix:///socket`, or
-/// `redis+sentinel://[user:password@]host:port,host:port/<master>[/<db>]`)
-/// with `timeout` on every round trip.
+/// `redis+unix:///socket`,
+/// `redis+sentinel://[user:password@]host:port,host:port/<master>[/<db>]`, or
+/// `redis+cluster://[user:password@]host:port,host:port/`) with `timeout` on
+/// every round trip.
 ///
 /// With Sentinel, the sentinels are asked in turn for the master of the
 /// set, which must answer `ROLE` as a master; the credentials and the db
@@ -163,8 +254,11 @@ pub struct RedisStore {
 /// master stops answering, it is looked up again and every connection moves
 /// to the new one.
 ///
+/// With Cluster, the seed nodes are where the cluster client learns the
+/// topology; it follows slot moves and failovers by itself.
+///
 /// Fails with [`StoreError::Unavailable`] if the URL is not supported (this
-/// build has no TLS or Cluster client) or the first connection cannot be
+/// build has no TLS client) or the first connection cannot be
 /// made, so a misconfigured gateway says so at start; later outages are
 /// survived (the connection is re-established on demand).
 pub async fn connect(url: &str, timeout: Duration) -> Result<RedisStore, StoreError> {
@@ -178,7 +272,35 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<RedisStore, StoreEr
                 scrub(&e, spec.password.as_deref())
             ))
         })?;
-        return finish_connect(client, Some(spec), shown_url, timeout).await;
+        return finish_connect(client, Some(spec), None, shown_url, timeout).await;
+    }
+    if url.starts_with(CLUSTER_SCHEME) {
+        let spec = parse_cluster_url(url)
+            .map_err(|e| StoreError::Unavailable(format!("invalid redis URL {shown_url}: {e}")))?;
+        let (host, port) = spec.nodes[0].clone();
+        let first = spec
+            .node_client(host, port)
+            .map_err(|e| StoreError::Unavailable(format!("invalid redis URL {shown_url}: {e}")))?;
+        let nodes = spec
+            .nodes
+            .iter()
+            .map(|(h, p)| spec.node_info(h.clone(), *p));
+        // The seeds are dialled together and all awaited before the slot map
+        // is read: half the budget each, so one seed that never answers does
+        // not use up the whole first-connection timeout.
+        let client = ClusterClient::builder(nodes)
+            .connection_timeout(timeout / 2)
+            .response_timeout(timeout)
+            .use_protocol(ProtocolVersion::RESP2)
+            .build()
+            .map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "invalid redis URL {shown_url}: {}",
+                    scrub(&e.to_string(), spec.password.as_deref())
+                ))
+            })?;
+        let cluster = Cluster { client, url: spec };
+        return finish_connect(first, None, Some(cluster), shown_url, timeout).await;
     }
     let client = Client::open(url).map_err(|e| {
         // The driver's message may quote the URL: scrub its userinfo.
@@ -192,12 +314,27 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<RedisStore, StoreEr
             "unsupported or invalid redis URL {shown_url}: {msg}"
         ))
     })?;
-    finish_connect(client, None, shown_url, timeout).await
+    finish_connect(client, None, None, shown_url, timeout).await
+}
+
+/// A command connection: to the cluster if there is one, else to `client`.
+async fn open_conn(
+    client: &Client,
+    cluster: Option<&Cluster>,
+    config: &ConnectionManagerConfig,
+) -> RedisResult<Conn> {
+    match cluster {
+        Some(c) => c.client.get_async_connection().await.map(Conn::Cluster),
+        None => ConnectionManager::new_with_config(client.clone(), config.clone())
+            .await
+            .map(Conn::Single),
+    }
 }
 
 async fn finish_connect(
     client: Client,
     sentinel: Option<SentinelUrl>,
+    cluster: Option<Cluster>,
     shown_url: String,
     timeout: Duration,
 ) -> Result<RedisStore, StoreError> {
@@ -211,30 +348,32 @@ async fn finish_connect(
         .set_response_timeout(timeout)
         .set_number_of_retries(0);
     let inner_msg = |e: &dyn std::fmt::Display| scrub(&e.to_string(), password.as_deref());
-    let conn = match tokio::time::timeout(
-        timeout,
-        ConnectionManager::new_with_config(client.clone(), config.clone()),
-    )
-    .await
-    {
-        Ok(Ok(conn)) => conn,
-        Ok(Err(e)) => {
-            return Err(StoreError::Unavailable(format!(
-                "cannot connect to redis {shown_url}: {}",
-                inner_msg(&e)
-            )))
-        }
-        Err(_) => {
-            return Err(StoreError::Unavailable(format!(
-                "cannot connect to redis {shown_url}: timed out after {timeout:?}"
-            )))
-        }
-    };
+    let conn =
+        match tokio::time::timeout(timeout, open_conn(&client, cluster.as_ref(), &config)).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => {
+                return Err(StoreError::Unavailable(format!(
+                    "cannot connect to redis {shown_url}: {}",
+                    inner_msg(&e)
+                )))
+            }
+            Err(_) => {
+                return Err(StoreError::Unavailable(format!(
+                    "cannot connect to redis {shown_url}: timed out after {timeout:?}"
+                )))
+            }
+        };
     Ok(RedisStore {
         inner: Arc::new(Inner {
             client: RwLock::new(client),
             conn: RwLock::new(conn),
             sentinel,
+            schema: if cluster.is_some() {
+                Schema::CLUSTER
+            } else {
+                Schema::PLAIN
+            },
+            cluster,
             generation: AtomicU64::new(0),
             refreshing: tokio::sync::Mutex::new(()),
             last_kick: Mutex::new(None),
@@ -250,7 +389,7 @@ async fn finish_connect(
 }
 
 impl RedisStore {
-    fn conn(&self) -> ConnectionManager {
+    fn conn(&self) -> Conn {
         self.inner.conn.read().clone()
     }
 
@@ -339,7 +478,7 @@ impl RedisStore {
         }
         let fresh = tokio::time::timeout(
             self.inner.timeout,
-            ConnectionManager::new_with_config(client.clone(), self.inner.config.clone()),
+            open_conn(&client, None, &self.inner.config),
         )
         .await;
         if let Ok(Ok(conn)) = fresh {
@@ -376,7 +515,7 @@ impl RedisStore {
                 "HGETALL",
                 what,
                 ::redis::cmd("HGETALL")
-                    .arg(format!("{KEY_PREFIX}{hex}"))
+                    .arg(format!("{}{hex}", self.inner.schema.key))
                     .query_async(&mut conn),
             )
             .await?;
@@ -396,11 +535,11 @@ impl RedisStore {
                 "GET",
                 id,
                 ::redis::cmd("GET")
-                    .arg(format!("{ID_PREFIX}{id}"))
+                    .arg(format!("{}{id}", self.inner.schema.id))
                     .query_async(&mut conn),
             )
             .await?;
-        let Some(hash) = parse_index(id, index)? else {
+        let Some(hash) = parse_index(self.inner.schema.id, id, index)? else {
             return Ok(None);
         };
         let value: Value = self
@@ -408,7 +547,7 @@ impl RedisStore {
                 "HGETALL",
                 id,
                 ::redis::cmd("HGETALL")
-                    .arg(format!("{KEY_PREFIX}{}", hash.to_hex()))
+                    .arg(format!("{}{}", self.inner.schema.key, hash.to_hex()))
                     .query_async(&mut conn),
             )
             .await?;
@@ -423,44 +562,45 @@ impl RedisStore {
     }
 
     pub(super) async fn list(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let ids_key = self.inner.schema.ids;
         let mut conn = self.conn();
         let members: Value = self
             .run(
                 "SMEMBERS",
-                IDS_KEY,
-                ::redis::cmd("SMEMBERS").arg(IDS_KEY).query_async(&mut conn),
+                ids_key,
+                ::redis::cmd("SMEMBERS").arg(ids_key).query_async(&mut conn),
             )
             .await?;
         let mut ids = Vec::new();
-        for m in list_items(members).map_err(|reason| corrupt(IDS_KEY, reason))? {
+        for m in list_items(members).map_err(|reason| corrupt(ids_key, reason))? {
             match bytes_of(m).map(String::from_utf8) {
                 Some(Ok(id)) => ids.push(id),
-                _ => tracing::warn!("{IDS_KEY} holds a member that is not a UTF-8 id; ignoring it"),
+                _ => tracing::warn!("{ids_key} holds a member that is not a UTF-8 id; ignoring it"),
             }
         }
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(LIST_CHUNK) {
             let mut pipe = ::redis::pipe();
             for id in chunk {
-                pipe.cmd("GET").arg(format!("{ID_PREFIX}{id}"));
+                pipe.cmd("GET").arg(format!("{}{id}", self.inner.schema.id));
             }
             let indexes: Vec<Value> = self
-                .run("GET (pipelined)", IDS_KEY, pipe.query_async(&mut conn))
+                .run("GET (pipelined)", ids_key, pipe.query_async(&mut conn))
                 .await?;
             let mut found = Vec::with_capacity(chunk.len());
             for (id, index) in chunk.iter().zip(indexes) {
-                match parse_index(id, index)? {
+                match parse_index(self.inner.schema.id, id, index)? {
                     Some(hash) => found.push((id, hash)),
-                    None => tracing::warn!(id, "{IDS_KEY} names an id with no index; ignoring it"),
+                    None => tracing::warn!(id, "{ids_key} names an id with no index; ignoring it"),
                 }
             }
             let mut pipe = ::redis::pipe();
             for (_, hash) in &found {
                 pipe.cmd("HGETALL")
-                    .arg(format!("{KEY_PREFIX}{}", hash.to_hex()));
+                    .arg(format!("{}{}", self.inner.schema.key, hash.to_hex()));
             }
             let records: Vec<Value> = self
-                .run("HGETALL (pipelined)", IDS_KEY, pipe.query_async(&mut conn))
+                .run("HGETALL (pipelined)", ids_key, pipe.query_async(&mut conn))
                 .await?;
             for ((id, _), value) in found.into_iter().zip(records) {
                 let fields = hash_fields(value).map_err(|reason| corrupt(id, reason))?;
@@ -484,9 +624,9 @@ impl RedisStore {
         let hex = hash.to_hex();
         let (set, _) = record_fields(record);
         let mut inv = self.inner.insert.prepare_invoke();
-        inv.key(format!("{KEY_PREFIX}{hex}"))
-            .key(format!("{ID_PREFIX}{}", record.id))
-            .key(IDS_KEY)
+        inv.key(format!("{}{hex}", self.inner.schema.key))
+            .key(format!("{}{}", self.inner.schema.id, record.id))
+            .key(self.inner.schema.ids)
             .arg(&hex)
             .arg(&record.id)
             .arg(INVALIDATE_CHANNEL);
@@ -522,17 +662,17 @@ impl RedisStore {
                     "GET",
                     id,
                     ::redis::cmd("GET")
-                        .arg(format!("{ID_PREFIX}{id}"))
+                        .arg(format!("{}{id}", self.inner.schema.id))
                         .query_async(&mut conn),
                 )
                 .await?;
-            let Some(hash) = parse_index(id, index)? else {
+            let Some(hash) = parse_index(self.inner.schema.id, id, index)? else {
                 return Err(StoreError::Conflict(format!("no key with id {id}")));
             };
             let hex = hash.to_hex();
             let mut inv = self.inner.replace.prepare_invoke();
-            inv.key(format!("{ID_PREFIX}{id}"))
-                .key(format!("{KEY_PREFIX}{hex}"))
+            inv.key(format!("{}{id}", self.inner.schema.id))
+                .key(format!("{}{hex}", self.inner.schema.key))
                 .arg(&hex)
                 .arg(INVALIDATE_CHANNEL)
                 .arg(Timestamp::now().0)
@@ -562,7 +702,7 @@ impl RedisStore {
         let mut inv = self.inner.usage.prepare_invoke();
         for d in batch {
             let total: u64 = d.daily.values().fold(0u64, |a, n| a.saturating_add(*n));
-            inv.key(format!("{USAGE_PREFIX}{}", d.id))
+            inv.key(format!("{}{}", self.inner.schema.usage, d.id))
                 .arg(d.last_used_at.0)
                 .arg(d.last_ip.to_string())
                 .arg(total.min(i64::MAX as u64))
@@ -585,7 +725,7 @@ impl RedisStore {
                 "HGETALL",
                 id,
                 ::redis::cmd("HGETALL")
-                    .arg(format!("{USAGE_PREFIX}{id}"))
+                    .arg(format!("{}{id}", self.inner.schema.usage))
                     .query_async(&mut conn),
             )
             .await?;
@@ -598,19 +738,24 @@ impl RedisStore {
 
     /// Liveness of the command connection, as the watcher reports it. With
     /// Sentinel the question is `ROLE`: a server that answers but is no
-    /// longer the master (demoted after a failover) counts as failed.
+    /// longer the master (demoted after a failover) counts as failed. With
+    /// Cluster it is `EXISTS` on the id set, which the master of the one
+    /// slot holding every key answers (`PING` would ask every master).
     async fn ping(&self) -> Result<(), Liveness> {
         let mut conn = self.conn();
         let cmd = if self.inner.sentinel.is_some() {
             "ROLE"
+        } else if self.inner.cluster.is_some() {
+            "EXISTS"
         } else {
             "PING"
         };
-        match tokio::time::timeout(
-            self.inner.timeout,
-            ::redis::cmd(cmd).query_async::<Value>(&mut conn),
-        )
-        .await
+        let mut question = ::redis::cmd(cmd);
+        if cmd == "EXISTS" {
+            question.arg(self.inner.schema.ids);
+        }
+        match tokio::time::timeout(self.inner.timeout, question.query_async::<Value>(&mut conn))
+            .await
         {
             Ok(Ok(v)) if cmd == "ROLE" && !is_master_role(&v) => Err(Liveness::Failed(format!(
                 "redis {}: the server is no longer the master",
@@ -628,7 +773,7 @@ impl RedisStore {
         let client = self.inner.client.read().clone();
         let fresh = tokio::time::timeout(
             self.inner.timeout,
-            ConnectionManager::new_with_config(client, self.inner.config.clone()),
+            open_conn(&client, self.inner.cluster.as_ref(), &self.inner.config),
         )
         .await;
         if let Ok(Ok(conn)) = fresh {
@@ -655,8 +800,79 @@ impl RedisStore {
 
     /// Subscribes on a dedicated connection, the first step of every
     /// (re)connection of the watcher, and proves the subscription works.
+    /// With Cluster any node will do (PUBLISH reaches every node): the one
+    /// last used, then the seed nodes, then the nodes the cluster names.
     async fn subscribe(&self) -> Result<(PubSubSink, PubSubStream), String> {
         let client = self.inner.client.read().clone();
+        let Some(cluster) = &self.inner.cluster else {
+            return self.subscribe_on(&client).await;
+        };
+        let mut tried = Vec::new();
+        let mut why = Vec::new();
+        let mut candidates = vec![node_of(&client)];
+        candidates.extend(cluster.url.nodes.iter().cloned());
+        for learned in [false, true] {
+            if learned {
+                candidates = self.cluster_nodes().await;
+            }
+            for (host, port) in candidates.drain(..) {
+                if tried.contains(&(host.clone(), port)) {
+                    continue;
+                }
+                tried.push((host.clone(), port));
+                let shown = format!("{host}:{port}");
+                let node = cluster.url.node_client(host, port)?;
+                match self.subscribe_on(&node).await {
+                    Ok(pair) => {
+                        *self.inner.client.write() = node;
+                        return Ok(pair);
+                    }
+                    Err(e) => why.push(format!("node {shown}: {e}")),
+                }
+            }
+        }
+        Err(why.join("; "))
+    }
+
+    /// The masters and replicas `CLUSTER SLOTS` names (none if it fails).
+    async fn cluster_nodes(&self) -> Vec<(String, u16)> {
+        let mut conn = self.conn();
+        let slots = tokio::time::timeout(
+            self.inner.timeout,
+            ::redis::cmd("CLUSTER")
+                .arg("SLOTS")
+                .query_async::<Value>(&mut conn),
+        )
+        .await;
+        let Ok(Ok(Value::Array(ranges))) = slots else {
+            return Vec::new();
+        };
+        let mut nodes = Vec::new();
+        for range in ranges {
+            let Value::Array(parts) = range else { continue };
+            // start, end, then one [host, port, id, …] per node.
+            for node in parts.into_iter().skip(2) {
+                let Value::Array(fields) = node else { continue };
+                let mut fields = fields.into_iter();
+                let host = fields.next().and_then(bytes_of);
+                let port = fields.next().and_then(|v| match v {
+                    Value::Int(p) => u16::try_from(p).ok(),
+                    _ => None,
+                });
+                if let (Some(host), Some(port)) = (host, port) {
+                    if let Ok(host) = String::from_utf8(host) {
+                        if !host.is_empty() && !nodes.contains(&(host.clone(), port)) {
+                            nodes.push((host, port));
+                        }
+                    }
+                }
+            }
+        }
+        nodes
+    }
+
+    /// Subscribes through `client` and proves the subscription works.
+    async fn subscribe_on(&self, client: &Client) -> Result<(PubSubSink, PubSubStream), String> {
         let attempt = async {
             let pubsub = client.get_async_pubsub().await?;
             let (mut sink, stream) = pubsub.split();
@@ -975,6 +1191,16 @@ fn lost_master(e: &RedisError) -> bool {
         || e.to_string().contains("READONLY")
 }
 
+/// The host and port a TCP client connects to (none for a Unix socket).
+fn node_of(client: &Client) -> (String, u16) {
+    match &client.get_connection_info().addr {
+        ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
+            (host.clone(), *port)
+        }
+        _ => (String::new(), 0),
+    }
+}
+
 /// Whether a `ROLE` reply says "master".
 fn is_master_role(v: &Value) -> bool {
     let first = match v {
@@ -1030,16 +1256,25 @@ impl SentinelUrl {
     }
 }
 
-/// Parses a `redis+sentinel://` URL. Errors never quote the userinfo.
-pub fn parse_sentinel_url(url: &str) -> Result<SentinelUrl, String> {
-    const FORM: &str =
-        "redis+sentinel://[user:password@]host:26379[,host:26379…]/<master-name>[/<db>]";
-    let rest = url
-        .strip_prefix(SENTINEL_SCHEME)
-        .ok_or_else(|| format!("not a Sentinel URL; expected {FORM}"))?;
+/// The parts of a `scheme://[user:password@]host[:port][,host[:port]…]/path`
+/// URL: user, password, hosts (with `default_port` where none is given) and
+/// the path after the first `/`. Errors never quote the userinfo.
+struct MultiHostUrl<'a> {
+    username: Option<String>,
+    password: Option<String>,
+    hosts: Vec<(String, u16)>,
+    path: &'a str,
+}
+
+fn parse_multi_host<'a>(
+    rest: &'a str,
+    form: &str,
+    what: &str,
+    default_port: u16,
+) -> Result<MultiHostUrl<'a>, String> {
     if rest.contains(['?', '#']) {
         return Err(format!(
-            "query parameters are not supported; expected {FORM}"
+            "query parameters are not supported; expected {form}"
         ));
     }
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
@@ -1065,13 +1300,34 @@ pub fn parse_sentinel_url(url: &str) -> Result<SentinelUrl, String> {
             (user, pass)
         }
     };
-    let mut sentinels = Vec::new();
+    let mut parsed = Vec::new();
     for host in hosts.split(',').map(str::trim).filter(|h| !h.is_empty()) {
-        sentinels.push(parse_host_port(host)?);
+        parsed.push(parse_host_port(host, what, default_port)?);
     }
-    if sentinels.is_empty() {
-        return Err(format!("names no sentinel host; expected {FORM}"));
+    if parsed.is_empty() {
+        return Err(format!("names no {what} host; expected {form}"));
     }
+    Ok(MultiHostUrl {
+        username,
+        password,
+        hosts: parsed,
+        path,
+    })
+}
+
+/// Parses a `redis+sentinel://` URL. Errors never quote the userinfo.
+pub fn parse_sentinel_url(url: &str) -> Result<SentinelUrl, String> {
+    const FORM: &str =
+        "redis+sentinel://[user:password@]host:26379[,host:26379…]/<master-name>[/<db>]";
+    let rest = url
+        .strip_prefix(SENTINEL_SCHEME)
+        .ok_or_else(|| format!("not a Sentinel URL; expected {FORM}"))?;
+    let MultiHostUrl {
+        username,
+        password,
+        hosts: sentinels,
+        path,
+    } = parse_multi_host(rest, FORM, "sentinel", SENTINEL_DEFAULT_PORT)?;
     let mut segments = path.split('/');
     let master = segments.next().unwrap_or("");
     if master.is_empty() {
@@ -1100,19 +1356,82 @@ pub fn parse_sentinel_url(url: &str) -> Result<SentinelUrl, String> {
     })
 }
 
-/// `host`, `host:port`, `[v6]` or `[v6]:port`.
-fn parse_host_port(text: &str) -> Result<(String, u16), String> {
+/// A parsed `redis+cluster://[user:password@]host[:port][,host[:port]…]/`
+/// URL: the seed nodes the cluster client learns the topology from.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterUrl {
+    /// The seed nodes, in this order (port 6379 when none is given).
+    pub nodes: Vec<(String, u16)>,
+    /// The ACL user, if any (the same on every node).
+    pub username: Option<String>,
+    /// The password, if any; never printed.
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for ClusterUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterUrl")
+            .field("nodes", &self.nodes)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl ClusterUrl {
+    /// How to reach the node at `host:port` with this URL's credentials.
+    fn node_info(&self, host: String, port: u16) -> ConnectionInfo {
+        ConnectionInfo {
+            addr: ConnectionAddr::Tcp(host, port),
+            redis: RedisConnectionInfo {
+                db: 0,
+                username: self.username.clone(),
+                password: self.password.clone(),
+                protocol: ProtocolVersion::RESP2,
+            },
+        }
+    }
+
+    /// A plain (non-cluster) client for one node: for the subscription.
+    fn node_client(&self, host: String, port: u16) -> Result<Client, String> {
+        Client::open(self.node_info(host, port))
+            .map_err(|e| scrub(&e.to_string(), self.password.as_deref()))
+    }
+}
+
+/// Parses a `redis+cluster://` URL. A cluster has only database 0, so the
+/// path is empty or `0`. Errors never quote the userinfo.
+pub fn parse_cluster_url(url: &str) -> Result<ClusterUrl, String> {
+    const FORM: &str = "redis+cluster://[user:password@]host:6379[,host:6379…]/";
+    let rest = url
+        .strip_prefix(CLUSTER_SCHEME)
+        .ok_or_else(|| format!("not a Cluster URL; expected {FORM}"))?;
+    let parsed = parse_multi_host(rest, FORM, "cluster node", CLUSTER_DEFAULT_PORT)?;
+    if !matches!(parsed.path, "" | "0" | "0/") {
+        return Err(format!(
+            "a cluster has only database 0 and the URL takes no path; expected {FORM}"
+        ));
+    }
+    Ok(ClusterUrl {
+        nodes: parsed.hosts,
+        username: parsed.username,
+        password: parsed.password,
+    })
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port`; `what` names it in errors.
+fn parse_host_port(text: &str, what: &str, default_port: u16) -> Result<(String, u16), String> {
     let (host, port) = if let Some(v6) = text.strip_prefix('[') {
         let (host, after) = v6
             .split_once(']')
-            .ok_or_else(|| format!("sentinel {text:?}: unclosed '['"))?;
+            .ok_or_else(|| format!("{what} {text:?}: unclosed '['"))?;
         match after {
             "" => (host, None),
             p => (
                 host,
                 Some(
                     p.strip_prefix(':')
-                        .ok_or_else(|| format!("sentinel {text:?}: expected ':' after ']'"))?,
+                        .ok_or_else(|| format!("{what} {text:?}: expected ':' after ']'"))?,
                 ),
             ),
         }
@@ -1123,15 +1442,15 @@ fn parse_host_port(text: &str) -> Result<(String, u16), String> {
         }
     };
     if host.is_empty() {
-        return Err(format!("sentinel {text:?}: no host"));
+        return Err(format!("{what} {text:?}: no host"));
     }
     let port = match port {
-        None => SENTINEL_DEFAULT_PORT,
+        None => default_port,
         Some(p) => p
             .parse::<u16>()
             .ok()
             .filter(|p| *p != 0)
-            .ok_or_else(|| format!("sentinel {text:?}: the port is not a number 1-65535"))?,
+            .ok_or_else(|| format!("{what} {text:?}: the port is not a number 1-65535"))?,
     };
     Ok((host.to_owned(), port))
 }
@@ -1289,7 +1608,7 @@ fn hash_fields(v: Value) -> Result<HashMap<Vec<u8>, Vec<u8>>, String> {
 }
 
 /// The id index's value: `None` when the id is unknown.
-fn parse_index(id: &str, v: Value) -> Result<Option<KeyHash>, StoreError> {
+fn parse_index(prefix: &str, id: &str, v: Value) -> Result<Option<KeyHash>, StoreError> {
     let Some(bytes) = bytes_of(v) else {
         return Ok(None);
     };
@@ -1297,7 +1616,7 @@ fn parse_index(id: &str, v: Value) -> Result<Option<KeyHash>, StoreError> {
         .ok()
         .and_then(KeyHash::from_hex)
         .map(Some)
-        .ok_or_else(|| corrupt(id, format!("{ID_PREFIX}{id}: not a lowercase sha256 hex")))
+        .ok_or_else(|| corrupt(id, format!("{prefix}{id}: not a lowercase sha256 hex")))
 }
 
 fn check_id(id: &str, record: &KeyRecord) -> Result<(), StoreError> {
@@ -1488,6 +1807,50 @@ mod tests {
             redact_url("redis+sentinel://u:pw@a:1,b:2/m/0"),
             "redis+sentinel://a:1,b:2/m/0"
         );
+    }
+
+    #[test]
+    fn cluster_urls_are_parsed() {
+        let c = parse_cluster_url("redis+cluster://u:p%40ss@a:7000,b,[::1]:7002/").unwrap();
+        assert_eq!(
+            c.nodes,
+            vec![
+                ("a".to_owned(), 7000),
+                ("b".to_owned(), CLUSTER_DEFAULT_PORT),
+                ("::1".to_owned(), 7002)
+            ]
+        );
+        assert_eq!(c.username.as_deref(), Some("u"));
+        assert_eq!(c.password.as_deref(), Some("p@ss"));
+        assert!(!format!("{c:?}").contains("p@ss"));
+        let one = parse_cluster_url("redis+cluster://h:7000").unwrap();
+        assert_eq!((one.nodes.len(), one.password), (1, None));
+        assert!(parse_cluster_url("redis+cluster://h:7000/0").is_ok());
+        for (bad, why) in [
+            ("redis+cluster://", "no cluster node"),
+            ("redis+cluster://u:p@/", "no cluster node"),
+            ("redis+cluster://h:x", "port"),
+            ("redis+cluster://[::1", "unclosed"),
+            ("redis+cluster://h:1/2", "only database 0"),
+            ("redis+cluster://h:1/?a=b", "query"),
+            ("redis://h:1", "not a Cluster URL"),
+        ] {
+            let err = parse_cluster_url(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+        assert_eq!(
+            redact_url("redis+cluster://u:pw@a:1,b:2/"),
+            "redis+cluster://a:1,b:2/"
+        );
+        // Every key a script touches shares the cluster schema's hash tag.
+        for prefix in [
+            Schema::CLUSTER.key,
+            Schema::CLUSTER.id,
+            Schema::CLUSTER.ids,
+            Schema::CLUSTER.usage,
+        ] {
+            assert!(prefix.starts_with("{osir}:"), "{prefix}");
+        }
     }
 
     fn sample() -> KeyRecord {

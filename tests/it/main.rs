@@ -6,6 +6,7 @@ mod support;
 
 mod auth;
 mod client_ips;
+mod cluster;
 mod keys_cli;
 mod revocation;
 mod secrets;
@@ -13,8 +14,8 @@ mod sentinel;
 
 mod admin_metrics;
 mod check_cli;
-mod fleet;
 mod faults;
+mod fleet;
 mod flood;
 mod forwarding;
 mod hostile;
