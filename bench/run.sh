@@ -37,6 +37,7 @@ PORT_GWS=18104            # osir-gateway, workers = 1, small cache (admin: +1)
 PORT_GWL=18106            # osir-gateway, workers = 1, access log to a file (admin: +1)
 PORT_GWT=18108            # osir-gateway, workers = 1, with [server.tls]: plain listener (admin: +1)
 PORT_GWT_TLS=18110        #   ... and its TLS listener
+PORT_GWF=18112            # osir-gateway flood instances, one per variant: 18112, 18114, 18116 (admin: +1)
 
 SERVER_CPU=${BENCH_SERVER_CPU:-0}      # every server (and Redis) is pinned here
 LOADGEN_CPU=${BENCH_LOADGEN_CPU:-1}    # wrk / oha are pinned here
@@ -47,6 +48,13 @@ OPEN_RATE=${BENCH_OPEN_RATE:-5000}
 OPEN_SECONDS=${BENCH_OPEN_SECONDS:-10}
 ZIPF_S=${BENCH_ZIPF_S:-1.0}
 CACHE_SMALL=${BENCH_CACHE_SMALL:-1000}
+# flood scenario (run_flood): valid keys, invented keys, cache capacity, the
+# budget of the budgeted variant, the key set of the repeating variant
+FLOOD=0
+FLOOD_CACHE=${BENCH_FLOOD_CACHE:-2000}
+FLOOD_BUDGET=${BENCH_FLOOD_BUDGET:-30}
+FLOOD_REPEAT=${BENCH_FLOOD_REPEAT:-1000}
+FLOOD_NO_BUDGET=1000000000
 
 CLK_TCK=$(getconf CLK_TCK)
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
@@ -58,9 +66,10 @@ usage: bash bench/run.sh [--quick|--full] [--scenarios LIST] [options]
   --quick            1 repetition of 5 s: direct, nginx proxy, osir-gateway public
                      and cache-hit (the default)
   --full             5 repetitions of 10 s: every peer and scenario, then the
-                     open-loop latency runs (oha)
+                     flood, then the open-loop latency runs (oha)
   --scenarios LIST   comma-separated; each item is a scenario (public, cache-hit,
-                     query-key, reject-401, reject-403, population, store-path),
+                     query-key, reject-401, reject-403, population, store-path,
+                     flood: valid keys under a flood of random well-formed keys),
                      a scenario group (access-log: osir-w1 cache-hit with the
                      access log to a file vs off; tls: nginx proxy and osir-w1
                      public and cache-hit over https vs plain), a target
@@ -78,7 +87,8 @@ usage: bash bench/run.sh [--quick|--full] [--scenarios LIST] [options]
 Environment overrides: BENCH_GW_BIN, BENCH_REPS, BENCH_SECONDS, BENCH_POP_KEYS,
 BENCH_STORE_KEYS, BENCH_CACHE_SMALL, BENCH_ZIPF_S, BENCH_OPEN_RATE,
 BENCH_OPEN_SECONDS, BENCH_OPEN_REPS, BENCH_SERVER_CPU, BENCH_LOADGEN_CPU,
-BENCH_GW_DEFAULT_CPUS.
+BENCH_GW_DEFAULT_CPUS, BENCH_FLOOD_KEYS, BENCH_FLOOD_RANDOM, BENCH_FLOOD_CACHE,
+BENCH_FLOOD_BUDGET, BENCH_FLOOD_REPEAT.
 EOF
 }
 
@@ -101,14 +111,19 @@ parse_args() {
   if [[ $MODE == quick ]]; then
     REPS=${BENCH_REPS:-1}; SECONDS_PER_RUN=${BENCH_SECONDS:-5}; WARMUP_SECONDS=1
     POP_KEYS=${BENCH_POP_KEYS:-100}; STORE_KEYS=${BENCH_STORE_KEYS:-2000}
+    FLOOD_KEYS=${BENCH_FLOOD_KEYS:-500}
     OPEN_REPS=${BENCH_OPEN_REPS:-1}
     [[ $OPEN_LOOP == auto ]] && OPEN_LOOP=0
   else
     REPS=${BENCH_REPS:-5}; SECONDS_PER_RUN=${BENCH_SECONDS:-10}; WARMUP_SECONDS=2
     POP_KEYS=${BENCH_POP_KEYS:-20000}; STORE_KEYS=${BENCH_STORE_KEYS:-20000}
+    FLOOD_KEYS=${BENCH_FLOOD_KEYS:-1000}
     OPEN_REPS=${BENCH_OPEN_REPS:-3}
     [[ $OPEN_LOOP == auto ]] && OPEN_LOOP=1
   fi
+  # enough random keys that no flood key is sent twice below 100k req/s
+  # (the flood lasts SECONDS_PER_RUN + 3 s)
+  FLOOD_RANDOM=${BENCH_FLOOD_RANDOM:-$((100000 * (SECONDS_PER_RUN + 3)))}
   return 0
 }
 
@@ -173,7 +188,8 @@ check_ports_free() {
   for p in $PORT_PROXY $PORT_UPSTREAM $PORT_KEYMAP $PORT_HAPROXY $PORT_KONG_CACHED \
            $PORT_KONG_REDIS $PORT_PROXY_TLS $PORT_GW_STORE $PORT_KONG_STORE \
            $PORT_GW1 $((PORT_GW1 + 1)) $PORT_GWD $((PORT_GWD + 1)) $PORT_GWS $((PORT_GWS + 1)) \
-           $PORT_GWL $((PORT_GWL + 1)) $PORT_GWT $((PORT_GWT + 1)) $PORT_GWT_TLS; do
+           $PORT_GWL $((PORT_GWL + 1)) $PORT_GWT $((PORT_GWT + 1)) $PORT_GWT_TLS \
+           $(seq "$PORT_GWF" $((PORT_GWF + 5))); do
     port_open "$p" && busy+=("$p")
   done
   ((${#busy[@]} == 0)) || die "ports already in use on 127.0.0.1: ${busy[*]} (a previous run still going?)"
@@ -475,6 +491,10 @@ KEY_403=""     # key with vps:read only
 # write_gateway_config FILE PORT WORKERS(or "") CAPACITY [ACCESS [TLS_PORT]]
 # ACCESS is [log] access: "off" (the default here: every scenario but
 # cache-hit+accesslog runs without an access log) or a file path.
+# GW_CACHE_EXTRA / GW_AUTH_EXTRA (empty unless set for the call): more lines
+# for [cache] / [auth], one a line (the flood instances).
+GW_CACHE_EXTRA=""
+GW_AUTH_EXTRA=""
 write_gateway_config() {
   local file=$1 port=$2 workers=$3 capacity=$4 access=${5:-off} tls_port=${6:-}
   {
@@ -499,9 +519,11 @@ write_gateway_config() {
     echo
     echo "[cache]"
     echo "capacity = $capacity"
+    [[ -n $GW_CACHE_EXTRA ]] && printf '%s\n' "$GW_CACHE_EXTRA"
     echo
     echo "[auth]"
     echo "query_key = true"
+    [[ -n $GW_AUTH_EXTRA ]] && printf '%s\n' "$GW_AUTH_EXTRA"
     echo
     echo "[log]"
     echo "access = \"$access\""
@@ -645,10 +667,13 @@ setup_gateway() {
   local pool=0
   job_selected osir-w1/population && pool=$POP_KEYS
   job_selected osir-small/store-path && ((STORE_KEYS > pool)) && pool=$STORE_KEYS
+  # flood: its valid keys are the first FLOOD_KEYS of the same file
+  ((FLOOD && FLOOD_KEYS > pool)) && pool=$FLOOD_KEYS
   if ((GW_KEYS_OK && pool > 0)); then
     if ! seed_keys "$pool" "$RUN/keys.txt"; then
-      note "osir-gateway population and store-path skipped: seeding $pool keys through the CLI failed."
+      note "osir-gateway population, store-path and flood skipped: seeding $pool keys through the CLI failed."
       drop_job osir-w1/population; drop_job osir-small/store-path
+      FLOOD_SKIP="seeding $pool keys through the CLI failed"
     fi
   fi
 
@@ -785,6 +810,8 @@ select_jobs() {
     item=${item// /}
     [[ -z $item ]] && continue
     matched=0
+    # flood is not a job of the rounds but a phase of its own (run_flood)
+    [[ $item == flood || $item == all ]] && { FLOOD=1; matched=1; }
     for id in "${ALL_JOBS[@]}"; do
       if [[ $item == all || $item == "$id" || $item == "$(target_of "$id")" || $item == "${J_SCEN[$id]}" \
             || $item == "${J_GROUP[$id]}" ]]; then
@@ -809,7 +836,7 @@ job_selected() { local j; for j in "${JOBS[@]}"; do [[ $j == "$1" ]] && return 0
 target_wanted() { local j; for j in "${JOBS[@]}"; do [[ $(target_of "$j") == "$1" ]] && return 0; done; return 1; }
 server_wanted() { local j; for j in "${JOBS[@]}"; do [[ ${J_SRV[$j]} == "$1" ]] && return 0; done; return 1; }
 any_group_job() { local j; for j in "${JOBS[@]}"; do [[ ${J_GROUP[$j]} == "$1" ]] && return 0; done; return 1; }
-any_gateway_job() { local j; for j in "${JOBS[@]}"; do [[ $j == osir-* ]] && return 0; done; return 1; }
+any_gateway_job() { ((FLOOD)) && return 0; local j; for j in "${JOBS[@]}"; do [[ $j == osir-* ]] && return 0; done; return 1; }
 
 drop_job() {
   local j kept=()
@@ -1043,6 +1070,187 @@ run_open_loop() {
   done
 }
 
+# ------------------------------------------------------------------- flood --
+#
+# Valid keys under a flood of random well-formed keys (their checksums are
+# valid, so each one passes the format check and asks the key cache, then the
+# store). Not a job of the rounds but a phase of its own, after them: each
+# variant gets a fresh osir-gateway (workers = 1, [log] access = "off",
+# [cache] capacity = FLOOD_CACHE) on its own port, pinned with Redis to the
+# server CPU; both loads run from the load-generator CPU. See "Flood" in
+# bench/README.md for the method and lib/flood.py for the figures.
+
+FLOOD_SKIP=""   # why the flood cannot run (set by setup_gateway)
+FLOOD_TTL=60s   # [cache] ttl of the flood instances (the default, unless a run is longer)
+FLOOD_MARGIN=0.75   # s between a valid run's start (end) and its first (last) snapshot
+
+drop_child() {  # drop_child PID: forget a child that has been reaped
+  local p kept=()
+  for p in "${CHILD_PIDS[@]}"; do [[ $p == "$1" ]] || kept+=("$p"); done
+  CHILD_PIDS=("${kept[@]}")
+}
+
+forget_child() {  # forget_child PID: stop a child, reap it, drop it from CHILD_PIDS
+  stop_pid "$1"
+  wait "$1" 2>/dev/null || true
+  drop_child "$1"
+}
+
+flood_snap() {  # flood_snap ADMIN_PORT GW_PID OUT
+  python3 "$LIB/flood.py" snap "$1" "$PORT_GW_STORE" "$2" "${SERVER_PID[gw-store]}" >"$3"
+}
+
+# flood_valid_run NAME SNAP0 SNAP1: the valid keys for SECONDS_PER_RUN (wrk
+# output in NAME.log), with snapshots SNAP0 and SNAP1 taken inside the run,
+# FLOOD_MARGIN s after it starts and before it ends: a request that has
+# passed the key check but not yet been answered counts as a hit and not yet
+# as a 200, and wrk abandons up to one such request per connection when it
+# stops, so snapshots at a run's edges would skew the hit ratio. Uses the
+# caller's dir, admin, pid, url, secs, wargs and valid_args.
+flood_valid_run() {
+  local name=$1 vpid
+  taskset -c "$LOADGEN_CPU" python3 "$LIB/rusage.py" wrk "${wargs[@]}" -d"${secs}s" "$url" -- \
+    "${valid_args[@]}" >"$dir/$name.log" 2>"$dir/$name.err" &
+  vpid=$!
+  CHILD_PIDS+=("$vpid")
+  sleep "$FLOOD_MARGIN"
+  flood_snap "$admin" "$pid" "$dir/$2.json"
+  sleep "$(awk -v t="$secs" -v m="$FLOOD_MARGIN" 'BEGIN { printf "%.2f", t - 2 * m }')"
+  flood_snap "$admin" "$pid" "$dir/$3.json"
+  wait "$vpid" || true
+  drop_child "$vpid"
+}
+
+# flood_variant INDEX ID BUDGET N_RANDOM LABEL
+#   N_RANDOM: the flood sends the first N_RANDOM keys of flood-keys.txt, in
+#   order, over and over (all of them: each request a key not sent before,
+#   as long as the file lasts)
+flood_variant() {
+  local idx=$1 vid=$2 budget=$3 nrand=$4 label=$5
+  local port=$((PORT_GWF + 2 * idx)) admin=$((PORT_GWF + 2 * idx + 1))
+  local dir=$RUN/flood/$vid cfg=$RUN/conf/gw-flood-$vid.toml name=osir-flood-$vid
+  local url=http://127.0.0.1:$port/v1/domains secs=$SECONDS_PER_RUN
+  local GW_CACHE_EXTRA GW_AUTH_EXTRA error="" pid fpid i ready out code before after
+  mkdir -p "$dir"
+  local info=("budget=$budget" "window=60s" "capacity=$FLOOD_CACHE" "ttl=$FLOOD_TTL"
+              "negative_ttl=5s" "negative_capacity=100000" "valid_keys=$FLOOD_KEYS"
+              "random_keys=$nrand" "seconds=$secs" "port=$port")
+  GW_CACHE_EXTRA=$(printf 'ttl = "%s"\nnegative_ttl = "5s"\nnegative_capacity = 100000' "$FLOOD_TTL")
+  GW_AUTH_EXTRA=$(printf 'failed_lookup_budget = %s\nfailed_lookup_window = "60s"' "$budget")
+  write_gateway_config "$cfg" "$port" 1 "$FLOOD_CACHE"
+  log "flood variant $vid: $label"
+  if ! start_gateway "$name" "$cfg" "$SERVER_CPU" "$port" "$admin"; then
+    printf '%s\t%s\t%s\terror=%s\n' "$vid" "$label" "$(IFS=$'\t'; echo "${info[*]}")" \
+      "the gateway did not start (see Notes)" >>"$RUN/flood/variants.tsv"
+    return 0
+  fi
+  pid=${SERVER_PID[$name]}
+  python3 "$LIB/procstat.py" reset "$pid"
+  local wargs=(-t"$WRK_THREADS" -c"$WRK_CONNS" --timeout 5s -s "$BENCH_DIR/wrk/flood.lua")
+  local valid_args=(keys="$RUN/keys.txt" n="$FLOOD_KEYS" mode=valid threads="$WRK_THREADS")
+
+  # A random key (the file's last: the flood reaches it only if it wraps)
+  # must be refused 401 after exactly one store lookup: well-formed, checksum
+  # accepted, unknown to the store.
+  before=$(python3 "$LIB/flood.py" metric "$admin" osir_gateway_store_lookups_total)
+  code=$(curl -s -o "$dir/sanity.body" -w '%{http_code}' --max-time 5 \
+           -H "Authorization: Bearer $(tail -n 1 "$RUN/flood-keys.txt")" "$url") || code=000
+  after=$(python3 "$LIB/flood.py" metric "$admin" osir_gateway_store_lookups_total)
+  if [[ $code != 401 || $((after - before)) != 1 ]]; then
+    error="one random key answered $code after $((after - before)) store lookup(s), expected 401 after 1 ($(head -c 150 "$dir/sanity.body" | tr '\n' ' '))"
+  fi
+  # warm-up: one request per valid key, so that all of them are cached
+  if [[ -z $error ]] && ! out=$(python3 "$LIB/flood.py" warm "$port" /v1/domains "$RUN/keys.txt" "$FLOOD_KEYS" 2>&1); then
+    error="warm-up: not every valid key answered 200 (status:count $out)"
+  fi
+  if [[ -n $error ]]; then
+    printf '%s\t%s\t%s\terror=%s\n' "$vid" "$label" "$(IFS=$'\t'; echo "${info[*]}")" "$error" >>"$RUN/flood/variants.tsv"
+    forget_child "$pid"
+    return 0
+  fi
+
+  # 1. the valid keys alone (snapshots s0 and s1 inside the run)
+  flood_valid_run valid-alone s0 s1
+  sleep 0.5
+
+  # 2. the flood (secs + 3 s, between snapshots f0 and f1) and, inside it, the
+  # valid keys again (secs, snapshots w0 and w1 inside that run): the valid
+  # run starts 1 s after every flood thread has built its requests and ends
+  # about 2 s before the flood does, so that both loads run throughout w0-w1
+  flood_snap "$admin" "$pid" "$dir/f0.json"
+  taskset -c "$LOADGEN_CPU" python3 "$LIB/rusage.py" wrk "${wargs[@]}" -d"$((secs + 3))s" "$url" -- \
+    keys="$RUN/flood-keys.txt" n="$nrand" mode=flood threads="$WRK_THREADS" \
+    >"$dir/flood.log" 2>"$dir/flood.err" &
+  fpid=$!
+  CHILD_PIDS+=("$fpid")
+  for ((i = 0; i < 600; i++)); do
+    ready=$(grep -c BENCH_READY "$dir/flood.err" || true)
+    ((ready >= WRK_THREADS)) && break
+    alive "$fpid" || break
+    sleep 0.1
+  done
+  sleep 1
+  flood_valid_run valid-flood w0 w1
+  alive "$fpid" || error="the flood ended before the valid run did (see flood/$vid/flood.log in the run folder)"
+  wait "$fpid" || true
+  drop_child "$fpid"
+  flood_snap "$admin" "$pid" "$dir/f1.json"
+  alive "$pid" || error="${error:+$error; }the gateway (pid $pid) died"
+  ((ready >= WRK_THREADS)) || error="${error:+$error; }the flood's wrk never got ready (see flood/$vid/flood.err in the run folder)"
+  forget_child "$pid"
+  [[ -n $error ]] && info+=("error=$error")
+  printf '%s\t%s\t%s\n' "$vid" "$label" "$(IFS=$'\t'; echo "${info[*]}")" >>"$RUN/flood/variants.tsv"
+  [[ -n $error ]] && rm -f "$dir/f1.json"
+  log "  valid keys alone: $(grep -m1 -oE 'requests=[0-9]+' "$dir/valid-alone.log" || echo '?'); during the flood: $(grep -m1 -oE 'requests=[0-9]+' "$dir/valid-flood.log" || echo '?'); flood: $(grep -m1 '^BENCH_STATUS' "$dir/flood.log" || echo '?')"
+}
+
+run_flood() {
+  ((FLOOD)) || return 0
+  local why=$FLOOD_SKIP
+  if [[ -z $why ]]; then
+    if [[ $GW_STATE != built ]]; then why="the osir-gateway binary could not be built"
+    elif ! gw_cli_looks_ready; then why="the osir-gateway binary is not ready"
+    elif ((!GW_KEYS_OK)); then why="\`keys create --json\` did not print a key"
+    elif [[ ! -s $RUN/keys.txt ]] || (($(wc -l <"$RUN/keys.txt") < FLOOD_KEYS)); then why="fewer than $FLOOD_KEYS seeded keys"
+    fi
+  fi
+  if [[ -n $why ]]; then
+    note "Flood scenario skipped: $why."
+    return 0
+  fi
+  if ((SECONDS_PER_RUN < 3)); then
+    note "Flood scenario skipped: it needs BENCH_SECONDS >= 3 (the snapshots sit ${FLOOD_MARGIN} s inside each run)."
+    return 0
+  fi
+  mkdir -p "$RUN/flood"
+  : >"$RUN/flood/variants.tsv"
+  # every valid key is read once in the warm-up and must stay fresh until the
+  # flood ends: keep the default ttl unless a run is long enough to pass it
+  local span=$((2 * SECONDS_PER_RUN + 15))
+  if ((span > 55)); then
+    FLOOD_TTL="$((span + 30))s"
+    note "Flood: [cache] ttl = \"$FLOOD_TTL\" instead of the default 60s, so that no valid key's record reaches its ttl between the warm-up and the end of the flood (about $span s)."
+  fi
+  log "flood: $FLOOD_RANDOM random keys with valid checksums"
+  python3 "$LIB/keys.py" gen "$FLOOD_RANDOM" live >"$RUN/flood-keys.txt"
+  local counts
+  counts=$(python3 "$LIB/keys.py" check "$RUN/flood-keys.txt") || die "flood: the generated keys do not pass keys.py check"
+  [[ $counts == "$FLOOD_RANDOM $FLOOD_RANDOM" ]] || die "flood: generated keys: $counts (count, distinct), expected $FLOOD_RANDOM distinct"
+  local repeat=$FLOOD_REPEAT
+  ((repeat > FLOOD_RANDOM)) && repeat=$FLOOD_RANDOM
+  flood_variant 0 budget "$FLOOD_BUDGET" "$FLOOD_RANDOM" \
+    "per-IP budget on: failed_lookup_budget = $FLOOD_BUDGET per 60s; each flood request a new random key"
+  flood_variant 1 no-budget "$FLOOD_NO_BUDGET" "$FLOOD_RANDOM" \
+    "budget off (failed_lookup_budget = $FLOOD_NO_BUDGET): each flood request a new random key"
+  flood_variant 2 no-budget-repeat "$FLOOD_NO_BUDGET" "$repeat" \
+    "budget off: the flood cycles over $repeat random keys (each seen again well within negative_ttl)"
+  local line
+  while IFS= read -r line; do
+    [[ $line == PROBLEM\ * ]] && fail_note "${line#PROBLEM }"
+  done < <(python3 "$LIB/flood.py" analyze "$RUN" || echo "PROBLEM flood: lib/flood.py analyze failed")
+  return 0
+}
+
 # ------------------------------------------------------------------ report --
 
 gateway_version() {
@@ -1095,6 +1303,7 @@ write_report() {
     echo "open loop|$( ((OPEN_LOOP)) && echo "oha -q $OPEN_RATE -z ${OPEN_SECONDS}s -c $WRK_CONNS --latency-correction -w, pinned to CPU $LOADGEN_CPU, $OPEN_REPS round(s)" || echo 'not run')"
     echo "clock ticks per second|$CLK_TCK"
     echo "access log|off on every server (nginx and Kong-like: access_log off; HAProxy: no log line; osir-gateway: [log] access = \"off\") except the +accesslog rows: [log] access = \"$ACCESS_LOG\" ($(stat -f -c %T "$RUN" 2>/dev/null || echo '?') file system), emptied before each run"
+    ((FLOOD)) && echo "flood|$FLOOD_KEYS valid keys, $FLOOD_RANDOM random keys with valid checksums, cache capacity $FLOOD_CACHE, budget $FLOOD_BUDGET per 60s (variant budget) or $FLOOD_NO_BUDGET (no-budget, no-budget-repeat: $FLOOD_REPEAT keys repeated), ${SECONDS_PER_RUN} s per load"
     echo "run folder|$RUN"
   } >"$RUN/settings.txt"
   python3 "$LIB/report.py" "$RUN" "$out" || die "report generation failed"
@@ -1131,6 +1340,7 @@ main() {
   setup_gateway
 
   run_closed_loop
+  run_flood
   run_open_loop
   machine_info
   write_report

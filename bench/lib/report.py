@@ -9,9 +9,11 @@ Reads from RUN_DIR (all written by run.sh):
   runs.tsv      one row per closed-loop run (see run_wrk in run.sh)
   open.tsv      one row per open-loop run (see oha_parse.py)
   threads.tsv   osir-gateway CPU per request by thread name (round, job, name, µs/req)
+  flood.json    the flood scenario's figures (lib/flood.py analyze), when it ran
   settings.txt, machine.txt, tls.txt   "key|value" lines
   notes.txt, failures.txt     one line each
 """
+import json
 import os
 import statistics
 import sys
@@ -242,6 +244,218 @@ def issue_figures(w, jobs, by_round, tls_info, threads):
     return summary
 
 
+def fmt_int(x):
+    return f"{x:,.0f}" if x is not None else "–"
+
+
+def fmt_ratio(x):
+    return f"{x:.4f}" if x is not None else "–"
+
+
+def fmt_cmds(cmds):
+    shown = sorted(cmds.items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{k} {v:,}" for k, v in shown[:4]) or "none"
+
+
+def flood_section(w, run_dir):
+    """The Flood section (valid keys under a flood of random keys); returns summary lines."""
+    path = os.path.join(run_dir, "flood.json")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        variants = json.load(f).get("variants", [])
+    if not variants:
+        return []
+    summary = []
+    first = variants[0]["settings"]
+    secs = int(first.get("seconds", 0))
+    w("## Flood: random well-formed keys next to valid-key traffic")
+    w("")
+    w("The question: do random keys with valid checksums, at full rate, keep the "
+      "store's load bounded, and do they evict hot keys? Each variant is a fresh "
+      "osir-gateway (workers = 1, access log off, Redis store) with "
+      f"`[cache] capacity = {first.get('capacity')}`, `ttl = \"{first.get('ttl')}\"`, "
+      f"`negative_ttl = \"{first.get('negative_ttl')}\"`, "
+      f"`negative_capacity = {first.get('negative_capacity')}`, "
+      f"`[auth] failed_lookup_window = \"{first.get('window')}\"`. "
+      f"{first.get('valid_keys')} valid keys (made with `keys create`) are warmed (one "
+      "request each), then requested uniformly at random by one wrk (-t2 -c50, "
+      f"`wrk/flood.lua`) for {secs} s alone, and again for {secs} s inside a flood of "
+      f"{secs + 3} s from a second wrk (-t2 -c50) sending random keys with valid "
+      "checksums (`lib/keys.py`), from 1 s after the flood is running to about 2 s "
+      "before it ends. Both wrk run on the load-generator CPU, the gateway and Redis "
+      "on the server CPU; both wrk connect from 127.0.0.1, so they share one per-IP "
+      "budget (spent only by unknown keys). Method: bench/README.md, \"Flood\".")
+    w("")
+    w("Variants:")
+    w("")
+    for v in variants:
+        w(f"- `{v['id']}`: {v['label']}.")
+    w("")
+    w("### Valid keys, alone and inside the flood")
+    w("")
+    w("| variant | valid req/s alone | valid req/s in the flood | in flood / alone | "
+      "valid requests (200) in the window, alone / in the flood | **store reads of valid keys, "
+      "alone / in the flood** | **hit ratio in the flood** (alone) | hit ratio from the gateway's "
+      "counters, in the flood (alone) | positive cache entries before → after the flood |")
+    w("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for v in variants:
+        if "flood" not in v:
+            w(f"| {v['id']} | not measured: {v.get('skipped', '?')} | | | | | | | |")
+            continue
+        a, fl, wh = v["alone"], v["flood"], v["whole"]
+        ratio = fl["valid_rps"] / a["valid_rps"] if a["valid_rps"] else None
+        w(f"| {v['id']} | {fmt_int(a['valid_rps'])} | {fmt_int(fl['valid_rps'])} | "
+          f"{(f'{ratio:.2f}' if ratio is not None else '–')} | "
+          f"{fmt_int(a['ok200'])} / {fmt_int(fl['ok200'])} | "
+          f"**{fmt_int(a.get('valid_store_reads'))} / {fmt_int(fl.get('valid_store_reads'))}** | "
+          f"**{fmt_ratio(fl.get('store_hit_ratio'))}** ({fmt_ratio(a.get('store_hit_ratio'))}) | "
+          f"{fmt_ratio(fl['hit_ratio'])} ({fmt_ratio(a['hit_ratio'])}) | "
+          f"{fmt_int(wh['positive_before'])} → {fmt_int(wh['positive_after'])} |")
+    w("")
+    w("### Store load while both loads run")
+    w("")
+    w("| variant | flood req/s (401/s, 429/s) | **store commands/s** | key lookups (HGETALL)/s | "
+      "other commands/s | store commands/s, valid keys alone | store lookups/s (gateway) | "
+      "Redis CPU % | gateway CPU % | wrk CPU % (valid / flood) |")
+    w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for v in variants:
+        if "flood" not in v:
+            continue
+        a, fl, wh = v["alone"], v["flood"], v["whole"]
+        wv, wf = fl["valid_wrk_cpu_pct"], wh["wrk_cpu_pct"]
+        wrk = f"{wv:.0f} / {wf:.0f}" if wv >= 0 and wf >= 0 else "–"
+        w(f"| {v['id']} | {fmt_int(fl['flood_rps'])} ({fmt_int(fl['flood_401_per_s'])}, "
+          f"{fmt_int(fl['flood_429_per_s'])}) | **{fl['commands_per_s']:,.1f}** | "
+          f"{fl['lookup_commands_per_s']:,.1f} | {fl['other_commands_per_s']:,.1f} | "
+          f"{a['commands_per_s']:,.1f} | {fl['store_lookups_per_s']:,.1f} | "
+          f"{fl['redis_cpu_pct']:.0f} | {fl['gw_cpu_pct']:.0f} | {wrk} |")
+    w("")
+    w("### The whole flood (from before its first request to after its last)")
+    w("")
+    w("| variant | flood requests | 401 | 429 | distinct keys sent | store lookups | "
+      "cache misses | negative hits | negative cache entries (end of the valid run) | "
+      "commands by name | gateway peak RSS MiB |")
+    w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for v in variants:
+        if "flood" not in v:
+            continue
+        wh = v["whole"]
+        distinct = min(wh["sent"], int(v["settings"].get("random_keys", 0)))
+        rep = " (repeating)" if wh["wraps"] else ""
+        w(f"| {v['id']} | {fmt_int(wh['requests'])} | {fmt_int(wh['s401'])} | {fmt_int(wh['s429'])} | "
+          f"{fmt_int(distinct)}{rep} | {fmt_int(wh['store_lookups'])} | "
+          f"{fmt_int(wh['lookups'].get('miss', 0))} | {fmt_int(wh['lookups'].get('negative_hit', 0))} | "
+          f"{fmt_int(wh['negative_during'])} | {fmt_cmds(wh['commands'])} | {wh['gw_hwm_mib']:.1f} |")
+    w("")
+    w("Definitions:")
+    w("")
+    w("- **Store reads of valid keys** (exact, from the store's side): the increase of "
+      "Redis' `keyspace_hits` (reads that found a key: lookups of known keys, plus one "
+      "HGET per key in the gateway's usage flush, subtracted using `commandstats`; the "
+      "flush's other commands are writes, which Redis does not count, and unknown keys' "
+      "lookups are `keyspace_misses`) between two snapshots taken inside the valid run "
+      "(0.75 s after its start and before its end). \"–\" if a command this accounting "
+      "does not know showed up. **Hit ratio** = 1 − those reads / the valid requests "
+      "answered 200 in the same window (gateway `requests_total`): the share of valid "
+      "requests answered without the store. A valid key evicted by the flood would need "
+      "a store read and lower it.")
+    w("- **Hit ratio from the gateway's counters** = the increase of "
+      "`key_cache_lookups_total{result=\"hit\"}` / the increase of "
+      "`requests_total{route=\"/v1/domains\",status=\"200\"}` in the same window. "
+      "Random keys never score a positive hit and never get a 200, so the flood's misses "
+      "do not pollute it; but the two counters move at different moments of a request "
+      "(the hit at the key check, the 200 with the response), so up to one request per "
+      "connection can sit between them: ±50 requests, which is ±0.005 when the valid "
+      "keys only get ~10,000 requests into the window.")
+    w("- **Store commands/s** = the increase of the summed `calls` of Redis `INFO "
+      "commandstats` (every command of every client of that redis-server, the "
+      "snapshots' own INFO left out) over the wall time between the same two snapshots. "
+      "HGETALL is the key lookup; the other commands are the gateway's liveness "
+      "probes (PING, and SUBSCRIBE on its pub/sub connection: about 2/s, the whole of "
+      "\"valid keys alone\" when no usage flush lands in it) and its usage flush (an "
+      "EVALSHA every `usage.flush_interval`, 10 s, with HINCRBY/HGET/HSET per key used: "
+      "the valid keys' bookkeeping, whether or not a flood runs, landing in a window or "
+      "not by timing). Store lookups/s is the gateway's "
+      "`store_lookups_total` over the same time.")
+    w("- Flood req/s (401/s, 429/s) come from the gateway's `requests_total` in that "
+      "window; the last table's counts from wrk (the whole flood) and the gateway "
+      "(store lookups, `key_cache_lookups_total`). CPU %: utime+stime from /proc "
+      "over the window (100 = one CPU).")
+    w("- Valid req/s in the flood fall mostly because the gateway's one CPU is "
+      "shared: the two wrk keep 50 connections each busy, so the flood gets its "
+      "share of the gateway whatever it costs the store.")
+    w("")
+    for v in variants:
+        if "flood" not in v:
+            continue
+        a, fl, wh = v["alone"], v["flood"], v["whole"]
+        st = v["settings"]
+        ratio = fl["valid_rps"] / a["valid_rps"] if a["valid_rps"] else 0
+        text = (f"`{v['id']}`: flood at {fmt_int(fl['flood_rps'])} req/s; the store saw "
+                f"{fl['commands_per_s']:,.1f} commands/s ({fl['lookup_commands_per_s']:,.1f} "
+                f"key lookups/s) against {a['commands_per_s']:,.1f} with the valid keys alone; "
+                f"the valid keys kept a hit ratio of {fmt_ratio(fl.get('store_hit_ratio'))} "
+                f"({fmt_int(fl.get('valid_store_reads'))} store reads of known keys; "
+                f"{fmt_ratio(fl['hit_ratio'])} from the gateway's counters) at "
+                f"{ratio:.2f}× their req/s alone.")
+        budget = int(st.get("budget", 0))
+        if budget < 1_000_000 and wh["s429"]:
+            admitted = wh["s401"] + 1   # + the one-request check before the flood
+            text += (f" Unknown keys that reached the store from 127.0.0.1 in this window of "
+                     f"{st.get('window')}: {admitted} ({wh['s401']} in the flood + 1 in the "
+                     f"one-request check) for a budget of {budget}; then only 429.")
+            if admitted > budget:
+                text += (" The budget is checked before a lookup and charged when it fails, "
+                         "so lookups already in flight when it runs out (up to one per "
+                         "connection) still reach the store.")
+        if wh["wraps"] and budget >= 1_000_000 and int(st.get("random_keys", 0)) > 10000:
+            text += (f" **The flood went through its {int(st.get('random_keys', 0)):,} keys and "
+                     "started over: later requests repeated keys, some answered from the "
+                     "negative cache (raise BENCH_FLOOD_RANDOM).**")
+        w(f"- {text}")
+        if (fl.get("valid_store_reads") or 0) > 0:
+            w(f"  **Valid keys needed the store during the flood: {fl['valid_store_reads']:,} "
+              f"store reads of known keys, hit ratio {fmt_ratio(fl.get('store_hit_ratio'))}.**")
+        if fl.get("unaccounted_commands"):
+            w(f"  Store reads of valid keys not computed: commands outside the accounting "
+              f"showed up ({', '.join(fl['unaccounted_commands'])}).")
+        if wh["positive_before"] is not None and wh["positive_after"] is not None \
+                and wh["positive_after"] < wh["positive_before"]:
+            w(f"  **The positive cache shrank during the flood "
+              f"({wh['positive_before']:.0f} → {wh['positive_after']:.0f} entries).**")
+        summary.append(f"flood/{v['id']}: valid {fmt_rps(a['valid_rps'])} req/s alone → "
+                       f"{fmt_rps(fl['valid_rps'])} in the flood ({ratio:.2f}×), hit ratio "
+                       f"{fmt_ratio(fl.get('store_hit_ratio'))} ({fmt_int(fl.get('valid_store_reads'))} "
+                       f"valid-key store reads; counters {fmt_ratio(fl['hit_ratio'])}); flood {fmt_rps(fl['flood_rps'])} req/s "
+                       f"(whole flood 401: {wh['s401']}, 429: {wh['s429']}); store "
+                       f"{fl['commands_per_s']:,.0f} cmd/s, {fl['lookup_commands_per_s']:,.0f} lookups/s; "
+                       f"negative hits {wh['lookups'].get('negative_hit', 0):,.0f}")
+    rep_v = next((v for v in variants if v["id"] == "no-budget-repeat" and "flood" in v), None)
+    if rep_v:
+        n = int(rep_v["settings"].get("random_keys", 0))
+        nttl = rep_v["settings"].get("negative_ttl", "5s")
+        wh = rep_v["whole"]
+        try:
+            bound = f" (≈ {n / float(nttl.rstrip('s')):,.0f} lookups/s in the long run)"
+        except ValueError:
+            bound = ""
+        w(f"- With the budget off and a flood cycling over {n:,} keys, the negative cache "
+          f"remembers each for {nttl}, so the store is asked about once per key per "
+          f"{nttl}{bound}, whatever the flood's rate: {fmt_int(wh['store_lookups'])} store "
+          f"lookups for {fmt_int(wh['requests'])} flood requests over {wh['seconds']:.1f} s. "
+          f"The lookups come in bursts (each key once at the flood's start, again when its "
+          f"entry expires), so a window of a few seconds can see more or less than the "
+          f"long-run rate.")
+    if any(v["id"] == "no-budget" and "flood" in v for v in variants):
+        w("- With the budget off and every flood key new, the negative cache cannot help "
+          "(a key is only remembered after its first lookup): each random key costs one "
+          "store lookup, so the store's load follows the flood's rate. The per-IP budget "
+          "is what bounds that case.")
+    w("")
+    return summary
+
+
 def main(run_dir, out_path):
     jobs = OrderedDict()
     for row in read_tsv(os.path.join(run_dir, "jobs.tsv")):
@@ -350,6 +564,7 @@ def main(run_dir, out_path):
     threads = [(int(r[0]), r[1], r[2], float(r[3]))
                for r in read_tsv(os.path.join(run_dir, "threads.tsv")) if len(r) >= 4]
     issue_summary = issue_figures(w, jobs, by_round, tls_info, threads)
+    issue_summary += flood_section(w, run_dir)
 
     # ------------------------------------------------------------ open loop
     open_rows = read_tsv(os.path.join(run_dir, "open.tsv"))
