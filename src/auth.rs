@@ -90,17 +90,22 @@ pub async fn authorize(
     let hash = key.hash();
     let entry = match cache.get_fresh(&hash) {
         Some(e) => e,
+        // A key the cache holds (past `ttl`, being refreshed) is known, not
+        // guessed: its refresh is not charged to the client's budget.
+        None if cache.holds(&hash) => match cache.get(&hash).await {
+            Ok(Lookup::Found(e)) => e,
+            Ok(Lookup::Unknown) => return Err(GatewayError::InvalidApiKey),
+            Err(_) => return Err(GatewayError::KeyStoreUnavailable(Duration::from_secs(1))),
+        },
         None => {
-            if let Some(retry) = budget
+            let charge = budget
                 .failures
-                .check(client_ip, budget.limit, budget.window)
-            {
-                return Err(GatewayError::RateLimited(retry));
-            }
+                .reserve(client_ip, budget.limit, budget.window)
+                .map_err(GatewayError::RateLimited)?;
             match cache.get(&hash).await {
                 Ok(Lookup::Found(e)) => e,
                 Ok(Lookup::Unknown) => {
-                    budget.failures.record_failure(client_ip);
+                    charge.keep();
                     return Err(GatewayError::InvalidApiKey);
                 }
                 Err(_) => return Err(GatewayError::KeyStoreUnavailable(Duration::from_secs(1))),

@@ -219,6 +219,11 @@ impl KeyCache {
         }
     }
 
+    /// Does the positive cache hold a record for `hash`, whatever its age?
+    pub fn holds(&self, hash: &KeyHash) -> bool {
+        self.positive.contains_key(hash)
+    }
+
     /// The record for `hash`: from the cache, or from the store (once per
     /// key however many callers ask at the same time).
     pub async fn get(&self, hash: &KeyHash) -> Result<Lookup, Arc<StoreError>> {
