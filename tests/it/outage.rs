@@ -9,7 +9,7 @@ use osir_gateway::key::{ApiKey, Env};
 use osir_gateway::keys::KeyService;
 use osir_gateway::store::Store;
 
-use crate::support::client::{bearer, get, Reply};
+use crate::support::client::{bearer, get, get_until, Reply};
 use crate::support::gateway::{config, TestGateway};
 use crate::support::keys::create_key;
 use crate::support::redis::RedisServer;
@@ -39,14 +39,14 @@ async fn past_ttl(since: Instant) {
 
 /// Polls `gw` with `key` until the answer has `status`, for up to `deadline`.
 async fn until_status(gw: &TestGateway, key: &str, status: u16, deadline: Duration) -> Reply {
-    let end = Instant::now() + deadline;
-    loop {
-        let r = call(gw, key).await;
-        if r.status == status || Instant::now() > end {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let auth = bearer(key);
+    get_until(
+        &gw.url("/v1/domains/x"),
+        &[("authorization", &auth)],
+        status,
+        deadline,
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -315,3 +315,21 @@ pub fn random_hex(n: usize) -> String {
         .collect::<String>()[..n]
         .to_owned()
 }
+
+/// GETs `url` until the answer has `status` or `deadline` passes; returns
+/// the last answer (so the caller's assertion shows what came instead).
+pub async fn get_until(
+    url: &str,
+    headers: &[(&str, &str)],
+    status: u16,
+    deadline: Duration,
+) -> Reply {
+    let end = std::time::Instant::now() + deadline;
+    loop {
+        let r = get(url, headers).await;
+        if r.status == status || std::time::Instant::now() >= end {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
