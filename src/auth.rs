@@ -98,14 +98,24 @@ pub async fn authorize(
             Err(_) => return Err(GatewayError::KeyStoreUnavailable(Duration::from_secs(1))),
         },
         None => {
-            let charge = budget
-                .failures
-                .reserve(client_ip, budget.limit, budget.window)
-                .map_err(GatewayError::RateLimited)?;
+            // Charged per store lookup, not per request: requests that join
+            // a lookup already under way (single flight) cost nothing more.
+            let charge = if cache.in_flight(&hash) {
+                None
+            } else {
+                Some(
+                    budget
+                        .failures
+                        .reserve(client_ip, budget.limit, budget.window)
+                        .map_err(GatewayError::RateLimited)?,
+                )
+            };
             match cache.get(&hash).await {
                 Ok(Lookup::Found(e)) => e,
                 Ok(Lookup::Unknown) => {
-                    charge.keep();
+                    if let Some(c) = charge {
+                        c.keep();
+                    }
                     return Err(GatewayError::InvalidApiKey);
                 }
                 Err(_) => return Err(GatewayError::KeyStoreUnavailable(Duration::from_secs(1))),
