@@ -62,6 +62,9 @@ async fn redis_killed_under_load_gives_no_wrong_answer_and_recovers() {
     let mut redis = RedisServer::start();
     let store = connect(&redis).await;
     let gw = TestGateway::start(&config(&up.url(), None, EXTRA), store.clone()).await;
+    // The watcher flushes the cache once it has subscribed; let that
+    // happen before caching what the outage must be survived with.
+    gw.wait_store_watched().await;
     let svc = KeyService::new(&store);
     let (good, _) = create(&store, new_key(Env::Live, &["domains:read"], &[])).await;
     let (revoked, rrec) = create(&store, new_key(Env::Live, &["domains:read"], &[])).await;

@@ -55,6 +55,9 @@ async fn a_hung_store_serves_cached_keys_and_refuses_the_rest() {
     let redis = RedisServer::start();
     let store = fast_store(&redis).await;
     let gw = TestGateway::start(&config(&up.url(), None, EXTRA), store.clone()).await;
+    // The watcher flushes the cache once it has subscribed; let that
+    // happen before caching what the outage must be survived with.
+    gw.wait_store_watched().await;
     let (good, _) = create_key(&store, Env::Live, &["domains:read"], &[]).await;
     let (revoked, rrec) = create_key(&store, Env::Live, &["domains:read"], &[]).await;
     let (uncached, _) = create_key(&store, Env::Live, &["domains:read"], &[]).await;
@@ -127,6 +130,9 @@ async fn a_killed_store_is_survived_and_recovered_from() {
     let mut redis = RedisServer::start();
     let store = fast_store(&redis).await;
     let gw = TestGateway::start(&config(&up.url(), None, EXTRA), store.clone()).await;
+    // The watcher flushes the cache once it has subscribed; let that
+    // happen before caching what the outage must be survived with.
+    gw.wait_store_watched().await;
     let (good, _) = create_key(&store, Env::Live, &["domains:read"], &[]).await;
     assert_eq!(call(&gw, &good).await.status, 200);
     let cached_at = Instant::now();
