@@ -1,0 +1,328 @@
+//! The store's schema: key names, and how a record and its usage are laid
+//! out as hash fields and read back. Everything read from Redis passes
+//! through here and is checked: a bad reply or field becomes
+//! [`StoreError::Corrupt`] naming the record and the field, so the store
+//! operations never see unchecked data.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use ::redis::Value;
+
+use crate::key::{Env, KeyHash};
+use crate::record::{parse_ip_or_cidr, valid_key_id, KeyRecord, KeyUsage, Scope, Timestamp};
+use crate::store::StoreError;
+
+/// The names of the schema's keys. A store uses [`Schema::PLAIN`], or
+/// [`Schema::CLUSTER`] with a Cluster, where every key a script touches must
+/// hash to one slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Schema {
+    /// Prefix of a record: `<key><sha256 hex>`.
+    pub(super) key: &'static str,
+    /// Prefix of the id index: `<id><id>`.
+    pub(super) id: &'static str,
+    /// The set of ids.
+    pub(super) ids: &'static str,
+    /// Prefix of a usage hash: `<usage><id>`.
+    pub(super) usage: &'static str,
+}
+
+impl Schema {
+    pub(super) const PLAIN: Schema = Schema {
+        key: "osir:key:",
+        id: "osir:id:",
+        ids: "osir:ids",
+        usage: "osir:usage:",
+    };
+    /// Everything under the hash tag `{osir}`: one slot.
+    pub(super) const CLUSTER: Schema = Schema {
+        key: "{osir}:key:",
+        id: "{osir}:id:",
+        ids: "{osir}:ids",
+        usage: "{osir}:usage:",
+    };
+}
+
+pub(super) fn corrupt(what: &str, reason: String) -> StoreError {
+    StoreError::Corrupt {
+        what: what.to_owned(),
+        reason,
+    }
+}
+
+pub(super) fn bytes_of(v: Value) -> Option<Vec<u8>> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.into_bytes()),
+        Value::Int(i) => Some(i.to_string().into_bytes()),
+        _ => None,
+    }
+}
+
+pub(super) fn list_items(v: Value) -> Result<Vec<Value>, String> {
+    match v {
+        Value::Array(items) | Value::Set(items) => Ok(items),
+        Value::Nil => Ok(Vec::new()),
+        _ => Err("unexpected reply type".into()),
+    }
+}
+
+/// HGETALL's reply (flat array in RESP2, map in RESP3) as field → value.
+pub(super) fn hash_fields(v: Value) -> Result<HashMap<Vec<u8>, Vec<u8>>, String> {
+    let pairs: Vec<(Value, Value)> = match v {
+        Value::Map(pairs) => pairs,
+        Value::Nil => Vec::new(),
+        Value::Array(items) => {
+            if items.len() % 2 != 0 {
+                return Err("odd HGETALL reply".into());
+            }
+            let mut it = items.into_iter();
+            let mut pairs = Vec::new();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                pairs.push((k, v));
+            }
+            pairs
+        }
+        _ => return Err("unexpected HGETALL reply type".into()),
+    };
+    pairs
+        .into_iter()
+        .map(|(k, v)| match (bytes_of(k), bytes_of(v)) {
+            (Some(k), Some(v)) => Ok((k, v)),
+            _ => Err("unexpected field type in HGETALL reply".into()),
+        })
+        .collect()
+}
+
+/// The id index's value: `None` when the id is unknown.
+pub(super) fn parse_index(prefix: &str, id: &str, v: Value) -> Result<Option<KeyHash>, StoreError> {
+    let Some(bytes) = bytes_of(v) else {
+        return Ok(None);
+    };
+    std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(KeyHash::from_hex)
+        .map(Some)
+        .ok_or_else(|| corrupt(id, format!("{prefix}{id}: not a lowercase sha256 hex")))
+}
+
+pub(super) fn check_id(id: &str, record: &KeyRecord) -> Result<(), StoreError> {
+    if record.id == id {
+        Ok(())
+    } else {
+        Err(corrupt(id, format!("id: the record says {:?}", record.id)))
+    }
+}
+
+/// A record as HSET field/value pairs, and the optional fields it lacks (to
+/// HDEL on replace). Lists are space-separated; times are Unix milliseconds.
+pub(super) fn record_fields(r: &KeyRecord) -> (Vec<(&'static str, String)>, Vec<&'static str>) {
+    let join = |items: Vec<String>| items.join(" ");
+    let mut set = vec![
+        ("id", r.id.clone()),
+        ("name", r.name.clone()),
+        ("env", r.env.as_str().to_owned()),
+        (
+            "scopes",
+            join(r.scopes.iter().map(Scope::to_string).collect()),
+        ),
+        (
+            "allowed_ips",
+            join(r.allowed_ips.iter().map(|n| n.to_string()).collect()),
+        ),
+        ("created_at", r.created_at.0.to_string()),
+        ("hint", r.hint.clone()),
+    ];
+    let mut absent = Vec::new();
+    let optional = [
+        ("account", r.account.clone()),
+        ("expires_at", r.expires_at.map(|t| t.0.to_string())),
+        ("revoked_at", r.revoked_at.map(|t| t.0.to_string())),
+    ];
+    for (field, value) in optional {
+        match value {
+            Some(v) => set.push((field, v)),
+            None => absent.push(field),
+        }
+    }
+    (set, absent)
+}
+
+struct Fields<'a>(&'a HashMap<Vec<u8>, Vec<u8>>);
+
+impl Fields<'_> {
+    fn opt(&self, name: &str) -> Result<Option<&str>, String> {
+        self.0
+            .get(name.as_bytes())
+            .map(|v| std::str::from_utf8(v).map_err(|_| format!("{name}: not UTF-8")))
+            .transpose()
+    }
+
+    fn req(&self, name: &str) -> Result<&str, String> {
+        self.opt(name)?.ok_or_else(|| format!("{name}: missing"))
+    }
+
+    fn time(&self, name: &str) -> Result<Option<Timestamp>, String> {
+        self.opt(name)?
+            .map(|s| {
+                s.parse::<i64>()
+                    .map(Timestamp)
+                    .map_err(|_| format!("{name}: not a whole number of milliseconds"))
+            })
+            .transpose()
+    }
+}
+
+pub(super) fn parse_record(raw: &HashMap<Vec<u8>, Vec<u8>>) -> Result<KeyRecord, String> {
+    let f = Fields(raw);
+    let id = f.req("id")?;
+    if !valid_key_id(id) {
+        return Err("id: not a valid key id".into());
+    }
+    let env = f.req("env")?;
+    let env = Env::parse(env).ok_or_else(|| format!("env: {env:?} is neither live nor test"))?;
+    let scopes = f
+        .req("scopes")?
+        .split_ascii_whitespace()
+        .map(|s| Scope::parse(s).map_err(|e| format!("scopes: {e}")))
+        .collect::<Result<_, _>>()?;
+    let allowed_ips = f
+        .req("allowed_ips")?
+        .split_ascii_whitespace()
+        .map(|s| parse_ip_or_cidr(s).map_err(|e| format!("allowed_ips: {e}")))
+        .collect::<Result<_, _>>()?;
+    Ok(KeyRecord {
+        id: id.to_owned(),
+        name: f.req("name")?.to_owned(),
+        account: f.opt("account")?.map(str::to_owned),
+        env,
+        scopes,
+        allowed_ips,
+        created_at: f.time("created_at")?.ok_or("created_at: missing")?,
+        expires_at: f.time("expires_at")?,
+        revoked_at: f.time("revoked_at")?,
+        hint: f.req("hint")?.to_owned(),
+    })
+}
+
+pub(super) fn parse_usage(raw: &HashMap<Vec<u8>, Vec<u8>>) -> Result<KeyUsage, String> {
+    let f = Fields(raw);
+    let count = |name: &str, s: &str| {
+        s.parse::<u64>()
+            .map_err(|_| format!("{name}: not a non-negative integer"))
+    };
+    let mut usage = KeyUsage {
+        last_used_at: f.time("last_used_at")?,
+        last_ip: f
+            .opt("last_ip")?
+            .map(|s| {
+                s.parse::<IpAddr>()
+                    .map_err(|_| "last_ip: not an IP address".to_owned())
+            })
+            .transpose()?,
+        total: f
+            .opt("total")?
+            .map(|s| count("total", s))
+            .transpose()?
+            .unwrap_or(0),
+        daily: Default::default(),
+    };
+    for (k, v) in raw {
+        let Some(day) = k.strip_prefix(b"d:") else {
+            continue;
+        };
+        let day = std::str::from_utf8(day).map_err(|_| "d:<day>: not UTF-8".to_owned())?;
+        let name = format!("d:{day}");
+        let v = std::str::from_utf8(v).map_err(|_| format!("{name}: not UTF-8"))?;
+        usage.daily.insert(day.to_owned(), count(&name, v)?);
+    }
+    Ok(usage)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_keys_share_one_hash_tag() {
+        // Every key a script touches shares the cluster schema's hash tag.
+        for prefix in [
+            Schema::CLUSTER.key,
+            Schema::CLUSTER.id,
+            Schema::CLUSTER.ids,
+            Schema::CLUSTER.usage,
+        ] {
+            assert!(prefix.starts_with("{osir}:"), "{prefix}");
+        }
+    }
+
+    fn sample() -> KeyRecord {
+        KeyRecord {
+            id: "key_abc".into(),
+            name: "CI deploys".into(),
+            account: Some("acct_1".into()),
+            env: Env::Live,
+            scopes: vec![
+                Scope::parse("domains:read").unwrap(),
+                Scope::parse("*").unwrap(),
+            ],
+            allowed_ips: vec![
+                parse_ip_or_cidr("10.0.0.0/8").unwrap(),
+                parse_ip_or_cidr("::1").unwrap(),
+            ],
+            created_at: Timestamp(1_700_000_000_000),
+            expires_at: Some(Timestamp(1_800_000_000_000)),
+            revoked_at: None,
+            hint: "osir_live_…o5p6".into(),
+        }
+    }
+
+    fn as_raw(set: &[(&str, String)]) -> HashMap<Vec<u8>, Vec<u8>> {
+        set.iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn records_roundtrip_through_fields() {
+        let r = sample();
+        let (set, absent) = record_fields(&r);
+        assert_eq!(absent, vec!["revoked_at"]);
+        assert_eq!(parse_record(&as_raw(&set)).unwrap(), r);
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let (set, _) = record_fields(&sample());
+        let cases: [(&str, &[u8], &str); 7] = [
+            ("env", b"prod", "env:"),
+            ("scopes", b"domains:list", "scopes:"),
+            ("allowed_ips", b"10.0.0.0/33", "allowed_ips:"),
+            ("created_at", b"yesterday", "created_at:"),
+            ("expires_at", b"1.5", "expires_at:"),
+            ("name", b"\xff\xfe", "name: not UTF-8"),
+            ("id", b"key 1", "id:"),
+        ];
+        for (field, value, expect) in cases {
+            let mut raw = as_raw(&set);
+            raw.insert(field.as_bytes().to_vec(), value.to_vec());
+            let err = parse_record(&raw).unwrap_err();
+            assert!(err.starts_with(expect), "{field}: {err}");
+        }
+        for field in [
+            "id",
+            "name",
+            "env",
+            "scopes",
+            "allowed_ips",
+            "created_at",
+            "hint",
+        ] {
+            let mut raw = as_raw(&set);
+            raw.remove(field.as_bytes());
+            assert_eq!(parse_record(&raw).unwrap_err(), format!("{field}: missing"));
+        }
+    }
+}
