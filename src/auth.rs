@@ -98,24 +98,16 @@ pub async fn authorize(
             Err(_) => return Err(GatewayError::KeyStoreUnavailable(Duration::from_secs(1))),
         },
         None => {
-            // Charged per store lookup, not per request: requests that join
-            // a lookup already under way (single flight) cost nothing more.
-            let charge = if cache.in_flight(&hash) {
-                None
-            } else {
-                Some(
-                    budget
-                        .failures
-                        .reserve(client_ip, budget.limit, budget.window)
-                        .map_err(GatewayError::RateLimited)?,
-                )
-            };
+            if let Some(retry) = budget
+                .failures
+                .check(client_ip, budget.limit, budget.window)
+            {
+                return Err(GatewayError::RateLimited(retry));
+            }
             match cache.get(&hash).await {
                 Ok(Lookup::Found(e)) => e,
                 Ok(Lookup::Unknown) => {
-                    if let Some(c) = charge {
-                        c.keep();
-                    }
+                    budget.failures.record_failure(client_ip);
                     return Err(GatewayError::InvalidApiKey);
                 }
                 Err(_) => return Err(GatewayError::KeyStoreUnavailable(Duration::from_secs(1))),

@@ -219,11 +219,6 @@ impl KeyCache {
         }
     }
 
-    /// Is a store lookup for `hash` already under way (single flight)?
-    pub fn in_flight(&self, hash: &KeyHash) -> bool {
-        self.inflight.lock().contains_key(hash)
-    }
-
     /// Does the positive cache hold a record for `hash`, whatever its age?
     pub fn holds(&self, hash: &KeyHash) -> bool {
         self.positive.contains_key(hash)
