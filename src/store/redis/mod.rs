@@ -51,6 +51,7 @@ pub use url::{
     SENTINEL_DEFAULT_PORT,
 };
 
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -193,21 +194,31 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<RedisStore, StoreEr
 }
 
 impl RedisStore {
-    /// One HGETALL: the request path's only round trip.
-    pub(super) async fn lookup(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
-        let hex = hash.to_hex();
-        let what = &hex[..12];
+    /// One HGETALL of `key` as field → value; `subject` names the record in
+    /// a `Corrupt` answer.
+    async fn hgetall(
+        &self,
+        subject: &str,
+        key: String,
+    ) -> Result<HashMap<Vec<u8>, Vec<u8>>, StoreError> {
         let mut conn = self.conn();
         let value: Value = self
             .run(
                 "HGETALL",
-                what,
-                ::redis::cmd("HGETALL")
-                    .arg(format!("{}{hex}", self.inner.schema.key))
-                    .query_async(&mut conn),
+                subject,
+                ::redis::cmd("HGETALL").arg(key).query_async(&mut conn),
             )
             .await?;
-        let fields = hash_fields(value).map_err(|reason| corrupt(what, reason))?;
+        hash_fields(value).map_err(|reason| corrupt(subject, reason))
+    }
+
+    /// One HGETALL: the request path's only round trip.
+    pub(super) async fn lookup(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
+        let hex = hash.to_hex();
+        let what = &hex[..12];
+        let fields = self
+            .hgetall(what, format!("{}{hex}", self.inner.schema.key))
+            .await?;
         if fields.is_empty() {
             return Ok(None);
         }
@@ -230,16 +241,9 @@ impl RedisStore {
         let Some(hash) = parse_index(self.inner.schema.id, id, index)? else {
             return Ok(None);
         };
-        let value: Value = self
-            .run(
-                "HGETALL",
-                id,
-                ::redis::cmd("HGETALL")
-                    .arg(format!("{}{}", self.inner.schema.key, hash.to_hex()))
-                    .query_async(&mut conn),
-            )
+        let fields = self
+            .hgetall(id, format!("{}{}", self.inner.schema.key, hash.to_hex()))
             .await?;
-        let fields = hash_fields(value).map_err(|reason| corrupt(id, reason))?;
         if fields.is_empty() {
             tracing::warn!(id, "key id index points at a missing record; ignoring it");
             return Ok(None);
@@ -407,17 +411,9 @@ impl RedisStore {
     }
 
     pub(super) async fn usage(&self, id: &str) -> Result<KeyUsage, StoreError> {
-        let mut conn = self.conn();
-        let value: Value = self
-            .run(
-                "HGETALL",
-                id,
-                ::redis::cmd("HGETALL")
-                    .arg(format!("{}{id}", self.inner.schema.usage))
-                    .query_async(&mut conn),
-            )
+        let fields = self
+            .hgetall(id, format!("{}{id}", self.inner.schema.usage))
             .await?;
-        let fields = hash_fields(value).map_err(|reason| corrupt(id, reason))?;
         parse_usage(&fields).map_err(|reason| StoreError::Corrupt {
             what: format!("usage of {id}"),
             reason,
