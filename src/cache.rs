@@ -247,7 +247,19 @@ impl KeyCache {
         self.misses.inc();
 
         let flight = self.inflight.lock().entry(*hash).or_default().clone();
-        let result = flight.get_or_init(|| self.load(hash)).await.clone();
+        let result = flight
+            .get_or_init(|| async {
+                // A flight that finished between our cache check and our
+                // joining it has already filled the cache and left the
+                // in-flight map; look again before asking the store twice.
+                match self.positive.get(hash) {
+                    Some(e) if e.fetched_at.elapsed() < self.ttl => Ok(Lookup::Found(e)),
+                    _ if self.negative.contains_key(hash) => Ok(Lookup::Unknown),
+                    _ => self.load(hash).await,
+                }
+            })
+            .await
+            .clone();
         {
             let mut inflight = self.inflight.lock();
             if inflight.get(hash).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
