@@ -90,24 +90,25 @@ pub async fn authorize(
     let hash = key.hash();
     let entry = match cache.get_fresh(&hash) {
         Some(e) => e,
-        // A key the cache holds (past `ttl`, being refreshed) is known, not
-        // guessed: its refresh is not charged to the client's budget.
-        None if cache.holds(&hash) => match cache.get(&hash).await {
-            Ok(Lookup::Found(e)) => e,
-            Ok(Lookup::Unknown) => return Err(GatewayError::InvalidApiKey),
-            Err(_) => return Err(GatewayError::KeyStoreUnavailable(Duration::from_secs(1))),
-        },
         None => {
-            if let Some(retry) = budget
-                .failures
-                .check(client_ip, budget.limit, budget.window)
-            {
-                return Err(GatewayError::RateLimited(retry));
+            // A key the cache holds (past `ttl`, being refreshed) is known,
+            // not guessed: only lookups of keys it does not hold are
+            // subject to, and charged to, the client's budget.
+            let guessed = !cache.holds(&hash);
+            if guessed {
+                if let Some(retry) = budget
+                    .failures
+                    .check(client_ip, budget.limit, budget.window)
+                {
+                    return Err(GatewayError::RateLimited(retry));
+                }
             }
             match cache.get(&hash).await {
                 Ok(Lookup::Found(e)) => e,
                 Ok(Lookup::Unknown) => {
-                    budget.failures.record_failure(client_ip);
+                    if guessed {
+                        budget.failures.record_failure(client_ip);
+                    }
                     return Err(GatewayError::InvalidApiKey);
                 }
                 Err(_) => return Err(GatewayError::KeyStoreUnavailable(Duration::from_secs(1))),

@@ -58,6 +58,7 @@ struct Trace<'s> {
     path: Option<String>,
     /// The query as forwarded (without `api_key`).
     query: Option<String>,
+    /// The key that passed (set only when logging, like path and query).
     identity: Option<auth::Identity>,
     upstream: Option<std::time::Duration>,
 }
@@ -183,7 +184,9 @@ async fn pipeline<'s>(
         let identity = decided?;
         gw.usage
             .record(identity.id(), client_ip, crate::record::Timestamp::now());
-        trace.identity = Some(identity.clone());
+        if logging {
+            trace.identity = Some(identity.clone());
+        }
         Some(identity)
     };
 
