@@ -44,13 +44,18 @@ fn invalid(field: &'static str, message: impl Into<String>) -> KeyOpError {
     }
 }
 
+/// The error for an empty scope list (create, update and parsing alike).
+fn no_scopes() -> KeyOpError {
+    invalid(
+        "scopes",
+        "at least one scope is required (e.g. domains:read)",
+    )
+}
+
 /// Parses scope texts; at least one is required.
 pub fn parse_scopes(texts: &[String]) -> Result<Vec<Scope>, KeyOpError> {
     if texts.is_empty() {
-        return Err(invalid(
-            "scopes",
-            "at least one scope is required (e.g. domains:read)",
-        ));
+        return Err(no_scopes());
     }
     let mut out: Vec<Scope> = Vec::with_capacity(texts.len());
     for t in texts {
@@ -167,10 +172,7 @@ impl<'a> KeyService<'a> {
             check_account(a)?;
         }
         if new.scopes.is_empty() {
-            return Err(invalid(
-                "scopes",
-                "at least one scope is required (e.g. domains:read)",
-            ));
+            return Err(no_scopes());
         }
         if new.expires_in.is_some_and(|d| d.is_zero()) {
             return Err(invalid(
@@ -227,10 +229,7 @@ impl<'a> KeyService<'a> {
         }
         if let Some(s) = changes.scopes {
             if s.is_empty() {
-                return Err(invalid(
-                    "scopes",
-                    "at least one scope is required (e.g. domains:read)",
-                ));
+                return Err(no_scopes());
             }
             rec.scopes = s;
         }
