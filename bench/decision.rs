@@ -112,7 +112,7 @@ fn decision(c: &mut Criterion) {
     );
 
     // What every forwarded request spends on metrics (the same calls as
-    // proxy::handle, forward::Upstream::send and the auth stage).
+    // proxy::handle, upstream::Upstream::send and the auth stage).
     let metrics = Metrics::new();
     c.bench_function("stage/metrics_per_request", |b| {
         b.iter(|| {

@@ -1,4 +1,5 @@
-//! Forwarding: header hygiene, the upstream request, and the pooled client.
+//! Forwarding: header hygiene on the way to the upstream and back. The
+//! exchange itself and the connection pool are in [`crate::upstream`].
 //!
 //! Hygiene runs before the gateway adds anything, so no client header can
 //! forge or delete what the gateway says (HOSTILE §4): hop-by-hop headers and
@@ -6,153 +7,12 @@
 //! `X-Forwarded-*`, `Forwarded`, `X-Real-IP`, any name with `_` (upstreams
 //! that map `_` to `-` would read `X-Osir-Key_Id` as ours) and the
 //! credential. Then the gateway's own headers are added.
-//!
-//! Bodies are streamed both ways, never buffered whole; the request body is
-//! wrapped in a length limit so a chunked body over the route's limit is cut
-//! off and answered 413.
 
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::uri::{PathAndQuery, Uri};
-use http_body_util::Limited;
-use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-
-use crate::config::{UpstreamConfig, UpstreamUrl};
-use crate::error::GatewayError;
-use crate::key::Env;
-use crate::metrics::Metrics;
-
-/// The body sent upstream: the client's, streamed, under the route's limit.
-pub type UpstreamBody = Limited<Incoming>;
-
-/// One destination base (`url` or `test_url`), pre-split for cheap URI builds.
-#[derive(Debug, Clone)]
-struct Target {
-    /// `http://host:port`, the part before the path.
-    origin: String,
-    base_path: String,
-    host: HeaderValue,
-}
-
-impl Target {
-    fn new(u: &UpstreamUrl) -> Target {
-        Target {
-            origin: format!("{}://{}", u.scheme, u.authority),
-            base_path: u.base_path.clone(),
-            host: HeaderValue::from_str(u.authority.as_str())
-                .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
-        }
-    }
-}
-
-/// A configured upstream with its own connection pool.
-pub struct Upstream {
-    /// The configured name: metrics label and log field.
-    pub name: Box<str>,
-    live: Target,
-    test: Option<Target>,
-    timeout: Duration,
-    client: Client<HttpConnector, UpstreamBody>,
-}
-
-impl Upstream {
-    /// Builds the pool for one `[upstreams.NAME]`.
-    pub fn new(cfg: &UpstreamConfig) -> Upstream {
-        let mut conn = HttpConnector::new();
-        conn.set_connect_timeout(Some(cfg.connect_timeout));
-        conn.set_nodelay(true);
-        conn.set_keepalive(Some(Duration::from_secs(60)));
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(cfg.pool_idle_timeout)
-            .pool_max_idle_per_host(cfg.pool_max_idle)
-            .build(conn);
-        Upstream {
-            name: cfg.name.as_str().into(),
-            live: Target::new(&cfg.url),
-            test: cfg.test_url.as_ref().map(Target::new),
-            timeout: cfg.timeout,
-            client,
-        }
-    }
-
-    /// Sends the request and waits for the response head, up to `timeout`.
-    /// `env` picks `test_url` for test keys when there is one.
-    pub async fn send(
-        &self,
-        mut req: http::Request<UpstreamBody>,
-        path: &str,
-        query: Option<&str>,
-        env: Option<Env>,
-        metrics: &Metrics,
-    ) -> Result<http::Response<Incoming>, GatewayError> {
-        let target = match (env, &self.test) {
-            (Some(Env::Test), Some(t)) => t,
-            _ => &self.live,
-        };
-        *req.uri_mut() = build_uri(target, path, query)?;
-        req.headers_mut().insert(header::HOST, target.host.clone());
-        let started = Instant::now();
-        let outcome = tokio::time::timeout(self.timeout, self.client.request(req)).await;
-        let kind = match outcome {
-            Ok(Ok(resp)) => {
-                metrics
-                    .upstream_duration
-                    .with_label_values(&[&self.name])
-                    .observe(started.elapsed().as_secs_f64());
-                return Ok(resp);
-            }
-            Err(_) => ("timeout", GatewayError::UpstreamTimeout),
-            Ok(Err(e)) if body_over_limit(&e) => return Err(GatewayError::PayloadTooLarge),
-            Ok(Err(e)) if e.is_connect() => {
-                tracing::warn!(upstream = %self.name, error = %e, "upstream connect failed");
-                ("connect", GatewayError::UpstreamUnavailable)
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(upstream = %self.name, error = %e, "upstream exchange failed");
-                ("broken", GatewayError::UpstreamUnavailable)
-            }
-        };
-        metrics
-            .upstream_errors
-            .with_label_values(&[&self.name, kind.0])
-            .inc();
-        Err(kind.1)
-    }
-}
-
-fn body_over_limit(e: &hyper_util::client::legacy::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if s.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        source = s.source();
-    }
-    false
-}
-
-fn build_uri(t: &Target, path: &str, query: Option<&str>) -> Result<Uri, GatewayError> {
-    let mut s = String::with_capacity(
-        t.origin.len() + t.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1),
-    );
-    s.push_str(&t.origin);
-    s.push_str(&t.base_path);
-    s.push_str(path);
-    if let Some(q) = query {
-        s.push('?');
-        s.push_str(q);
-    }
-    Uri::try_from(s)
-        .map_err(|_| GatewayError::InvalidRequest("the request target cannot be forwarded".into()))
-}
+use http::uri::PathAndQuery;
 
 /// Is this a hop-by-hop header (RFC 9110 §7.6.1, plus the `Proxy-*` family)?
 fn is_hop_by_hop(name: &HeaderName) -> bool {

@@ -14,12 +14,12 @@ use crate::access_log::AccessLog;
 use crate::cache::KeyCache;
 use crate::config::Config;
 use crate::flood::FailedLookups;
-use crate::forward::Upstream;
 use crate::metrics::Metrics;
 use crate::request_id::RequestIds;
 use crate::route::RouteTable;
 use crate::store::Store;
 use crate::tls::TlsAcceptor;
+use crate::upstream::Upstream;
 use crate::usage::UsageRecorder;
 
 /// One config generation, compiled for the request path.
@@ -28,18 +28,35 @@ pub struct Snapshot {
     pub config: Config,
     /// Routes, longest prefix first.
     pub routes: RouteTable,
-    /// Upstream pools, indexed like `config.upstreams`.
-    pub upstreams: Vec<Upstream>,
+    /// Upstream pools, indexed like `config.upstreams`; shared with the
+    /// previous generation where a reload left an upstream unchanged.
+    pub upstreams: Vec<Arc<Upstream>>,
     /// 1 for the first config, +1 per successful reload.
     pub generation: u64,
 }
 
 impl Snapshot {
-    /// Compiles a validated config.
-    pub fn new(config: Config, generation: u64) -> Snapshot {
+    /// Compiles a validated config. Upstreams whose config is unchanged
+    /// from `previous` are carried over with their warm connection pools.
+    pub fn new(
+        config: Config,
+        generation: u64,
+        metrics: &Metrics,
+        previous: Option<&Snapshot>,
+    ) -> Snapshot {
+        let upstreams = config
+            .upstreams
+            .iter()
+            .map(|cfg| {
+                previous
+                    .and_then(|p| p.upstreams.iter().find(|u| u.built_from(cfg)))
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(Upstream::new(cfg, metrics)))
+            })
+            .collect();
         Snapshot {
             routes: RouteTable::new(&config),
-            upstreams: config.upstreams.iter().map(Upstream::new).collect(),
+            upstreams,
             config,
             generation,
         }
@@ -85,7 +102,7 @@ impl Gateway {
             config.auth.failed_lookup_window,
         );
         let gw = Arc::new(Gateway {
-            snapshot: ArcSwap::from_pointee(Snapshot::new(config, 1)),
+            snapshot: ArcSwap::from_pointee(Snapshot::new(config, 1, &metrics, None)),
             cache,
             metrics,
             request_ids: RequestIds::new(),
@@ -98,7 +115,8 @@ impl Gateway {
             tasks: parking_lot::Mutex::new(vec![watcher]),
         });
         let flusher = tokio::spawn(flush_usage(Arc::downgrade(&gw)));
-        gw.tasks.lock().push(flusher);
+        let reaper = tokio::spawn(reap_idle_connections(Arc::downgrade(&gw)));
+        gw.tasks.lock().extend([flusher, reaper]);
         gw
     }
 
@@ -114,8 +132,13 @@ impl Gateway {
     /// logs that.
     pub fn apply(&self, config: Config) -> u64 {
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        self.snapshot
-            .store(Arc::new(Snapshot::new(config, generation)));
+        let previous = self.snapshot.load_full();
+        self.snapshot.store(Arc::new(Snapshot::new(
+            config,
+            generation,
+            &self.metrics,
+            Some(&previous),
+        )));
         self.metrics.config_generation.set(generation as i64);
         generation
     }
@@ -149,5 +172,22 @@ async fn flush_usage(gw: std::sync::Weak<Gateway>) {
             return;
         };
         g.flush_usage().await;
+    }
+}
+
+/// Closes upstream connections that sat idle past `pool_idle_timeout`, once
+/// a second, until the gateway is gone. (Pools of replaced upstreams close
+/// with the last snapshot that holds them.)
+async fn reap_idle_connections(gw: std::sync::Weak<Gateway>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(g) = gw.upgrade() else {
+            return;
+        };
+        for u in &g.snapshot.load().upstreams {
+            u.reap_idle();
+        }
     }
 }

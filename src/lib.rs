@@ -18,7 +18,8 @@
 //! | key format and checksum | [`key`] |
 //! | key lookup: cache, single flight, epochs | [`cache`], [`store`] |
 //! | expiry, revocation, IP, scope; unknown-key budget | [`auth`], [`flood`] |
-//! | header hygiene, forwarding, pools | [`forward`] |
+//! | header hygiene | [`forward`] |
+//! | upstream exchange, connection pools | [`upstream`] |
 //! | every gateway-made answer | [`error`] |
 //! | metrics | [`metrics`] |
 //! | access log (JSON lines, non-blocking) | [`access_log`] |
@@ -56,5 +57,6 @@ pub mod run;
 pub mod server;
 pub mod store;
 pub mod tls;
+pub mod upstream;
 pub mod usage;
 pub mod watch;

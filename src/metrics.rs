@@ -28,6 +28,9 @@ pub struct Metrics {
     pub request_duration: HistogramVec,
     /// `osir_gateway_upstream_duration_seconds{upstream}`: time to response head.
     pub upstream_duration: HistogramVec,
+    /// `osir_gateway_upstream_connections_total{upstream}`: TCP connections
+    /// opened; against the request count it gives the pool's reuse ratio.
+    pub upstream_connects: IntCounterVec,
     /// `osir_gateway_upstream_errors_total{upstream,kind}` (`connect`, `timeout`, `broken`).
     pub upstream_errors: IntCounterVec,
     /// `osir_gateway_key_cache_lookups_total{result}`.
@@ -172,6 +175,12 @@ impl Metrics {
                 &r,
                 "osir_gateway_upstream_duration_seconds",
                 "Time the upstream took to send its response head",
+                &["upstream"],
+            ),
+            upstream_connects: counter_vec(
+                &r,
+                "osir_gateway_upstream_connections_total",
+                "Connections opened to the upstream (the rest of its requests reused pooled ones)",
                 &["upstream"],
             ),
             upstream_errors: counter_vec(

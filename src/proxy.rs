@@ -29,9 +29,10 @@ use crate::head;
 use crate::metrics::{method_label, status_label};
 use crate::path;
 use crate::route::Route;
+use crate::upstream::ResponseBody;
 
 /// Response bodies: the upstream's, streamed, or the gateway's own.
-pub type Body = Either<Incoming, Full<Bytes>>;
+pub type Body = Either<ResponseBody, Full<Bytes>>;
 
 /// What the listener knows about the connection a request came on.
 #[derive(Clone, Copy, Debug)]
@@ -135,7 +136,7 @@ async fn pipeline<'s>(
     request_id: &HeaderValue,
     trace: &mut Trace<'s>,
     logging: bool,
-) -> Result<Response<Incoming>, GatewayError> {
+) -> Result<Response<ResponseBody>, GatewayError> {
     let (mut parts, body) = req.into_parts();
     let cfg = &snap.config;
     if head::size(&parts) > cfg.server.max_header_bytes {

@@ -24,6 +24,7 @@ mod limits;
 mod ops;
 mod outage;
 mod paths;
+mod pool;
 mod props;
 mod routing;
 mod smoke;
