@@ -115,8 +115,7 @@ impl Gateway {
             tasks: parking_lot::Mutex::new(vec![watcher]),
         });
         let flusher = tokio::spawn(flush_usage(Arc::downgrade(&gw)));
-        let reaper = tokio::spawn(reap_idle_connections(Arc::downgrade(&gw)));
-        gw.tasks.lock().extend([flusher, reaper]);
+        gw.tasks.lock().push(flusher);
         gw
     }
 
@@ -172,22 +171,5 @@ async fn flush_usage(gw: std::sync::Weak<Gateway>) {
             return;
         };
         g.flush_usage().await;
-    }
-}
-
-/// Closes upstream connections that sat idle past `pool_idle_timeout`, once
-/// a second, until the gateway is gone. (Pools of replaced upstreams close
-/// with the last snapshot that holds them.)
-async fn reap_idle_connections(gw: std::sync::Weak<Gateway>) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Some(g) = gw.upgrade() else {
-            return;
-        };
-        for u in &g.snapshot.load().upstreams {
-            u.reap_idle();
-        }
     }
 }

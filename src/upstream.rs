@@ -1,44 +1,33 @@
-//! Upstream exchanges over pooled HTTP/1.1 connections, driven in the task of
-//! the request that uses them.
+//! Upstream exchanges: one pooled HTTP/1.1 client per configured upstream.
 //!
-//! A pooled client that runs every connection as a task of its own (as
-//! hyper-util's does) hands each request to that task over a channel, the
-//! response head back over another, and every body chunk over a third: three
-//! task hand-offs per request, about a fifth of the gateway's own CPU on a
-//! cache hit. Here the request that takes a connection from the pool also
-//! drives it: [`Upstream::send`] polls the connection while it waits for the
-//! response head, and [`ResponseBody`] keeps polling it while the listener
-//! streams the body to the client. Nothing else ever polls a connection, so
-//! nothing crosses a task boundary.
+//! The pool is hyper-util's: connections are reused after clean exchanges,
+//! closed after `pool_idle_timeout`, at most `pool_max_idle` kept per
+//! destination, and a request that could not be written on a pooled
+//! connection the upstream had closed is retried on a fresh one. A reload
+//! that leaves an upstream's config unchanged keeps the [`Upstream`], so its
+//! warm connections survive the reload.
 //!
-//! A connection goes back to the pool only when its response was read to the
-//! end and hyper says it is ready for another request; anything else (a body
-//! the client stopped reading, an error, `Connection: close`) closes it. On
-//! the way out of the pool a connection is polled once, which notices an
-//! upstream that closed it while idle; a request that could not even be
-//! written on a pooled connection is retried once on another. Idle connections
-//! older than `pool_idle_timeout` are closed by [`Upstream::reap_idle`], which
-//! the gateway calls every second.
+//! Driving the connections in the request's own task instead (hyper's
+//! `client::conn` with a pool of our own, commit feadb76) was measured and
+//! reverted: it saved no user CPU, and because upstream and client writes
+//! stopped being batched per scheduler tick the kernel spent more on wake-ups
+//! (`bench/README.md`, "What stands in the way").
 //!
 //! Bodies stream both ways, never buffered whole; the request body is under
 //! the route's limit, so a chunked body over it is cut off and answered 413.
 
-use std::collections::VecDeque;
-use std::future::{poll_fn, Future};
-use std::pin::{pin, Pin};
-use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::uri::Uri;
-use http_body::{Body, Frame, SizeHint};
 use http_body_util::Limited;
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
-use parking_lot::Mutex;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use prometheus::{Histogram, IntCounter};
 use tokio::net::TcpStream;
 
@@ -50,139 +39,39 @@ use crate::metrics::Metrics;
 /// The body sent upstream: the client's, streamed, under the route's limit.
 pub type UpstreamBody = Limited<Incoming>;
 
+/// The upstream's response body, streamed to the client.
+pub type ResponseBody = Incoming;
+
 /// TCP keep-alive probes on upstream connections start after this much silence.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
-/// One HTTP/1.1 connection: the handle requests go through and the state
-/// machine that reads and writes the socket (which must be polled for
-/// anything to happen).
-struct Conn {
-    tx: http1::SendRequest<UpstreamBody>,
-    io: http1::Connection<TokioIo<TcpStream>, UpstreamBody>,
-}
-
-impl Conn {
-    /// Lets the connection make progress; false once it has closed (cleanly
-    /// or not), after which it must not be used again.
-    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
-        Pin::new(&mut self.io).poll(cx).is_pending()
-    }
-
-    /// Can it take another request right now?
-    fn reusable(&mut self, cx: &mut Context<'_>) -> bool {
-        self.drive(cx) && self.tx.is_ready()
-    }
-}
-
-struct Idle {
-    conn: Conn,
-    since: Instant,
-}
-
-/// Idle connections to one destination, most recently used last.
-struct Pool {
-    idle: Mutex<VecDeque<Idle>>,
-    max_idle: usize,
-    idle_timeout: Duration,
-}
-
-impl Pool {
-    /// The most recently used live connection, if any.
-    fn take(&self, cx: &mut Context<'_>) -> Option<Conn> {
-        loop {
-            let idle = self.idle.lock().pop_back()?;
-            if idle.since.elapsed() >= self.idle_timeout {
-                // The newest is too old, so all are: close them outside the lock.
-                let stale = std::mem::take(&mut *self.idle.lock());
-                drop(stale);
-                return None;
-            }
-            let mut conn = idle.conn;
-            if conn.reusable(cx) {
-                return Some(conn);
-            }
-        }
-    }
-
-    /// Keeps a connection whose exchange finished cleanly, if it is ready
-    /// for another request and there is room.
-    fn finish(&self, mut conn: Conn, cx: &mut Context<'_>) {
-        if self.max_idle == 0 || !conn.reusable(cx) {
-            return;
-        }
-        let evicted = {
-            let mut idle = self.idle.lock();
-            let evicted = if idle.len() >= self.max_idle {
-                idle.pop_front()
-            } else {
-                None
-            };
-            idle.push_back(Idle {
-                conn,
-                since: Instant::now(),
-            });
-            evicted
-        };
-        drop(evicted);
-    }
-
-    fn reap(&self) {
-        let now = Instant::now();
-        let mut expired = Vec::new();
-        {
-            let mut idle = self.idle.lock();
-            while idle
-                .front()
-                .is_some_and(|i| now.duration_since(i.since) >= self.idle_timeout)
-            {
-                expired.extend(idle.pop_front());
-            }
-        }
-        drop(expired);
-    }
-
-    fn idle_count(&self) -> usize {
-        self.idle.lock().len()
-    }
-}
-
-/// One destination base (`url` or `test_url`) with its pool.
+/// One destination base (`url` or `test_url`), pre-split for cheap URI builds.
 struct Target {
-    /// Host and port to connect to (brackets of an IPv6 literal removed).
-    host: Box<str>,
-    port: u16,
+    /// `http://host:port`, the part before the path.
+    origin: Box<str>,
     base_path: Box<str>,
     /// The `Host` header sent upstream.
-    host_header: HeaderValue,
-    pool: Arc<Pool>,
+    host: HeaderValue,
 }
 
 impl Target {
-    fn new(u: &UpstreamUrl, cfg: &UpstreamConfig) -> Target {
-        let host = u.authority.host();
-        let host = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
+    fn new(u: &UpstreamUrl) -> Target {
         Target {
-            host: host.into(),
-            port: u.authority.port_u16().unwrap_or(80),
+            origin: format!("{}://{}", u.scheme, u.authority).into(),
             base_path: u.base_path.as_str().into(),
-            host_header: HeaderValue::from_str(u.authority.as_str())
+            host: HeaderValue::from_str(u.authority.as_str())
                 .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
-            pool: Arc::new(Pool {
-                idle: Mutex::new(VecDeque::new()),
-                max_idle: cfg.pool_max_idle,
-                idle_timeout: cfg.pool_idle_timeout,
-            }),
         }
     }
 
-    /// The origin-form request target: base path, checked path, query.
     fn uri(&self, path: &str, query: Option<&str>) -> Result<Uri, GatewayError> {
         let mut s = String::with_capacity(
-            self.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1),
+            self.origin.len()
+                + self.base_path.len()
+                + path.len()
+                + query.map_or(0, |q| q.len() + 1),
         );
+        s.push_str(&self.origin);
         s.push_str(&self.base_path);
         s.push_str(path);
         if let Some(q) = query {
@@ -195,10 +84,35 @@ impl Target {
     }
 }
 
-/// Why an exchange failed, before it is mapped to an answer.
-enum Failure {
-    Connect(String),
-    Exchange(hyper::Error),
+/// hyper-util's connector, counting the connections it opens
+/// (`osir_gateway_upstream_connections_total`, the pool's reuse ratio).
+#[derive(Clone)]
+struct CountingConnector {
+    inner: HttpConnector,
+    connects: IntCounter,
+}
+
+type ConnectError = Box<dyn std::error::Error + Send + Sync>;
+type Connecting = Pin<Box<dyn Future<Output = Result<TokioIo<TcpStream>, ConnectError>> + Send>>;
+
+impl tower_service::Service<Uri> for CountingConnector {
+    type Response = TokioIo<TcpStream>;
+    type Error = ConnectError;
+    type Future = Connecting;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ConnectError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, dst: Uri) -> Connecting {
+        let connecting = self.inner.call(dst);
+        let connects = self.connects.clone();
+        Box::pin(async move {
+            let io = connecting.await?;
+            connects.inc();
+            Ok(io)
+        })
+    }
 }
 
 /// A configured upstream: its destinations, pools and metric handles.
@@ -210,39 +124,40 @@ pub struct Upstream {
     config: UpstreamConfig,
     live: Target,
     test: Option<Target>,
+    client: Client<CountingConnector, UpstreamBody>,
     duration: Histogram,
-    connects: IntCounter,
 }
 
 impl Upstream {
     /// Builds the pools for one `[upstreams.NAME]`.
     pub fn new(cfg: &UpstreamConfig, metrics: &Metrics) -> Upstream {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(cfg.connect_timeout));
+        http.set_nodelay(true);
+        http.set_keepalive(Some(TCP_KEEPALIVE));
+        let connector = CountingConnector {
+            inner: http,
+            connects: metrics.upstream_connects.with_label_values(&[&cfg.name]),
+        };
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(cfg.pool_idle_timeout)
+            .pool_max_idle_per_host(cfg.pool_max_idle)
+            .build(connector);
         Upstream {
             name: cfg.name.as_str().into(),
             config: cfg.clone(),
-            live: Target::new(&cfg.url, cfg),
-            test: cfg.test_url.as_ref().map(|u| Target::new(u, cfg)),
+            live: Target::new(&cfg.url),
+            test: cfg.test_url.as_ref().map(Target::new),
+            client,
             duration: metrics.upstream_duration.with_label_values(&[&cfg.name]),
-            connects: metrics.upstream_connects.with_label_values(&[&cfg.name]),
         }
     }
 
     /// Was it built from exactly this config?
     pub fn built_from(&self, cfg: &UpstreamConfig) -> bool {
         self.config == *cfg
-    }
-
-    /// Closes pooled connections idle for longer than `pool_idle_timeout`.
-    pub fn reap_idle(&self) {
-        self.live.pool.reap();
-        if let Some(t) = &self.test {
-            t.pool.reap();
-        }
-    }
-
-    /// Idle pooled connections (live and test destinations together).
-    pub fn idle_connections(&self) -> usize {
-        self.live.pool.idle_count() + self.test.as_ref().map_or(0, |t| t.pool.idle_count())
     }
 
     /// Sends the request and waits for the response head, up to `timeout`.
@@ -260,24 +175,21 @@ impl Upstream {
             _ => &self.live,
         };
         *req.uri_mut() = target.uri(path, query)?;
-        req.headers_mut()
-            .insert(header::HOST, target.host_header.clone());
+        req.headers_mut().insert(header::HOST, target.host.clone());
         let started = Instant::now();
-        let outcome = tokio::time::timeout(self.config.timeout, self.exchange(target, req)).await;
+        let outcome = tokio::time::timeout(self.config.timeout, self.client.request(req)).await;
         let (kind, err) = match outcome {
             Ok(Ok(resp)) => {
                 self.duration.observe(started.elapsed().as_secs_f64());
                 return Ok(resp);
             }
             Err(_) => ("timeout", GatewayError::UpstreamTimeout),
-            Ok(Err(Failure::Exchange(e))) if body_over_limit(&e) => {
-                return Err(GatewayError::PayloadTooLarge)
-            }
-            Ok(Err(Failure::Connect(e))) => {
+            Ok(Err(e)) if body_over_limit(&e) => return Err(GatewayError::PayloadTooLarge),
+            Ok(Err(e)) if e.is_connect() => {
                 tracing::warn!(upstream = %self.name, error = %e, "upstream connect failed");
                 ("connect", GatewayError::UpstreamUnavailable)
             }
-            Ok(Err(Failure::Exchange(e))) => {
+            Ok(Err(e)) => {
                 tracing::warn!(upstream = %self.name, error = %e, "upstream exchange failed");
                 ("broken", GatewayError::UpstreamUnavailable)
             }
@@ -288,71 +200,9 @@ impl Upstream {
             .inc();
         Err(err)
     }
-
-    /// One request on a pooled connection (retried once on another if the
-    /// pooled one turned out closed before the request was written) or on a
-    /// new one.
-    async fn exchange(
-        &self,
-        target: &Target,
-        mut req: http::Request<UpstreamBody>,
-    ) -> Result<http::Response<ResponseBody>, Failure> {
-        loop {
-            let pooled = poll_fn(|cx| Poll::Ready(target.pool.take(cx))).await;
-            let reused = pooled.is_some();
-            let mut conn = match pooled {
-                Some(c) => c,
-                None => self.connect(target).await?,
-            };
-            let mut open = true;
-            let sent = {
-                let mut response = pin!(conn.tx.try_send_request(req));
-                poll_fn(|cx| {
-                    if open {
-                        open = conn.drive(cx);
-                    }
-                    response.as_mut().poll(cx)
-                })
-                .await
-            };
-            match sent {
-                Ok(resp) => {
-                    let (parts, body) = resp.into_parts();
-                    let conn = open.then_some(conn);
-                    let body = ResponseBody::new(body, conn, &target.pool).await;
-                    return Ok(http::Response::from_parts(parts, body));
-                }
-                Err(mut e) => match e.take_message() {
-                    Some(r) if reused => req = r,
-                    _ => return Err(Failure::Exchange(e.into_error())),
-                },
-            }
-        }
-    }
-
-    async fn connect(&self, target: &Target) -> Result<Conn, Failure> {
-        let addr = (&*target.host, target.port);
-        let stream =
-            match tokio::time::timeout(self.config.connect_timeout, TcpStream::connect(addr)).await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => return Err(Failure::Connect(e.to_string())),
-                Err(_) => return Err(Failure::Connect("connect timed out".into())),
-            };
-        // Best effort: a socket that refuses these options still works.
-        let _ = stream.set_nodelay(true);
-        let _ = socket2::SockRef::from(&stream)
-            .set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE));
-        self.connects.inc();
-        let (tx, io) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(Failure::Exchange)?;
-        Ok(Conn { tx, io })
-    }
 }
 
-fn body_over_limit(e: &hyper::Error) -> bool {
+fn body_over_limit(e: &hyper_util::client::legacy::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
         if s.is::<http_body_util::LengthLimitError>() {
@@ -361,85 +211,4 @@ fn body_over_limit(e: &hyper::Error) -> bool {
         source = s.source();
     }
     false
-}
-
-/// The upstream's response body, streamed to the client. While it streams it
-/// drives the connection it arrives on, and when it has been read to the end
-/// it returns that connection to the pool.
-pub struct ResponseBody {
-    inner: Incoming,
-    /// The connection and the pool it goes back to, until the body ends.
-    conn: Option<(Conn, Arc<Pool>)>,
-}
-
-impl ResponseBody {
-    async fn new(inner: Incoming, conn: Option<Conn>, pool: &Arc<Pool>) -> ResponseBody {
-        let Some(conn) = conn else {
-            return ResponseBody { inner, conn: None };
-        };
-        if inner.is_end_stream() {
-            // No body (HEAD, 204, 304, `Content-Length: 0`): nothing will
-            // poll this body, so the connection is finished now.
-            let mut conn = Some(conn);
-            poll_fn(|cx| {
-                if let Some(c) = conn.take() {
-                    pool.finish(c, cx);
-                }
-                Poll::Ready(())
-            })
-            .await;
-            return ResponseBody { inner, conn: None };
-        }
-        ResponseBody {
-            inner,
-            conn: Some((conn, pool.clone())),
-        }
-    }
-
-    fn finish(&mut self, cx: &mut Context<'_>) {
-        if let Some((conn, pool)) = self.conn.take() {
-            pool.finish(conn, cx);
-        }
-    }
-}
-
-impl Body for ResponseBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = &mut *self;
-        if let Some((conn, _)) = &mut this.conn {
-            if !conn.drive(cx) {
-                this.conn = None;
-            }
-        }
-        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
-        match &frame {
-            None => this.finish(cx),
-            Some(Ok(_)) if this.inner.is_end_stream() => this.finish(cx),
-            Some(Ok(_)) => {}
-            Some(Err(_)) => this.conn = None,
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl std::fmt::Debug for ResponseBody {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseBody")
-            .field("pooled", &self.conn.is_some())
-            .finish()
-    }
 }
