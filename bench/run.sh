@@ -116,7 +116,7 @@ parse_args() {
     [[ $OPEN_LOOP == auto ]] && OPEN_LOOP=0
   else
     REPS=${BENCH_REPS:-5}; SECONDS_PER_RUN=${BENCH_SECONDS:-10}; WARMUP_SECONDS=2
-    POP_KEYS=${BENCH_POP_KEYS:-20000}; STORE_KEYS=${BENCH_STORE_KEYS:-20000}
+    POP_KEYS=${BENCH_POP_KEYS:-100000}; STORE_KEYS=${BENCH_STORE_KEYS:-20000}
     FLOOD_KEYS=${BENCH_FLOOD_KEYS:-1000}
     OPEN_REPS=${BENCH_OPEN_REPS:-3}
     [[ $OPEN_LOOP == auto ]] && OPEN_LOOP=1
@@ -578,45 +578,18 @@ create_key() {  # create_key SCOPE NAME -> prints the key
   printf '%s\n' "$key"
 }
 
-# seed_keys N FILE: N keys with domains:read, one a line in FILE.
-#
-# TODO(bulk-seed): this calls `osir-gateway keys create` once per key (two
-# loops in parallel), which takes minutes for tens of thousands of keys, so the
-# populations are 100 (quick) / 20,000 (full) instead of the 100,000 the
-# population scenario should use. Replace the body with a bulk path (a bulk
-# CLI or admin-API import, or writes in the gateway's Redis schema once that
-# schema is fixed) and raise BENCH_POP_KEYS' default to 100000.
+# seed_keys N FILE: N keys with domains:read, one a line in FILE, made by one
+# `keys create --count N` (one process, one store round trip per key).
 seed_keys() {
-  local n=$1 file=$2 w start=$SECONDS seeders=()
-  log "seeding $n keys through the CLI, one process per key (see TODO(bulk-seed) in bench/README.md)"
-  for w in 0 1; do
-    (
-      local i
-      for ((i = w; i < n; i += 2)); do
-        "$GW_BIN" -c "$RUN/conf/gw-w1.toml" keys create --name "bench-pop-$i" --env live \
-          --scope domains:read --json 2>>"$RUN/logs/gw-keys.$w.log" || exit 1
-        if ((w == 0 && i > 0 && i % 2000 == 0)); then
-          log "  … $i of $n keys after $((SECONDS - start)) s"
-        fi
-      done
-    ) >"$RUN/keys.raw.$w" &
-    seeders+=($!)
-  done
-  local rc=0 pid
-  for pid in "${seeders[@]}"; do wait "$pid" || rc=1; done
-  ((rc == 0)) || return 1
-  cat "$RUN/keys.raw.0" "$RUN/keys.raw.1" | python3 -c '
+  local n=$1 file=$2 start=$SECONDS
+  log "seeding $n keys (keys create --count $n)"
+  "$GW_BIN" -c "$RUN/conf/gw-w1.toml" keys create --name bench-pop --env live \
+    --scope domains:read --count "$n" --json 2>>"$RUN/logs/gw-keys.log" \
+    | python3 -c '
 import json, sys
-text = sys.stdin.read()
-dec, i, n = json.JSONDecoder(), 0, 0
-while True:
-    i = text.find("{", i)
-    if i == -1:
-        break
-    obj, i = dec.raw_decode(text, i)
-    if isinstance(obj, dict) and "key" in obj:
-        print(obj["key"]); n += 1
-' >"$file"
+for line in sys.stdin:
+    print(json.loads(line)["key"])
+' >"$file" || return 1
   local got
   got=$(wc -l <"$file")
   log "seeded $got keys in $((SECONDS - start)) s"

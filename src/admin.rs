@@ -130,6 +130,7 @@ fn op_error(e: KeyOpError) -> GatewayError {
             GatewayError::KeyStoreUnavailable(Duration::from_secs(1))
         }
         KeyOpError::Random(m) => GatewayError::Internal(m),
+        KeyOpError::Partial { .. } => GatewayError::Internal(e.to_string()),
     }
 }
 

@@ -80,6 +80,10 @@ pub enum KeysCommand {
         /// Lifetime, e.g. 90d.
         #[arg(long = "expires-in")]
         expires_in: Option<String>,
+        /// Make this many keys with the same grants, named NAME-1 … NAME-N,
+        /// one line each (`ID KEY`, or one compact JSON object with --json).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        count: u32,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -265,6 +269,40 @@ fn to_json(v: &serde_json::Value) -> String {
     format!("{}\n", serde_json::to_string_pretty(v).unwrap_or_default())
 }
 
+/// `keys create --count N`: N keys with the same grants, one line each. A
+/// failure part-way reports how many were made; their keys are not printed
+/// (nothing is, on failure), so they are unusable: revoke them by name.
+async fn create_many(
+    svc: &KeyService<'_>,
+    new: NewKey,
+    count: u32,
+    json: bool,
+) -> Result<String, KeyOpError> {
+    let mut out = String::new();
+    for i in 1..=count {
+        let one = NewKey {
+            name: format!("{}-{i}", new.name),
+            ..new.clone()
+        };
+        let issued = svc.create(one).await.map_err(|e| KeyOpError::Partial {
+            made: i - 1,
+            count,
+            source: Box::new(e),
+        })?;
+        if json {
+            let v = crate::admin::record_json(&issued.record, None, Some(&issued.key));
+            out.push_str(&serde_json::to_string(&v).unwrap_or_default());
+        } else {
+            out.push_str(&issued.record.id);
+            out.push(' ');
+            out.push_str(issued.key.expose_secret());
+        }
+        out.push('\n');
+    }
+    eprintln!("These {count} keys are shown once: copy them now. They cannot be shown again.");
+    Ok(out)
+}
+
 /// Runs one key command and returns what to print on stdout.
 pub async fn keys_op(store: &Store, cmd: KeysCommand) -> Result<String, KeyOpError> {
     let svc = KeyService::new(store);
@@ -277,6 +315,7 @@ pub async fn keys_op(store: &Store, cmd: KeysCommand) -> Result<String, KeyOpErr
             allow_ips,
             account,
             expires_in,
+            count,
             json,
         } => {
             let new = NewKey {
@@ -289,6 +328,9 @@ pub async fn keys_op(store: &Store, cmd: KeysCommand) -> Result<String, KeyOpErr
                     .map(|d| keys::parse_duration("expires-in", &d))
                     .transpose()?,
             };
+            if count > 1 {
+                return create_many(&svc, new, count, json).await;
+            }
             let issued = svc.create(new).await?;
             eprintln!("This key is shown once: copy it now. It cannot be shown again.");
             if json {

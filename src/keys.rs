@@ -35,6 +35,16 @@ pub enum KeyOpError {
     /// The OS random source failed (no key can be made safely).
     #[error("cannot read the system random source: {0}")]
     Random(String),
+    /// `keys create --count N` failed part-way.
+    #[error("{source} ({made} of {count} keys were made before this failure)")]
+    Partial {
+        /// Keys made (and printed nowhere: the batch output is lost).
+        made: u32,
+        /// Keys asked for.
+        count: u32,
+        /// What stopped the batch.
+        source: Box<KeyOpError>,
+    },
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> KeyOpError {
