@@ -6,6 +6,8 @@
 //! reasons are contract codes, upstreams are configured names. No key, key
 //! id, IP or raw path ever becomes a label.
 
+use std::sync::OnceLock;
+
 use http::Method;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
@@ -248,15 +250,78 @@ impl Metrics {
 
 /// The method label: the seven methods with scopes, else `OTHER`.
 pub fn method_label(m: &Method) -> &'static str {
+    METHOD_LABELS[method_slot(m)]
+}
+
+/// The series of one route that nearly every request touches, resolved on
+/// first use so the request path skips the label lookup (hashing four label
+/// values under a read lock): its duration histogram and, per method, the
+/// `status="200",reason="ok"` counter. Any other answer takes the general path.
+#[derive(Default)]
+pub struct RouteSeries {
+    duration: OnceLock<Histogram>,
+    ok: [OnceLock<IntCounter>; METHOD_LABELS.len()],
+}
+
+impl std::fmt::Debug for RouteSeries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteSeries").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// Counts one answered request and observes its duration. `series` is
+    /// the route's cache (`None` when no route matched).
+    pub fn record_request(
+        &self,
+        route: Option<(&str, &RouteSeries)>,
+        method: &Method,
+        status: http::StatusCode,
+        reason: &str,
+        seconds: f64,
+    ) {
+        let Some((label, series)) = route else {
+            let labels = ["none", method_label(method), status_label(status), reason];
+            self.requests.with_label_values(&labels).inc();
+            self.request_duration
+                .with_label_values(&["none"])
+                .observe(seconds);
+            return;
+        };
+        series
+            .duration
+            .get_or_init(|| self.request_duration.with_label_values(&[label]))
+            .observe(seconds);
+        let slot = method_slot(method);
+        if status == http::StatusCode::OK && reason == "ok" {
+            series.ok[slot]
+                .get_or_init(|| {
+                    self.requests
+                        .with_label_values(&[label, METHOD_LABELS[slot], "200", "ok"])
+                })
+                .inc();
+        } else {
+            let labels = [label, METHOD_LABELS[slot], status_label(status), reason];
+            self.requests.with_label_values(&labels).inc();
+        }
+    }
+}
+
+/// Method labels, indexed by [`method_slot`].
+const METHOD_LABELS: [&str; 8] = [
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "OTHER",
+];
+
+fn method_slot(m: &Method) -> usize {
     match *m {
-        Method::GET => "GET",
-        Method::HEAD => "HEAD",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::OPTIONS => "OPTIONS",
-        _ => "OTHER",
+        Method::GET => 0,
+        Method::HEAD => 1,
+        Method::POST => 2,
+        Method::PUT => 3,
+        Method::PATCH => 4,
+        Method::DELETE => 5,
+        Method::OPTIONS => 6,
+        _ => 7,
     }
 }
 

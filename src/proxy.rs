@@ -26,7 +26,6 @@ use crate::error::GatewayError;
 use crate::forward::{self, incoming_chain, prepare_request_headers, prepare_response_headers};
 use crate::gateway::{Gateway, Snapshot};
 use crate::head;
-use crate::metrics::{method_label, status_label};
 use crate::path;
 use crate::route::Route;
 use crate::upstream::ResponseBody;
@@ -91,18 +90,13 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>, conn: ConnInfo) -> Res
     };
     let route_label = trace.route.map_or("none", |r| &r.prefix);
     let elapsed = started.elapsed();
-    let m = &gw.metrics;
-    m.requests
-        .with_label_values(&[
-            route_label,
-            method_label(&method),
-            status_label(resp.status()),
-            reason,
-        ])
-        .inc();
-    m.request_duration
-        .with_label_values(&[route_label])
-        .observe(elapsed.as_secs_f64());
+    gw.metrics.record_request(
+        trace.route.map(|r| (&*r.prefix, &r.series)),
+        &method,
+        resp.status(),
+        reason,
+        elapsed.as_secs_f64(),
+    );
     if let Some(log) = access_log.as_deref() {
         let id = trace.identity.as_deref();
         log.write(&access_log::Entry {
@@ -223,8 +217,7 @@ async fn pipeline<'s>(
         .upstreams
         .get(route.upstream)
         .ok_or(GatewayError::UpstreamUnavailable)?;
-    let sent = Instant::now();
-    let result = upstream
+    let (result, took) = upstream
         .send(
             upstream_req,
             forwarded_path,
@@ -233,7 +226,7 @@ async fn pipeline<'s>(
             &gw.metrics,
         )
         .await;
-    trace.upstream = Some(sent.elapsed());
+    trace.upstream = Some(took);
     let mut resp = result?;
     prepare_response_headers(resp.headers_mut());
     Ok(resp)

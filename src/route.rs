@@ -40,6 +40,8 @@ pub struct Route {
     pub max_body: u64,
     /// Required scope per method of [`METHODS`]; empty for public routes.
     required: Vec<Scope>,
+    /// This route's metric series, resolved on first use.
+    pub series: crate::metrics::RouteSeries,
 }
 
 impl Route {
@@ -100,6 +102,7 @@ fn compile(r: &RouteConfig, default_body: u64) -> Route {
         public: r.public,
         max_body: r.max_body.unwrap_or(default_body),
         required,
+        series: crate::metrics::RouteSeries::default(),
     }
 }
 

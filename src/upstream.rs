@@ -160,9 +160,27 @@ impl Upstream {
         self.config == *cfg
     }
 
-    /// Sends the request and waits for the response head, up to `timeout`.
-    /// `env` picks `test_url` for test keys when there is one.
+    /// Sends the request and waits for the response head, up to `timeout`;
+    /// also says how long the exchange took (for the access log). `env`
+    /// picks `test_url` for test keys when there is one.
     pub async fn send(
+        &self,
+        req: http::Request<UpstreamBody>,
+        path: &str,
+        query: Option<&str>,
+        env: Option<Env>,
+        metrics: &Metrics,
+    ) -> (Result<http::Response<ResponseBody>, GatewayError>, Duration) {
+        let started = Instant::now();
+        let result = self.exchange(req, path, query, env, metrics).await;
+        let took = started.elapsed();
+        if result.is_ok() {
+            self.duration.observe(took.as_secs_f64());
+        }
+        (result, took)
+    }
+
+    async fn exchange(
         &self,
         mut req: http::Request<UpstreamBody>,
         path: &str,
@@ -176,13 +194,9 @@ impl Upstream {
         };
         *req.uri_mut() = target.uri(path, query)?;
         req.headers_mut().insert(header::HOST, target.host.clone());
-        let started = Instant::now();
         let outcome = tokio::time::timeout(self.config.timeout, self.client.request(req)).await;
         let (kind, err) = match outcome {
-            Ok(Ok(resp)) => {
-                self.duration.observe(started.elapsed().as_secs_f64());
-                return Ok(resp);
-            }
+            Ok(Ok(resp)) => return Ok(resp),
             Err(_) => ("timeout", GatewayError::UpstreamTimeout),
             Ok(Err(e)) if body_over_limit(&e) => return Err(GatewayError::PayloadTooLarge),
             Ok(Err(e)) if e.is_connect() => {
