@@ -45,6 +45,7 @@ GWD_CPUS=${BENCH_GW_DEFAULT_CPUS:-$SERVER_CPU}   # CPUs for the default-workers 
 WRK_THREADS=2
 WRK_CONNS=50
 OPEN_RATE=${BENCH_OPEN_RATE:-5000}
+OPEN_SHARE=${BENCH_OPEN_SHARE:-40}   # second open-loop rate: % of the nginx proxy's max (0: off)
 OPEN_SECONDS=${BENCH_OPEN_SECONDS:-10}
 ZIPF_S=${BENCH_ZIPF_S:-1.0}
 CACHE_SMALL=${BENCH_CACHE_SMALL:-1000}
@@ -85,7 +86,7 @@ usage: bash bench/run.sh [--quick|--full] [--scenarios LIST] [options]
   -h, --help         this text
 
 Environment overrides: BENCH_GW_BIN, BENCH_REPS, BENCH_SECONDS, BENCH_POP_KEYS,
-BENCH_STORE_KEYS, BENCH_CACHE_SMALL, BENCH_ZIPF_S, BENCH_OPEN_RATE,
+BENCH_STORE_KEYS, BENCH_CACHE_SMALL, BENCH_ZIPF_S, BENCH_OPEN_RATE, BENCH_OPEN_SHARE,
 BENCH_OPEN_SECONDS, BENCH_OPEN_REPS, BENCH_SERVER_CPU, BENCH_LOADGEN_CPU,
 BENCH_GW_DEFAULT_CPUS, BENCH_FLOOD_KEYS, BENCH_FLOOD_RANDOM, BENCH_FLOOD_CACHE,
 BENCH_FLOOD_BUDGET, BENCH_FLOOD_REPEAT.
@@ -1011,34 +1012,57 @@ run_closed_loop() {
   done
 }
 
-# Open loop: a fixed rate well below saturation, latency corrected for
-# coordinated omission (oha --latency-correction).
+# Open loop: fixed rates below saturation, latency corrected for coordinated
+# omission (oha --latency-correction): OPEN_RATE (5k req/s) and
+# OPEN_SHARE percent of the nginx proxy's median closed-loop max in this run.
 OPEN_JOBS=(direct/plain nginx-proxy/plain haproxy/plain kong-cached/bearer osir-w1/cache-hit)
+
+# open_rates: OPEN_RATE, then OPEN_SHARE% of nginx-proxy/plain's median req/s
+# over the measured rounds of runs.tsv (when it ran and OPEN_SHARE > 0).
+open_rates() {
+  local share=""
+  if ((OPEN_SHARE > 0)); then
+    share=$(awk -F'\t' '$1 > 0 && $2 == "nginx-proxy/plain" && $11 == 1 { print $3 }' "$RUN/runs.tsv" \
+      | sort -g | awk -v pct="$OPEN_SHARE" '
+          { v[++n] = $1 }
+          END {
+            if (n == 0) exit
+            m = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+            printf "%d\n", m * pct / 100 / 100 + 0.5
+          }')
+  fi
+  echo "$OPEN_RATE"
+  [[ -n $share ]] && echo "$((share * 100))"
+  return 0
+}
 
 run_open_loop() {
   ((OPEN_LOOP)) || return 0
   ensure_oha || return 0
-  local id jobs=() round
+  local id jobs=() round rate rates
   for id in "${OPEN_JOBS[@]}"; do job_selected "$id" && jobs+=("$id"); done
-  log "open loop: ${OPEN_RATE} req/s for ${OPEN_SECONDS} s, ${OPEN_REPS} round(s), targets: ${jobs[*]}"
+  mapfile -t rates < <(open_rates)
+  log "open loop: ${rates[*]} req/s for ${OPEN_SECONDS} s each, ${OPEN_REPS} round(s), targets: ${jobs[*]}"
   "$OHA" --version >"$RUN/logs/oha-version.txt" 2>&1 || true
-  for ((round = 1; round <= OPEN_REPS; round++)); do
-    for id in "${jobs[@]}"; do
-      local url hdr args=() out rc=0 safe_id=${id//\//_}
-      url=$(expand "${J_URL[$id]}")
-      hdr=$(expand "${J_HDR[$id]}")
-      [[ -n $hdr ]] && args=(-H "Authorization: $hdr")
-      out=$(taskset -c "$LOADGEN_CPU" "$OHA" -q "$OPEN_RATE" -z "${OPEN_SECONDS}s" -c "$WRK_CONNS" \
-              --latency-correction -w --no-tui --output-format json "${args[@]}" "$url" 2>"$RUN/logs/oha.$safe_id.r$round.err") || rc=$?
-      printf '%s\n' "$out" >"$RUN/logs/oha.$safe_id.r$round.json"
-      local row
-      if ! row=$(python3 "$LIB/oha_parse.py" "$round" "$id" "${J_EXPECT[$id]}" <<<"$out" 2>>"$RUN/logs/oha.$safe_id.r$round.err"); then
-        fail_note "$id open-loop round $round: oha exited $rc, output not understood (logs/oha.$safe_id.r$round.*)"
-        continue
-      fi
-      printf '%s\n' "$row" >>"$RUN/open.tsv"
-      [[ $(cut -f6 <<<"$row") == 1 ]] || fail_note "$id open-loop round $round: $(cut -f7 <<<"$row")"
-      log "  $id: $(cut -f4 <<<"$row") ms p50, $(cut -f5 <<<"$row") ms p99"
+  for rate in "${rates[@]}"; do
+    for ((round = 1; round <= OPEN_REPS; round++)); do
+      for id in "${jobs[@]}"; do
+        local url hdr args=() out rc=0 tag=${id//\//_}.q$rate.r$round
+        url=$(expand "${J_URL[$id]}")
+        hdr=$(expand "${J_HDR[$id]}")
+        [[ -n $hdr ]] && args=(-H "Authorization: $hdr")
+        out=$(taskset -c "$LOADGEN_CPU" "$OHA" -q "$rate" -z "${OPEN_SECONDS}s" -c "$WRK_CONNS" \
+                --latency-correction -w --no-tui --output-format json "${args[@]}" "$url" 2>"$RUN/logs/oha.$tag.err") || rc=$?
+        printf '%s\n' "$out" >"$RUN/logs/oha.$tag.json"
+        local row
+        if ! row=$(python3 "$LIB/oha_parse.py" "$round" "$id" "${J_EXPECT[$id]}" "$rate" <<<"$out" 2>>"$RUN/logs/oha.$tag.err"); then
+          fail_note "$id open-loop at $rate req/s, round $round: oha exited $rc, output not understood (logs/oha.$tag.*)"
+          continue
+        fi
+        printf '%s\n' "$row" >>"$RUN/open.tsv"
+        [[ $(cut -f6 <<<"$row") == 1 ]] || fail_note "$id open-loop at $rate req/s, round $round: $(cut -f7 <<<"$row")"
+        log "  $id at $rate req/s: $(cut -f4 <<<"$row") ms p50, $(cut -f5 <<<"$row") ms p99"
+      done
     done
   done
 }
@@ -1273,7 +1297,7 @@ write_report() {
     echo "seconds per run|$SECONDS_PER_RUN"
     echo "wrk|-t$WRK_THREADS -c$WRK_CONNS -d${SECONDS_PER_RUN}s, pinned to CPU $LOADGEN_CPU"
     echo "servers|pinned to CPU $SERVER_CPU, one worker each (osir-gateway default workers: CPUs $GWD_CPUS)"
-    echo "open loop|$( ((OPEN_LOOP)) && echo "oha -q $OPEN_RATE -z ${OPEN_SECONDS}s -c $WRK_CONNS --latency-correction -w, pinned to CPU $LOADGEN_CPU, $OPEN_REPS round(s)" || echo 'not run')"
+    echo "open loop|$( ((OPEN_LOOP)) && echo "oha -q $OPEN_RATE and -q ${OPEN_SHARE}% of the nginx proxy's median max -z ${OPEN_SECONDS}s -c $WRK_CONNS --latency-correction -w, pinned to CPU $LOADGEN_CPU, $OPEN_REPS round(s)" || echo 'not run')"
     echo "clock ticks per second|$CLK_TCK"
     echo "access log|off on every server (nginx and Kong-like: access_log off; HAProxy: no log line; osir-gateway: [log] access = \"off\") except the +accesslog rows: [log] access = \"$ACCESS_LOG\" ($(stat -f -c %T "$RUN" 2>/dev/null || echo '?') file system), emptied before each run"
     ((FLOOD)) && echo "flood|$FLOOD_KEYS valid keys, $FLOOD_RANDOM random keys with valid checksums, cache capacity $FLOOD_CACHE, budget $FLOOD_BUDGET per 60s (variant budget) or $FLOOD_NO_BUDGET (no-budget, no-budget-repeat: $FLOOD_REPEAT keys repeated), ${SECONDS_PER_RUN} s per load"

@@ -59,6 +59,40 @@ def read_tsv(path):
     return [line.split("\t") for line in read_lines(path)]
 
 
+def open_table(w, jobs, rows, rate):
+    """One open-loop latency table: the rows of open.tsv at one target rate."""
+    per = defaultdict(list)
+    for r in rows:
+        per[r[1]].append({"rps": float(r[2]), "p50": float(r[3]), "p99": float(r[4]), "ok": r[5] == "1"})
+    med = {}
+    for jid, rs in per.items():
+        good = [r for r in rs if r["ok"]]
+        if good:
+            med[jid] = (statistics.median(r["p50"] for r in good),
+                        statistics.median(r["p99"] for r in good),
+                        statistics.median(r["rps"] for r in good), len(good), len(rs))
+    w(f"### At {rate} req/s")
+    w("")
+    w("| target | p50 ms | p99 ms | p50 added over direct | p99 added over direct | achieved req/s |")
+    w("| --- | --- | --- | --- | --- | --- |")
+    base = med.get(DIRECT)
+    for jid, job in jobs.items():
+        if jid not in per:
+            continue
+        name = f"{job['label']}" + ("" if job["scenario"] in ("plain",) else f", {job['scenario']}")
+        if jid not in med:
+            w(f"| {name} | FAILED | | | | |")
+            continue
+        p50, p99, rps, ngood, nall = med[jid]
+        if base and jid != DIRECT:
+            a50, a99 = f"{p50 - base[0]:+.3f} ms", f"{p99 - base[1]:+.3f} ms"
+        else:
+            a50 = a99 = "–"
+        extra = f" ({nall - ngood} failed)" if nall != ngood else ""
+        w(f"| {name} | {p50:.3f} | {p99:.3f} | {a50} | {a99} | {rps:.0f}{extra} |")
+    w("")
+
+
 def fmt_rps(x):
     return f"{x / 1000:.1f}k" if x >= 1000 else f"{x:.0f}"
 
@@ -574,36 +608,19 @@ def main(run_dir, out_path):
         w("Not run in this mode (or skipped, see Notes).")
         w("")
     else:
-        per = defaultdict(list)
+        rates = []
         for r in open_rows:
-            per[r[1]].append({"rps": float(r[2]), "p50": float(r[3]), "p99": float(r[4]), "ok": r[5] == "1"})
-        med = {}
-        for jid, rs in per.items():
-            good = [r for r in rs if r["ok"]]
-            if good:
-                med[jid] = (statistics.median(r["p50"] for r in good),
-                            statistics.median(r["p99"] for r in good),
-                            statistics.median(r["rps"] for r in good), len(good), len(rs))
-        w("| target | p50 ms | p99 ms | p50 added over direct | p99 added over direct | achieved req/s |")
-        w("| --- | --- | --- | --- | --- | --- |")
-        base = med.get(DIRECT)
-        for jid, job in jobs.items():
-            if jid not in per:
-                continue
-            name = f"{job['label']}" + ("" if job["scenario"] in ("plain",) else f", {job['scenario']}")
-            if jid not in med:
-                w(f"| {name} | FAILED | | | | |")
-                continue
-            p50, p99, rps, ngood, nall = med[jid]
-            if base and jid != DIRECT:
-                a50, a99 = f"{p50 - base[0]:+.3f} ms", f"{p99 - base[1]:+.3f} ms"
-            else:
-                a50 = a99 = "–"
-            extra = f" ({nall - ngood} failed)" if nall != ngood else ""
-            w(f"| {name} | {p50:.3f} | {p99:.3f} | {a50} | {a99} | {rps:.0f}{extra} |")
-        w("")
+            rate = r[7].strip() if len(r) > 7 and r[7].strip() else "?"
+            if rate not in rates:
+                rates.append(rate)
+        for rate in rates:
+            rows = [r for r in open_rows
+                    if (r[7].strip() if len(r) > 7 and r[7].strip() else "?") == rate]
+            open_table(w, jobs, rows, rate)
         w("Medians over the rounds. Added over direct = this target's percentile minus "
-          "the direct upstream's, from the same run.")
+          "the direct upstream's, from the same run at the same rate. The second rate "
+          "is a share of the nginx proxy's median closed-loop maximum in this run "
+          "(`BENCH_OPEN_SHARE`, default 40%).")
         w("")
 
     # ------------------------------------------------------ failures, notes
@@ -670,14 +687,17 @@ def main(run_dir, out_path):
             r = f"{ratio:.2f}×" if ratio is not None else "  –  "
             print(f"  {name:<50} {fmt_rps(med_rps):>8} req/s  {r:>6} nginx proxy  {cpu:6.1f} µs CPU/req")
     if open_rows:
-        base = None
         print("  open loop (p50 / p99 ms):")
-        for jid, job in jobs.items():
-            rs = [r for r in open_rows if r[1] == jid and r[5] == "1"]
-            if rs:
-                p50 = statistics.median(float(r[3]) for r in rs)
-                p99 = statistics.median(float(r[4]) for r in rs)
-                print(f"    {job['label'] + ' / ' + job['scenario']:<48} {p50:.3f} / {p99:.3f}")
+        for rate in sorted({r[7].strip() if len(r) > 7 and r[7].strip() else "?" for r in open_rows},
+                           key=lambda x: (not x.isdigit(), int(x) if x.isdigit() else 0)):
+            print(f"   at {rate} req/s:")
+            for jid, job in jobs.items():
+                rs = [r for r in open_rows if r[1] == jid and r[5] == "1"
+                      and (r[7].strip() if len(r) > 7 and r[7].strip() else "?") == rate]
+                if rs:
+                    p50 = statistics.median(float(r[3]) for r in rs)
+                    p99 = statistics.median(float(r[4]) for r in rs)
+                    print(f"    {job['label'] + ' / ' + job['scenario']:<48} {p50:.3f} / {p99:.3f}")
     for line in issue_summary:
         print(f"  {line}")
     if notes:
