@@ -993,6 +993,18 @@ run_wrk() {  # run_wrk JOB SECONDS ROUND(0 = warm-up)
     "$RUN/runs.tsv" >&2
 }
 
+# record_idle_rss: each server's resident memory at rest (started, one
+# request served by the check above, no load yet), to idle.tsv: server, KiB.
+record_idle_rss() {
+  local id srv seen=" "
+  for id in "${JOBS[@]}"; do
+    srv=${J_SRV[$id]}
+    [[ $seen == *" $srv "* ]] && continue
+    seen+="$srv "
+    printf '%s\t%s\n' "$srv" "$(python3 "$LIB/procstat.py" rss "${SERVER_PID[$srv]}")" >>"$RUN/idle.tsv"
+  done
+}
+
 run_closed_loop() {
   local id round
   local checked=()
@@ -1001,6 +1013,7 @@ run_closed_loop() {
   done
   JOBS=("${checked[@]}")
   ((${#JOBS[@]})) || die "no target passed its one-request check"
+  record_idle_rss
   log "warm-up: ${WARMUP_SECONDS} s per job"
   for id in "${JOBS[@]}"; do run_wrk "$id" "$WARMUP_SECONDS" 0; done
   for ((round = 1; round <= REPS; round++)); do
@@ -1317,7 +1330,7 @@ main() {
   chmod 755 "$RUN"
   ACCESS_LOG=$RUN/access.log
   mkdir -p "$RUN/logs" "$RUN/conf"
-  : >"$RUN/notes.txt"; : >"$RUN/failures.txt"; : >"$RUN/runs.tsv"; : >"$RUN/open.tsv"
+  : >"$RUN/notes.txt"; : >"$RUN/failures.txt"; : >"$RUN/runs.tsv"; : >"$RUN/open.tsv"; : >"$RUN/idle.tsv"
   trap cleanup EXIT
   trap 'exit 130' INT TERM
   log "mode $MODE, run folder $RUN"

@@ -7,6 +7,7 @@
     procstat.py reset PID...   reset the peak-RSS mark (VmHWM) of each tree
                                (writes 5 to /proc/<pid>/clear_refs)
     procstat.py hwm   PID...   VmHWM in KiB, summed over each tree
+    procstat.py rss   PID...   VmRSS in KiB now, summed over each tree
     procstat.py threads PID    one line: NAME=TICKS per thread name of that one
                                process (utime+stime of its live threads summed
                                by /proc/<pid>/task/<tid>/comm, spaces as "_")
@@ -59,15 +60,19 @@ def cpu_ticks(pid):
     return int(rest[11]) + int(rest[12])
 
 
-def hwm_kib(pid):
+def status_kib(pid, field):
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1])
     except OSError:
         pass
     return 0
+
+
+def hwm_kib(pid):
+    return status_kib(pid, "VmHWM")
 
 
 def reset(pid):
@@ -95,7 +100,7 @@ def thread_ticks(pid):
 
 
 def main(argv):
-    if len(argv) < 2 or argv[0] not in ("tree", "cpu", "reset", "hwm", "threads"):
+    if len(argv) < 2 or argv[0] not in ("tree", "cpu", "reset", "hwm", "rss", "threads"):
         sys.exit(__doc__)
     if argv[0] == "threads":
         print(" ".join(f"{k}={v}" for k, v in sorted(thread_ticks(int(argv[1])).items())))
@@ -108,6 +113,8 @@ def main(argv):
         print(sum(cpu_ticks(p) for p in pids))
     elif cmd == "hwm":
         print(sum(hwm_kib(p) for p in pids))
+    elif cmd == "rss":
+        print(sum(status_kib(p, "VmRSS") for p in pids))
     else:
         for p in pids:
             reset(p)

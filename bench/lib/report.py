@@ -8,6 +8,7 @@ Reads from RUN_DIR (all written by run.sh):
                 access log ("off"/"file"), scenario group, plain baseline job
   runs.tsv      one row per closed-loop run (see run_wrk in run.sh)
   open.tsv      one row per open-loop run (see oha_parse.py)
+  idle.tsv      server name, VmRSS KiB at rest (after one request, before load)
   threads.tsv   osir-gateway CPU per request by thread name (round, job, name, µs/req)
   flood.json    the flood scenario's figures (lib/flood.py analyze), when it ran
   settings.txt, machine.txt, tls.txt   "key|value" lines
@@ -595,10 +596,27 @@ def main(run_dir, out_path):
       "Access log: whether that server wrote an access line per request (every "
       "server runs with its access log off except the rows marked on).")
     w("")
+    idle = [(r[0], int(r[1])) for r in read_tsv(os.path.join(run_dir, "idle.tsv"))
+            if len(r) >= 2 and r[1].strip().isdigit()]
+    if idle:
+        w("### Memory at rest")
+        w("")
+        w("| server (run.sh name) | RSS MiB |")
+        w("| --- | --- |")
+        for name, kib in idle:
+            w(f"| {name} | {kib / 1024:.1f} |")
+        w("")
+        w("VmRSS summed over the server's processes once it is up and has answered its "
+          "one-request check, before any load (osir-gateway instances whose cache was "
+          "seeded hold no keys yet: the CLI wrote them to Redis).")
+        w("")
     threads = [(int(r[0]), r[1], r[2], float(r[3]))
                for r in read_tsv(os.path.join(run_dir, "threads.tsv")) if len(r) >= 4]
     issue_summary = issue_figures(w, jobs, by_round, tls_info, threads)
     issue_summary += flood_section(w, run_dir)
+    osir_idle = [f"{n} {k / 1024:.1f} MiB" for n, k in idle if n.startswith("osir")]
+    if osir_idle:
+        issue_summary.append("idle RSS: " + ", ".join(osir_idle))
 
     # ------------------------------------------------------------ open loop
     open_rows = read_tsv(os.path.join(run_dir, "open.tsv"))
