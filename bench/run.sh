@@ -1269,6 +1269,11 @@ gateway_version() {
     v=$("$GW_BIN" --version 2>/dev/null | head -n 1) || true
     [[ -n $v ]] || v="(no --version output)"
   fi
+  if [[ -n ${BENCH_GW_BIN:-} ]]; then
+    # another binary: the checkout's git state says nothing about it
+    printf '%s (BENCH_GW_BIN=%s, built from an unknown commit)' "$v" "$BENCH_GW_BIN"
+    return
+  fi
   rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) || rev="no commit yet"
   [[ -n $(git -C "$ROOT" status --porcelain -- src Cargo.toml 2>/dev/null) ]] && dirty=", src/ or Cargo.toml with uncommitted changes"
   printf '%s (git %s%s)' "$v" "$rev" "$dirty"

@@ -129,8 +129,9 @@ def contention_note(w, pairs):
     if not srv or statistics.median(srv) >= SERVER_FULL:
         return
     w(f"- The servers used {min(srv):.0f}–{max(srv):.0f}% of their CPU (median "
-      f"{statistics.median(srv):.0f}%; raw runs, server CPU %): other work on the machine "
-      "shared that CPU, so req/s follow the share the scheduler gave each server as "
+      f"{statistics.median(srv):.0f}%; raw runs, server CPU %): the rest of that CPU went "
+      "to the upstream pinned beside them (and to any other work on the machine), so "
+      "req/s follow the share the scheduler gave each server as "
       "much as its cost. **The CPU-normalised ratio (req/s per CPU-second = 1e6 / "
       "CPU µs/req, the inverse ratio of CPU per request) is the steadier cost figure "
       "here.**")
