@@ -280,29 +280,31 @@ impl Metrics {
         reason: &str,
         seconds: f64,
     ) {
-        let Some((label, series)) = route else {
-            let labels = ["none", method_label(method), status_label(status), reason];
-            self.requests.with_label_values(&labels).inc();
-            self.request_duration
-                .with_label_values(&["none"])
-                .observe(seconds);
-            return;
-        };
-        series
-            .duration
-            .get_or_init(|| self.request_duration.with_label_values(&[label]))
-            .observe(seconds);
+        let label = route.map_or("none", |(label, _)| label);
         let slot = method_slot(method);
-        if status == http::StatusCode::OK && reason == "ok" {
-            series.ok[slot]
-                .get_or_init(|| {
+        match route {
+            Some((_, series)) => series
+                .duration
+                .get_or_init(|| self.request_duration.with_label_values(&[label]))
+                .observe(seconds),
+            None => self
+                .request_duration
+                .with_label_values(&[label])
+                .observe(seconds),
+        }
+        let answered_ok = status == http::StatusCode::OK && reason == "ok";
+        match route {
+            Some((_, series)) if answered_ok => {
+                let counter = series.ok[slot].get_or_init(|| {
                     self.requests
                         .with_label_values(&[label, METHOD_LABELS[slot], "200", "ok"])
-                })
-                .inc();
-        } else {
-            let labels = [label, METHOD_LABELS[slot], status_label(status), reason];
-            self.requests.with_label_values(&labels).inc();
+                });
+                counter.inc();
+            }
+            _ => {
+                let labels = [label, METHOD_LABELS[slot], status_label(status), reason];
+                self.requests.with_label_values(&labels).inc();
+            }
         }
     }
 }

@@ -117,10 +117,9 @@ impl tower_service::Service<Uri> for CountingConnector {
 
 /// A configured upstream: its destinations, pools and metric handles.
 pub struct Upstream {
-    /// The configured name: metrics label and log field.
-    pub name: Box<str>,
-    /// The config it was built from; a reload that leaves it unchanged keeps
-    /// this upstream, pools and all.
+    /// The config it was built from (its name is the metrics label and log
+    /// field); a reload that leaves it unchanged keeps this upstream, pools
+    /// and all.
     config: UpstreamConfig,
     live: Target,
     test: Option<Target>,
@@ -146,7 +145,6 @@ impl Upstream {
             .pool_max_idle_per_host(cfg.pool_max_idle)
             .build(connector);
         Upstream {
-            name: cfg.name.as_str().into(),
             config: cfg.clone(),
             live: Target::new(&cfg.url),
             test: cfg.test_url.as_ref().map(Target::new),
@@ -200,17 +198,17 @@ impl Upstream {
             Err(_) => ("timeout", GatewayError::UpstreamTimeout),
             Ok(Err(e)) if body_over_limit(&e) => return Err(GatewayError::PayloadTooLarge),
             Ok(Err(e)) if e.is_connect() => {
-                tracing::warn!(upstream = %self.name, error = %e, "upstream connect failed");
+                tracing::warn!(upstream = %self.config.name, error = %e, "upstream connect failed");
                 ("connect", GatewayError::UpstreamUnavailable)
             }
             Ok(Err(e)) => {
-                tracing::warn!(upstream = %self.name, error = %e, "upstream exchange failed");
+                tracing::warn!(upstream = %self.config.name, error = %e, "upstream exchange failed");
                 ("broken", GatewayError::UpstreamUnavailable)
             }
         };
         metrics
             .upstream_errors
-            .with_label_values(&[&self.name, kind])
+            .with_label_values(&[&self.config.name, kind])
             .inc();
         Err(err)
     }
