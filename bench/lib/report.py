@@ -60,28 +60,46 @@ def read_tsv(path):
     return [line.split("\t") for line in read_lines(path)]
 
 
-def open_table(w, jobs, rows, rate):
-    """One open-loop latency table: the rows of open.tsv at one target rate."""
+def open_by_rate(open_rows):
+    """open.tsv rows grouped by target rate (column 8; "?" in rows from before
+    it existed), rates in the order they ran."""
+    groups = OrderedDict()
+    for r in open_rows:
+        rate = r[7].strip() if len(r) > 7 and r[7].strip() else "?"
+        groups.setdefault(rate, []).append(r)
+    return groups
+
+
+def open_medians(rows):
+    """job -> (p50, p99, req/s medians over its ok rounds, ok rounds, rounds)."""
     per = defaultdict(list)
     for r in rows:
         per[r[1]].append({"rps": float(r[2]), "p50": float(r[3]), "p99": float(r[4]), "ok": r[5] == "1"})
     med = {}
     for jid, rs in per.items():
         good = [r for r in rs if r["ok"]]
-        if good:
-            med[jid] = (statistics.median(r["p50"] for r in good),
-                        statistics.median(r["p99"] for r in good),
-                        statistics.median(r["rps"] for r in good), len(good), len(rs))
+        med[jid] = (statistics.median(r["p50"] for r in good) if good else None,
+                    statistics.median(r["p99"] for r in good) if good else None,
+                    statistics.median(r["rps"] for r in good) if good else None,
+                    len(good), len(rs))
+    return med
+
+
+def open_table(w, jobs, rows, rate):
+    """One open-loop latency table: the rows of open.tsv at one target rate."""
+    med = open_medians(rows)
     w(f"### At {rate} req/s")
     w("")
     w("| target | p50 ms | p99 ms | p50 added over direct | p99 added over direct | achieved req/s |")
     w("| --- | --- | --- | --- | --- | --- |")
     base = med.get(DIRECT)
+    if base and base[0] is None:
+        base = None
     for jid, job in jobs.items():
-        if jid not in per:
+        if jid not in med:
             continue
         name = f"{job['label']}" + ("" if job["scenario"] in ("plain",) else f", {job['scenario']}")
-        if jid not in med:
+        if med[jid][0] is None:
             w(f"| {name} | FAILED | | | | |")
             continue
         p50, p99, rps, ngood, nall = med[jid]
@@ -627,14 +645,7 @@ def main(run_dir, out_path):
         w("Not run in this mode (or skipped, see Notes).")
         w("")
     else:
-        rates = []
-        for r in open_rows:
-            rate = r[7].strip() if len(r) > 7 and r[7].strip() else "?"
-            if rate not in rates:
-                rates.append(rate)
-        for rate in rates:
-            rows = [r for r in open_rows
-                    if (r[7].strip() if len(r) > 7 and r[7].strip() else "?") == rate]
+        for rate, rows in open_by_rate(open_rows).items():
             open_table(w, jobs, rows, rate)
         w("Medians over the rounds. Added over direct = this target's percentile minus "
           "the direct upstream's, from the same run at the same rate. The second rate "
@@ -707,15 +718,12 @@ def main(run_dir, out_path):
             print(f"  {name:<50} {fmt_rps(med_rps):>8} req/s  {r:>6} nginx proxy  {cpu:6.1f} µs CPU/req")
     if open_rows:
         print("  open loop (p50 / p99 ms):")
-        for rate in sorted({r[7].strip() if len(r) > 7 and r[7].strip() else "?" for r in open_rows},
-                           key=lambda x: (not x.isdigit(), int(x) if x.isdigit() else 0)):
+        for rate, rows in open_by_rate(open_rows).items():
             print(f"   at {rate} req/s:")
+            med = open_medians(rows)
             for jid, job in jobs.items():
-                rs = [r for r in open_rows if r[1] == jid and r[5] == "1"
-                      and (r[7].strip() if len(r) > 7 and r[7].strip() else "?") == rate]
-                if rs:
-                    p50 = statistics.median(float(r[3]) for r in rs)
-                    p99 = statistics.median(float(r[4]) for r in rs)
+                if jid in med and med[jid][0] is not None:
+                    p50, p99 = med[jid][:2]
                     print(f"    {job['label'] + ' / ' + job['scenario']:<48} {p50:.3f} / {p99:.3f}")
     for line in issue_summary:
         print(f"  {line}")

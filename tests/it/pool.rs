@@ -71,6 +71,11 @@ impl ScriptedUpstream {
     fn open(&self) -> usize {
         self.open.load(Ordering::SeqCst)
     }
+
+    /// Waits (up to 5 s) until exactly `n` connections are open.
+    async fn settles_at(&self, n: usize) -> bool {
+        eventually(Duration::from_secs(5), || self.open() == n).await
+    }
 }
 
 impl Drop for ScriptedUpstream {
@@ -244,7 +249,7 @@ async fn an_abandoned_response_closes_its_connection_and_never_leaks_into_the_ne
     drop(c);
     // The half-read connection is closed upstream, not pooled.
     assert!(
-        eventually(Duration::from_secs(5), || up.open() == 1).await,
+        up.settles_at(1).await,
         "the abandoned upstream connection stayed open ({} open)",
         up.open()
     );
@@ -261,7 +266,7 @@ async fn idle_connections_close_after_the_pool_idle_timeout() {
     get_own(&gw, "/v1/status/a").await;
     assert_eq!(up.open(), 1);
     assert!(
-        eventually(Duration::from_secs(5), || up.open() == 0).await,
+        up.settles_at(0).await,
         "the idle connection was never closed"
     );
     get_own(&gw, "/v1/status/b").await;
@@ -288,7 +293,7 @@ async fn at_most_pool_max_idle_connections_stay_open() {
         "six concurrent requests need six connections"
     );
     assert!(
-        eventually(Duration::from_secs(5), || up.open() == 2).await,
+        up.settles_at(2).await,
         "{} connections open, max idle is 2",
         up.open()
     );
@@ -306,7 +311,11 @@ async fn pool_max_idle_zero_closes_every_connection() {
         get_own(&gw, &format!("/v1/status/{i}")).await;
     }
     assert_eq!(up.accepted(), 3);
-    assert!(eventually(Duration::from_secs(5), || up.open() == 0).await);
+    assert!(
+        up.settles_at(0).await,
+        "{} connections stayed open with pool_max_idle = 0",
+        up.open()
+    );
 }
 
 #[tokio::test]
@@ -326,7 +335,7 @@ async fn a_reload_keeps_the_pools_of_unchanged_upstreams_only() {
     get_own(&gw, "/v1/status/d").await;
     assert_eq!(up.accepted(), 2);
     assert!(
-        eventually(Duration::from_secs(5), || up.open() == 1).await,
+        up.settles_at(1).await,
         "the replaced pool's connection stayed open"
     );
 }
