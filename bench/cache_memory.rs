@@ -6,11 +6,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use osir_gateway::cache::{KeyCache, Lookup};
 use osir_gateway::config::Config;
-use osir_gateway::key::{ApiKey, Env};
+use osir_gateway::keys::api_key::{ApiKey, Env};
+use osir_gateway::keys::record::{parse_ip_or_cidr, KeyRecord, Scope, Timestamp};
+use osir_gateway::lookup::cache::{KeyCache, Lookup};
 use osir_gateway::metrics::Metrics;
-use osir_gateway::record::{parse_ip_or_cidr, KeyRecord, Scope, Timestamp};
 use osir_gateway::store::{memory::MemoryStore, Store};
 
 /// The gateway binary's allocator, so the figure is the gateway's.

@@ -13,16 +13,16 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue, Method};
-use osir_gateway::auth;
-use osir_gateway::cache::{KeyCache, Lookup};
-use osir_gateway::client_ip::client_ip;
 use osir_gateway::config::Config;
-use osir_gateway::key::Env;
-use osir_gateway::keys::{parse_ips, parse_scopes, KeyService, NewKey};
+use osir_gateway::keys::api_key::Env;
+use osir_gateway::keys::record::Timestamp;
+use osir_gateway::lookup::cache::{KeyCache, Lookup};
+use osir_gateway::manage::{parse_ips, parse_scopes, KeyService, NewKey};
 use osir_gateway::metrics::Metrics;
-use osir_gateway::path;
-use osir_gateway::record::Timestamp;
-use osir_gateway::route::RouteTable;
+use osir_gateway::pipeline::authorize;
+use osir_gateway::pipeline::client_ip::client_ip;
+use osir_gateway::pipeline::path;
+use osir_gateway::pipeline::route::RouteTable;
 use osir_gateway::store::{memory::MemoryStore, Store};
 
 const CFG: &str = r#"
@@ -86,9 +86,10 @@ fn decision(c: &mut Criterion) {
         "decision/cache_hit (extract→checksum→sha256→cache→ip→scope)",
         |b| {
             b.iter(|| {
-                let key = auth::parse_credential(black_box(&headers), None, true, true).unwrap();
+                let key =
+                    authorize::parse_credential(black_box(&headers), None, true, true).unwrap();
                 let entry = cache.get_fresh(&key.hash()).unwrap();
-                auth::check_grants(&key, &entry, black_box(peer), required, Timestamp::now())
+                authorize::check_grants(&key, &entry, black_box(peer), required, Timestamp::now())
                     .unwrap();
                 black_box(entry);
             })
@@ -103,9 +104,9 @@ fn decision(c: &mut Criterion) {
                 let p = path::check(black_box("/v1/domains/example.com/records")).unwrap();
                 let r = routes.find(&p.decoded).unwrap();
                 let need = r.required_scope(&Method::GET).unwrap();
-                let key = auth::parse_credential(&headers, None, true, true).unwrap();
+                let key = authorize::parse_credential(&headers, None, true, true).unwrap();
                 let entry = cache.get_fresh(&key.hash()).unwrap();
-                auth::check_grants(&key, &entry, ip, need, Timestamp::now()).unwrap();
+                authorize::check_grants(&key, &entry, ip, need, Timestamp::now()).unwrap();
                 black_box(entry);
             })
         },

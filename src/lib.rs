@@ -30,33 +30,16 @@
 //! [`run`] (the `run` command, signals, reload), [`watch`] (config file
 //! watching) and [`demo`].
 
-pub mod access_log;
 pub mod admin;
-pub mod auth;
-pub mod cache;
+pub mod app;
 pub mod cli;
-pub mod client_ip;
 pub mod config;
-pub mod credential;
-pub mod demo;
 pub mod error;
-pub mod flood;
-pub mod forward;
-pub mod gateway;
-pub mod head;
-pub mod idle;
-pub mod key;
 pub mod keys;
+pub mod lookup;
+pub mod manage;
 pub mod metrics;
-pub mod path;
-pub mod proxy;
-pub mod record;
-pub mod request_id;
-pub mod route;
-pub mod run;
+pub mod pipeline;
 pub mod server;
+pub mod state;
 pub mod store;
-pub mod tls;
-pub mod upstream;
-pub mod usage;
-pub mod watch;

@@ -15,7 +15,7 @@
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use osir_gateway::credential::{extract, strip_key_param, Credential};
+use osir_gateway::pipeline::credential::{extract, strip_key_param, Credential};
 use osir_gateway::error::GatewayError;
 
 fn decodes_to_api_key(name: &str) -> bool {

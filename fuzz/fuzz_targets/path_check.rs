@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use osir_gateway::path::check;
+use osir_gateway::pipeline::path::check;
 
 /// Percent-encodes everything but unreserved characters and `/`.
 fn reencode(decoded: &str) -> String {

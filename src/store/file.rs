@@ -29,8 +29,8 @@ use tokio::sync::watch as generation;
 
 use super::memory::apply_usage;
 use super::{InvalidationSink, StoreError};
-use crate::key::KeyHash;
-use crate::record::{parse_ip_or_cidr, valid_key_id, KeyRecord, KeyUsage, UsageDelta};
+use crate::keys::api_key::KeyHash;
+use crate::keys::record::{parse_ip_or_cidr, valid_key_id, KeyRecord, KeyUsage, UsageDelta};
 
 /// The only format version this code reads and writes.
 const VERSION: u32 = 1;

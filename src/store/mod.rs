@@ -18,8 +18,8 @@ pub mod redis;
 
 use std::sync::Arc;
 
-use crate::key::KeyHash;
-use crate::record::{KeyRecord, KeyUsage, Timestamp, UsageDelta};
+use crate::keys::api_key::KeyHash;
+use crate::keys::record::{KeyRecord, KeyUsage, Timestamp, UsageDelta};
 
 /// Why the store could not answer. Messages never contain a key.
 #[derive(Debug, thiserror::Error)]

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::Method;
-use osir_gateway::key::{ApiKey, Env};
-use osir_gateway::keys::KeyService;
+use osir_gateway::keys::api_key::{ApiKey, Env};
+use osir_gateway::manage::KeyService;
 use osir_gateway::store::Store;
 
 use crate::support::client::{bearer, client, send_with};

@@ -8,9 +8,9 @@
 use std::time::{Duration, Instant};
 
 use http::Method;
-use osir_gateway::key::Env;
-use osir_gateway::keys::KeyService;
-use osir_gateway::record::Timestamp;
+use osir_gateway::keys::api_key::Env;
+use osir_gateway::keys::record::Timestamp;
+use osir_gateway::manage::KeyService;
 use osir_gateway::store::{redis::INVALIDATE_CHANNEL, Store};
 
 use crate::support::client::{bearer, get};

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use http::Method;
 use osir_gateway::config::AccessLog as AccessLogConfig;
-use osir_gateway::key::Env;
-use osir_gateway::keys::KeyService;
+use osir_gateway::keys::api_key::Env;
+use osir_gateway::manage::KeyService;
 
 use crate::support::client::{bearer, get, get_until, send};
 use crate::support::eventually;
@@ -25,8 +25,10 @@ async fn access_log_lines_are_json_and_never_hold_a_key() {
     let gw = TestGateway::start(&config(&up.url(), None, ""), store.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("access.log");
-    let log = osir_gateway::access_log::AccessLog::open(&AccessLogConfig::File(log_path.clone()))
-        .unwrap();
+    let log = osir_gateway::pipeline::access_log::AccessLog::open(&AccessLogConfig::File(
+        log_path.clone(),
+    ))
+    .unwrap();
     gw.gw.access_log.store(log.map(Arc::new));
 
     let (good, rec) = create_key(&store, Env::Live, &["domains:read"], &[]).await;
@@ -207,7 +209,7 @@ async fn hundred_reloads_under_load_lose_no_request() {
             )
         };
         std::fs::write(&path, text).unwrap();
-        match osir_gateway::run::reload(&gw.gw, &path) {
+        match osir_gateway::app::run::reload(&gw.gw, &path) {
             Ok(_) => successes += 1,
             Err(_) => failures += 1,
         }
@@ -237,7 +239,7 @@ async fn a_file_change_is_picked_up_and_a_bad_one_refused() {
     let good = config(&up.url(), None, "");
     std::fs::write(&path, &good).unwrap();
     let gw = TestGateway::start_with(parse(&good), memory_store()).await;
-    let watcher = tokio::spawn(osir_gateway::watch::watch_config(
+    let watcher = tokio::spawn(osir_gateway::app::watch::watch_config(
         gw.gw.clone(),
         path.clone(),
         good.clone().into_bytes(),
@@ -283,7 +285,7 @@ async fn in_flight_requests_finish_on_their_generation_and_through_shutdown() {
     let in_flight = tokio::spawn(async move { get(&url, &[("x-test-delay-ms", "700")]).await });
     assert!(eventually(Duration::from_secs(3), || slow.count() == 1).await);
     std::fs::write(&path, config(&other.url(), None, "")).unwrap();
-    osir_gateway::run::reload(&gw.gw, &path).unwrap();
+    osir_gateway::app::run::reload(&gw.gw, &path).unwrap();
     // New requests go to the new upstream; the old one finishes where it began.
     assert_eq!(
         get(&gw.url("/v1/status/new"), &[])
@@ -409,7 +411,7 @@ async fn admin_key_api_end_to_end() {
     let created = r.json();
     let key = created["key"].as_str().unwrap().to_owned();
     let id = created["id"].as_str().unwrap().to_owned();
-    assert!(osir_gateway::key::looks_like_key(&key));
+    assert!(osir_gateway::keys::api_key::looks_like_key(&key));
     assert_eq!(
         get(
             &gw.url("/v1/domains/x"),

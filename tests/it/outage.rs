@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use osir_gateway::key::{ApiKey, Env};
-use osir_gateway::keys::KeyService;
+use osir_gateway::keys::api_key::{ApiKey, Env};
+use osir_gateway::manage::KeyService;
 use osir_gateway::store::Store;
 
 use crate::support::client::{bearer, get, get_until, Reply};

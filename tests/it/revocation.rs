@@ -8,9 +8,9 @@
 use std::time::Duration;
 
 use http::Method;
-use osir_gateway::key::{ApiKey, Env};
-use osir_gateway::keys::{parse_scopes, Changes, KeyService};
-use osir_gateway::record::Timestamp;
+use osir_gateway::keys::api_key::{ApiKey, Env};
+use osir_gateway::keys::record::Timestamp;
+use osir_gateway::manage::{parse_scopes, Changes, KeyService};
 use osir_gateway::store::{file::FileStore, Store};
 
 use crate::support::client::{bearer, send};

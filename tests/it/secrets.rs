@@ -13,8 +13,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::Full;
-use osir_gateway::key::{ApiKey, Env};
-use osir_gateway::keys::KeyService;
+use osir_gateway::keys::api_key::{ApiKey, Env};
+use osir_gateway::manage::KeyService;
 
 use crate::support::client::{bearer, client, get, send};
 use crate::support::keys::{bad_checksum, body, cli_create, memory_store, new_key, CliConfig};

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use osir_gateway::key::Env;
-use osir_gateway::keys::KeyService;
+use osir_gateway::keys::api_key::Env;
+use osir_gateway::manage::KeyService;
 use osir_gateway::store::Store;
 
 use crate::support::client::{bearer, get, Reply};

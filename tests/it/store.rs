@@ -7,8 +7,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use osir_gateway::key::{ApiKey, Env, KeyHash};
-use osir_gateway::record::{parse_ip_or_cidr, KeyRecord, KeyUsage, Scope, Timestamp, UsageDelta};
+use osir_gateway::keys::api_key::{ApiKey, Env, KeyHash};
+use osir_gateway::keys::record::{
+    parse_ip_or_cidr, KeyRecord, KeyUsage, Scope, Timestamp, UsageDelta,
+};
 use osir_gateway::store::file::FileStore;
 use osir_gateway::store::{redis, InvalidationSink, Store, StoreError};
 

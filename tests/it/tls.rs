@@ -280,7 +280,7 @@ async fn reload_gives_new_handshakes_the_new_certificate_and_keeps_open_connecti
     assert_eq!(before_h1.get("/v1/status").await.status, 200);
 
     dir.install(&second);
-    let generation = osir_gateway::run::reload(&gw.gw, &dir.config_path())
+    let generation = osir_gateway::app::run::reload(&gw.gw, &dir.config_path())
         .expect("reload with a renewed certificate");
     assert_eq!(generation, 2);
 
@@ -310,7 +310,7 @@ async fn a_bad_certificate_refuses_the_reload_and_the_old_one_keeps_serving() {
 
     // A renewed certificate with the wrong key (a half-finished renewal).
     std::fs::write(&dir.cert, &other.cert_pem).unwrap();
-    let err = osir_gateway::run::reload(&gw.gw, &dir.config_path())
+    let err = osir_gateway::app::run::reload(&gw.gw, &dir.config_path())
         .expect_err("mismatched key must be refused");
     assert!(err.contains("does not match"), "{err}");
     assert!(
@@ -326,7 +326,7 @@ async fn a_bad_certificate_refuses_the_reload_and_the_old_one_keeps_serving() {
 
     // A certificate file that is not PEM at all.
     std::fs::write(&dir.cert, "garbage\n").unwrap();
-    let err = osir_gateway::run::reload(&gw.gw, &dir.config_path())
+    let err = osir_gateway::app::run::reload(&gw.gw, &dir.config_path())
         .expect_err("non-PEM certificate must be refused");
     assert!(err.contains("no certificate"), "{err}");
     assert!(err.contains(&dir.cert.display().to_string()), "{err}");

@@ -6,11 +6,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use osir_gateway::config::Config;
-use osir_gateway::gateway::Gateway;
 use osir_gateway::metrics::Metrics;
+use osir_gateway::server::tls::TlsAcceptor;
 use osir_gateway::server::{self, Listeners};
+use osir_gateway::state::Gateway;
 use osir_gateway::store::Store;
-use osir_gateway::tls::TlsAcceptor;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use osir_gateway::key::Env;
-use osir_gateway::keys::{parse_ips, parse_scopes, KeyService, NewKey};
-use osir_gateway::record::KeyRecord;
+use osir_gateway::keys::api_key::Env;
+use osir_gateway::keys::record::KeyRecord;
+use osir_gateway::manage::{parse_ips, parse_scopes, KeyService, NewKey};
 use osir_gateway::store::{memory::MemoryStore, Store};
 
 use super::redis::RedisServer;

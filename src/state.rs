@@ -10,17 +10,17 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::access_log::AccessLog;
-use crate::cache::KeyCache;
 use crate::config::Config;
-use crate::flood::FailedLookups;
+use crate::lookup::cache::KeyCache;
+use crate::lookup::usage::UsageRecorder;
 use crate::metrics::Metrics;
-use crate::request_id::RequestIds;
-use crate::route::RouteTable;
+use crate::pipeline::access_log::AccessLog;
+use crate::pipeline::budget::FailedLookups;
+use crate::pipeline::request_id::RequestIds;
+use crate::pipeline::route::RouteTable;
+use crate::pipeline::upstream::Upstream;
+use crate::server::tls::TlsAcceptor;
 use crate::store::Store;
-use crate::tls::TlsAcceptor;
-use crate::upstream::Upstream;
-use crate::usage::UsageRecorder;
 
 /// One config generation, compiled for the request path.
 pub struct Snapshot {
@@ -76,7 +76,7 @@ pub struct Gateway {
     /// The access log, when enabled (`run` opens it from `[log] access`).
     pub access_log: arc_swap::ArcSwapOption<AccessLog>,
     /// The TLS listener's acceptor, when one serves. [`crate::server::serve`]
-    /// sets it from its listeners so [`crate::run::reload`] can swap the
+    /// sets it from its listeners so [`crate::app::run::reload`] can swap the
     /// certificate together with the config.
     pub tls: arc_swap::ArcSwapOption<TlsAcceptor>,
     /// Per-client-IP budgets of unknown keys (flood defence).

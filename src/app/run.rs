@@ -15,10 +15,10 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::gateway::Gateway;
 use crate::metrics::Metrics;
+use crate::server::tls::TlsAcceptor;
 use crate::server::{self, Listeners};
-use crate::tls::TlsAcceptor;
+use crate::state::Gateway;
 
 /// Serves the gateway described by the config file at `path`.
 pub fn run(path: &Path) -> ExitCode {
@@ -125,7 +125,7 @@ async fn serve_from_config(path: &Path, cfg: Config) -> ExitCode {
         routes = cfg.routes.len(),
         "osir-gateway serving"
     );
-    let access_log = match crate::access_log::AccessLog::open(&cfg.log.access) {
+    let access_log = match crate::pipeline::access_log::AccessLog::open(&cfg.log.access) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e}");
@@ -136,7 +136,7 @@ async fn serve_from_config(path: &Path, cfg: Config) -> ExitCode {
     gw.access_log.store(access_log.map(Arc::new));
     let reloader = tokio::spawn(reload_on_sighup(gw.clone(), path.to_owned()));
     let initial = std::fs::read(path).unwrap_or_default();
-    let watcher = tokio::spawn(crate::watch::watch_config(
+    let watcher = tokio::spawn(crate::app::watch::watch_config(
         gw.clone(),
         path.to_owned(),
         initial,

@@ -13,9 +13,12 @@
 //! cannot hold up accepting; it counts against the connection limit and in
 //! `open_connections` like any open connection.
 //!
-//! Every API connection is driven by [`crate::idle::drive`], which closes it
+//! Every API connection is driven by [`crate::server::idle::drive`], which closes it
 //! gracefully once no request has been in flight for `server.idle_timeout`
 //! (HTTP/1.1 keep-alive and HTTP/2 alike), and when the server stops.
+
+pub mod idle;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -32,10 +35,9 @@ use tokio::sync::Semaphore;
 
 use crate::admin;
 use crate::config::ServerConfig;
-use crate::gateway::Gateway;
-use crate::idle;
-use crate::proxy::{self, ConnInfo};
-use crate::tls::TlsAcceptor;
+use crate::pipeline::{self, ConnInfo};
+use crate::server::tls::TlsAcceptor;
+use crate::state::Gateway;
 
 /// The sockets a gateway serves on.
 pub struct Listeners {
@@ -70,7 +72,7 @@ pub fn builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
 /// incomplete): a quarter above `server.max_header_bytes`, at least the 8 KiB
 /// hyper requires. Heads up to this size reach the pipeline, which answers
 /// those over `max_header_bytes` with the contract's JSON 431
-/// ([`crate::head`]); beyond it hyper itself answers a bare 431 (no body, no
+/// ([`crate::pipeline::shape`]); beyond it hyper itself answers a bare 431 (no body, no
 /// `X-Request-Id`) and closes the connection. So is a head with more than 100
 /// header fields (hyper's parser limit).
 pub fn hyper_head_limit(max_header_bytes: usize) -> usize {
@@ -213,7 +215,7 @@ async fn accept_api<H, F, S>(
                         let gw = gw.clone();
                         let request = in_flight.start();
                         async move {
-                            let resp = proxy::handle(&gw, req, info).await;
+                            let resp = pipeline::handle(&gw, req, info).await;
                             Ok::<_, Infallible>(resp.map(|body| request.track(body)))
                         }
                     });

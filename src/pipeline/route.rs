@@ -10,7 +10,7 @@ use http::Method;
 
 use crate::config::{Config, RouteConfig, ScopeSpec};
 use crate::error::GatewayError;
-use crate::record::{Action, Scope};
+use crate::keys::record::{Action, Scope};
 
 /// The methods that have a scope, in table order.
 const METHODS: [(Method, Action); 7] = [

@@ -1,6 +1,6 @@
 //! Key records: what the store knows about a key, never the key itself.
 //!
-//! A record is looked up by the key's SHA-256 ([`crate::key::KeyHash`]) and
+//! A record is looked up by the key's SHA-256 ([`crate::keys::api_key::KeyHash`]) and
 //! names the key by a public `id`. Scopes and allowed IPs are parsed once
 //! here, so the request path only compares.
 
@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::key::Env;
+use crate::keys::api_key::Env;
 
 /// What a request does to a resource; decides the scope it needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

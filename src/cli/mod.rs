@@ -11,8 +11,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, StoreConfig};
-use crate::keys::{self, Changes, KeyOpError, KeyService, NewKey};
-use crate::record::{KeyRecord, KeyUsage, Timestamp};
+use crate::keys::record::{KeyRecord, KeyUsage, Timestamp};
+use crate::manage::{self, Changes, KeyOpError, KeyService, NewKey};
 use crate::store::{file::FileStore, Store};
 
 /// osir-gateway: the API-key gateway in front of the OSIR API.
@@ -144,9 +144,9 @@ pub enum KeysCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
-        Command::Run => crate::run::run(&cli.config),
+        Command::Run => crate::app::run::run(&cli.config),
         Command::Check => check(&cli.config),
-        Command::Demo(args) => crate::demo::run(args.listen, args.admin),
+        Command::Demo(args) => crate::app::demo::run(args.listen, args.admin),
         Command::Keys(k) => keys_command(&cli.config, k),
     }
 }
@@ -320,12 +320,12 @@ pub async fn keys_op(store: &Store, cmd: KeysCommand) -> Result<String, KeyOpErr
         } => {
             let new = NewKey {
                 name,
-                env: keys::parse_env(&env)?,
-                scopes: keys::parse_scopes(&scopes)?,
-                allowed_ips: keys::parse_ips(&allow_ips)?,
+                env: manage::parse_env(&env)?,
+                scopes: manage::parse_scopes(&scopes)?,
+                allowed_ips: manage::parse_ips(&allow_ips)?,
                 account,
                 expires_in: expires_in
-                    .map(|d| keys::parse_duration("expires-in", &d))
+                    .map(|d| manage::parse_duration("expires-in", &d))
                     .transpose()?,
             };
             if count > 1 {
@@ -397,14 +397,14 @@ pub async fn keys_op(store: &Store, cmd: KeysCommand) -> Result<String, KeyOpErr
                 scopes: if scopes.is_empty() {
                     None
                 } else {
-                    Some(keys::parse_scopes(&scopes)?)
+                    Some(manage::parse_scopes(&scopes)?)
                 },
                 allowed_ips: if clear_ips {
                     Some(Vec::new())
                 } else if allow_ips.is_empty() {
                     None
                 } else {
-                    Some(keys::parse_ips(&allow_ips)?)
+                    Some(manage::parse_ips(&allow_ips)?)
                 },
             };
             let r = svc.update(&id, changes).await?;
@@ -418,7 +418,7 @@ pub async fn keys_op(store: &Store, cmd: KeysCommand) -> Result<String, KeyOpErr
             Ok(format!("revoked {} at {}\n", r.id, or_dash(r.revoked_at)))
         }
         KeysCommand::Rotate { id, grace, json } => {
-            let grace: Duration = keys::parse_duration("grace", &grace)?;
+            let grace: Duration = manage::parse_duration("grace", &grace)?;
             let issued = svc.rotate(&id, grace).await?;
             eprintln!("This key is shown once: copy it now. It cannot be shown again.");
             if json {

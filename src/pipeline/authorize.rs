@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use http::HeaderMap;
 
-use crate::cache::{CachedKey, KeyCache, Lookup};
-use crate::credential::{self, Credential};
 use crate::error::GatewayError;
-use crate::flood::FailedLookups;
-use crate::key::ApiKey;
-use crate::record::{Scope, Timestamp};
+use crate::keys::api_key::ApiKey;
+use crate::keys::record::{Scope, Timestamp};
+use crate::lookup::cache::{CachedKey, KeyCache, Lookup};
+use crate::pipeline::budget::FailedLookups;
+use crate::pipeline::credential::{self, Credential};
 
 /// The caller, once the key has passed every check.
 pub type Identity = Arc<CachedKey>;
@@ -68,7 +68,7 @@ pub fn check_grants(
     Ok(())
 }
 
-/// A client IP's allowance of unknown keys (see [`crate::flood`]).
+/// A client IP's allowance of unknown keys (see [`crate::pipeline::budget`]).
 #[derive(Clone, Copy)]
 pub struct Budget<'a> {
     /// The per-IP counters.

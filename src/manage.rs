@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::key::{ApiKey, Env};
-use crate::record::{
+use crate::keys::api_key::{ApiKey, Env};
+use crate::keys::record::{
     new_key_id, parse_ip_or_cidr, valid_key_id, KeyRecord, KeyUsage, Scope, Timestamp,
 };
 use crate::store::{Store, StoreError};

@@ -16,7 +16,7 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use crate::gateway::Gateway;
+use crate::state::Gateway;
 
 /// How often the file is re-read when no event arrives.
 const POLL: Duration = Duration::from_secs(1);
@@ -78,7 +78,7 @@ pub async fn watch_config(gw: Arc<Gateway>, path: PathBuf, initial: Vec<u8>) {
         };
         if now != last {
             last = now;
-            let _ = crate::run::reload(&gw, &path);
+            let _ = crate::app::run::reload(&gw, &path);
         }
     }
 }

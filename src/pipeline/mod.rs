@@ -8,6 +8,18 @@
 //! or not, gets `X-Request-Id` and is counted by route, method, status and
 //! reason.
 
+pub mod access_log;
+pub mod authorize;
+pub mod budget;
+pub mod client_ip;
+pub mod credential;
+pub mod path;
+pub mod request_id;
+pub mod rewrite;
+pub mod route;
+pub mod shape;
+pub mod upstream;
+
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
@@ -17,18 +29,14 @@ use http::{Method, Request, Response};
 use http_body_util::{Either, Full, Limited};
 use hyper::body::Incoming;
 
-use crate::access_log;
-use crate::auth;
-use crate::cache::CachedKey;
-use crate::client_ip::{self, is_trusted};
-use crate::credential::strip_key_param;
 use crate::error::GatewayError;
-use crate::forward::{self, incoming_chain, prepare_request_headers, prepare_response_headers};
-use crate::gateway::{Gateway, Snapshot};
-use crate::head;
-use crate::path;
-use crate::route::Route;
-use crate::upstream::ResponseBody;
+use crate::lookup::cache::CachedKey;
+use crate::state::{Gateway, Snapshot};
+use client_ip::is_trusted;
+use credential::strip_key_param;
+use rewrite::{incoming_chain, prepare_request_headers, prepare_response_headers};
+use route::Route;
+use upstream::ResponseBody;
 
 /// Response bodies: the upstream's, streamed, or the gateway's own.
 pub type Body = Either<ResponseBody, Full<Bytes>>;
@@ -59,7 +67,7 @@ struct Trace<'s> {
     /// The query as forwarded (without `api_key`).
     query: Option<String>,
     /// The key that passed (set only when logging, like path and query).
-    identity: Option<auth::Identity>,
+    identity: Option<authorize::Identity>,
     upstream: Option<std::time::Duration>,
 }
 
@@ -133,7 +141,7 @@ async fn pipeline<'s>(
 ) -> Result<Response<ResponseBody>, GatewayError> {
     let (mut parts, body) = req.into_parts();
     let cfg = &snap.config;
-    if head::size(&parts) > cfg.server.max_header_bytes {
+    if shape::size(&parts) > cfg.server.max_header_bytes {
         return Err(GatewayError::HeadersTooLarge);
     }
     check_shape(&parts)?;
@@ -143,7 +151,7 @@ async fn pipeline<'s>(
     // The target is kept aside (cheap: `Uri` is shared bytes) so the
     // headers can be rewritten while the checked path is borrowed.
     let uri = parts.uri.clone();
-    let (raw_path, query) = forward::split_target(uri.path_and_query());
+    let (raw_path, query) = rewrite::split_target(uri.path_and_query());
     let checked = path::check(raw_path).map_err(|_| GatewayError::InvalidPath)?;
     let stripped_query = query.and_then(strip_key_param);
     if logging {
@@ -160,25 +168,28 @@ async fn pipeline<'s>(
     let identity = if route.public {
         None
     } else {
-        let key = auth::parse_credential(
+        let key = authorize::parse_credential(
             &parts.headers,
             query,
             cfg.auth.query_key,
             cfg.auth.verify_checksum,
         )?;
         let started = Instant::now();
-        let budget = auth::Budget {
+        let budget = authorize::Budget {
             failures: &gw.failed_lookups,
             limit: cfg.auth.failed_lookup_budget,
             window: cfg.auth.failed_lookup_window,
         };
-        let decided = auth::authorize(&gw.cache, budget, &key, client_ip, required).await;
+        let decided = authorize::authorize(&gw.cache, budget, &key, client_ip, required).await;
         gw.metrics
             .auth_duration
             .observe(started.elapsed().as_secs_f64());
         let identity = decided?;
-        gw.usage
-            .record(identity.id(), client_ip, crate::record::Timestamp::now());
+        gw.usage.record(
+            identity.id(),
+            client_ip,
+            crate::keys::record::Timestamp::now(),
+        );
         if logging {
             trace.identity = Some(identity.clone());
         }
@@ -190,7 +201,7 @@ async fn pipeline<'s>(
     }
 
     let forwarded_path = checked.raw;
-    let peer = crate::record::canonical_ip(conn.peer.ip());
+    let peer = crate::keys::record::canonical_ip(conn.peer.ip());
     let chain = if is_trusted(peer, &cfg.auth.trusted_proxies) {
         incoming_chain(&parts.headers)
     } else {

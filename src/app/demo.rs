@@ -20,11 +20,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::gateway::Gateway;
-use crate::key::Env;
-use crate::keys::{parse_scopes, KeyService, NewKey};
+use crate::keys::api_key::Env;
+use crate::manage::{parse_scopes, KeyService, NewKey};
 use crate::metrics::Metrics;
 use crate::server::{self, Listeners};
+use crate::state::Gateway;
 use crate::store::{memory::MemoryStore, Store};
 
 /// Serves an echo upstream on `listener` until the task is dropped: each
@@ -106,7 +106,7 @@ public = true
 
 /// Runs the demo until Ctrl-C.
 pub fn run(listen: SocketAddr, admin: SocketAddr) -> ExitCode {
-    crate::run::init_logging("info");
+    crate::app::run::init_logging("info");
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -172,7 +172,7 @@ async fn serve(listen: SocketAddr, admin: SocketAddr) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {admin}: {e} (use --admin)"))?;
     let gw = Gateway::new(cfg, store, Arc::new(Metrics::new()));
     // Access lines on stdout show what each curl did.
-    let log = crate::access_log::AccessLog::open(&crate::config::AccessLog::Stdout)?;
+    let log = crate::pipeline::access_log::AccessLog::open(&crate::config::AccessLog::Stdout)?;
     gw.access_log.store(log.map(Arc::new));
     let base = format!("http://{listen}");
     let lk = live.key.expose_secret();
@@ -206,7 +206,7 @@ Ctrl-C to stop.
             admin: Some(adm),
             tls: None,
         },
-        crate::run::shutdown_signal(),
+        crate::app::run::shutdown_signal(),
     )
     .await;
     Ok(())

@@ -18,8 +18,8 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 
 use crate::error::GatewayError;
-use crate::gateway::Gateway;
-use crate::keys::{self, Changes, KeyOpError, KeyService, NewKey};
+use crate::manage::{self, Changes, KeyOpError, KeyService, NewKey};
+use crate::state::Gateway;
 
 /// Admin request bodies are small JSON objects.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
@@ -187,9 +187,9 @@ struct RotateBody {
 
 /// A record (and optionally usage and the new secret) as the API shows it.
 pub fn record_json(
-    record: &crate::record::KeyRecord,
-    usage: Option<&crate::record::KeyUsage>,
-    key: Option<&crate::key::ApiKey>,
+    record: &crate::keys::record::KeyRecord,
+    usage: Option<&crate::keys::record::KeyUsage>,
+    key: Option<&crate::keys::api_key::ApiKey>,
 ) -> serde_json::Value {
     let mut v = serde_json::to_value(record).unwrap_or_default();
     if let Some(obj) = v.as_object_mut() {
@@ -224,13 +224,13 @@ async fn keys_api(
             let b: CreateBody = read_json(req).await?;
             let new = NewKey {
                 name: b.name,
-                env: keys::parse_env(b.env.as_deref().unwrap_or("test")).map_err(op_error)?,
-                scopes: keys::parse_scopes(&b.scopes).map_err(op_error)?,
-                allowed_ips: keys::parse_ips(&b.allowed_ips).map_err(op_error)?,
+                env: manage::parse_env(b.env.as_deref().unwrap_or("test")).map_err(op_error)?,
+                scopes: manage::parse_scopes(&b.scopes).map_err(op_error)?,
+                allowed_ips: manage::parse_ips(&b.allowed_ips).map_err(op_error)?,
                 account: b.account,
                 expires_in: b
                     .expires_in
-                    .map(|d| keys::parse_duration("expires_in", &d))
+                    .map(|d| manage::parse_duration("expires_in", &d))
                     .transpose()
                     .map_err(op_error)?,
             };
@@ -256,12 +256,12 @@ async fn keys_api(
                 name: b.name,
                 scopes: b
                     .scopes
-                    .map(|s| keys::parse_scopes(&s))
+                    .map(|s| manage::parse_scopes(&s))
                     .transpose()
                     .map_err(op_error)?,
                 allowed_ips: b
                     .allowed_ips
-                    .map(|s| keys::parse_ips(&s))
+                    .map(|s| manage::parse_ips(&s))
                     .transpose()
                     .map_err(op_error)?,
             };
@@ -278,7 +278,7 @@ async fn keys_api(
             let id = (*id).to_owned();
             let b: RotateBody = read_json(req).await?;
             let grace = match b.grace {
-                Some(g) => keys::parse_duration("grace", &g).map_err(op_error)?,
+                Some(g) => manage::parse_duration("grace", &g).map_err(op_error)?,
                 None => Duration::from_secs(24 * 3600),
             };
             let issued = svc.rotate(&id, grace).await.map_err(op_error)?;
