@@ -42,7 +42,7 @@ fn main() {
         .build()
         .unwrap();
     let mem = MemoryStore::new();
-    let store = Store::Memory(mem.clone());
+    let store = Store::new(mem.clone());
     let scopes = vec![
         Scope::parse("domains:read").unwrap(),
         Scope::parse("vps:*").unwrap(),

@@ -54,7 +54,7 @@ fn decision(c: &mut Criterion) {
         .unwrap();
     let cfg = Config::from_toml(CFG, Path::new(".")).unwrap();
     let routes = RouteTable::new(&cfg);
-    let store = Store::Memory(MemoryStore::new());
+    let store = Store::new(MemoryStore::new());
     let cache = KeyCache::new(&cfg.cache, store.clone(), Arc::new(Metrics::new()));
     let issued = rt
         .block_on(KeyService::new(&store).create(NewKey {

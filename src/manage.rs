@@ -320,7 +320,7 @@ mod tests {
 
     #[tokio::test]
     async fn lifecycle() {
-        let store = Store::Memory(MemoryStore::new());
+        let store = Store::new(MemoryStore::new());
         let svc = KeyService::new(&store);
         let issued = svc.create(new_key(&["domains:read"])).await.unwrap();
         let id = issued.record.id.clone();
@@ -378,7 +378,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_key_born_expired_is_refused() {
-        let store = Store::Memory(MemoryStore::new());
+        let store = Store::new(MemoryStore::new());
         let mut k = new_key(&["domains:read"]);
         k.expires_in = Some(Duration::ZERO);
         let e = KeyService::new(&store).create(k).await.unwrap_err();

@@ -426,7 +426,7 @@ mod tests {
         let mem = MemoryStore::new();
         let cache = Arc::new(KeyCache::new(
             &cfg(),
-            Store::Memory(mem.clone()),
+            Store::new(mem.clone()),
             Arc::new(Metrics::new()),
         ));
         let watcher = cache.store().watch(cache.clone());

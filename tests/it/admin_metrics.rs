@@ -21,7 +21,7 @@ async fn setup_with(extra: &str) -> (RecordingUpstream, TestGateway) {
     let up = RecordingUpstream::start("up").await;
     let gw = TestGateway::start(
         &config(&up.url(), None, extra),
-        Store::Memory(MemoryStore::new()),
+        Store::new(MemoryStore::new()),
     )
     .await;
     (up, gw)
@@ -299,7 +299,7 @@ async fn the_key_api_is_absent_without_a_token() {
         "[admin]\n",
         "[admin]\ntoken_env = \"OSIR_IT_ADMIN_TOKEN_NEVER_SET\"\n",
     );
-    let unset = TestGateway::start(&unset, Store::Memory(MemoryStore::new())).await;
+    let unset = TestGateway::start(&unset, Store::new(MemoryStore::new())).await;
     let auth = [("authorization", "Bearer anything")];
     for gw in [&plain, &unset] {
         for (m, p) in [

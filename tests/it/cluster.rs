@@ -36,7 +36,7 @@ async fn until_status(gw: &TestGateway, key: &str, status: u16, deadline: Durati
 }
 
 async fn cluster_store(url: &str) -> Store {
-    Store::Redis(
+    Store::new(
         osir_gateway::store::redis::connect(url, TIMEOUT)
             .await
             .unwrap_or_else(|e| panic!("cannot connect to the cluster: {e}")),

@@ -49,7 +49,7 @@ fn acceptable(kind: Kind, status: u16, code: &str) -> bool {
 }
 
 async fn connect(redis: &RedisServer) -> Store {
-    Store::Redis(
+    Store::new(
         osir_gateway::store::redis::connect(&redis.url(), Duration::from_millis(250))
             .await
             .unwrap(),

@@ -15,7 +15,7 @@ use crate::support::upstream::RecordingUpstream;
 async fn random_keys_exhaust_a_budget_and_spare_the_store() {
     let up = RecordingUpstream::start("up").await;
     let mem = MemoryStore::new();
-    let store = Store::Memory(mem.clone());
+    let store = Store::new(mem.clone());
     let extra = "[auth]\nfailed_lookup_budget = 5\nfailed_lookup_window = \"60s\"\n";
     let gw = TestGateway::start(&config(&up.url(), None, extra), store.clone()).await;
     let (hot, _) = create_key(&store, Env::Live, &["domains:read"], &[]).await;
@@ -86,7 +86,7 @@ async fn random_keys_exhaust_a_budget_and_spare_the_store() {
 async fn a_cached_key_past_its_ttl_is_refreshed_despite_a_spent_budget() {
     let up = RecordingUpstream::start("up").await;
     let mem = MemoryStore::new();
-    let store = Store::Memory(mem.clone());
+    let store = Store::new(mem.clone());
     let extra = "[cache]\nttl = \"100ms\"\n[auth]\nfailed_lookup_budget = 2\nfailed_lookup_window = \"60s\"\n";
     let gw = TestGateway::start(&config(&up.url(), None, extra), store.clone()).await;
     let (hot, _) = create_key(&store, Env::Live, &["domains:read"], &[]).await;

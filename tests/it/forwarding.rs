@@ -18,11 +18,7 @@ use crate::support::upstream::{ClosedPort, RecordingUpstream};
 
 async fn setup() -> (RecordingUpstream, TestGateway) {
     let up = RecordingUpstream::start("up").await;
-    let gw = TestGateway::start(
-        &config(&up.url(), None, ""),
-        Store::Memory(MemoryStore::new()),
-    )
-    .await;
+    let gw = TestGateway::start(&config(&up.url(), None, ""), Store::new(MemoryStore::new())).await;
     (up, gw)
 }
 
@@ -218,7 +214,7 @@ async fn an_unreachable_upstream_is_502() {
     let closed = ClosedPort::new();
     let gw = TestGateway::start(
         &config(&closed.url(), None, ""),
-        Store::Memory(MemoryStore::new()),
+        Store::new(MemoryStore::new()),
     )
     .await;
     get(&gw.url("/v1/status"), &[])
@@ -292,7 +288,7 @@ async fn every_answer_carries_a_request_id_matching_its_body() {
     let closed = ClosedPort::new();
     let down = TestGateway::start(
         &config(&closed.url(), None, ""),
-        Store::Memory(MemoryStore::new()),
+        Store::new(MemoryStore::new()),
     )
     .await;
     check(

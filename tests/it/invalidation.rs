@@ -72,7 +72,7 @@ async fn writer(redis: &RedisServer) -> Store {
     ]);
     let url = format!("redis://writer:writer-pw@127.0.0.1:{}/0", redis.port);
     let s = osir_gateway::store::redis::connect(&url, Duration::from_secs(1)).await;
-    Store::Redis(s.unwrap())
+    Store::new(s.unwrap())
 }
 
 /// Takes the channel away from the gateways (the default user): Redis drops

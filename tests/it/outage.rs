@@ -18,7 +18,7 @@ use crate::support::upstream::RecordingUpstream;
 const EXTRA: &str = "[cache]\nttl = \"150ms\"\nstale_if_error = \"1m\"\n";
 
 async fn fast_store(redis: &RedisServer) -> Store {
-    Store::Redis(
+    Store::new(
         osir_gateway::store::redis::connect(&redis.url(), Duration::from_millis(200))
             .await
             .unwrap(),

@@ -17,11 +17,7 @@ use crate::support::upstream::RecordingUpstream;
 
 async fn setup() -> (RecordingUpstream, TestGateway) {
     let up = RecordingUpstream::start("up").await;
-    let gw = TestGateway::start(
-        &config(&up.url(), None, ""),
-        Store::Memory(MemoryStore::new()),
-    )
-    .await;
+    let gw = TestGateway::start(&config(&up.url(), None, ""), Store::new(MemoryStore::new())).await;
     (up, gw)
 }
 

@@ -153,7 +153,7 @@ fn pool_config(up: &ScriptedUpstream, upstream_extra: &str) -> String {
 async fn start(up: &ScriptedUpstream, upstream_extra: &str) -> TestGateway {
     TestGateway::start(
         &pool_config(up, upstream_extra),
-        Store::Memory(MemoryStore::new()),
+        Store::new(MemoryStore::new()),
     )
     .await
 }

@@ -138,7 +138,7 @@ async fn concurrent_first_uses_cost_one_store_read() {
     let store = osir_gateway::store::redis::connect(&redis.url(), Duration::from_secs(20))
         .await
         .unwrap();
-    let gw = gateway(&up, Store::Redis(store)).await;
+    let gw = gateway(&up, Store::new(store)).await;
     let before = redis.command_count("hgetall");
     let misses = || {
         gw.gw
@@ -269,7 +269,7 @@ async fn file_store_with_keys_from_the_binary() {
     let cfg = CliConfig::file_store();
     let (key, id) = cli_create(&cfg, "live", &["domains:read"]);
     let up = RecordingUpstream::start("up").await;
-    let gw = gateway(&up, Store::File(FileStore::open(&cfg.keys_file()).unwrap())).await;
+    let gw = gateway(&up, Store::new(FileStore::open(&cfg.keys_file()).unwrap())).await;
     let seen = allowed(
         &gw,
         &up,

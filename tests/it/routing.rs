@@ -16,11 +16,7 @@ use crate::support::upstream::RecordingUpstream;
 
 async fn setup() -> (RecordingUpstream, TestGateway) {
     let up = RecordingUpstream::start("up").await;
-    let gw = TestGateway::start(
-        &config(&up.url(), None, ""),
-        Store::Memory(MemoryStore::new()),
-    )
-    .await;
+    let gw = TestGateway::start(&config(&up.url(), None, ""), Store::new(MemoryStore::new())).await;
     (up, gw)
 }
 
@@ -68,7 +64,7 @@ async fn longest_prefix_wins() {
     );
     let gw = TestGateway::start(
         &config(&up.url(), None, &extra),
-        Store::Memory(MemoryStore::new()),
+        Store::new(MemoryStore::new()),
     )
     .await;
     for (p, want) in [

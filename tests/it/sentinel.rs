@@ -62,7 +62,7 @@ async fn a_primary_killed_under_load_fails_over_without_a_wrong_answer() {
     let sentinels = Sentinels::start(primary.port);
     assert_eq!(sentinels.master_port(), Some(primary.port));
 
-    let store = Store::Redis(
+    let store = Store::new(
         osir_gateway::store::redis::connect(&sentinels.url(), Duration::from_millis(200))
             .await
             .unwrap_or_else(|e| panic!("cannot connect through the sentinels: {e}")),

@@ -10,11 +10,7 @@ use crate::support::upstream::RecordingUpstream;
 #[tokio::test]
 async fn public_private_and_unknown_routes() {
     let up = RecordingUpstream::start("up").await;
-    let gw = TestGateway::start(
-        &config(&up.url(), None, ""),
-        Store::Memory(MemoryStore::new()),
-    )
-    .await;
+    let gw = TestGateway::start(&config(&up.url(), None, ""), Store::new(MemoryStore::new())).await;
 
     let r = get(&gw.url("/v1/status?x=1"), &[]).await;
     assert_eq!(r.status, 200, "{}", r.text());

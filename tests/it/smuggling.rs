@@ -15,11 +15,7 @@ use crate::support::upstream::{RecordingUpstream, WireUpstream};
 
 async fn setup() -> (RecordingUpstream, TestGateway) {
     let up = RecordingUpstream::start("up").await;
-    let gw = TestGateway::start(
-        &config(&up.url(), None, ""),
-        Store::Memory(MemoryStore::new()),
-    )
-    .await;
+    let gw = TestGateway::start(&config(&up.url(), None, ""), Store::new(MemoryStore::new())).await;
     (up, gw)
 }
 
@@ -155,7 +151,7 @@ async fn the_upstream_sees_only_framing_the_gateway_built() {
     let wire = WireUpstream::start().await;
     let gw = TestGateway::start(
         &config(&wire.url(), None, ""),
-        Store::Memory(MemoryStore::new()),
+        Store::new(MemoryStore::new()),
     )
     .await;
     let trailers = raw_request(

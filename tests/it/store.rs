@@ -118,7 +118,7 @@ fn delta(id: &str, days: &[(&str, u64)], at: i64, ip: &str) -> UsageDelta {
 }
 
 async fn redis_store(server: &RedisServer) -> Store {
-    Store::Redis(redis::connect(&server.url(), TIMEOUT).await.unwrap())
+    Store::new(redis::connect(&server.url(), TIMEOUT).await.unwrap())
 }
 
 fn is_unavailable(e: &StoreError) -> bool {
@@ -645,7 +645,7 @@ async fn redis_usage_batches_add_up_in_one_round_trip() {
 // ----------------------------------------------------------------- file
 
 fn file_store(path: &Path) -> Store {
-    Store::File(FileStore::open(path).unwrap())
+    Store::new(FileStore::open(path).unwrap())
 }
 
 fn dir_names(dir: &Path) -> Vec<String> {

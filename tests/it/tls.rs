@@ -214,7 +214,7 @@ impl TlsClient {
 
 async fn start(up: &RecordingUpstream, dir: &TlsDir, handshake_timeout: &str) -> TestGateway {
     let cfg = dir.write_config(&up.url(), handshake_timeout);
-    TestGateway::start_tls(cfg, Store::Memory(MemoryStore::new())).await
+    TestGateway::start_tls(cfg, Store::new(MemoryStore::new())).await
 }
 
 #[tokio::test]
