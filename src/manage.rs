@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::keys::api_key::{ApiKey, Env};
-use crate::keys::record::{
+use crate::keys::{
     new_key_id, parse_ip_or_cidr, valid_key_id, KeyRecord, KeyUsage, Scope, Timestamp,
 };
+use crate::keys::{ApiKey, Env};
 use crate::store::{Store, StoreError};
 
 /// Why a key operation failed.

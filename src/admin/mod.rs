@@ -187,9 +187,9 @@ struct RotateBody {
 
 /// A record (and optionally usage and the new secret) as the API shows it.
 pub fn record_json(
-    record: &crate::keys::record::KeyRecord,
-    usage: Option<&crate::keys::record::KeyUsage>,
-    key: Option<&crate::keys::api_key::ApiKey>,
+    record: &crate::keys::KeyRecord,
+    usage: Option<&crate::keys::KeyUsage>,
+    key: Option<&crate::keys::ApiKey>,
 ) -> serde_json::Value {
     let mut v = serde_json::to_value(record).unwrap_or_default();
     if let Some(obj) = v.as_object_mut() {

@@ -20,7 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::keys::api_key::Env;
+use crate::keys::Env;
 use crate::manage::{parse_scopes, KeyService, NewKey};
 use crate::metrics::Metrics;
 use crate::server::{self, Listeners};

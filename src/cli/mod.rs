@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
-use crate::keys::record::{KeyRecord, KeyUsage, Timestamp};
+use crate::keys::{KeyRecord, KeyUsage, Timestamp};
 use crate::manage::{self, Changes, KeyOpError, KeyService, NewKey};
 use crate::store::Store;
 

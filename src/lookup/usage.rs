@@ -13,7 +13,7 @@ use std::net::IpAddr;
 
 use parking_lot::Mutex;
 
-use crate::keys::record::{Timestamp, UsageDelta};
+use crate::keys::{Timestamp, UsageDelta};
 use crate::store::Store;
 
 const SHARDS: usize = 16;

@@ -33,7 +33,7 @@ use tokio::net::TcpStream;
 
 use crate::config::{UpstreamConfig, UpstreamUrl};
 use crate::error::GatewayError;
-use crate::keys::api_key::Env;
+use crate::keys::Env;
 use crate::metrics::Metrics;
 
 /// The body sent upstream: the client's, streamed, under the route's limit.

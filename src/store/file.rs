@@ -29,8 +29,8 @@ use tokio::sync::watch as generation;
 
 use super::memory::apply_usage;
 use super::{InvalidationSink, StoreError, StoreFuture};
-use crate::keys::api_key::KeyHash;
-use crate::keys::record::{parse_ip_or_cidr, valid_key_id, KeyRecord, KeyUsage, UsageDelta};
+use crate::keys::KeyHash;
+use crate::keys::{parse_ip_or_cidr, valid_key_id, KeyRecord, KeyUsage, UsageDelta};
 
 /// The only format version this code reads and writes.
 const VERSION: u32 = 1;
@@ -613,7 +613,7 @@ mod tests {
             let delta = UsageDelta {
                 id: "key_a".into(),
                 daily: BTreeMap::from([("2026-12-01".to_owned(), 1)]),
-                last_used_at: crate::keys::record::Timestamp::now(),
+                last_used_at: crate::keys::Timestamp::now(),
                 last_ip: std::net::Ipv4Addr::LOCALHOST.into(),
             };
             let write = tokio::spawn(async move { store.add_usage(&[delta]).await });

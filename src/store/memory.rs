@@ -13,8 +13,8 @@ use parking_lot::RwLock;
 use tokio::sync::{broadcast, Semaphore};
 
 use super::{InvalidationSink, StoreError, StoreFuture};
-use crate::keys::api_key::KeyHash;
-use crate::keys::record::{KeyRecord, KeyUsage, Timestamp, UsageDelta};
+use crate::keys::KeyHash;
+use crate::keys::{KeyRecord, KeyUsage, Timestamp, UsageDelta};
 
 #[derive(Default)]
 struct Maps {

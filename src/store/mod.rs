@@ -31,8 +31,8 @@ use std::sync::Arc;
 
 use crate::config::StoreConfig;
 
-use crate::keys::api_key::KeyHash;
-use crate::keys::record::{KeyRecord, KeyUsage, Timestamp, UsageDelta};
+use crate::keys::KeyHash;
+use crate::keys::{KeyRecord, KeyUsage, Timestamp, UsageDelta};
 
 /// Why the store could not answer. Messages never contain a key.
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,7 @@
 //! is the trusted chain plus the peer, or only the peer.
 
 use http::Method;
-use osir_gateway::keys::api_key::Env;
+use osir_gateway::keys::Env;
 use osir_gateway::store::Store;
 
 use crate::support::client::bearer;

@@ -7,7 +7,7 @@
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use osir_gateway::keys::api_key::Env;
+use osir_gateway::keys::Env;
 use osir_gateway::manage::KeyService;
 use osir_gateway::store::Store;
 

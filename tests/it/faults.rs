@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::Method;
-use osir_gateway::keys::api_key::{ApiKey, Env};
+use osir_gateway::keys::{ApiKey, Env};
 use osir_gateway::manage::KeyService;
 use osir_gateway::store::Store;
 

@@ -3,7 +3,7 @@
 //! IP gets 429 `rate_limited` with `Retry-After`, while keys already cached
 //! keep working and the positive cache keeps its hot keys.
 
-use osir_gateway::keys::api_key::{ApiKey, Env};
+use osir_gateway::keys::{ApiKey, Env};
 use osir_gateway::store::{memory::MemoryStore, Store};
 
 use crate::support::client::{bearer, get};

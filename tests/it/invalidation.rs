@@ -8,8 +8,8 @@
 use std::time::{Duration, Instant};
 
 use http::Method;
-use osir_gateway::keys::api_key::Env;
-use osir_gateway::keys::record::Timestamp;
+use osir_gateway::keys::Env;
+use osir_gateway::keys::Timestamp;
 use osir_gateway::manage::KeyService;
 use osir_gateway::store::{redis::INVALIDATE_CHANNEL, Store};
 

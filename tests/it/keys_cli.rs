@@ -3,8 +3,8 @@
 //! secret), update, revoke and rotate, and the exit statuses: 1 with one
 //! clear line for a failure, 2 for a usage error, no password ever echoed.
 
-use osir_gateway::keys::api_key::looks_like_key;
-use osir_gateway::keys::record::Timestamp;
+use osir_gateway::keys::looks_like_key;
+use osir_gateway::keys::Timestamp;
 use serde_json::Value;
 
 use crate::support::keys::{body, CliConfig, CliRun};

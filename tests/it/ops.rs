@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use http::Method;
 use osir_gateway::config::AccessLog as AccessLogConfig;
-use osir_gateway::keys::api_key::Env;
+use osir_gateway::keys::Env;
 use osir_gateway::manage::KeyService;
 
 use crate::support::client::{bearer, get, get_until, send};
@@ -411,7 +411,7 @@ async fn admin_key_api_end_to_end() {
     let created = r.json();
     let key = created["key"].as_str().unwrap().to_owned();
     let id = created["id"].as_str().unwrap().to_owned();
-    assert!(osir_gateway::keys::api_key::looks_like_key(&key));
+    assert!(osir_gateway::keys::looks_like_key(&key));
     assert_eq!(
         get(
             &gw.url("/v1/domains/x"),

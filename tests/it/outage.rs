@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use osir_gateway::keys::api_key::{ApiKey, Env};
+use osir_gateway::keys::{ApiKey, Env};
 use osir_gateway::manage::KeyService;
 use osir_gateway::store::Store;
 

@@ -25,7 +25,7 @@ use http::{HeaderMap, HeaderValue};
 use ipnet::IpNet;
 use osir_gateway::config::Config;
 use osir_gateway::error::GatewayError;
-use osir_gateway::keys::record::canonical_ip;
+use osir_gateway::keys::canonical_ip;
 use osir_gateway::pipeline::client_ip::{client_ip, is_trusted};
 use osir_gateway::pipeline::credential::{extract, strip_key_param, Credential};
 use osir_gateway::pipeline::path::check;

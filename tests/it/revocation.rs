@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use http::Method;
-use osir_gateway::keys::api_key::{ApiKey, Env};
-use osir_gateway::keys::record::Timestamp;
+use osir_gateway::keys::Timestamp;
+use osir_gateway::keys::{ApiKey, Env};
 use osir_gateway::manage::{parse_scopes, Changes, KeyService};
 use osir_gateway::store::{file::FileStore, Store};
 

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use osir_gateway::keys::api_key::Env;
+use osir_gateway::keys::Env;
 use osir_gateway::manage::KeyService;
 use osir_gateway::store::Store;
 

@@ -7,10 +7,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use osir_gateway::keys::api_key::{ApiKey, Env, KeyHash};
-use osir_gateway::keys::record::{
-    parse_ip_or_cidr, KeyRecord, KeyUsage, Scope, Timestamp, UsageDelta,
-};
+use osir_gateway::keys::{parse_ip_or_cidr, KeyRecord, KeyUsage, Scope, Timestamp, UsageDelta};
+use osir_gateway::keys::{ApiKey, Env, KeyHash};
 use osir_gateway::store::file::FileStore;
 use osir_gateway::store::{redis, InvalidationSink, Store, StoreError};
 

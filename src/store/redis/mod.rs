@@ -62,8 +62,8 @@ use ::redis::{Client, ProtocolVersion, Script, Value};
 use parking_lot::{Mutex, RwLock};
 
 use super::{InvalidationSink, StoreError, StoreFuture};
-use crate::keys::api_key::KeyHash;
-use crate::keys::record::{KeyRecord, KeyUsage, Timestamp, UsageDelta};
+use crate::keys::KeyHash;
+use crate::keys::{KeyRecord, KeyUsage, Timestamp, UsageDelta};
 use conn::{finish_connect, Cluster, Conn};
 use schema::{
     bytes_of, check_id, corrupt, hash_fields, list_items, parse_index, parse_record, parse_usage,

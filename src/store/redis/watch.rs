@@ -15,8 +15,8 @@ use futures_util::StreamExt;
 use super::sentinel::is_master_role;
 use super::subscribe::PROBE_PREFIX;
 use super::{Inner, RedisStore, INVALIDATE_CHANNEL};
-use crate::keys::api_key::KeyHash;
-use crate::keys::record::Timestamp;
+use crate::keys::KeyHash;
+use crate::keys::Timestamp;
 use crate::store::InvalidationSink;
 
 /// How often the watcher proves both connections are alive.

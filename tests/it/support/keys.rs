@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use osir_gateway::keys::api_key::Env;
-use osir_gateway::keys::record::KeyRecord;
+use osir_gateway::keys::Env;
+use osir_gateway::keys::KeyRecord;
 use osir_gateway::manage::{parse_ips, parse_scopes, KeyService, NewKey};
 use osir_gateway::store::{memory::MemoryStore, Store};
 
