@@ -300,6 +300,28 @@ impl<'a> KeyService<'a> {
     }
 }
 
+/// A record (and optionally usage and the new secret) as the CLI's `--json`
+/// and the admin API both show it: one shape for both.
+pub fn record_json(
+    record: &crate::keys::KeyRecord,
+    usage: Option<&crate::keys::KeyUsage>,
+    key: Option<&crate::keys::ApiKey>,
+) -> serde_json::Value {
+    let mut v = serde_json::to_value(record).unwrap_or_default();
+    if let Some(obj) = v.as_object_mut() {
+        if let Some(u) = usage {
+            obj.insert("usage".into(), serde_json::to_value(u).unwrap_or_default());
+        }
+        if let Some(k) = key {
+            obj.insert(
+                "key".into(),
+                serde_json::Value::String(k.expose_secret().to_owned()),
+            );
+        }
+    }
+    v
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

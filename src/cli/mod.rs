@@ -192,7 +192,7 @@ fn keys_command(path: &std::path::Path, cmd: KeysCommand) -> ExitCode {
         Err(e) => return fail(format!("cannot start runtime: {e}")),
     };
     rt.block_on(async move {
-        let store = match crate::store::open(&cfg.store).await {
+        let store = match cfg.store.open().await {
             Ok(s) => s,
             Err(e) => return fail(e),
         };
@@ -277,7 +277,7 @@ async fn create_many(
             source: Box::new(e),
         })?;
         if json {
-            let v = crate::admin::record_json(&issued.record, None, Some(&issued.key));
+            let v = manage::record_json(&issued.record, None, Some(&issued.key));
             out.push_str(&serde_json::to_string(&v).unwrap_or_default());
         } else {
             out.push_str(&issued.record.id);
@@ -293,7 +293,7 @@ async fn create_many(
 /// Runs one key command and returns what to print on stdout.
 pub async fn keys_op(store: &Store, cmd: KeysCommand) -> Result<String, KeyOpError> {
     let svc = KeyService::new(store);
-    let record_json = crate::admin::record_json;
+    let record_json = manage::record_json;
     match cmd {
         KeysCommand::Create {
             name,

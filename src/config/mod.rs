@@ -268,6 +268,18 @@ pub struct RouteConfig {
     pub max_body: Option<u64>,
 }
 
+impl StoreConfig {
+    /// Opens this store (no change feed is started: a one-shot command never
+    /// needs one; [`crate::state::Gateway::new`] starts it).
+    pub async fn open(&self) -> Result<crate::store::Store, crate::store::StoreError> {
+        use crate::store::{file::FileStore, redis, Store};
+        match self {
+            StoreConfig::Redis { url, timeout } => redis::connect(url, *timeout).await.map(Store::new),
+            StoreConfig::File { path, .. } => FileStore::open(path).map(Store::new),
+        }
+    }
+}
+
 impl Config {
     /// Validates config text; relative paths in it are resolved against `base_dir`
     /// so the result does not depend on the process's working directory. Having no

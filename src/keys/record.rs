@@ -11,7 +11,9 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use super::{Env, Scope, Timestamp};
+use super::api_key::Env;
+use super::scope::Scope;
+use super::time::Timestamp;
 
 /// Everything the gateway and the CLI know about one key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,8 +9,8 @@
 //! - [`UsageStore`]: per-key usage counters, written in batches;
 //! - [`ChangeFeed`]: telling a gateway's cache about every change.
 //!
-//! [`Store`] is an opened backend seen through all four; [`open`] opens the
-//! one a config names. Three backends:
+//! [`Store`] is an opened backend seen through all four
+//! ([`crate::config::StoreConfig::open`] opens the one a config names). Three backends:
 //! - [`redis::RedisStore`]: the shared store for many gateways; writes are
 //!   atomic and announce themselves on a pub/sub channel.
 //! - [`file::FileStore`]: one JSON file on one host, written atomically and
@@ -29,7 +29,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::config::StoreConfig;
 
 use crate::keys::KeyHash;
 use crate::keys::{KeyRecord, KeyUsage, Timestamp, UsageDelta};
@@ -191,14 +190,5 @@ impl Store {
     /// A short name for logs and `/readyz`.
     pub fn backend_name(&self) -> &'static str {
         self.name
-    }
-}
-
-/// Opens the store a config names (no watcher is started: a one-shot
-/// command never needs one; [`crate::state::Gateway::new`] starts it).
-pub async fn open(cfg: &StoreConfig) -> Result<Store, StoreError> {
-    match cfg {
-        StoreConfig::Redis { url, timeout } => redis::connect(url, *timeout).await.map(Store::new),
-        StoreConfig::File { path, .. } => file::FileStore::open(path).map(Store::new),
     }
 }

@@ -8,6 +8,7 @@ mod auth;
 mod client_ips;
 mod cluster;
 mod keys_cli;
+mod layout;
 mod revocation;
 mod secrets;
 mod sentinel;
