@@ -25,7 +25,7 @@ use crate::state::Gateway;
 const MAX_ADMIN_BODY: usize = 64 * 1024;
 
 /// Answers one admin request.
-pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Full<Bytes>> {
+pub(crate) async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let request_id = gw
         .request_ids
         .for_request(req.headers().get("x-request-id"));
@@ -221,12 +221,18 @@ async fn keys_api(
         }
         (Method::GET, []) => {
             let all = svc.list().await.map_err(op_error)?;
-            let v: Vec<_> = all.iter().map(|r| manage::record_json(r, None, None)).collect();
+            let v: Vec<_> = all
+                .iter()
+                .map(|r| manage::record_json(r, None, None))
+                .collect();
             Ok(json(StatusCode::OK, &serde_json::Value::Array(v)))
         }
         (Method::GET, [id]) => {
             let (r, u) = svc.show(id).await.map_err(op_error)?;
-            Ok(json(StatusCode::OK, &manage::record_json(&r, Some(&u), None)))
+            Ok(json(
+                StatusCode::OK,
+                &manage::record_json(&r, Some(&u), None),
+            ))
         }
         (Method::PATCH, [id]) => {
             let id = (*id).to_owned();

@@ -274,7 +274,9 @@ impl StoreConfig {
     pub async fn open(&self) -> Result<crate::store::Store, crate::store::StoreError> {
         use crate::store::{file::FileStore, redis, Store};
         match self {
-            StoreConfig::Redis { url, timeout } => redis::connect(url, *timeout).await.map(Store::new),
+            StoreConfig::Redis { url, timeout } => {
+                redis::connect(url, *timeout).await.map(Store::new)
+            }
             StoreConfig::File { path, .. } => FileStore::open(path).map(Store::new),
         }
     }

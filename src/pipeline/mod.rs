@@ -10,15 +10,15 @@
 
 pub mod access_log;
 pub mod authorize;
-pub mod budget;
+pub(crate) mod budget;
 pub mod client_ip;
 pub mod credential;
 pub mod path;
-pub mod request_id;
-pub mod rewrite;
+pub(crate) mod request_id;
+pub(crate) mod rewrite;
 pub mod route;
-pub mod shape;
-pub mod upstream;
+pub(crate) mod shape;
+pub(crate) mod upstream;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;

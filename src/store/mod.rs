@@ -29,7 +29,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-
 use crate::keys::KeyHash;
 use crate::keys::{KeyRecord, KeyUsage, Timestamp, UsageDelta};
 

@@ -4,7 +4,9 @@
 //! seconds of the store returning.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use http::Method;
@@ -126,10 +128,7 @@ async fn redis_killed_under_load_gives_no_wrong_answer_and_recovers() {
                     r.code()
                 };
                 if !acceptable(*kind, r.status.as_u16(), &code) {
-                    wrong
-                        .lock()
-                        .unwrap()
-                        .push(format!("{kind:?}: {} {code}", r.status));
+                    wrong.lock().push(format!("{kind:?}: {} {code}", r.status));
                 }
             }
         }));
@@ -171,7 +170,7 @@ async fn redis_killed_under_load_gives_no_wrong_answer_and_recovers() {
     }
     let recovered = recovered.expect("the gateway did not recover within 10 s of Redis returning");
     println!("recovered {recovered:?} after Redis came back");
-    let wrong = wrong.lock().unwrap();
+    let wrong = wrong.lock();
     assert!(
         wrong.is_empty(),
         "{} wrong answers, e.g. {:?}",

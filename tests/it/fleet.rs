@@ -8,7 +8,9 @@
 use std::fs::File;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -227,7 +229,7 @@ async fn three_gateways_refuse_a_key_revoked_under_load_within_a_second() {
                     let sent = Instant::now();
                     let (status, code) = one(&url, &auth, &c).await;
                     let done = Instant::now();
-                    seen.lock().unwrap().push(Seen {
+                    seen.lock().push(Seen {
                         gateway: g,
                         sent,
                         done,
@@ -243,7 +245,6 @@ async fn three_gateways_refuse_a_key_revoked_under_load_within_a_second() {
     }
     let passes = |g: usize| {
         seen.lock()
-            .unwrap()
             .iter()
             .filter(|s| s.gateway == g && s.status == 200)
             .count()
@@ -270,7 +271,6 @@ async fn three_gateways_refuse_a_key_revoked_under_load_within_a_second() {
     // the 1 s mark, so "never again" is tested on plenty of requests.
     let refused_by = |g: usize| {
         seen.lock()
-            .unwrap()
             .iter()
             .any(|s| s.gateway == g && s.sent > revoking && s.status == 401)
     };
@@ -286,7 +286,7 @@ async fn three_gateways_refuse_a_key_revoked_under_load_within_a_second() {
     }
     assert!(all_refused, "not every gateway refused the revoked key");
 
-    let seen = seen.lock().unwrap().clone();
+    let seen = seen.lock().clone();
     for s in &seen {
         assert!(
             (s.status, s.code.as_str()) == (200, "ok")

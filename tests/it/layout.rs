@@ -54,7 +54,11 @@ fn sources(root: &Path) -> BTreeMap<String, String> {
             if path.is_dir() {
                 walk(&path, root, out);
             } else if path.extension().is_some_and(|e| e == "rs") {
-                let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                let rel = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
                 out.insert(rel, std::fs::read_to_string(&path).unwrap());
             }
         }
@@ -83,7 +87,10 @@ fn module_of(file: &str) -> Vec<String> {
         .split('/')
         .map(str::to_owned)
         .collect();
-    if matches!(parts.last().map(String::as_str), Some("mod" | "lib" | "main")) {
+    if matches!(
+        parts.last().map(String::as_str),
+        Some("mod" | "lib" | "main")
+    ) {
         parts.pop();
     }
     parts
@@ -247,7 +254,11 @@ fn imports_point_down_the_layers() {
     // The check sees the imports it must see.
     assert!(edges["pipeline/mod.rs"].contains("state.rs"));
     assert!(edges["server/mod.rs"].contains("pipeline/mod.rs"));
-    assert!(wrong.is_empty(), "imports against the layers:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "imports against the layers:\n{}",
+        wrong.join("\n")
+    );
 }
 
 #[test]

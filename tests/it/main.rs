@@ -1,6 +1,6 @@
 //! Integration tests: one binary, real sockets, real redis-server, real
 //! upstreams. Shared helpers live in `support/`.
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
 mod support;
 

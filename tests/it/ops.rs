@@ -372,7 +372,7 @@ async fn admin_key_api_end_to_end() {
         "OSIR_TEST_ADMIN_{}",
         crate::support::client::random_hex(8).to_uppercase()
     );
-    std::env::set_var(&var, "s3cret-admin-token");
+    crate::support::set_test_env(&var, "s3cret-admin-token");
     let toml = config(&up.url(), None, "").replace(
         "listen = \"127.0.0.1:2\"",
         &format!("listen = \"127.0.0.1:2\"\ntoken_env = \"{var}\""),

@@ -5,7 +5,9 @@
 //! again by themselves.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use osir_gateway::keys::Env;
@@ -97,10 +99,7 @@ async fn a_primary_killed_under_load_fails_over_without_a_wrong_answer() {
                 let r = call(&gw, &hot).await;
                 served.fetch_add(1, Ordering::SeqCst);
                 if r.status != 200 {
-                    wrong
-                        .lock()
-                        .unwrap()
-                        .push(format!("{} {}", r.status, r.text()));
+                    wrong.lock().push(format!("{} {}", r.status, r.text()));
                 }
             }
         }));
@@ -176,7 +175,7 @@ async fn a_primary_killed_under_load_fails_over_without_a_wrong_answer() {
     for t in tasks {
         t.await.unwrap();
     }
-    let wrong = wrong.lock().unwrap();
+    let wrong = wrong.lock();
     assert!(
         wrong.is_empty(),
         "the cached key got {} non-200 answers (of {}), first: {}",

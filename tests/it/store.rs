@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use osir_gateway::keys::{parse_ip_or_cidr, KeyRecord, KeyUsage, Scope, Timestamp, UsageDelta};
@@ -29,23 +31,23 @@ struct Recorder(Mutex<Vec<Seen>>);
 
 impl InvalidationSink for Recorder {
     fn invalidate(&self, hash: &KeyHash) {
-        self.0.lock().unwrap().push(Seen::One(*hash));
+        self.0.lock().push(Seen::One(*hash));
     }
     fn invalidate_all(&self) {
-        self.0.lock().unwrap().push(Seen::All);
+        self.0.lock().push(Seen::All);
     }
     fn store_up(&self, up: bool) {
-        self.0.lock().unwrap().push(Seen::Up(up));
+        self.0.lock().push(Seen::Up(up));
     }
 }
 
 impl Recorder {
     fn count(&self, what: &Seen) -> usize {
-        self.0.lock().unwrap().iter().filter(|s| *s == what).count()
+        self.0.lock().iter().filter(|s| *s == what).count()
     }
 
     fn last_up(&self) -> Option<bool> {
-        self.0.lock().unwrap().iter().rev().find_map(|s| match s {
+        self.0.lock().iter().rev().find_map(|s| match s {
             Seen::Up(up) => Some(*up),
             _ => None,
         })
@@ -58,7 +60,7 @@ impl Recorder {
             assert!(
                 Instant::now() < deadline,
                 "{what}: not seen within {within:?}; saw {:?}",
-                self.0.lock().unwrap()
+                self.0.lock()
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
