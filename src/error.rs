@@ -1,10 +1,15 @@
-//! Every answer the gateway makes itself, in one place.
+//! Every answer the gateway's data path makes itself, in one place.
 //!
 //! Each cause is a variant; its status, its contract code (which is also the
 //! `reason` label of `osir_gateway_requests_total`) and its message come from
 //! exhaustive matches with no catch-all arm, so a new cause cannot ship
-//! without a deliberate answer. No variant carries a key or a raw path.
+//! without a deliberate answer. A cause keeps what produced it (the path
+//! check's finding, the upstream's or the store's error) as its `source()`,
+//! for diagnostics; the client sees only the code and the message. No
+//! variant carries a key or a raw path. The admin API's own causes are
+//! `admin::error::AdminError`, rendered through [`json_response`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,19 +19,81 @@ use http_body_util::Full;
 
 use crate::keys::Scope;
 
+/// A cause kept for diagnostics (logs); never shown to the client.
+pub type Source = Arc<dyn std::error::Error + Send + Sync>;
+
+/// Why a path was refused; only for logs and tests, the client always gets
+/// `invalid_path`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// Not origin-form: empty or no leading `/`.
+    #[error("path must start with /")]
+    NotAbsolute,
+    /// `.` or `..`, raw or encoded.
+    #[error("dot segment")]
+    DotSegment,
+    /// `//` somewhere.
+    #[error("empty segment")]
+    EmptySegment,
+    /// `\`, `;`, raw or encoded; or encoded `/` or `%`.
+    #[error("forbidden character")]
+    Forbidden,
+    /// NUL or another control character, raw or encoded.
+    #[error("control character")]
+    Control,
+    /// `%` not followed by two hex digits.
+    #[error("bad percent escape")]
+    BadEscape,
+    /// Raw bytes above 0x7f, or decoded bytes that are not UTF-8.
+    #[error("not UTF-8")]
+    NotUtf8,
+}
+
+/// What was malformed about a request (400 `invalid_request`); the text is
+/// the message the client reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BadRequest {
+    /// An `Upgrade` header: the gateway proxies plain requests only.
+    #[error("protocol upgrades are not supported")]
+    Upgrade,
+    /// An absolute-form target naming another host than `Host`.
+    #[error("the request target's authority differs from the Host header")]
+    AuthorityMismatch,
+    /// Two `Host` headers.
+    #[error("more than one Host header")]
+    DuplicateHost,
+    /// The checked path and query do not form an upstream URI.
+    #[error("the request target cannot be forwarded")]
+    Unforwardable,
+}
+
+/// How the upstream failed (502 `upstream_unavailable`).
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum UpstreamFailure {
+    /// No connection could be made (refused, unreachable, connect timeout).
+    #[error("cannot connect to the upstream")]
+    Connect(#[source] Source),
+    /// The connection broke before the response head was complete.
+    #[error("the upstream connection broke")]
+    Broken(#[source] Source),
+    /// The route names an upstream the snapshot lacks (a validated config
+    /// never does this).
+    #[error("the route's upstream is not configured")]
+    Missing,
+}
+
 /// A request the gateway answers itself instead of forwarding.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum GatewayError {
     /// The path failed the canonical check.
     #[error("the request path is not allowed")]
-    InvalidPath,
+    InvalidPath(#[source] PathError),
     /// More than one credential was sent.
     #[error("send exactly one credential: one Authorization header or one api_key parameter")]
     AmbiguousCredentials,
-    /// Malformed request (absolute-form with a foreign authority, Upgrade,
-    /// bad admin input). The text names what was wrong, never a secret.
-    #[error("{0}")]
-    InvalidRequest(String),
+    /// Malformed request; the cause says what was wrong, never a secret.
+    #[error(transparent)]
+    InvalidRequest(BadRequest),
     /// CONNECT, `OPTIONS *`, or a method with no scope mapping.
     #[error("this method is not allowed here")]
     MethodNotAllowed,
@@ -62,22 +129,27 @@ pub enum GatewayError {
     RateLimited(Duration),
     /// Upstream refused, reset or broke the response.
     #[error("the upstream service is unavailable")]
-    UpstreamUnavailable,
-    /// Store down and the key not cached.
+    UpstreamUnavailable(#[source] UpstreamFailure),
+    /// Store down and the key not cached; retry after `retry_after`.
     #[error("the key store is unavailable; retry shortly")]
-    KeyStoreUnavailable(Duration),
+    KeyStoreUnavailable {
+        /// The `Retry-After` the client is given.
+        retry_after: Duration,
+        /// What the store said.
+        #[source]
+        source: Source,
+    },
     /// Upstream did not send a response head in time.
     #[error("the upstream service did not answer in time")]
     UpstreamTimeout,
-    /// Admin API: no key with this id.
-    #[error("no API key with this id")]
-    KeyNotFound,
-    /// Admin API: missing or wrong admin token.
-    #[error("a valid admin token is required")]
-    AdminUnauthorized,
-    /// Admin API: the store or the process failed; the text is safe to show.
-    #[error("{0}")]
-    Internal(String),
+}
+
+/// Two errors are equal when they give the same answer: the same code and
+/// the same message (sources are diagnostics and are not compared).
+impl PartialEq for GatewayError {
+    fn eq(&self, other: &GatewayError) -> bool {
+        self.code() == other.code() && self.to_string() == other.to_string()
+    }
 }
 
 impl GatewayError {
@@ -85,20 +157,19 @@ impl GatewayError {
     pub fn status(&self) -> StatusCode {
         use GatewayError::*;
         match self {
-            InvalidPath | AmbiguousCredentials | InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            InvalidPath(_) | AmbiguousCredentials | InvalidRequest(_) => StatusCode::BAD_REQUEST,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            MissingApiKey | InvalidApiKey | ExpiredApiKey | RevokedApiKey | AdminUnauthorized => {
+            MissingApiKey | InvalidApiKey | ExpiredApiKey | RevokedApiKey => {
                 StatusCode::UNAUTHORIZED
             }
             IpNotAllowed | InsufficientScope(_) => StatusCode::FORBIDDEN,
-            RouteNotFound | KeyNotFound => StatusCode::NOT_FOUND,
+            RouteNotFound => StatusCode::NOT_FOUND,
             RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            UpstreamUnavailable => StatusCode::BAD_GATEWAY,
-            KeyStoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
+            KeyStoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -106,7 +177,7 @@ impl GatewayError {
     pub fn code(&self) -> &'static str {
         use GatewayError::*;
         match self {
-            InvalidPath => "invalid_path",
+            InvalidPath(_) => "invalid_path",
             AmbiguousCredentials => "ambiguous_credentials",
             InvalidRequest(_) => "invalid_request",
             MethodNotAllowed => "method_not_allowed",
@@ -120,64 +191,94 @@ impl GatewayError {
             InsufficientScope(_) => "insufficient_scope",
             RouteNotFound => "route_not_found",
             RateLimited(_) => "rate_limited",
-            UpstreamUnavailable => "upstream_unavailable",
-            KeyStoreUnavailable(_) => "key_store_unavailable",
+            UpstreamUnavailable(_) => "upstream_unavailable",
+            KeyStoreUnavailable { .. } => "key_store_unavailable",
             UpstreamTimeout => "upstream_timeout",
-            KeyNotFound => "key_not_found",
-            AdminUnauthorized => "unauthorized",
-            Internal(_) => "internal_error",
         }
     }
 
-    /// `Retry-After` seconds, for the answers that invite a retry.
+    /// `Retry-After`, for the answers that invite a retry.
     fn retry_after(&self) -> Option<Duration> {
         use GatewayError::*;
         match self {
-            RateLimited(d) | KeyStoreUnavailable(d) => Some(*d),
-            InvalidPath | AmbiguousCredentials | InvalidRequest(_) | MethodNotAllowed
-            | PayloadTooLarge | HeadersTooLarge | MissingApiKey | InvalidApiKey | ExpiredApiKey
-            | RevokedApiKey | IpNotAllowed | InsufficientScope(_) | RouteNotFound
-            | UpstreamUnavailable | UpstreamTimeout | KeyNotFound | AdminUnauthorized
-            | Internal(_) => None,
+            RateLimited(d) | KeyStoreUnavailable { retry_after: d, .. } => Some(*d),
+            InvalidPath(_)
+            | AmbiguousCredentials
+            | InvalidRequest(_)
+            | MethodNotAllowed
+            | PayloadTooLarge
+            | HeadersTooLarge
+            | MissingApiKey
+            | InvalidApiKey
+            | ExpiredApiKey
+            | RevokedApiKey
+            | IpNotAllowed
+            | InsufficientScope(_)
+            | RouteNotFound
+            | UpstreamUnavailable(_)
+            | UpstreamTimeout => None,
         }
     }
 
     /// The JSON error body of the contract, §6.
     pub fn body(&self, request_id: &str) -> Bytes {
-        // Written directly (one buffer, no intermediate JSON tree): refusals
-        // are the gateway's cheapest answers and should stay so. Every
-        // dynamic part goes through serde_json's string escaping.
-        let mut out = Vec::with_capacity(160);
-        out.extend_from_slice(b"{\"error\":{\"code\":\"");
-        out.extend_from_slice(self.code().as_bytes());
-        out.extend_from_slice(b"\",\"message\":");
-        let mut ser = serde_json::Serializer::new(&mut out);
-        // Writing into a Vec cannot fail.
-        let _ = serde::Serializer::collect_str(&mut ser, self);
-        out.extend_from_slice(b",\"request_id\":");
-        let _ = serde_json::to_writer(&mut out, request_id);
-        out.extend_from_slice(b"}}");
-        Bytes::from(out)
+        json_body(self.code(), self, request_id)
     }
 
     /// The whole response (without `X-Request-Id`, which the caller adds to
     /// every response alike).
     pub fn to_response(&self, request_id: &str) -> Response<Full<Bytes>> {
-        let mut resp = Response::new(Full::new(self.body(request_id)));
-        *resp.status_mut() = self.status();
-        let h = resp.headers_mut();
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if self.status() == StatusCode::UNAUTHORIZED {
-            h.insert(
-                WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"osir\""),
-            );
-        }
-        if let Some(d) = self.retry_after() {
-            h.insert(RETRY_AFTER, HeaderValue::from(d.as_secs().max(1)));
-        }
-        resp
+        json_response(
+            self.status(),
+            self.code(),
+            self,
+            request_id,
+            self.retry_after(),
+        )
     }
+}
+
+/// `{"error":{"code","message","request_id"}}`, the one error body shape.
+pub fn json_body(code: &str, message: &dyn std::fmt::Display, request_id: &str) -> Bytes {
+    // Written directly (one buffer, no intermediate JSON tree): refusals
+    // are the gateway's cheapest answers and should stay so. Every
+    // dynamic part goes through serde_json's string escaping.
+    let mut out = Vec::with_capacity(160);
+    out.extend_from_slice(b"{\"error\":{\"code\":\"");
+    out.extend_from_slice(code.as_bytes());
+    out.extend_from_slice(b"\",\"message\":");
+    let mut ser = serde_json::Serializer::new(&mut out);
+    // Writing into a Vec cannot fail.
+    let _ = serde::Serializer::collect_str(&mut ser, message);
+    out.extend_from_slice(b",\"request_id\":");
+    let _ = serde_json::to_writer(&mut out, request_id);
+    out.extend_from_slice(b"}}");
+    Bytes::from(out)
+}
+
+/// An error response in the contract's shape: the JSON body, its content
+/// type, `WWW-Authenticate` on a 401 and `Retry-After` when given.
+pub fn json_response(
+    status: StatusCode,
+    code: &str,
+    message: &dyn std::fmt::Display,
+    request_id: &str,
+    retry_after: Option<Duration>,
+) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(json_body(code, message, request_id)));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if status == StatusCode::UNAUTHORIZED {
+        h.insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"osir\""),
+        );
+    }
+    if let Some(d) = retry_after {
+        h.insert(RETRY_AFTER, HeaderValue::from(d.as_secs().max(1)));
+    }
+    resp
 }
 
 #[cfg(test)]
@@ -188,8 +289,12 @@ mod tests {
 
     #[test]
     fn bodies_escape_what_they_quote() {
-        let e = GatewayError::InvalidRequest("name: \"x\"\n\\ bad".into());
-        let v: serde_json::Value = serde_json::from_slice(&e.body("r\"1")).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&json_body(
+            "invalid_request",
+            &"name: \"x\"\n\\ bad",
+            "r\"1",
+        ))
+        .unwrap();
         assert_eq!(v["error"]["message"], "name: \"x\"\n\\ bad");
         assert_eq!(v["error"]["request_id"], "r\"1");
     }
@@ -211,7 +316,11 @@ mod tests {
     fn unauthorized_carries_challenge_and_store_outage_retry_after() {
         let r = GatewayError::MissingApiKey.to_response("x");
         assert_eq!(r.headers()[WWW_AUTHENTICATE], "Bearer realm=\"osir\"");
-        let r = GatewayError::KeyStoreUnavailable(Duration::from_secs(2)).to_response("x");
+        let r = GatewayError::KeyStoreUnavailable {
+            retry_after: Duration::from_secs(2),
+            source: Arc::new(std::io::Error::other("down")),
+        }
+        .to_response("x");
         assert_eq!(r.status(), 503);
         assert_eq!(r.headers()[RETRY_AFTER], "2");
         assert_eq!(r.headers()[CONTENT_TYPE], "application/json");

@@ -7,6 +7,8 @@
 //! then needs `Authorization: Bearer <token>`, compared in constant time.
 //! It calls the same [`KeyService`] as the CLI.
 
+pub(crate) mod error;
+
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -17,9 +19,9 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
-use crate::error::GatewayError;
-use crate::manage::{self, Changes, KeyOpError, KeyService, NewKey};
+use crate::manage::{self, Changes, KeyService, NewKey};
 use crate::state::Gateway;
+use error::AdminError;
 
 /// Admin request bodies are small JSON objects.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
@@ -45,10 +47,7 @@ fn json(status: StatusCode, v: &serde_json::Value) -> Response<Full<Bytes>> {
     r
 }
 
-async fn route(
-    gw: &Gateway,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, GatewayError> {
+async fn route(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, AdminError> {
     let path = req.uri().path().to_owned();
     match (req.method(), path.as_str()) {
         (&Method::GET, "/healthz") => Ok(Response::new(Full::new(Bytes::from_static(b"ok\n")))),
@@ -83,7 +82,7 @@ async fn route(
             authenticate(gw, &req)?;
             keys_api(gw, req, &path).await
         }
-        _ => Err(GatewayError::RouteNotFound),
+        _ => Err(AdminError::RouteNotFound),
     }
 }
 
@@ -94,10 +93,10 @@ fn admin_token(gw: &Gateway) -> Option<String> {
     std::env::var(var).ok().filter(|t| !t.is_empty())
 }
 
-fn authenticate(gw: &Gateway, req: &Request<Incoming>) -> Result<(), GatewayError> {
+fn authenticate(gw: &Gateway, req: &Request<Incoming>) -> Result<(), AdminError> {
     // Off unless configured: answer as if the API were not there.
     let Some(token) = admin_token(gw) else {
-        return Err(GatewayError::RouteNotFound);
+        return Err(AdminError::RouteNotFound);
     };
     let presented = req
         .headers()
@@ -108,7 +107,7 @@ fn authenticate(gw: &Gateway, req: &Request<Incoming>) -> Result<(), GatewayErro
         .map(|(_, t)| t.trim());
     match presented {
         Some(t) if constant_time_eq(t.as_bytes(), token.as_bytes()) => Ok(()),
-        _ => Err(GatewayError::AdminUnauthorized),
+        _ => Err(AdminError::Unauthorized),
     }
 }
 
@@ -121,27 +120,18 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-fn op_error(e: KeyOpError) -> GatewayError {
-    match e {
-        KeyOpError::NotFound(_) => GatewayError::KeyNotFound,
-        KeyOpError::Invalid { .. } => GatewayError::InvalidRequest(e.to_string()),
-        KeyOpError::Store(s) => {
-            tracing::error!(error = %s, "admin key operation failed");
-            GatewayError::KeyStoreUnavailable(Duration::from_secs(1))
-        }
-        KeyOpError::Random(m) => GatewayError::Internal(m),
-        KeyOpError::Partial { .. } => GatewayError::Internal(e.to_string()),
-    }
-}
-
-async fn read_json<T: for<'de> Deserialize<'de>>(
-    req: Request<Incoming>,
-) -> Result<T, GatewayError> {
+async fn read_json<T: for<'de> Deserialize<'de>>(req: Request<Incoming>) -> Result<T, AdminError> {
     let body = Limited::new(req.into_body(), MAX_ADMIN_BODY)
         .collect()
         .await
-        .map_err(|_| {
-            GatewayError::InvalidRequest(format!("body: at most {MAX_ADMIN_BODY} bytes of JSON"))
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                AdminError::BodyTooLarge {
+                    limit: MAX_ADMIN_BODY,
+                }
+            } else {
+                AdminError::BodyUnreadable(e.into())
+            }
         })?
         .to_bytes();
     let body = if body.is_empty() {
@@ -149,7 +139,7 @@ async fn read_json<T: for<'de> Deserialize<'de>>(
     } else {
         body
     };
-    serde_json::from_slice(&body).map_err(|e| GatewayError::InvalidRequest(format!("body: {e}")))
+    serde_json::from_slice(&body).map_err(AdminError::BadBody)
 }
 
 #[derive(Deserialize)]
@@ -189,7 +179,7 @@ async fn keys_api(
     gw: &Gateway,
     req: Request<Incoming>,
     path: &str,
-) -> Result<Response<Full<Bytes>>, GatewayError> {
+) -> Result<Response<Full<Bytes>>, AdminError> {
     let store = gw.cache.store().clone();
     let svc = KeyService::new(&store);
     let rest: Vec<&str> = path
@@ -203,24 +193,23 @@ async fn keys_api(
             let b: CreateBody = read_json(req).await?;
             let new = NewKey {
                 name: b.name,
-                env: manage::parse_env(b.env.as_deref().unwrap_or("test")).map_err(op_error)?,
-                scopes: manage::parse_scopes(&b.scopes).map_err(op_error)?,
-                allowed_ips: manage::parse_ips(&b.allowed_ips).map_err(op_error)?,
+                env: manage::parse_env(b.env.as_deref().unwrap_or("test"))?,
+                scopes: manage::parse_scopes(&b.scopes)?,
+                allowed_ips: manage::parse_ips(&b.allowed_ips)?,
                 account: b.account,
                 expires_in: b
                     .expires_in
                     .map(|d| manage::parse_duration("expires_in", &d))
-                    .transpose()
-                    .map_err(op_error)?,
+                    .transpose()?,
             };
-            let issued = svc.create(new).await.map_err(op_error)?;
+            let issued = svc.create(new).await?;
             Ok(json(
                 StatusCode::CREATED,
                 &manage::record_json(&issued.record, None, Some(&issued.key)),
             ))
         }
         (Method::GET, []) => {
-            let all = svc.list().await.map_err(op_error)?;
+            let all = svc.list().await?;
             let v: Vec<_> = all
                 .iter()
                 .map(|r| manage::record_json(r, None, None))
@@ -228,7 +217,7 @@ async fn keys_api(
             Ok(json(StatusCode::OK, &serde_json::Value::Array(v)))
         }
         (Method::GET, [id]) => {
-            let (r, u) = svc.show(id).await.map_err(op_error)?;
+            let (r, u) = svc.show(id).await?;
             Ok(json(
                 StatusCode::OK,
                 &manage::record_json(&r, Some(&u), None),
@@ -239,22 +228,14 @@ async fn keys_api(
             let b: PatchBody = read_json(req).await?;
             let changes = Changes {
                 name: b.name,
-                scopes: b
-                    .scopes
-                    .map(|s| manage::parse_scopes(&s))
-                    .transpose()
-                    .map_err(op_error)?,
-                allowed_ips: b
-                    .allowed_ips
-                    .map(|s| manage::parse_ips(&s))
-                    .transpose()
-                    .map_err(op_error)?,
+                scopes: b.scopes.map(|s| manage::parse_scopes(&s)).transpose()?,
+                allowed_ips: b.allowed_ips.map(|s| manage::parse_ips(&s)).transpose()?,
             };
-            let r = svc.update(&id, changes).await.map_err(op_error)?;
+            let r = svc.update(&id, changes).await?;
             Ok(json(StatusCode::OK, &manage::record_json(&r, None, None)))
         }
         (Method::DELETE, [id]) => {
-            svc.revoke(id).await.map_err(op_error)?;
+            svc.revoke(id).await?;
             let mut r = Response::new(Full::new(Bytes::new()));
             *r.status_mut() = StatusCode::NO_CONTENT;
             Ok(r)
@@ -263,17 +244,17 @@ async fn keys_api(
             let id = (*id).to_owned();
             let b: RotateBody = read_json(req).await?;
             let grace = match b.grace {
-                Some(g) => manage::parse_duration("grace", &g).map_err(op_error)?,
+                Some(g) => manage::parse_duration("grace", &g)?,
                 None => Duration::from_secs(24 * 3600),
             };
-            let issued = svc.rotate(&id, grace).await.map_err(op_error)?;
+            let issued = svc.rotate(&id, grace).await?;
             Ok(json(
                 StatusCode::CREATED,
                 &manage::record_json(&issued.record, None, Some(&issued.key)),
             ))
         }
-        (_, [] | [_] | [_, "rotate"]) => Err(GatewayError::MethodNotAllowed),
-        _ => Err(GatewayError::RouteNotFound),
+        (_, [] | [_] | [_, "rotate"]) => Err(AdminError::MethodNotAllowed),
+        _ => Err(AdminError::RouteNotFound),
     }
 }
 

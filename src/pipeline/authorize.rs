@@ -111,7 +111,12 @@ pub async fn authorize(
                     }
                     return Err(GatewayError::InvalidApiKey);
                 }
-                Err(_) => return Err(GatewayError::KeyStoreUnavailable(Duration::from_secs(1))),
+                Err(e) => {
+                    return Err(GatewayError::KeyStoreUnavailable {
+                        retry_after: Duration::from_secs(1),
+                        source: e,
+                    })
+                }
             }
         }
     };

@@ -29,7 +29,7 @@ use http::{Method, Request, Response};
 use http_body_util::{Either, Full, Limited};
 use hyper::body::Incoming;
 
-use crate::error::GatewayError;
+use crate::error::{BadRequest, GatewayError, UpstreamFailure};
 use crate::lookup::cache::CachedKey;
 use crate::state::{Gateway, Snapshot};
 use client_ip::is_trusted;
@@ -152,7 +152,7 @@ async fn pipeline<'s>(
     // headers can be rewritten while the checked path is borrowed.
     let uri = parts.uri.clone();
     let (raw_path, query) = rewrite::split_target(uri.path_and_query());
-    let checked = path::check(raw_path).map_err(|_| GatewayError::InvalidPath)?;
+    let checked = path::check(raw_path).map_err(GatewayError::InvalidPath)?;
     let stripped_query = query.and_then(strip_key_param);
     if logging {
         trace.path = Some(checked.raw.to_owned());
@@ -224,7 +224,7 @@ async fn pipeline<'s>(
     let upstream = snap
         .upstreams
         .get(route.upstream)
-        .ok_or(GatewayError::UpstreamUnavailable)?;
+        .ok_or(GatewayError::UpstreamUnavailable(UpstreamFailure::Missing))?;
     let (result, took) = upstream
         .send(
             upstream_req,
@@ -249,9 +249,7 @@ fn check_shape(req: &http::request::Parts) -> Result<(), GatewayError> {
         return Err(GatewayError::MethodNotAllowed);
     }
     if req.headers.contains_key(header::UPGRADE) {
-        return Err(GatewayError::InvalidRequest(
-            "protocol upgrades are not supported".into(),
-        ));
+        return Err(GatewayError::InvalidRequest(BadRequest::Upgrade));
     }
     if let (Some(authority), Some(host)) = (req.uri.authority(), req.headers.get(header::HOST)) {
         if !authority
@@ -259,15 +257,11 @@ fn check_shape(req: &http::request::Parts) -> Result<(), GatewayError> {
             .as_bytes()
             .eq_ignore_ascii_case(host.as_bytes())
         {
-            return Err(GatewayError::InvalidRequest(
-                "the request target's authority differs from the Host header".into(),
-            ));
+            return Err(GatewayError::InvalidRequest(BadRequest::AuthorityMismatch));
         }
     }
     if req.headers.get_all(header::HOST).iter().nth(1).is_some() {
-        return Err(GatewayError::InvalidRequest(
-            "more than one Host header".into(),
-        ));
+        return Err(GatewayError::InvalidRequest(BadRequest::DuplicateHost));
     }
     Ok(())
 }

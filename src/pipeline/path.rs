@@ -14,32 +14,7 @@
 
 use std::borrow::Cow;
 
-/// Why a path was refused; only for logs and tests, the client always gets
-/// `invalid_path`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum PathError {
-    /// Not origin-form: empty or no leading `/`.
-    #[error("path must start with /")]
-    NotAbsolute,
-    /// `.` or `..`, raw or encoded.
-    #[error("dot segment")]
-    DotSegment,
-    /// `//` somewhere.
-    #[error("empty segment")]
-    EmptySegment,
-    /// `\`, `;`, raw or encoded; or encoded `/` or `%`.
-    #[error("forbidden character")]
-    Forbidden,
-    /// NUL or another control character, raw or encoded.
-    #[error("control character")]
-    Control,
-    /// `%` not followed by two hex digits.
-    #[error("bad percent escape")]
-    BadEscape,
-    /// Raw bytes above 0x7f, or decoded bytes that are not UTF-8.
-    #[error("not UTF-8")]
-    NotUtf8,
-}
+pub use crate::error::PathError;
 
 /// A path that passed the check.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,6 +18,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -32,7 +33,7 @@ use prometheus::{Histogram, IntCounter};
 use tokio::net::TcpStream;
 
 use crate::config::{UpstreamConfig, UpstreamUrl};
-use crate::error::GatewayError;
+use crate::error::{BadRequest, GatewayError, UpstreamFailure};
 use crate::keys::Env;
 use crate::metrics::Metrics;
 
@@ -78,9 +79,7 @@ impl Target {
             s.push('?');
             s.push_str(q);
         }
-        Uri::try_from(s).map_err(|_| {
-            GatewayError::InvalidRequest("the request target cannot be forwarded".into())
-        })
+        Uri::try_from(s).map_err(|_| GatewayError::InvalidRequest(BadRequest::Unforwardable))
     }
 }
 
@@ -199,11 +198,13 @@ impl Upstream {
             Ok(Err(e)) if body_over_limit(&e) => return Err(GatewayError::PayloadTooLarge),
             Ok(Err(e)) if e.is_connect() => {
                 tracing::warn!(upstream = %self.config.name, error = %e, "upstream connect failed");
-                ("connect", GatewayError::UpstreamUnavailable)
+                let failure = UpstreamFailure::Connect(Arc::new(e));
+                ("connect", GatewayError::UpstreamUnavailable(failure))
             }
             Ok(Err(e)) => {
                 tracing::warn!(upstream = %self.config.name, error = %e, "upstream exchange failed");
-                ("broken", GatewayError::UpstreamUnavailable)
+                let failure = UpstreamFailure::Broken(Arc::new(e));
+                ("broken", GatewayError::UpstreamUnavailable(failure))
             }
         };
         metrics

@@ -1,0 +1,123 @@
+//! The admin listener's own answers: its causes are not the data path's
+//! (no key is checked here, an unknown id is not a missing route), but its
+//! bodies have the same shape, through [`crate::error::json_response`].
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use http_body_util::Full;
+
+use crate::manage::KeyOpError;
+use crate::store::StoreError;
+
+/// Why an admin request was not served.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AdminError {
+    /// No such admin path (also the key API while no token is configured).
+    #[error("no route matches this path")]
+    RouteNotFound,
+    /// A path that exists, with a method it does not take.
+    #[error("this method is not allowed here")]
+    MethodNotAllowed,
+    /// Missing or wrong admin token.
+    #[error("a valid admin token is required")]
+    Unauthorized,
+    /// No key with this id.
+    #[error("no API key with this id")]
+    KeyNotFound,
+    /// A field of the input is wrong; the text names the field and quotes
+    /// the bad value.
+    #[error("{0}")]
+    Invalid(#[source] KeyOpError),
+    /// The body is not the JSON this call takes.
+    #[error("body: {0}")]
+    BadBody(#[source] serde_json::Error),
+    /// The body is over the admin API's size limit, or could not be read.
+    #[error("body: at most {limit} bytes of JSON")]
+    BodyTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The body could not be read (the client broke off or sent bad framing).
+    #[error("body: cannot be read")]
+    BodyUnreadable(#[source] crate::error::Source),
+    /// The store did not answer.
+    #[error("the key store is unavailable; retry shortly")]
+    StoreUnavailable(#[source] StoreError),
+    /// The operation failed in a way the caller cannot fix (the OS random
+    /// source, a batch that stopped part-way); the text is safe to show.
+    #[error("{0}")]
+    Internal(#[source] KeyOpError),
+}
+
+impl From<KeyOpError> for AdminError {
+    fn from(e: KeyOpError) -> AdminError {
+        match e {
+            KeyOpError::NotFound(_) => AdminError::KeyNotFound,
+            KeyOpError::Invalid { .. } => AdminError::Invalid(e),
+            KeyOpError::Store(s) => AdminError::StoreUnavailable(s),
+            KeyOpError::Random(_) | KeyOpError::Partial { .. } => AdminError::Internal(e),
+        }
+    }
+}
+
+impl AdminError {
+    fn status(&self) -> StatusCode {
+        use AdminError::*;
+        match self {
+            RouteNotFound | KeyNotFound => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Unauthorized => StatusCode::UNAUTHORIZED,
+            Invalid(_) | BadBody(_) | BodyTooLarge { .. } | BodyUnreadable(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The error code in the body (the contract's, where it has one).
+    fn code(&self) -> &'static str {
+        use AdminError::*;
+        match self {
+            RouteNotFound => "route_not_found",
+            MethodNotAllowed => "method_not_allowed",
+            Unauthorized => "unauthorized",
+            KeyNotFound => "key_not_found",
+            Invalid(_) | BadBody(_) | BodyTooLarge { .. } | BodyUnreadable(_) => "invalid_request",
+            StoreUnavailable(_) => "key_store_unavailable",
+            Internal(_) => "internal_error",
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        use AdminError::*;
+        match self {
+            StoreUnavailable(_) => Some(Duration::from_secs(1)),
+            RouteNotFound
+            | MethodNotAllowed
+            | Unauthorized
+            | KeyNotFound
+            | Invalid(_)
+            | BadBody(_)
+            | BodyTooLarge { .. }
+            | BodyUnreadable(_)
+            | Internal(_) => None,
+        }
+    }
+
+    /// The response, in the contract's error shape.
+    pub(crate) fn to_response(&self, request_id: &str) -> Response<Full<Bytes>> {
+        if let AdminError::StoreUnavailable(e) = self {
+            tracing::error!(error = %e, "admin key operation failed");
+        }
+        crate::error::json_response(
+            self.status(),
+            self.code(),
+            self,
+            request_id,
+            self.retry_after(),
+        )
+    }
+}
