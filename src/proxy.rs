@@ -58,7 +58,8 @@ struct Trace<'s> {
     path: Option<String>,
     /// The query as forwarded (without `api_key`).
     query: Option<String>,
-    /// The key that passed (set only when logging, like path and query).
+    /// The key, once identified: the one that passed, or the record of one
+    /// refused after its lookup (set only when logging, like path and query).
     identity: Option<auth::Identity>,
     upstream: Option<std::time::Duration>,
 }
@@ -176,7 +177,15 @@ async fn pipeline<'s>(
         gw.metrics
             .auth_duration
             .observe(started.elapsed().as_secs_f64());
-        let identity = decided?;
+        let identity = match decided {
+            Ok(identity) => identity,
+            Err(refused) => {
+                if logging {
+                    trace.identity = refused.identity;
+                }
+                return Err(refused.error);
+            }
+        };
         gw.usage
             .record(identity.id(), client_ip, crate::record::Timestamp::now());
         if logging {

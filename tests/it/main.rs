@@ -22,6 +22,7 @@ mod hostile;
 mod invalidation;
 mod limits;
 mod ops;
+mod ops_log;
 mod outage;
 mod paths;
 mod pool;
