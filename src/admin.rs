@@ -72,6 +72,9 @@ async fn route(
         }
         (&Method::GET, "/metrics") => {
             gw.cache.publish_sizes();
+            if let Some(log) = gw.access_log.load().as_deref() {
+                log.report_dropped(&gw.metrics.access_log_dropped);
+            }
             let mut r = Response::new(Full::new(Bytes::from(gw.metrics.render())));
             r.headers_mut().insert(
                 CONTENT_TYPE,
@@ -81,7 +84,12 @@ async fn route(
         }
         (_, p) if p == "/keys" || p.starts_with("/keys/") => {
             authenticate(gw, &req)?;
-            keys_api(gw, req, &path).await
+            keys_api(gw, req, &path).await.inspect_err(|e| {
+                // Only a failed store call answers key_store_unavailable here.
+                if matches!(e, GatewayError::KeyStoreUnavailable(_)) {
+                    gw.metrics.store_errors.inc(crate::metrics::StoreOp::Admin);
+                }
+            })
         }
         _ => Err(GatewayError::RouteNotFound),
     }

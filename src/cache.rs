@@ -31,7 +31,7 @@ use tokio::sync::OnceCell;
 use crate::config::CacheConfig;
 use crate::key::Env;
 use crate::key::KeyHash;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StoreOp};
 use crate::record::{KeyRecord, Scope, Timestamp};
 use crate::store::{InvalidationSink, Store, StoreError};
 use ipnet::IpNet;
@@ -285,7 +285,7 @@ impl KeyCache {
     }
 
     fn note_store_error(&self) {
-        self.metrics.store_errors.inc();
+        self.metrics.store_errors.inc(StoreOp::Lookup);
         let now = (self.born.elapsed().as_millis() as u64).max(1);
         self.last_error_ms.store(now, Ordering::Relaxed);
     }
@@ -312,7 +312,7 @@ impl KeyCache {
                 Ok(Some(record)) => match CachedKey::new(record) {
                     Ok(entry) => Lookup::Found(Arc::new(entry)),
                     Err(e) => {
-                        self.metrics.store_errors.inc();
+                        self.metrics.store_errors.inc(StoreOp::Lookup);
                         tracing::error!(error = %e, "unusable key record");
                         return Err(Arc::new(e));
                     }
@@ -379,7 +379,13 @@ impl InvalidationSink for KeyCache {
     }
 
     fn store_up(&self, up: bool) {
-        self.store_up.store(up, Ordering::Relaxed);
+        // The feed reports the store's state on transitions: each fall from
+        // up to down is a failed feed call (its subscription or watch lost
+        // the store and it could not reach it either).
+        let was_up = self.store_up.swap(up, Ordering::Relaxed);
+        if was_up && !up {
+            self.metrics.store_errors.inc(StoreOp::Feed);
+        }
         self.metrics.store_up.set(i64::from(up));
     }
 }

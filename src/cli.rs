@@ -17,7 +17,7 @@ use crate::store::{file::FileStore, Store};
 
 /// osir-gateway: the API-key gateway in front of the OSIR API.
 #[derive(Parser, Debug)]
-#[command(name = "osir-gateway", version, about)]
+#[command(name = "osir-gateway", version = crate::version::LONG, about)]
 pub struct Cli {
     /// Config file.
     #[arg(

@@ -28,7 +28,7 @@
 //! Around it: [`config`] (the two-layer `gateway.toml`), [`record`] (key
 //! records), [`keys`] (key management shared by [`cli`] and [`admin`]),
 //! [`run`] (the `run` command, signals, reload), [`watch`] (config file
-//! watching) and [`demo`].
+//! watching), [`version`] (build version and commit) and [`demo`].
 
 pub mod access_log;
 pub mod admin;
@@ -59,4 +59,5 @@ pub mod store;
 pub mod tls;
 pub mod upstream;
 pub mod usage;
+pub mod version;
 pub mod watch;

@@ -23,6 +23,7 @@ mod invalidation;
 mod limits;
 mod ops;
 mod ops_log;
+mod ops_metrics;
 mod outage;
 mod paths;
 mod pool;
