@@ -23,6 +23,7 @@
 //! | every gateway-made answer | [`error`] |
 //! | metrics | [`metrics`] |
 //! | access log (JSON lines, non-blocking) | [`access_log`] |
+//! | diagnostics (stderr, text or JSON, one line per event) | [`diag`] |
 //! | per-key usage, batched to the store | [`usage`] |
 //!
 //! Around it: [`config`] (the two-layer `gateway.toml`), [`record`] (key
@@ -39,6 +40,7 @@ pub mod client_ip;
 pub mod config;
 pub mod credential;
 pub mod demo;
+pub mod diag;
 pub mod error;
 pub mod flood;
 pub mod forward;

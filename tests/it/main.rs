@@ -22,6 +22,7 @@ mod hostile;
 mod invalidation;
 mod limits;
 mod ops;
+mod ops_diag;
 mod ops_log;
 mod ops_metrics;
 mod outage;
