@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use http::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -24,16 +24,28 @@ use crate::keys::{self, Changes, KeyOpError, KeyService, NewKey};
 /// Admin request bodies are small JSON objects.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
 
-/// Answers one admin request.
-pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// Answers one admin request. HEAD is answered wherever GET is, with the
+/// GET answer's status and headers (its `Content-Length` included) and no
+/// body.
+pub async fn handle(gw: &Gateway, mut req: Request<Incoming>) -> Response<Full<Bytes>> {
     let request_id = gw
         .request_ids
         .for_request(req.headers().get("x-request-id"));
+    let head = req.method() == Method::HEAD;
+    if head {
+        *req.method_mut() = Method::GET;
+    }
     let mut resp = match route(gw, req).await {
         Ok(r) => r,
         Err(e) => e.to_response(request_id.to_str().unwrap_or("")),
     };
     resp.headers_mut().insert("x-request-id", request_id);
+    if head {
+        let len = http_body::Body::size_hint(resp.body()).exact().unwrap_or(0);
+        resp.headers_mut()
+            .insert(CONTENT_LENGTH, HeaderValue::from(len));
+        *resp.body_mut() = Full::new(Bytes::new());
+    }
     resp
 }
 
@@ -295,7 +307,9 @@ async fn keys_api(
                 &record_json(&issued.record, None, Some(&issued.key)),
             ))
         }
-        (_, [] | [_] | [_, "rotate"]) => Err(GatewayError::MethodNotAllowed),
+        (_, []) => Err(GatewayError::MethodNotAllowed("GET, HEAD, POST")),
+        (_, [_]) => Err(GatewayError::MethodNotAllowed("GET, HEAD, PATCH, DELETE")),
+        (_, [_, "rotate"]) => Err(GatewayError::MethodNotAllowed("POST")),
         _ => Err(GatewayError::RouteNotFound),
     }
 }

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
@@ -27,9 +27,10 @@ pub enum GatewayError {
     /// bad admin input). The text names what was wrong, never a secret.
     #[error("{0}")]
     InvalidRequest(String),
-    /// CONNECT, `OPTIONS *`, or a method with no scope mapping.
+    /// CONNECT, `OPTIONS *`, or a method with no scope mapping; carries the
+    /// `Allow` header value (the methods that are allowed there).
     #[error("this method is not allowed here")]
-    MethodNotAllowed,
+    MethodNotAllowed(&'static str),
     /// Body over the route's limit.
     #[error("the request body is larger than this route accepts")]
     PayloadTooLarge,
@@ -86,7 +87,7 @@ impl GatewayError {
         use GatewayError::*;
         match self {
             InvalidPath | AmbiguousCredentials | InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             MissingApiKey | InvalidApiKey | ExpiredApiKey | RevokedApiKey | AdminUnauthorized => {
@@ -109,7 +110,7 @@ impl GatewayError {
             InvalidPath => "invalid_path",
             AmbiguousCredentials => "ambiguous_credentials",
             InvalidRequest(_) => "invalid_request",
-            MethodNotAllowed => "method_not_allowed",
+            MethodNotAllowed(_) => "method_not_allowed",
             PayloadTooLarge => "payload_too_large",
             HeadersTooLarge => "headers_too_large",
             MissingApiKey => "missing_api_key",
@@ -134,7 +135,7 @@ impl GatewayError {
         use GatewayError::*;
         match self {
             RateLimited(d) | KeyStoreUnavailable(d) => Some(*d),
-            InvalidPath | AmbiguousCredentials | InvalidRequest(_) | MethodNotAllowed
+            InvalidPath | AmbiguousCredentials | InvalidRequest(_) | MethodNotAllowed(_)
             | PayloadTooLarge | HeadersTooLarge | MissingApiKey | InvalidApiKey | ExpiredApiKey
             | RevokedApiKey | IpNotAllowed | InsufficientScope(_) | RouteNotFound
             | UpstreamUnavailable | UpstreamTimeout | KeyNotFound | AdminUnauthorized
@@ -176,6 +177,9 @@ impl GatewayError {
         if let Some(d) = self.retry_after() {
             h.insert(RETRY_AFTER, HeaderValue::from(d.as_secs().max(1)));
         }
+        if let GatewayError::MethodNotAllowed(allow) = self {
+            h.insert(ALLOW, HeaderValue::from_static(allow));
+        }
         resp
     }
 }
@@ -215,5 +219,12 @@ mod tests {
         assert_eq!(r.status(), 503);
         assert_eq!(r.headers()[RETRY_AFTER], "2");
         assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
+    }
+
+    #[test]
+    fn method_not_allowed_carries_allow() {
+        let r = GatewayError::MethodNotAllowed("GET, HEAD").to_response("x");
+        assert_eq!(r.status(), 405);
+        assert_eq!(r.headers()[ALLOW], "GET, HEAD");
     }
 }

@@ -23,6 +23,7 @@ mod invalidation;
 mod limits;
 mod ops;
 mod ops_diag;
+mod ops_http;
 mod ops_log;
 mod ops_metrics;
 mod outage;
