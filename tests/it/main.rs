@@ -22,6 +22,7 @@ mod hostile;
 mod invalidation;
 mod limits;
 mod ops;
+mod ops_cli;
 mod ops_diag;
 mod ops_http;
 mod ops_log;
