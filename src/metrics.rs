@@ -61,7 +61,8 @@ pub enum StoreOp {
     Lookup,
     /// A batch of usage counts.
     Usage,
-    /// The invalidation feed (subscription or file watch) lost the store.
+    /// The invalidation feed lost the store, or lost its subscription and
+    /// subscribed again.
     Feed,
     /// A key operation of the admin API.
     Admin,

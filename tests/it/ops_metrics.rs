@@ -303,3 +303,28 @@ async fn dropped_access_log_lines_are_exported() {
     gate.open();
     gw.gw.access_log.store(None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_subscription_counts_as_a_feed_error_while_the_store_answers() {
+    let up = RecordingUpstream::start("up").await;
+    let redis = RedisServer::start();
+    let store = redis_store(&redis).await;
+    let gw = TestGateway::start(&config(&up.url(), None, ""), store).await;
+    gw.wait_store_watched().await;
+    let errors = &gw.gw.metrics.store_errors;
+    assert_eq!(
+        errors.get_op(StoreOp::Feed),
+        0,
+        "the first subscription is no error"
+    );
+    assert_eq!(redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]).trim(), "1");
+    assert!(
+        eventually(Duration::from_secs(10), || errors.get_op(StoreOp::Feed)
+            == 1)
+        .await,
+        "the dropped subscription was not counted"
+    );
+    // The store answered throughout: it never counted as down.
+    assert_eq!(gw.gw.metrics.store_up.get(), 1);
+    assert_eq!(errors.get_op(StoreOp::Lookup), 0);
+}
