@@ -585,8 +585,47 @@ mod tests {
             "osir_gateway_store_up",
             "osir_gateway_store_errors_total",
             "osir_gateway_config_reloads_total",
+            "osir_gateway_access_log_dropped_total",
+            "osir_gateway_build_info",
         ] {
             assert!(text.contains(&format!("# TYPE {family} ")), "{family}");
         }
+        for op in StoreOp::ALL {
+            assert!(text.contains(&format!(
+                "osir_gateway_store_errors_total{{op=\"{}\"}} 0",
+                op.label()
+            )));
+        }
+        if cfg!(target_os = "linux") {
+            assert!(text.contains("# TYPE process_cpu_seconds_total counter"));
+        }
+    }
+
+    #[test]
+    fn store_errors_count_by_op_and_in_total() {
+        let m = Metrics::new();
+        m.store_errors.inc(StoreOp::Lookup);
+        m.store_errors.inc(StoreOp::Lookup);
+        m.store_errors.inc(StoreOp::Admin);
+        assert_eq!(m.store_errors.get_op(StoreOp::Lookup), 2);
+        assert_eq!(m.store_errors.get_op(StoreOp::Feed), 0);
+        assert_eq!(m.store_errors.get(), 3);
+    }
+
+    #[test]
+    fn route_series_are_resolved_per_class() {
+        let m = Metrics::new();
+        let series = RouteSeries::default();
+        for status in [200, 200, 403, 502] {
+            let s = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
+            let reason = if status == 200 { "ok" } else { "x" };
+            m.record_request(Some(("/r", &series)), &Method::GET, s, reason, 0.001);
+        }
+        let count = |class| {
+            m.request_duration
+                .with_label_values(&["/r", class])
+                .get_sample_count()
+        };
+        assert_eq!((count("2xx"), count("4xx"), count("5xx")), (2, 1, 1));
     }
 }
