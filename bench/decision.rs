@@ -141,7 +141,7 @@ fn decision(c: &mut Criterion) {
                 .inc();
             metrics
                 .request_duration
-                .with_label_values(&["/v1/domains"])
+                .with_label_values(&["/v1/domains", "2xx"])
                 .observe(0.0004);
             metrics
                 .upstream_duration

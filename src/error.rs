@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
@@ -94,9 +94,10 @@ pub enum GatewayError {
     /// Malformed request; the cause says what was wrong, never a secret.
     #[error(transparent)]
     InvalidRequest(BadRequest),
-    /// CONNECT, `OPTIONS *`, or a method with no scope mapping.
+    /// CONNECT, `OPTIONS *`, or a method with no scope mapping; carries the
+    /// `Allow` header value (the methods that are allowed there).
     #[error("this method is not allowed here")]
-    MethodNotAllowed,
+    MethodNotAllowed(&'static str),
     /// Body over the route's limit.
     #[error("the request body is larger than this route accepts")]
     PayloadTooLarge,
@@ -158,7 +159,7 @@ impl GatewayError {
         use GatewayError::*;
         match self {
             InvalidPath(_) | AmbiguousCredentials | InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             MissingApiKey | InvalidApiKey | ExpiredApiKey | RevokedApiKey => {
@@ -180,7 +181,7 @@ impl GatewayError {
             InvalidPath(_) => "invalid_path",
             AmbiguousCredentials => "ambiguous_credentials",
             InvalidRequest(_) => "invalid_request",
-            MethodNotAllowed => "method_not_allowed",
+            MethodNotAllowed(_) => "method_not_allowed",
             PayloadTooLarge => "payload_too_large",
             HeadersTooLarge => "headers_too_large",
             MissingApiKey => "missing_api_key",
@@ -205,7 +206,7 @@ impl GatewayError {
             InvalidPath(_)
             | AmbiguousCredentials
             | InvalidRequest(_)
-            | MethodNotAllowed
+            | MethodNotAllowed(_)
             | PayloadTooLarge
             | HeadersTooLarge
             | MissingApiKey
@@ -228,13 +229,18 @@ impl GatewayError {
     /// The whole response (without `X-Request-Id`, which the caller adds to
     /// every response alike).
     pub fn to_response(&self, request_id: &str) -> Response<Full<Bytes>> {
-        json_response(
+        let mut resp = json_response(
             self.status(),
             self.code(),
             self,
             request_id,
             self.retry_after(),
-        )
+        );
+        if let GatewayError::MethodNotAllowed(allow) = self {
+            resp.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(allow));
+        }
+        resp
     }
 }
 
@@ -324,5 +330,12 @@ mod tests {
         assert_eq!(r.status(), 503);
         assert_eq!(r.headers()[RETRY_AFTER], "2");
         assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
+    }
+
+    #[test]
+    fn method_not_allowed_carries_allow() {
+        let r = GatewayError::MethodNotAllowed("GET, HEAD").to_response("x");
+        assert_eq!(r.status(), 405);
+        assert_eq!(r.headers()[ALLOW], "GET, HEAD");
     }
 }

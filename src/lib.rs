@@ -4,7 +4,7 @@
 //!
 //! Folders are layers. Each imports only from layers below it (checked by
 //! `tests/it/layout.rs`, which also refuses import circles); `keys`,
-//! `error` and `metrics` are the ground everything stands on.
+//! `error`, `metrics` and `version` are the ground everything stands on.
 //!
 //! | layer | what it holds |
 //! | --- | --- |
@@ -19,7 +19,8 @@
 //! | [`manage`] | key management shared by the CLI and the admin API |
 //! | [`config`] | `gateway.toml`: a serde mirror, validated into runtime types |
 //! | [`store`] | key stores, one trait per job; memory, file, Redis backends |
-//! | [`keys`], [`error`], [`metrics`] | the key model; every answer the gateway makes itself; metrics |
+//! | [`diag`] | diagnostics: the process log on stderr (text or JSON, one line per event) |
+//! | [`keys`], [`error`], [`metrics`], [`version`] | the key model; every answer the gateway makes itself; metrics; the build's version and commit |
 //!
 //! # The request pipeline
 //!
@@ -49,6 +50,7 @@ pub(crate) mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod diag;
 pub mod error;
 pub mod keys;
 pub mod lookup;
@@ -58,3 +60,4 @@ pub mod pipeline;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod version;

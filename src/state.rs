@@ -122,6 +122,9 @@ impl Gateway {
     /// Writes pending usage now (shutdown, tests).
     pub async fn flush_usage(&self) {
         if let Err(e) = self.usage.flush(self.cache.store()).await {
+            self.metrics
+                .store_errors
+                .inc(crate::metrics::StoreOp::Usage);
             tracing::warn!(error = %e, "usage flush failed; will retry");
         }
     }

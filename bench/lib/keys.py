@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Make API keys in the contract's format (CONTRACT.md section 1).
+"""Make API keys in the gateway's format (docs/reference.md, "API keys").
 
     keys.py gen N [live|test]    print N fresh keys, one a line
     keys.py check FILE           exit 1 (naming the line) unless every line of

@@ -17,9 +17,10 @@ pub(crate) enum AdminError {
     /// No such admin path (also the key API while no token is configured).
     #[error("no route matches this path")]
     RouteNotFound,
-    /// A path that exists, with a method it does not take.
+    /// A path that exists, with a method it does not take; carries the
+    /// `Allow` header value.
     #[error("this method is not allowed here")]
-    MethodNotAllowed,
+    MethodNotAllowed(&'static str),
     /// Missing or wrong admin token.
     #[error("a valid admin token is required")]
     Unauthorized,
@@ -67,7 +68,7 @@ impl AdminError {
         use AdminError::*;
         match self {
             RouteNotFound | KeyNotFound => StatusCode::NOT_FOUND,
-            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Unauthorized => StatusCode::UNAUTHORIZED,
             Invalid(_) | BadBody(_) | BodyTooLarge { .. } | BodyUnreadable(_) => {
                 StatusCode::BAD_REQUEST
@@ -82,7 +83,7 @@ impl AdminError {
         use AdminError::*;
         match self {
             RouteNotFound => "route_not_found",
-            MethodNotAllowed => "method_not_allowed",
+            MethodNotAllowed(_) => "method_not_allowed",
             Unauthorized => "unauthorized",
             KeyNotFound => "key_not_found",
             Invalid(_) | BadBody(_) | BodyTooLarge { .. } | BodyUnreadable(_) => "invalid_request",
@@ -96,7 +97,7 @@ impl AdminError {
         match self {
             StoreUnavailable(_) => Some(Duration::from_secs(1)),
             RouteNotFound
-            | MethodNotAllowed
+            | MethodNotAllowed(_)
             | Unauthorized
             | KeyNotFound
             | Invalid(_)
@@ -112,12 +113,17 @@ impl AdminError {
         if let AdminError::StoreUnavailable(e) = self {
             tracing::error!(error = %e, "admin key operation failed");
         }
-        crate::error::json_response(
+        let mut resp = crate::error::json_response(
             self.status(),
             self.code(),
             self,
             request_id,
             self.retry_after(),
-        )
+        );
+        if let AdminError::MethodNotAllowed(allow) = self {
+            resp.headers_mut()
+                .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+        }
+        resp
     }
 }

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use http::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -26,16 +26,28 @@ use error::AdminError;
 /// Admin request bodies are small JSON objects.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
 
-/// Answers one admin request.
-pub(crate) async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// Answers one admin request. HEAD is answered wherever GET is, with the
+/// GET answer's status and headers (its `Content-Length` included) and no
+/// body.
+pub(crate) async fn handle(gw: &Gateway, mut req: Request<Incoming>) -> Response<Full<Bytes>> {
     let request_id = gw
         .request_ids
         .for_request(req.headers().get("x-request-id"));
+    let head = req.method() == Method::HEAD;
+    if head {
+        *req.method_mut() = Method::GET;
+    }
     let mut resp = match route(gw, req).await {
         Ok(r) => r,
         Err(e) => e.to_response(request_id.to_str().unwrap_or("")),
     };
     resp.headers_mut().insert("x-request-id", request_id);
+    if head {
+        let len = http_body::Body::size_hint(resp.body()).exact().unwrap_or(0);
+        resp.headers_mut()
+            .insert(CONTENT_LENGTH, HeaderValue::from(len));
+        *resp.body_mut() = Full::new(Bytes::new());
+    }
     resp
 }
 
@@ -71,6 +83,9 @@ async fn route(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Full<Byt
         }
         (&Method::GET, "/metrics") => {
             gw.cache.publish_sizes();
+            if let Some(log) = gw.access_log.load().as_deref() {
+                log.report_dropped(&gw.metrics.access_log_dropped);
+            }
             let mut r = Response::new(Full::new(Bytes::from(gw.metrics.render())));
             r.headers_mut().insert(
                 CONTENT_TYPE,
@@ -80,7 +95,12 @@ async fn route(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Full<Byt
         }
         (_, p) if p == "/keys" || p.starts_with("/keys/") => {
             authenticate(gw, &req)?;
-            keys_api(gw, req, &path).await
+            keys_api(gw, req, &path).await.inspect_err(|e| {
+                // Only a failed store call answers key_store_unavailable here.
+                if matches!(e, AdminError::StoreUnavailable(_)) {
+                    gw.metrics.store_errors.inc(crate::metrics::StoreOp::Admin);
+                }
+            })
         }
         _ => Err(AdminError::RouteNotFound),
     }
@@ -253,7 +273,9 @@ async fn keys_api(
                 &manage::record_json(&issued.record, None, Some(&issued.key)),
             ))
         }
-        (_, [] | [_] | [_, "rotate"]) => Err(AdminError::MethodNotAllowed),
+        (_, []) => Err(AdminError::MethodNotAllowed("GET, HEAD, POST")),
+        (_, [_]) => Err(AdminError::MethodNotAllowed("GET, HEAD, PATCH, DELETE")),
+        (_, [_, "rotate"]) => Err(AdminError::MethodNotAllowed("POST")),
         _ => Err(AdminError::RouteNotFound),
     }
 }

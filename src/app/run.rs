@@ -32,7 +32,7 @@ pub fn run(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    init_logging(&cfg.log.level);
+    crate::diag::init(&cfg.log.level, cfg.log.format);
     // One worker: a current-thread runtime does the same work without the
     // work-stealing scheduler's cross-thread wake-ups.
     let mut rt = match cfg.server.workers {
@@ -55,16 +55,10 @@ pub fn run(path: &Path) -> ExitCode {
     rt.block_on(serve_from_config(path, cfg))
 }
 
-/// Plain-text logs on stderr at `level` (`RUST_LOG` overrides).
+/// Plain-text logs on stderr at `level` (`RUST_LOG` overrides); see
+/// [`crate::diag`].
 pub fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("osir_gateway={level},warn"))
-    });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+    crate::diag::init(level, crate::config::LogFormat::Text);
 }
 
 async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, String> {

@@ -1,4 +1,5 @@
-//! The command line: `run`, `check`, `demo` and `keys …` (contract §10).
+//! The command line: `run`, `check`, `demo`, `keys …` (contract §10) and
+//! `completions`.
 //!
 //! Exit status: 0 done, 1 failed (one clear line on stderr), 2 usage error
 //! (clap's own). Key commands act on the store named in the config and call
@@ -17,7 +18,7 @@ use crate::store::Store;
 
 /// osir-gateway: the API-key gateway in front of the OSIR API.
 #[derive(Parser, Debug)]
-#[command(name = "osir-gateway", version, about)]
+#[command(name = "osir-gateway", version = crate::version::LONG, about)]
 pub struct Cli {
     /// Config file.
     #[arg(
@@ -44,6 +45,46 @@ pub enum Command {
     /// Manage API keys in the configured store.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Print a shell completion script (bash, zsh or fish) to stdout.
+    ///
+    /// For example: `osir-gateway completions bash > /etc/bash_completion.d/osir-gateway`.
+    Completions {
+        /// The shell to complete in.
+        shell: CompletionShell,
+    },
+}
+
+/// Shells `completions` writes scripts for.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompletionShell {
+    /// Bash.
+    Bash,
+    /// Zsh.
+    Zsh,
+    /// Fish.
+    Fish,
+}
+
+impl CompletionShell {
+    fn generator(self) -> clap_complete::Shell {
+        match self {
+            CompletionShell::Bash => clap_complete::Shell::Bash,
+            CompletionShell::Zsh => clap_complete::Shell::Zsh,
+            CompletionShell::Fish => clap_complete::Shell::Fish,
+        }
+    }
+}
+
+/// The completion script for `shell`, naming every command and flag.
+pub fn completions(shell: CompletionShell) -> Vec<u8> {
+    let mut out = Vec::new();
+    clap_complete::generate(
+        shell.generator(),
+        &mut <Cli as clap::CommandFactory>::command(),
+        "osir-gateway",
+        &mut out,
+    );
+    out
 }
 
 /// Flags of `demo`.
@@ -148,6 +189,13 @@ pub fn main() -> ExitCode {
         Command::Check => check(&cli.config),
         Command::Demo(args) => crate::app::demo::run(args.listen, args.admin),
         Command::Keys(k) => keys_command(&cli.config, k),
+        Command::Completions { shell } => {
+            use std::io::Write;
+            match std::io::stdout().write_all(&completions(shell)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(format!("cannot write the completion script: {e}")),
+            }
+        }
     }
 }
 

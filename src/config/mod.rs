@@ -197,6 +197,15 @@ pub enum AccessLog {
     File(PathBuf),
 }
 
+/// How diagnostics (the process log on stderr) are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
 /// Logging settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
@@ -204,6 +213,8 @@ pub struct LogConfig {
     pub access: AccessLog,
     /// Process log level, lowercase: `error`, `warn`, `info`, `debug` or `trace`.
     pub level: String,
+    /// Diagnostics format.
+    pub format: LogFormat,
 }
 
 /// Usage accounting.

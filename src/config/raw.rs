@@ -194,6 +194,8 @@ impl Default for RawAuth {
 pub(super) struct RawLog {
     pub access: String,
     pub level: String,
+    /// Diagnostics format: `text` or `json`.
+    pub format: String,
 }
 
 impl Default for RawLog {
@@ -201,6 +203,7 @@ impl Default for RawLog {
         Self {
             access: "stdout".to_owned(),
             level: "info".to_owned(),
+            format: "text".to_owned(),
         }
     }
 }

@@ -483,6 +483,24 @@ fn log_settings_are_checked() {
 }
 
 #[test]
+fn log_format_is_text_or_json() {
+    assert_eq!(parse(BASE).unwrap().log.format, super::LogFormat::Text);
+    let c = parse(&format!("{BASE}[log]\nformat = \"json\"\n")).unwrap();
+    assert_eq!(c.log.format, super::LogFormat::Json);
+    one(
+        &format!("{BASE}[log]\nformat = \"yaml\"\n"),
+        "log.format",
+        "unknown format \"yaml\"; use text or json",
+    );
+    // Case matters, like every other enumerated value in the file.
+    one(
+        &format!("{BASE}[log]\nformat = \"JSON\"\n"),
+        "log.format",
+        "unknown format",
+    );
+}
+
+#[test]
 fn every_problem_is_reported_at_once() {
     let text = r#"
 [server]

@@ -13,7 +13,7 @@ use super::checks::{check_redis_url, is_env_name, overlaps, parse_net, parse_ups
 use super::units::{parse_duration, parse_size};
 use super::{
     raw, AccessLog, AdminConfig, AuthConfig, CacheConfig, Config, ConfigProblem, Http2Config,
-    LogConfig, ServerConfig, StoreConfig, TlsConfig, UpstreamUrl, UsageConfig,
+    LogConfig, LogFormat, ServerConfig, StoreConfig, TlsConfig, UpstreamUrl, UsageConfig,
 };
 
 /// Collects problems while building runtime values. A field in error gets a
@@ -329,6 +329,21 @@ impl Validator<'_> {
                 ),
             );
         }
-        LogConfig { access, level }
+        let format = match raw.format.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                self.problem(
+                    "log.format",
+                    format!("unknown format {other:?}; use text or json"),
+                );
+                LogFormat::Text
+            }
+        };
+        LogConfig {
+            access,
+            level,
+            format,
+        }
     }
 }

@@ -32,7 +32,7 @@ use crate::config::CacheConfig;
 use crate::keys::Env;
 use crate::keys::KeyHash;
 use crate::keys::{KeyRecord, Scope, Timestamp};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StoreOp};
 use crate::store::{InvalidationSink, Store, StoreError};
 use ipnet::IpNet;
 
@@ -159,6 +159,9 @@ pub struct KeyCache {
     ttl: Duration,
     stale_limit: Duration,
     store_up: AtomicBool,
+    /// Set by the feed's first report that the store is up (its first
+    /// subscription), so later ones can be told apart as resubscriptions.
+    feed_started: AtomicBool,
     /// When the last store call failed (ms since `born`; 0 = never): while
     /// recent, stale records are served without waiting for another timeout.
     last_error_ms: AtomicU64,
@@ -192,6 +195,7 @@ impl KeyCache {
             ttl: cfg.ttl,
             stale_limit,
             store_up: AtomicBool::new(true),
+            feed_started: AtomicBool::new(false),
             last_error_ms: AtomicU64::new(0),
             born: Instant::now(),
         }
@@ -285,7 +289,7 @@ impl KeyCache {
     }
 
     fn note_store_error(&self) {
-        self.metrics.store_errors.inc();
+        self.metrics.store_errors.inc(StoreOp::Lookup);
         let now = (self.born.elapsed().as_millis() as u64).max(1);
         self.last_error_ms.store(now, Ordering::Relaxed);
     }
@@ -312,7 +316,7 @@ impl KeyCache {
                 Ok(Some(record)) => match CachedKey::new(record) {
                     Ok(entry) => Lookup::Found(Arc::new(entry)),
                     Err(e) => {
-                        self.metrics.store_errors.inc();
+                        self.metrics.store_errors.inc(StoreOp::Lookup);
                         tracing::error!(error = %e, "unusable key record");
                         return Err(Arc::new(e));
                     }
@@ -379,7 +383,19 @@ impl InvalidationSink for KeyCache {
     }
 
     fn store_up(&self, up: bool) {
-        self.store_up.store(up, Ordering::Relaxed);
+        // The feed reports the store's state on transitions, and "up" again
+        // on every (re)subscription. So a failed feed call shows as a fall
+        // from up to down (it lost the store and could not reach it), or as
+        // an "up" after the first while already up (it lost its channel
+        // while the store still answered, and subscribed again).
+        let was_up = self.store_up.swap(up, Ordering::Relaxed);
+        let resubscribed = up && was_up && self.feed_started.swap(true, Ordering::Relaxed);
+        if (was_up && !up) || resubscribed {
+            self.metrics.store_errors.inc(StoreOp::Feed);
+        }
+        if up {
+            self.feed_started.store(true, Ordering::Relaxed);
+        }
         self.metrics.store_up.set(i64::from(up));
     }
 }

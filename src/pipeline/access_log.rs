@@ -12,6 +12,7 @@
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -65,6 +66,8 @@ pub fn millis(d: Duration) -> f64 {
 /// The writer behind the access log; dropping it flushes what is queued.
 pub struct AccessLog {
     writer: NonBlocking,
+    /// Dropped lines already added to the metric.
+    reported: AtomicUsize,
     _guard: WorkerGuard,
 }
 
@@ -79,10 +82,26 @@ impl AccessLog {
             AccessLogConfig::Stdout => builder.finish(std::io::stdout()),
             AccessLogConfig::File(path) => builder.finish(open_append(path)?),
         };
-        Ok(Some(AccessLog {
+        Ok(Some(AccessLog::from_parts(writer, guard)))
+    }
+
+    /// An access log writing to `out` through a queue of at most
+    /// `queued_lines` lines (past it, lines are dropped and counted): for
+    /// destinations other than stdout or a file, and for tests.
+    pub fn to_writer<W: Write + Send + 'static>(out: W, queued_lines: usize) -> AccessLog {
+        let (writer, guard) = NonBlockingBuilder::default()
+            .lossy(true)
+            .buffered_lines_limit(queued_lines.max(1))
+            .finish(out);
+        AccessLog::from_parts(writer, guard)
+    }
+
+    fn from_parts(writer: NonBlocking, guard: WorkerGuard) -> AccessLog {
+        AccessLog {
             writer,
+            reported: AtomicUsize::new(0),
             _guard: guard,
-        }))
+        }
     }
 
     /// Queues one line; never blocks on I/O.
@@ -97,6 +116,17 @@ impl AccessLog {
     /// Lines dropped because the writer fell behind.
     pub fn dropped(&self) -> usize {
         self.writer.error_counter().dropped_lines()
+    }
+
+    /// Adds the lines dropped since the last report to `counter`
+    /// (`osir_gateway_access_log_dropped_total`, brought up to date at
+    /// each scrape).
+    pub fn report_dropped(&self, counter: &prometheus::IntCounter) {
+        let now = self.dropped();
+        let before = self.reported.swap(now, Ordering::Relaxed);
+        if now > before {
+            counter.inc_by((now - before) as u64);
+        }
     }
 }
 

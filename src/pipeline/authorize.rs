@@ -79,6 +79,26 @@ pub struct Budget<'a> {
     pub window: Duration,
 }
 
+/// A refused key decision, with the record when one was found: a key that
+/// was identified (then expired, revoked, out of its IPs or scopes) is
+/// attributable in the access log even though it was refused.
+#[derive(Debug)]
+pub struct Refusal {
+    /// The answer to send.
+    pub error: GatewayError,
+    /// The key's record, when the lookup found this key's record.
+    pub identity: Option<Identity>,
+}
+
+impl From<GatewayError> for Refusal {
+    fn from(error: GatewayError) -> Refusal {
+        Refusal {
+            error,
+            identity: None,
+        }
+    }
+}
+
 /// The whole decision for a non-public route. `client_ip` must be canonical.
 pub async fn authorize(
     cache: &KeyCache,
@@ -86,7 +106,7 @@ pub async fn authorize(
     key: &ApiKey,
     client_ip: IpAddr,
     required: Option<&Scope>,
-) -> Result<Identity, GatewayError> {
+) -> Result<Identity, Refusal> {
     let hash = key.hash();
     let entry = match cache.get_fresh(&hash) {
         Some(e) => e,
@@ -100,7 +120,8 @@ pub async fn authorize(
                     .failures
                     .check(client_ip, budget.limit, budget.window)
                 {
-                    return Err(GatewayError::RateLimited(retry));
+                    // Refused before any lookup: the key is not identified.
+                    return Err(GatewayError::RateLimited(retry).into());
                 }
             }
             match cache.get(&hash).await {
@@ -109,17 +130,25 @@ pub async fn authorize(
                     if guessed {
                         budget.failures.record_failure(client_ip);
                     }
-                    return Err(GatewayError::InvalidApiKey);
+                    return Err(GatewayError::InvalidApiKey.into());
                 }
                 Err(e) => {
                     return Err(GatewayError::KeyStoreUnavailable {
                         retry_after: Duration::from_secs(1),
                         source: e,
-                    })
+                    }
+                    .into())
                 }
             }
         }
     };
-    check_grants(key, &entry, client_ip, required, Timestamp::now())?;
-    Ok(entry)
+    match check_grants(key, &entry, client_ip, required, Timestamp::now()) {
+        Ok(()) => Ok(entry),
+        // A record of the other environment is not this key's record.
+        Err(error @ GatewayError::InvalidApiKey) => Err(error.into()),
+        Err(error) => Err(Refusal {
+            error,
+            identity: Some(entry),
+        }),
+    }
 }

@@ -66,7 +66,8 @@ struct Trace<'s> {
     path: Option<String>,
     /// The query as forwarded (without `api_key`).
     query: Option<String>,
-    /// The key that passed (set only when logging, like path and query).
+    /// The key, once identified: the one that passed, or the record of one
+    /// refused after its lookup (set only when logging, like path and query).
     identity: Option<authorize::Identity>,
     upstream: Option<std::time::Duration>,
 }
@@ -144,7 +145,7 @@ async fn pipeline<'s>(
     if shape::size(&parts) > cfg.server.max_header_bytes {
         return Err(GatewayError::HeadersTooLarge);
     }
-    check_shape(&parts)?;
+    check_shape(&mut parts)?;
     let client_ip = client_ip::client_ip(conn.peer.ip(), &parts.headers, &cfg.auth.trusted_proxies);
     trace.client_ip = Some(client_ip);
 
@@ -184,7 +185,15 @@ async fn pipeline<'s>(
         gw.metrics
             .auth_duration
             .observe(started.elapsed().as_secs_f64());
-        let identity = decided?;
+        let identity = match decided {
+            Ok(identity) => identity,
+            Err(refused) => {
+                if logging {
+                    trace.identity = refused.identity;
+                }
+                return Err(refused.error);
+            }
+        };
         gw.usage
             .record(identity.id(), client_ip, crate::keys::Timestamp::now());
         if logging {
@@ -241,15 +250,27 @@ async fn pipeline<'s>(
 }
 
 /// Request-shape checks that come before anything else (contract §3).
-fn check_shape(req: &http::request::Parts) -> Result<(), GatewayError> {
+/// An HTTP/1.1 offer to upgrade to h2c (what `curl --http2` sends to a
+/// plain port) is declined by ignoring it, as RFC 9113 allows: the request
+/// is answered as HTTP/1.1 and the offer is not forwarded. Any other
+/// upgrade is refused.
+fn check_shape(req: &mut http::request::Parts) -> Result<(), GatewayError> {
     if req.method == Method::CONNECT || req.method == Method::TRACE {
-        return Err(GatewayError::MethodNotAllowed);
+        return Err(GatewayError::MethodNotAllowed(
+            crate::pipeline::route::ALLOWED_METHODS,
+        ));
     }
     if req.uri.path() == "*" || (req.uri.path().is_empty() && req.method == Method::OPTIONS) {
-        return Err(GatewayError::MethodNotAllowed);
+        return Err(GatewayError::MethodNotAllowed(
+            crate::pipeline::route::ALLOWED_METHODS,
+        ));
     }
     if req.headers.contains_key(header::UPGRADE) {
-        return Err(GatewayError::InvalidRequest(BadRequest::Upgrade));
+        if req.version != http::Version::HTTP_11 || !only_h2c(&req.headers) {
+            return Err(GatewayError::InvalidRequest(BadRequest::Upgrade));
+        }
+        req.headers.remove(header::UPGRADE);
+        req.headers.remove(&HTTP2_SETTINGS);
     }
     if let (Some(authority), Some(host)) = (req.uri.authority(), req.headers.get(header::HOST)) {
         if !authority
@@ -264,6 +285,20 @@ fn check_shape(req: &http::request::Parts) -> Result<(), GatewayError> {
         return Err(GatewayError::InvalidRequest(BadRequest::DuplicateHost));
     }
     Ok(())
+}
+
+static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
+
+/// Does every `Upgrade` value offer only `h2c`?
+fn only_h2c(h: &http::HeaderMap) -> bool {
+    let mut offers = h
+        .get_all(header::UPGRADE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(|t| t.trim_ascii())
+        .filter(|t| !t.is_empty())
+        .peekable();
+    offers.peek().is_some() && offers.all(|t| t.eq_ignore_ascii_case(b"h2c"))
 }
 
 fn content_length(h: &http::HeaderMap) -> Option<u64> {

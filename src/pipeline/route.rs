@@ -23,6 +23,10 @@ const METHODS: [(Method, Action); 7] = [
     (Method::DELETE, Action::Delete),
 ];
 
+/// The `Allow` value of a 405 on the data plane: the methods that have a
+/// scope (what any route forwards; public routes forward more).
+pub const ALLOWED_METHODS: &str = "GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE";
+
 fn method_index(m: &Method) -> Option<usize> {
     METHODS.iter().position(|(x, _)| x == m)
 }
@@ -54,7 +58,7 @@ impl Route {
         method_index(method)
             .and_then(|i| self.required.get(i))
             .map(Some)
-            .ok_or(GatewayError::MethodNotAllowed)
+            .ok_or(GatewayError::MethodNotAllowed(ALLOWED_METHODS))
     }
 
     fn matches(&self, path: &str) -> bool {
@@ -180,7 +184,7 @@ public = true
         assert_eq!(want(Method::DELETE), "domains:delete");
         assert_eq!(
             d.required_scope(&Method::TRACE),
-            Err(GatewayError::MethodNotAllowed)
+            Err(GatewayError::MethodNotAllowed(ALLOWED_METHODS))
         );
         let tr = t.find("/v1/domains/transfers").unwrap();
         assert_eq!(

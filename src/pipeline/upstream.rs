@@ -48,6 +48,8 @@ const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
 /// One destination base (`url` or `test_url`), pre-split for cheap URI builds.
 struct Target {
+    /// `host:port`, named in error logs.
+    authority: Box<str>,
     /// `http://host:port`, the part before the path.
     origin: Box<str>,
     base_path: Box<str>,
@@ -58,6 +60,7 @@ struct Target {
 impl Target {
     fn new(u: &UpstreamUrl) -> Target {
         Target {
+            authority: u.authority.as_str().into(),
             origin: format!("{}://{}", u.scheme, u.authority).into(),
             base_path: u.base_path.as_str().into(),
             host: HeaderValue::from_str(u.authority.as_str())
@@ -124,6 +127,9 @@ pub struct Upstream {
     test: Option<Target>,
     client: Client<CountingConnector, UpstreamBody>,
     duration: Histogram,
+    /// Failures are logged at most once a second per upstream (a down
+    /// upstream fails every request), with the count held back.
+    log_throttle: crate::diag::Throttle,
 }
 
 impl Upstream {
@@ -149,6 +155,7 @@ impl Upstream {
             test: cfg.test_url.as_ref().map(Target::new),
             client,
             duration: metrics.upstream_duration.with_label_values(&[&cfg.name]),
+            log_throttle: crate::diag::Throttle::new(Duration::from_secs(1)),
         }
     }
 
@@ -194,15 +201,18 @@ impl Upstream {
         let outcome = tokio::time::timeout(self.config.timeout, self.client.request(req)).await;
         let (kind, err) = match outcome {
             Ok(Ok(resp)) => return Ok(resp),
-            Err(_) => ("timeout", GatewayError::UpstreamTimeout),
+            Err(_) => {
+                self.log_failure(target, "timeout", None);
+                ("timeout", GatewayError::UpstreamTimeout)
+            }
             Ok(Err(e)) if body_over_limit(&e) => return Err(GatewayError::PayloadTooLarge),
             Ok(Err(e)) if e.is_connect() => {
-                tracing::warn!(upstream = %self.config.name, error = %e, "upstream connect failed");
+                self.log_failure(target, "connect", Some(&e));
                 let failure = UpstreamFailure::Connect(Arc::new(e));
                 ("connect", GatewayError::UpstreamUnavailable(failure))
             }
             Ok(Err(e)) => {
-                tracing::warn!(upstream = %self.config.name, error = %e, "upstream exchange failed");
+                self.log_failure(target, "broken", Some(&e));
                 let failure = UpstreamFailure::Broken(Arc::new(e));
                 ("broken", GatewayError::UpstreamUnavailable(failure))
             }
@@ -212,6 +222,41 @@ impl Upstream {
             .with_label_values(&[&self.config.name, kind])
             .inc();
         Err(err)
+    }
+}
+
+impl Upstream {
+    /// One WARN line naming the upstream, the address tried, the whole
+    /// error chain and the OS error in it; at most one a second per
+    /// upstream, saying how many failures it stands for.
+    fn log_failure(
+        &self,
+        target: &Target,
+        kind: &'static str,
+        error: Option<&hyper_util::client::legacy::Error>,
+    ) {
+        let Some(suppressed) = self.log_throttle.admit(Instant::now()) else {
+            return;
+        };
+        let what = match kind {
+            "connect" => "upstream connect failed",
+            "timeout" => "upstream timed out",
+            _ => "upstream exchange failed",
+        };
+        let error_text = error.map_or_else(
+            || format!("no response head within {:?}", self.config.timeout),
+            |e| crate::diag::chain(e),
+        );
+        let os_error = error.and_then(|e| crate::diag::os_error(e));
+        tracing::warn!(
+            upstream = %self.config.name,
+            address = %target.authority,
+            kind,
+            error = %error_text,
+            os_error = os_error.as_deref().unwrap_or("none"),
+            suppressed,
+            "{what}"
+        );
     }
 }
 

@@ -27,11 +27,13 @@ const LAYERS: &[(&str, u32)] = &[
     ("pipeline/", 7),
     ("lookup/", 8),
     ("manage.rs", 8),
+    ("diag.rs", 8),
     ("config/", 9),
     ("store/", 10),
     ("error.rs", 11),
     ("metrics.rs", 11),
     ("keys/", 12),
+    ("version.rs", 12),
 ];
 
 fn layer(file: &str) -> (&'static str, u32) {
