@@ -235,13 +235,7 @@ async fn pipeline<'s>(
         .get(route.upstream)
         .ok_or(GatewayError::UpstreamUnavailable(UpstreamFailure::Missing))?;
     let (result, took) = upstream
-        .send(
-            upstream_req,
-            forwarded_path,
-            stripped_query.as_deref(),
-            env,
-            &gw.metrics,
-        )
+        .send(upstream_req, forwarded_path, stripped_query.as_deref(), env)
         .await;
     trace.upstream = Some(took);
     let mut resp = result?;

@@ -117,6 +117,13 @@ impl tower_service::Service<Uri> for CountingConnector {
     }
 }
 
+/// The error counters of one upstream, by kind.
+struct UpstreamErrors {
+    connect: IntCounter,
+    timeout: IntCounter,
+    broken: IntCounter,
+}
+
 /// A configured upstream: its destinations, pools and metric handles.
 pub struct Upstream {
     /// The config it was built from (its name is the metrics label and log
@@ -127,6 +134,9 @@ pub struct Upstream {
     test: Option<Target>,
     client: Client<CountingConnector, UpstreamBody>,
     duration: Histogram,
+    /// `upstream_errors_total{upstream, kind}` for `connect`, `timeout` and
+    /// `broken`, resolved once.
+    errors: UpstreamErrors,
     /// Failures are logged at most once a second per upstream (a down
     /// upstream fails every request), with the count held back.
     log_throttle: crate::diag::Throttle,
@@ -155,6 +165,17 @@ impl Upstream {
             test: cfg.test_url.as_ref().map(Target::new),
             client,
             duration: metrics.upstream_duration.with_label_values(&[&cfg.name]),
+            errors: UpstreamErrors {
+                connect: metrics
+                    .upstream_errors
+                    .with_label_values(&[&cfg.name, "connect"]),
+                timeout: metrics
+                    .upstream_errors
+                    .with_label_values(&[&cfg.name, "timeout"]),
+                broken: metrics
+                    .upstream_errors
+                    .with_label_values(&[&cfg.name, "broken"]),
+            },
             log_throttle: crate::diag::Throttle::new(Duration::from_secs(1)),
         }
     }
@@ -173,10 +194,9 @@ impl Upstream {
         path: &str,
         query: Option<&str>,
         env: Option<Env>,
-        metrics: &Metrics,
     ) -> (Result<http::Response<ResponseBody>, GatewayError>, Duration) {
         let started = Instant::now();
-        let result = self.exchange(req, path, query, env, metrics).await;
+        let result = self.exchange(req, path, query, env).await;
         let took = started.elapsed();
         if result.is_ok() {
             self.duration.observe(took.as_secs_f64());
@@ -190,7 +210,6 @@ impl Upstream {
         path: &str,
         query: Option<&str>,
         env: Option<Env>,
-        metrics: &Metrics,
     ) -> Result<http::Response<ResponseBody>, GatewayError> {
         let target = match (env, &self.test) {
             (Some(Env::Test), Some(t)) => t,
@@ -199,28 +218,31 @@ impl Upstream {
         *req.uri_mut() = target.uri(path, query)?;
         req.headers_mut().insert(header::HOST, target.host.clone());
         let outcome = tokio::time::timeout(self.config.timeout, self.client.request(req)).await;
-        let (kind, err) = match outcome {
+        let (counter, err) = match outcome {
             Ok(Ok(resp)) => return Ok(resp),
             Err(_) => {
                 self.log_failure(target, "timeout", None);
-                ("timeout", GatewayError::UpstreamTimeout)
+                (&self.errors.timeout, GatewayError::UpstreamTimeout)
             }
             Ok(Err(e)) if body_over_limit(&e) => return Err(GatewayError::PayloadTooLarge),
             Ok(Err(e)) if e.is_connect() => {
                 self.log_failure(target, "connect", Some(&e));
                 let failure = UpstreamFailure::Connect(Arc::new(e));
-                ("connect", GatewayError::UpstreamUnavailable(failure))
+                (
+                    &self.errors.connect,
+                    GatewayError::UpstreamUnavailable(failure),
+                )
             }
             Ok(Err(e)) => {
                 self.log_failure(target, "broken", Some(&e));
                 let failure = UpstreamFailure::Broken(Arc::new(e));
-                ("broken", GatewayError::UpstreamUnavailable(failure))
+                (
+                    &self.errors.broken,
+                    GatewayError::UpstreamUnavailable(failure),
+                )
             }
         };
-        metrics
-            .upstream_errors
-            .with_label_values(&[&self.config.name, kind])
-            .inc();
+        counter.inc();
         Err(err)
     }
 }
