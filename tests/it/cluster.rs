@@ -12,7 +12,7 @@ use osir_gateway::manage::KeyService;
 use osir_gateway::store::Store;
 
 use crate::support::client::{bearer, get, Reply};
-use crate::support::gateway::{config, TestGateway};
+use crate::support::gateway::TestGateway;
 use crate::support::keys::{cli_create, create_key, CliConfig};
 use crate::support::redis::RedisCluster;
 use crate::support::upstream::RecordingUpstream;
@@ -77,8 +77,12 @@ async fn a_cluster_store_serves_writes_revocations_and_usage() {
         1,
     );
     let gw_store = cluster_store(&gw_url).await;
-    let gw = TestGateway::start(&config(&up.url(), None, ""), gw_store).await;
-    gw.wait_store_watched().await;
+    let gw = TestGateway::builder()
+        .upstream(&up)
+        .store(gw_store)
+        .watched()
+        .start()
+        .await;
     let r = call(&gw, &hot).await;
     assert_eq!(r.status, 200, "a key made through the store: {}", r.text());
 

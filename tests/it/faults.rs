@@ -13,7 +13,7 @@ use osir_gateway::manage::KeyService;
 use osir_gateway::store::Store;
 
 use crate::support::client::{bearer, client, send_with};
-use crate::support::gateway::{config, TestGateway};
+use crate::support::gateway::TestGateway;
 use crate::support::keys::{create, new_key};
 use crate::support::redis::RedisServer;
 use crate::support::upstream::RecordingUpstream;
@@ -61,10 +61,15 @@ async fn redis_killed_under_load_gives_no_wrong_answer_and_recovers() {
     let up = RecordingUpstream::start("up").await;
     let mut redis = RedisServer::start();
     let store = connect(&redis).await;
-    let gw = TestGateway::start(&config(&up.url(), None, EXTRA), store.clone()).await;
     // The watcher flushes the cache once it has subscribed; let that
     // happen before caching what the outage must be survived with.
-    gw.wait_store_watched().await;
+    let gw = TestGateway::builder()
+        .upstream(&up)
+        .extra(EXTRA)
+        .store(store.clone())
+        .watched()
+        .start()
+        .await;
     let svc = KeyService::new(&store);
     let (good, _) = create(&store, new_key(Env::Live, &["domains:read"], &[])).await;
     let (revoked, rrec) = create(&store, new_key(Env::Live, &["domains:read"], &[])).await;

@@ -7,7 +7,7 @@ use osir_gateway::keys::api_key::{ApiKey, Env};
 use osir_gateway::store::{memory::MemoryStore, Store};
 
 use crate::support::client::{bearer, get};
-use crate::support::gateway::{config, TestGateway};
+use crate::support::gateway::TestGateway;
 use crate::support::keys::create_key;
 use crate::support::upstream::RecordingUpstream;
 
@@ -17,7 +17,12 @@ async fn random_keys_exhaust_a_budget_and_spare_the_store() {
     let mem = MemoryStore::new();
     let store = Store::Memory(mem.clone());
     let extra = "[auth]\nfailed_lookup_budget = 5\nfailed_lookup_window = \"60s\"\n";
-    let gw = TestGateway::start(&config(&up.url(), None, extra), store.clone()).await;
+    let gw = TestGateway::builder()
+        .upstream(&up)
+        .extra(extra)
+        .store(store.clone())
+        .start()
+        .await;
     let (hot, _) = create_key(&store, Env::Live, &["domains:read"], &[]).await;
     let (cold, _) = create_key(&store, Env::Live, &["domains:read"], &[]).await;
     assert_eq!(
@@ -88,7 +93,12 @@ async fn a_cached_key_past_its_ttl_is_refreshed_despite_a_spent_budget() {
     let mem = MemoryStore::new();
     let store = Store::Memory(mem.clone());
     let extra = "[cache]\nttl = \"100ms\"\n[auth]\nfailed_lookup_budget = 2\nfailed_lookup_window = \"60s\"\n";
-    let gw = TestGateway::start(&config(&up.url(), None, extra), store.clone()).await;
+    let gw = TestGateway::builder()
+        .upstream(&up)
+        .extra(extra)
+        .store(store.clone())
+        .start()
+        .await;
     let (hot, _) = create_key(&store, Env::Live, &["domains:read"], &[]).await;
     assert_eq!(
         get(

@@ -22,52 +22,16 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Method;
-use osir_gateway::keys::api_key::Env;
-use osir_gateway::store::Store;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::client::{bearer, h2_client, raw_exchange, send_with, Reply};
-use crate::support::gateway::{config, parse, TestGateway};
+use crate::support::client::{bearer, h2_client, send_with, Reply};
+use crate::support::expect::Bench;
+use crate::support::gateway::TestGateway;
 use crate::support::h2wire::{self, H2Conn};
-use crate::support::keys::{create_key, memory_store};
 use crate::support::upstream::{Recorded, RecordingUpstream};
 
 const DEADLINE: Duration = Duration::from_secs(5);
-
-struct Bench {
-    up: RecordingUpstream,
-    gw: TestGateway,
-    store: Store,
-}
-
-impl Bench {
-    async fn start(extra: &str, edit: impl FnOnce(&mut osir_gateway::config::Config)) -> Bench {
-        let up = RecordingUpstream::start("up").await;
-        let store = memory_store();
-        let mut cfg = parse(&config(&up.url(), None, extra));
-        edit(&mut cfg);
-        let gw = TestGateway::start_with(cfg, store.clone()).await;
-        Bench { up, gw, store }
-    }
-
-    async fn key(&self, ips: &[&str]) -> (String, String) {
-        let (key, rec) = create_key(&self.store, Env::Live, &["domains:read"], ips).await;
-        (key, rec.id)
-    }
-
-    /// A raw HTTP/1.1 GET: the exact bytes of `target` and `headers`
-    /// (each line without its CRLF).
-    async fn raw(&self, target: &str, headers: &[&[u8]]) -> Reply {
-        let mut req = format!("GET {target} HTTP/1.1\r\nHost: {}\r\n", self.gw.addr).into_bytes();
-        for h in headers {
-            req.extend_from_slice(h);
-            req.extend_from_slice(b"\r\n");
-        }
-        req.extend_from_slice(b"\r\n");
-        raw_exchange(self.gw.addr, &req).await
-    }
-}
 
 const PASS: Want = Want::Pass;
 const INVALID: Want = Want::Refused(401, "invalid_api_key");
@@ -144,8 +108,8 @@ fn encode_all(s: &str) -> String {
 
 #[tokio::test]
 async fn authorization_header_variants() {
-    let b = Bench::start("", |_| {}).await;
-    let (k, id) = b.key(&[]).await;
+    let b = Bench::build(TestGateway::builder()).await;
+    let (k, id) = b.secret(&["domains:read"], &[]).await;
     let huge = "a".repeat(8000);
     // The header line, from the value on.
     let auth = |v: &str| format!("Authorization: {v}").into_bytes();
@@ -267,8 +231,8 @@ async fn authorization_header_variants() {
 
 #[tokio::test]
 async fn api_key_parameter_spellings() {
-    let b = Bench::start("", |_| {}).await;
-    let (k, id) = b.key(&[]).await;
+    let b = Bench::build(TestGateway::builder()).await;
+    let (k, id) = b.secret(&["domains:read"], &[]).await;
     let auth = format!("Authorization: Bearer {k}");
     let no: &[&[u8]] = &[];
     let with_header: &[&[u8]] = &[auth.as_bytes()];
@@ -325,8 +289,8 @@ async fn api_key_parameter_spellings() {
 
 #[tokio::test]
 async fn api_key_spellings_are_cut_even_when_query_keys_are_off() {
-    let b = Bench::start("[auth]\nquery_key = false", |_| {}).await;
-    let (k, id) = b.key(&[]).await;
+    let b = Bench::build(TestGateway::builder().extra("[auth]\nquery_key = false")).await;
+    let (k, id) = b.secret(&["domains:read"], &[]).await;
     let auth = format!("Authorization: Bearer {k}");
     for query in [
         format!("api_key={k}"),
@@ -357,8 +321,8 @@ async fn api_key_spellings_are_cut_even_when_query_keys_are_off() {
 /// Asserts the gateway took the client to be `client`: a key allowed only
 /// there passes, one allowed only at `not` gets 403 `ip_not_allowed`.
 async fn client_is(b: &Bench, name: &str, headers: &[&[u8]], client: &str, not: &str) {
-    let (inside, id) = b.key(&[client]).await;
-    let (outside, _) = b.key(&[not]).await;
+    let (inside, id) = b.secret(&["domains:read"], &[client]).await;
+    let (outside, _) = b.secret(&["domains:read"], &[not]).await;
     for (key, want) in [
         (&outside, Want::Refused(403, "ip_not_allowed")),
         (&inside, Want::Pass),
@@ -379,7 +343,7 @@ async fn client_is(b: &Bench, name: &str, headers: &[&[u8]], client: &str, not: 
 
 #[tokio::test]
 async fn spoofed_client_addresses_from_an_untrusted_peer() {
-    let b = Bench::start("", |_| {}).await;
+    let b = Bench::build(TestGateway::builder()).await;
     let spoof = "203.0.113.7";
     let cases: Vec<String> = vec![
         format!("X-Forwarded-For: {spoof}"),
@@ -409,9 +373,9 @@ async fn spoofed_client_addresses_from_an_untrusted_peer() {
 
 #[tokio::test]
 async fn odd_forwarded_for_hops_from_a_trusted_proxy() {
-    let b = Bench::start(
-        "[auth]\ntrusted_proxies = [\"127.0.0.1/32\", \"10.0.0.0/8\"]",
-        |_| {},
+    let b = Bench::build(
+        TestGateway::builder()
+            .extra("[auth]\ntrusted_proxies = [\"127.0.0.1/32\", \"10.0.0.0/8\"]"),
     )
     .await;
     // (X-Forwarded-For, the client it must name, an address it must not).
@@ -469,8 +433,8 @@ async fn odd_forwarded_for_hops_from_a_trusted_proxy() {
 
 #[tokio::test]
 async fn identity_headers_in_every_spelling_are_replaced_or_dropped() {
-    let b = Bench::start("", |_| {}).await;
-    let (k, id) = b.key(&[]).await;
+    let b = Bench::build(TestGateway::builder()).await;
+    let (k, id) = b.secret(&["domains:read"], &[]).await;
     let forged: Vec<&str> = vec![
         "X-OSIR-KEY-ID: forged",
         "x-osir-key-id: forged",
@@ -567,7 +531,7 @@ async fn h2_ready(gw: &TestGateway) -> H2Conn {
 
 #[tokio::test]
 async fn http2_rapid_reset_is_cut_off() {
-    let b = Bench::start("", |_| {}).await;
+    let b = Bench::build(TestGateway::builder()).await;
     let mut c = h2_ready(&b.gw).await;
     let streams = 2000u32;
     let mut burst = Vec::new();
@@ -611,7 +575,7 @@ async fn http2_rapid_reset_is_cut_off() {
 
 #[tokio::test]
 async fn http2_continuation_floods_are_cut_off() {
-    let b = Bench::start("", |_| {}).await;
+    let b = Bench::build(TestGateway::builder()).await;
     let mut c = h2_ready(&b.gw).await;
     let block = h2wire::request_block("GET", "/v1/status", "localhost", &[]);
     let mut flood = h2wire::frame_bytes(h2wire::HEADERS, h2wire::END_STREAM, 1, &block);
@@ -632,7 +596,9 @@ async fn http2_continuation_floods_are_cut_off() {
 
 #[tokio::test]
 async fn http2_stream_limit_is_enforced() {
-    let b = Bench::start("", |c| c.server.http2.max_concurrent_streams = 3).await;
+    let b =
+        Bench::build(TestGateway::builder().edit(|c| c.server.http2.max_concurrent_streams = 3))
+            .await;
     let mut c = h2_ready(&b.gw).await;
     let settings = c.server_settings.clone().unwrap().settings();
     assert!(
@@ -669,7 +635,7 @@ async fn http2_stream_limit_is_enforced() {
 
 #[tokio::test]
 async fn connections_over_the_limit_wait_to_be_accepted() {
-    let b = Bench::start("", |c| c.server.max_connections = 2).await;
+    let b = Bench::build(TestGateway::builder().edit(|c| c.server.max_connections = 2)).await;
     let req = format!("GET /v1/status HTTP/1.1\r\nHost: {}\r\n\r\n", b.gw.addr);
     let mut open = Vec::new();
     for _ in 0..2 {

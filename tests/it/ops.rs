@@ -13,7 +13,7 @@ use osir_gateway::manage::KeyService;
 
 use crate::support::client::{bearer, get, get_until, send};
 use crate::support::eventually;
-use crate::support::gateway::{config, parse, TestGateway};
+use crate::support::gateway::{config, TestGateway};
 use crate::support::keys::{bad_checksum, body, create_key, memory_store, redis_store};
 use crate::support::redis::RedisServer;
 use crate::support::upstream::RecordingUpstream;
@@ -22,7 +22,11 @@ use crate::support::upstream::RecordingUpstream;
 async fn access_log_lines_are_json_and_never_hold_a_key() {
     let up = RecordingUpstream::start("up").await;
     let store = memory_store();
-    let gw = TestGateway::start(&config(&up.url(), None, ""), store.clone()).await;
+    let gw = TestGateway::builder()
+        .upstream(&up)
+        .store(store.clone())
+        .start()
+        .await;
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("access.log");
     let log = osir_gateway::pipeline::access_log::AccessLog::open(&AccessLogConfig::File(
@@ -103,7 +107,11 @@ async fn access_log_lines_are_json_and_never_hold_a_key() {
 async fn usage_is_counted_per_key_and_shown() {
     let up = RecordingUpstream::start("up").await;
     let store = memory_store();
-    let gw = TestGateway::start(&config(&up.url(), None, ""), store.clone()).await;
+    let gw = TestGateway::builder()
+        .upstream(&up)
+        .store(store.clone())
+        .start()
+        .await;
     let (key, rec) = create_key(&store, Env::Live, &["domains:read"], &[]).await;
     for _ in 0..7 {
         assert_eq!(
@@ -129,7 +137,11 @@ async fn usage_survives_a_store_outage() {
     let up = RecordingUpstream::start("up").await;
     let mut redis = RedisServer::start();
     let store = redis_store(&redis).await;
-    let gw = TestGateway::start(&config(&up.url(), None, ""), store.clone()).await;
+    let gw = TestGateway::builder()
+        .upstream(&up)
+        .store(store.clone())
+        .start()
+        .await;
     let (key, rec) = create_key(&store, Env::Live, &["domains:read"], &[]).await;
     for _ in 0..3 {
         assert_eq!(
@@ -165,7 +177,7 @@ async fn hundred_reloads_under_load_lose_no_request() {
     let path = dir.path().join("gateway.toml");
     let good = config(&up.url(), None, "");
     std::fs::write(&path, &good).unwrap();
-    let gw = TestGateway::start_with(parse(&good), memory_store()).await;
+    let gw = TestGateway::builder().toml(&good).start().await;
 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let ok = Arc::new(AtomicUsize::new(0));
@@ -238,7 +250,7 @@ async fn a_file_change_is_picked_up_and_a_bad_one_refused() {
     let path = dir.path().join("gateway.toml");
     let good = config(&up.url(), None, "");
     std::fs::write(&path, &good).unwrap();
-    let gw = TestGateway::start_with(parse(&good), memory_store()).await;
+    let gw = TestGateway::builder().toml(&good).start().await;
     let watcher = tokio::spawn(osir_gateway::app::watch::watch_config(
         gw.gw.clone(),
         path.clone(),
@@ -279,7 +291,7 @@ async fn in_flight_requests_finish_on_their_generation_and_through_shutdown() {
     let path = dir.path().join("gateway.toml");
     let first = config(&slow.url(), None, "").replace("timeout = \"1s\"", "timeout = \"5s\"");
     std::fs::write(&path, &first).unwrap();
-    let gw = TestGateway::start_with(parse(&first), memory_store()).await;
+    let gw = TestGateway::builder().toml(&first).start().await;
 
     let url = gw.url("/v1/status/slow");
     let in_flight = tokio::spawn(async move { get(&url, &[("x-test-delay-ms", "700")]).await });
@@ -312,7 +324,12 @@ async fn ten_thousand_hostile_requests_add_no_metric_series() {
     let up = RecordingUpstream::start("up").await;
     let store = memory_store();
     let extra = "[auth]\ntrusted_proxies = [\"127.0.0.1/32\"]\n";
-    let gw = TestGateway::start(&config(&up.url(), None, extra), store.clone()).await;
+    let gw = TestGateway::builder()
+        .upstream(&up)
+        .extra(extra)
+        .store(store.clone())
+        .start()
+        .await;
     let (key, rec) = create_key(&store, Env::Live, &["domains:read"], &[]).await;
     let series = |text: &str| {
         text.lines()
@@ -377,7 +394,11 @@ async fn admin_key_api_end_to_end() {
         "listen = \"127.0.0.1:2\"",
         &format!("listen = \"127.0.0.1:2\"\ntoken_env = \"{var}\""),
     );
-    let gw = TestGateway::start(&toml, store.clone()).await;
+    let gw = TestGateway::builder()
+        .toml(&toml)
+        .store(store.clone())
+        .start()
+        .await;
     let auth = "Bearer s3cret-admin-token";
     let json = |v: serde_json::Value| v.to_string();
 

@@ -10,7 +10,7 @@ use osir_gateway::manage::KeyService;
 use osir_gateway::store::Store;
 
 use crate::support::client::{bearer, get, get_until, Reply};
-use crate::support::gateway::{config, TestGateway};
+use crate::support::gateway::TestGateway;
 use crate::support::keys::create_key;
 use crate::support::redis::RedisServer;
 use crate::support::upstream::RecordingUpstream;
@@ -54,10 +54,15 @@ async fn a_hung_store_serves_cached_keys_and_refuses_the_rest() {
     let up = RecordingUpstream::start("up").await;
     let redis = RedisServer::start();
     let store = fast_store(&redis).await;
-    let gw = TestGateway::start(&config(&up.url(), None, EXTRA), store.clone()).await;
     // The watcher flushes the cache once it has subscribed; let that
     // happen before caching what the outage must be survived with.
-    gw.wait_store_watched().await;
+    let gw = TestGateway::builder()
+        .upstream(&up)
+        .extra(EXTRA)
+        .store(store.clone())
+        .watched()
+        .start()
+        .await;
     let (good, _) = create_key(&store, Env::Live, &["domains:read"], &[]).await;
     let (revoked, rrec) = create_key(&store, Env::Live, &["domains:read"], &[]).await;
     let (uncached, _) = create_key(&store, Env::Live, &["domains:read"], &[]).await;
@@ -129,10 +134,15 @@ async fn a_killed_store_is_survived_and_recovered_from() {
     let up = RecordingUpstream::start("up").await;
     let mut redis = RedisServer::start();
     let store = fast_store(&redis).await;
-    let gw = TestGateway::start(&config(&up.url(), None, EXTRA), store.clone()).await;
     // The watcher flushes the cache once it has subscribed; let that
     // happen before caching what the outage must be survived with.
-    gw.wait_store_watched().await;
+    let gw = TestGateway::builder()
+        .upstream(&up)
+        .extra(EXTRA)
+        .store(store.clone())
+        .watched()
+        .start()
+        .await;
     let (good, _) = create_key(&store, Env::Live, &["domains:read"], &[]).await;
     assert_eq!(call(&gw, &good).await.status, 200);
     let cached_at = Instant::now();

@@ -15,7 +15,7 @@ use osir_gateway::store::{file::FileStore, Store};
 
 use crate::support::client::{bearer, send};
 use crate::support::expect::{allowed, outcome, refused};
-use crate::support::gateway::{config, TestGateway};
+use crate::support::gateway::TestGateway;
 use crate::support::keys::{
     bad_checksum, cli_create, create, create_key, new_key, redis_store, CliConfig,
 };
@@ -26,12 +26,6 @@ use crate::support::{eventually, eventually_async};
 const GET: Method = Method::GET;
 const WITHIN: Duration = Duration::from_secs(1);
 
-async fn gateway(up: &RecordingUpstream, store: Store) -> TestGateway {
-    let gw = TestGateway::start(&config(&up.url(), None, ""), store).await;
-    gw.wait_store_watched().await;
-    gw
-}
-
 /// Two gateways, each with its own connection to one redis-server, both
 /// holding the key in their caches; returns them with the writer's store.
 async fn two_cached_gateways(
@@ -40,8 +34,18 @@ async fn two_cached_gateways(
     key: &str,
 ) -> [TestGateway; 2] {
     let gws = [
-        gateway(up, redis_store(redis).await).await,
-        gateway(up, redis_store(redis).await).await,
+        TestGateway::builder()
+            .upstream(up)
+            .store(redis_store(redis).await)
+            .watched()
+            .start()
+            .await,
+        TestGateway::builder()
+            .upstream(up)
+            .store(redis_store(redis).await)
+            .watched()
+            .start()
+            .await,
     ];
     let auth = bearer(key);
     for gw in &gws {
@@ -138,7 +142,12 @@ async fn concurrent_first_uses_cost_one_store_read() {
     let store = osir_gateway::store::redis::connect(&redis.url(), Duration::from_secs(20))
         .await
         .unwrap();
-    let gw = gateway(&up, Store::Redis(store)).await;
+    let gw = TestGateway::builder()
+        .upstream(&up)
+        .store(Store::Redis(store))
+        .watched()
+        .start()
+        .await;
     let before = redis.command_count("hgetall");
     let misses = || {
         gw.gw
@@ -184,7 +193,12 @@ async fn concurrent_first_uses_cost_one_store_read() {
 async fn unknown_and_invented_keys_spare_the_store() {
     let redis = RedisServer::start();
     let up = RecordingUpstream::start("up").await;
-    let gw = gateway(&up, redis_store(&redis).await).await;
+    let gw = TestGateway::builder()
+        .upstream(&up)
+        .store(redis_store(&redis).await)
+        .watched()
+        .start()
+        .await;
     let unknown = bearer(ApiKey::generate(Env::Live).unwrap().expose_secret());
     let before = redis.command_count("hgetall");
     for _ in 0..20 {
@@ -232,7 +246,12 @@ async fn expiry_is_exact_even_while_cached() {
     let redis = RedisServer::start();
     let up = RecordingUpstream::start("up").await;
     let store = redis_store(&redis).await;
-    let gw = gateway(&up, store.clone()).await;
+    let gw = TestGateway::builder()
+        .upstream(&up)
+        .store(store.clone())
+        .watched()
+        .start()
+        .await;
     let mut new = new_key(Env::Live, &["domains:read"], &[]);
     new.expires_in = Some(Duration::from_millis(1500));
     let (key, rec) = create(&store, new).await;
@@ -269,7 +288,12 @@ async fn file_store_with_keys_from_the_binary() {
     let cfg = CliConfig::file_store();
     let (key, id) = cli_create(&cfg, "live", &["domains:read"]);
     let up = RecordingUpstream::start("up").await;
-    let gw = gateway(&up, Store::File(FileStore::open(&cfg.keys_file()).unwrap())).await;
+    let gw = TestGateway::builder()
+        .upstream(&up)
+        .store(Store::File(FileStore::open(&cfg.keys_file()).unwrap()))
+        .watched()
+        .start()
+        .await;
     let seen = allowed(
         &gw,
         &up,

@@ -13,7 +13,7 @@ use osir_gateway::manage::KeyService;
 use osir_gateway::store::Store;
 
 use crate::support::client::{bearer, get, Reply};
-use crate::support::gateway::{config, TestGateway};
+use crate::support::gateway::TestGateway;
 use crate::support::keys::{cli_create, create_key, new_key, CliConfig};
 use crate::support::redis::{RedisServer, Sentinels};
 use crate::support::upstream::RecordingUpstream;
@@ -73,8 +73,13 @@ async fn a_primary_killed_under_load_fails_over_without_a_wrong_answer() {
     // Everything written so far is on the replica before the primary dies.
     assert_eq!(primary.cli(&["WAIT", "1", "5000"]).trim(), "1");
 
-    let gw = TestGateway::start(&config(&up.url(), None, EXTRA), store.clone()).await;
-    gw.wait_store_watched().await;
+    let gw = TestGateway::builder()
+        .upstream(&up)
+        .extra(EXTRA)
+        .store(store.clone())
+        .watched()
+        .start()
+        .await;
     assert_eq!(call(&gw, &hot).await.status, 200);
 
     // Load on the cached key, for the whole failover.

@@ -1,20 +1,14 @@
 //! The harness itself works: a public route forwards, a private one asks
 //! for a key, an unknown path is 404.
 
-use osir_gateway::store::{memory::MemoryStore, Store};
-
 use crate::support::client::get;
-use crate::support::gateway::{config, TestGateway};
+use crate::support::gateway::TestGateway;
 use crate::support::upstream::RecordingUpstream;
 
 #[tokio::test]
 async fn public_private_and_unknown_routes() {
     let up = RecordingUpstream::start("up").await;
-    let gw = TestGateway::start(
-        &config(&up.url(), None, ""),
-        Store::Memory(MemoryStore::new()),
-    )
-    .await;
+    let gw = TestGateway::builder().upstream(&up).start().await;
 
     let r = get(&gw.url("/v1/status?x=1"), &[]).await;
     assert_eq!(r.status, 200, "{}", r.text());

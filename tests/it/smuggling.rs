@@ -7,21 +7,9 @@
 //! wire shows framing the gateway built itself: one framing header, no
 //! client trailers.
 
-use osir_gateway::store::{memory::MemoryStore, Store};
-
 use crate::support::client::{raw_exchange, raw_session};
-use crate::support::gateway::{config, TestGateway};
+use crate::support::gateway::TestGateway;
 use crate::support::upstream::{RecordingUpstream, WireUpstream};
-
-async fn setup() -> (RecordingUpstream, TestGateway) {
-    let up = RecordingUpstream::start("up").await;
-    let gw = TestGateway::start(
-        &config(&up.url(), None, ""),
-        Store::Memory(MemoryStore::new()),
-    )
-    .await;
-    (up, gw)
-}
 
 fn raw_request(gw: &TestGateway, request_line: &str, headers: &str, body: &str) -> Vec<u8> {
     format!("{request_line}\r\nHost: {}\r\n{headers}\r\n{body}", gw.addr).into_bytes()
@@ -42,7 +30,7 @@ fn nothing_smuggled(up: &RecordingUpstream) {
 /// follows is never read as a request.
 #[tokio::test]
 async fn content_length_with_transfer_encoding_cannot_smuggle() {
-    let (up, gw) = setup().await;
+    let (up, gw) = TestGateway::builder().start_with_upstream().await;
     for framing in [
         "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n",
         "Transfer-Encoding: chunked\r\nContent-Length: 4\r\n",
@@ -70,7 +58,7 @@ async fn content_length_with_transfer_encoding_cannot_smuggle() {
 
 #[tokio::test]
 async fn ambiguous_framing_is_refused() {
-    let (up, gw) = setup().await;
+    let (up, gw) = TestGateway::builder().start_with_upstream().await;
     for framing in [
         "Content-Length: 5\r\nContent-Length: 50\r\n",
         "Content-Length: 5, 50\r\n",
@@ -95,7 +83,7 @@ async fn ambiguous_framing_is_refused() {
 /// be parsed as the next request on the connection.
 #[tokio::test]
 async fn the_body_of_a_refused_request_is_not_a_second_request() {
-    let (up, gw) = setup().await;
+    let (up, gw) = TestGateway::builder().start_with_upstream().await;
     let cl = format!("Content-Length: {}\r\n", SMUGGLED.len());
     let chunked_body = format!("{:x}\r\n{SMUGGLED}\r\n0\r\n\r\n", SMUGGLED.len());
     let cases = [
@@ -153,11 +141,7 @@ async fn the_body_of_a_refused_request_is_not_a_second_request() {
 #[tokio::test]
 async fn the_upstream_sees_only_framing_the_gateway_built() {
     let wire = WireUpstream::start().await;
-    let gw = TestGateway::start(
-        &config(&wire.url(), None, ""),
-        Store::Memory(MemoryStore::new()),
-    )
-    .await;
+    let gw = TestGateway::builder().upstream(&wire).start().await;
     let trailers = raw_request(
         &gw,
         "POST /v1/status HTTP/1.1",

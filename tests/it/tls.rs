@@ -17,7 +17,6 @@ use http::{Request, StatusCode, Version};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use osir_gateway::config::Config;
-use osir_gateway::store::{memory::MemoryStore, Store};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::AsyncReadExt;
@@ -214,7 +213,7 @@ impl TlsClient {
 
 async fn start(up: &RecordingUpstream, dir: &TlsDir, handshake_timeout: &str) -> TestGateway {
     let cfg = dir.write_config(&up.url(), handshake_timeout);
-    TestGateway::start_tls(cfg, Store::Memory(MemoryStore::new())).await
+    TestGateway::builder().config(cfg).tls().start().await
 }
 
 #[tokio::test]
