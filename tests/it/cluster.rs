@@ -5,35 +5,19 @@
 //! node the gateway subscribed to); list, show and usage work.
 
 use std::net::TcpListener;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use osir_gateway::keys::api_key::Env;
 use osir_gateway::manage::KeyService;
 use osir_gateway::store::Store;
 
-use crate::support::client::{bearer, get, Reply};
+use crate::support::expect::{call, until_status};
 use crate::support::gateway::TestGateway;
 use crate::support::keys::{cli_create, create_key, CliConfig};
 use crate::support::redis::RedisCluster;
 use crate::support::upstream::RecordingUpstream;
 
 const TIMEOUT: Duration = Duration::from_millis(500);
-
-async fn call(gw: &TestGateway, key: &str) -> Reply {
-    get(&gw.url("/v1/domains/x"), &[("authorization", &bearer(key))]).await
-}
-
-/// Polls `gw` with `key` until the answer has `status`, for up to `deadline`.
-async fn until_status(gw: &TestGateway, key: &str, status: u16, deadline: Duration) -> Reply {
-    let end = Instant::now() + deadline;
-    loop {
-        let r = call(gw, key).await;
-        if r.status == status || Instant::now() > end {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 async fn cluster_store(url: &str) -> Store {
     Store::Redis(

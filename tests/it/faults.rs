@@ -13,6 +13,7 @@ use osir_gateway::manage::KeyService;
 use osir_gateway::store::Store;
 
 use crate::support::client::{bearer, client, send_with};
+use crate::support::eventually_async;
 use crate::support::gateway::TestGateway;
 use crate::support::keys::{create, new_key};
 use crate::support::redis::RedisServer;
@@ -149,8 +150,7 @@ async fn redis_killed_under_load_gives_no_wrong_answer_and_recovers() {
     redis.restart();
     let back = Instant::now();
     // Recovery: a key never cached works again, by itself.
-    let mut recovered = None;
-    while back.elapsed() < Duration::from_secs(10) {
+    let recovered = eventually_async(Duration::from_secs(10), || async {
         let r = send_with(
             &c,
             Method::GET,
@@ -160,16 +160,17 @@ async fn redis_killed_under_load_gives_no_wrong_answer_and_recovers() {
         )
         .await;
         if r.status == 200 {
-            recovered = Some(back.elapsed());
-            break;
+            return true;
         }
         assert!(
             r.status == 503 || r.status == 401,
             "late key answered {}",
             r.status
         );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+        false
+    })
+    .await
+    .then(|| back.elapsed());
     stop.store(true, Ordering::Relaxed);
     for t in load {
         t.await.unwrap();

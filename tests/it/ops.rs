@@ -12,11 +12,11 @@ use osir_gateway::keys::api_key::Env;
 use osir_gateway::manage::KeyService;
 
 use crate::support::client::{bearer, get, get_until, send};
-use crate::support::eventually;
 use crate::support::gateway::{config, TestGateway};
 use crate::support::keys::{bad_checksum, body, create_key, memory_store, redis_store};
 use crate::support::redis::RedisServer;
 use crate::support::upstream::RecordingUpstream;
+use crate::support::{eventually, eventually_async};
 
 #[tokio::test]
 async fn access_log_lines_are_json_and_never_hold_a_key() {
@@ -158,15 +158,11 @@ async fn usage_survives_a_store_outage() {
     // The flush fails; the counts must be kept, not dropped.
     gw.gw.flush_usage().await;
     redis.restart();
-    let mut flushed = false;
-    for _ in 0..50 {
+    let flushed = eventually_async(Duration::from_secs(5), || async {
         gw.gw.flush_usage().await;
-        if store.usage(&rec.id).await.map(|u| u.total).unwrap_or(0) == 3 {
-            flushed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        store.usage(&rec.id).await.map(|u| u.total).unwrap_or(0) == 3
+    })
+    .await;
     assert!(flushed, "usage counted during the outage was lost");
 }
 

@@ -9,10 +9,11 @@ use osir_gateway::keys::api_key::{ApiKey, Env};
 use osir_gateway::manage::KeyService;
 use osir_gateway::store::Store;
 
-use crate::support::client::{bearer, get, get_until, Reply};
+use crate::support::expect::{call, until_status};
 use crate::support::gateway::TestGateway;
 use crate::support::keys::create_key;
 use crate::support::redis::RedisServer;
+use crate::support::until_ok;
 use crate::support::upstream::RecordingUpstream;
 
 const EXTRA: &str = "[cache]\nttl = \"150ms\"\nstale_if_error = \"1m\"\n";
@@ -25,28 +26,12 @@ async fn fast_store(redis: &RedisServer) -> Store {
     )
 }
 
-async fn call(gw: &TestGateway, key: &str) -> Reply {
-    get(&gw.url("/v1/domains/x"), &[("authorization", &bearer(key))]).await
-}
-
 /// Waits until `ttl` has surely passed since the records were cached: the
 /// behaviour under test only exists after it.
 async fn past_ttl(since: Instant) {
     while since.elapsed() < Duration::from_millis(300) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// Polls `gw` with `key` until the answer has `status`, for up to `deadline`.
-async fn until_status(gw: &TestGateway, key: &str, status: u16, deadline: Duration) -> Reply {
-    let auth = bearer(key);
-    get_until(
-        &gw.url("/v1/domains/x"),
-        &[("authorization", &auth)],
-        status,
-        deadline,
-    )
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,18 +145,18 @@ async fn a_killed_store_is_survived_and_recovered_from() {
     assert!(crate::support::eventually(Duration::from_secs(5), || store_up.get() == 1).await);
     // The first command on the store's own connection may still see the
     // failed reconnect of the outage; writes succeed again within moments.
-    let end = Instant::now() + Duration::from_secs(5);
-    let fresh = loop {
-        let new = crate::support::keys::new_key(Env::Live, &["domains:read"], &[]);
-        match KeyService::new(&store).create(new).await {
-            Ok(issued) => break issued.key.expose_secret().to_owned(),
-            Err(e) if Instant::now() < end => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("key writes did not recover: {e}"),
-        }
-    };
+    let fresh = until_ok(
+        Duration::from_secs(5),
+        "key writes did not recover",
+        || async {
+            let new = crate::support::keys::new_key(Env::Live, &["domains:read"], &[]);
+            KeyService::new(&store).create(new).await
+        },
+    )
+    .await
+    .key
+    .expose_secret()
+    .to_owned();
     let r = until_status(&gw, &fresh, 200, Duration::from_secs(5)).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let r = until_status(&gw, &good, 401, Duration::from_secs(5)).await;

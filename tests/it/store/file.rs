@@ -10,6 +10,8 @@ use osir_gateway::keys::record::{KeyRecord, Timestamp};
 use osir_gateway::store::file::FileStore;
 use osir_gateway::store::StoreError;
 
+use crate::support::eventually_async;
+
 use super::{delta, file_store, full_record, new_key, record, Recorder, Seen};
 
 fn dir_names(dir: &Path) -> Vec<String> {
@@ -172,11 +174,11 @@ async fn file_watcher_sees_another_process_within_a_second() {
     cli.add_usage(&[delta("key_w", &[("2026-01-01", 3)], 5, "192.0.2.1")])
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while gateway.usage("key_w").await.unwrap().total != 3 {
-        assert!(Instant::now() < deadline, "usage not reloaded");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let reloaded = eventually_async(Duration::from_secs(1), || async {
+        gateway.usage("key_w").await.unwrap().total == 3
+    })
+    .await;
+    assert!(reloaded, "usage not reloaded");
     assert_eq!(sink.count(&Seen::One(h)), 2);
     assert_eq!(sink.count(&Seen::All), 0);
 

@@ -3,13 +3,14 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use osir_gateway::keys::api_key::{ApiKey, Env, KeyHash};
 use osir_gateway::keys::record::{parse_ip_or_cidr, KeyRecord, Scope, Timestamp, UsageDelta};
 use osir_gateway::store::file::FileStore;
 use osir_gateway::store::{InvalidationSink, Store, StoreError};
 
+use crate::support::eventually;
 use crate::support::redis::RedisServer;
 
 mod file;
@@ -55,15 +56,12 @@ impl Recorder {
 
     /// Polls until `cond` holds; panics with everything seen after `within`.
     async fn wait(&self, within: Duration, what: &str, cond: impl Fn(&Recorder) -> bool) {
-        let deadline = Instant::now() + within;
-        while !cond(self) {
-            assert!(
-                Instant::now() < deadline,
-                "{what}: not seen within {within:?}; saw {:?}",
-                self.0.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let seen = eventually(within, || cond(self)).await;
+        assert!(
+            seen,
+            "{what}: not seen within {within:?}; saw {:?}",
+            self.0.lock().unwrap()
+        );
     }
 }
 
@@ -135,14 +133,11 @@ fn file_store(path: &Path) -> Store {
 
 /// Polls until the watcher task has ended.
 async fn ended(handle: &tokio::task::JoinHandle<()>, within: Duration) {
-    let deadline = Instant::now() + within;
-    while !handle.is_finished() {
-        assert!(
-            Instant::now() < deadline,
-            "watcher still running {within:?} after its store was dropped"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let ended = eventually(within, || handle.is_finished()).await;
+    assert!(
+        ended,
+        "watcher still running {within:?} after its store was dropped"
+    );
 }
 
 #[tokio::test]

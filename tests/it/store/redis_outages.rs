@@ -9,6 +9,7 @@ use osir_gateway::keys::record::{KeyRecord, Timestamp};
 use osir_gateway::store::redis;
 
 use crate::support::redis::RedisServer;
+use crate::support::until_ok;
 
 use super::{is_unavailable, new_key, record, redis_store, Recorder, Seen, TIMEOUT};
 
@@ -44,21 +45,20 @@ async fn redis_outage_is_unavailable_then_recovers_and_flushes() {
     let flushes = sink.count(&Seen::All);
 
     server.restart();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match store.lookup(&h).await {
-            // Nothing was persisted: the record is gone, the store answers.
-            Ok(found) => {
-                assert_eq!(found, None);
-                break;
+    let found = until_ok(
+        Duration::from_secs(5),
+        "store did not come back",
+        || async {
+            let r = store.lookup(&h).await;
+            if let Err(e) = &r {
+                assert!(is_unavailable(e), "{e}");
             }
-            Err(e) => {
-                assert!(is_unavailable(&e), "{e}");
-                assert!(Instant::now() < deadline, "store did not come back: {e}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    }
+            r
+        },
+    )
+    .await;
+    // Nothing was persisted: the record is gone, the store answers.
+    assert_eq!(found, None);
     sink.wait(Duration::from_secs(5), "flush after resubscribe", |r| {
         r.count(&Seen::All) > flushes && r.last_up() == Some(true)
     })
@@ -103,19 +103,11 @@ async fn redis_hung_server_times_out_then_recovers() {
     let flushes = sink.count(&Seen::All);
 
     server.resume();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match store.lookup(&h).await {
-            Ok(found) => {
-                assert_eq!(found, Some(r));
-                break;
-            }
-            Err(e) => {
-                assert!(Instant::now() < deadline, "store did not come back: {e}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    }
+    let found = until_ok(Duration::from_secs(5), "store did not come back", || {
+        store.lookup(&h)
+    })
+    .await;
+    assert_eq!(found, Some(r));
     sink.wait(Duration::from_secs(5), "flush after resubscribe", |r| {
         r.count(&Seen::All) > flushes && r.last_up() == Some(true)
     })

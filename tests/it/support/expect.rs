@@ -6,7 +6,9 @@ use http::Method;
 use osir_gateway::keys::api_key::Env;
 use osir_gateway::store::Store;
 
-use super::client::{bearer, raw_exchange, send, Reply};
+use std::time::Duration;
+
+use super::client::{bearer, get, get_until, raw_exchange, send, Reply};
 use super::gateway::{Builder, TestGateway};
 use super::keys::create_key;
 use super::upstream::{Recorded, RecordingUpstream};
@@ -80,6 +82,24 @@ pub async fn outcome(
         r.code()
     };
     (r.status.as_u16(), code)
+}
+
+/// `GET /v1/domains/x` with `key` as the bearer token.
+pub async fn call(gw: &TestGateway, key: &str) -> Reply {
+    get(&gw.url("/v1/domains/x"), &[("authorization", &bearer(key))]).await
+}
+
+/// Polls [`call`] until the answer has `status`, for up to `deadline`;
+/// returns the last answer.
+pub async fn until_status(gw: &TestGateway, key: &str, status: u16, deadline: Duration) -> Reply {
+    let auth = bearer(key);
+    get_until(
+        &gw.url("/v1/domains/x"),
+        &[("authorization", &auth)],
+        status,
+        deadline,
+    )
+    .await
 }
 
 /// A gateway in front of one recording upstream, over its store, with
