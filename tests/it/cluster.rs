@@ -11,11 +11,10 @@ use osir_gateway::keys::api_key::Env;
 use osir_gateway::manage::KeyService;
 use osir_gateway::store::Store;
 
+use crate::support::expect::Bench;
 use crate::support::expect::{call, until_status};
-use crate::support::gateway::TestGateway;
 use crate::support::keys::{cli_create, create_key, CliConfig};
 use crate::support::redis::RedisCluster;
-use crate::support::upstream::RecordingUpstream;
 
 const TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -29,7 +28,6 @@ async fn cluster_store(url: &str) -> Store {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cluster_store_serves_writes_revocations_and_usage() {
-    let up = RecordingUpstream::start("up").await;
     let cluster = tokio::task::block_in_place(RedisCluster::start);
     let url = cluster.url();
 
@@ -61,12 +59,7 @@ async fn a_cluster_store_serves_writes_revocations_and_usage() {
         1,
     );
     let gw_store = cluster_store(&gw_url).await;
-    let gw = TestGateway::builder()
-        .upstream(&up)
-        .store(gw_store)
-        .watched()
-        .start()
-        .await;
+    let Bench { up: _up, gw, .. } = Bench::start(gw_store, "").await;
     let r = call(&gw, &hot).await;
     assert_eq!(r.status, 200, "a key made through the store: {}", r.text());
 

@@ -14,10 +14,9 @@ use osir_gateway::store::Store;
 
 use crate::support::client::{bearer, client, send_with};
 use crate::support::eventually_async;
-use crate::support::gateway::TestGateway;
+use crate::support::expect::Bench;
 use crate::support::keys::{create, new_key};
 use crate::support::redis::RedisServer;
-use crate::support::upstream::RecordingUpstream;
 
 // A budget high enough that the repeated unknown key never turns into 429s
 // for the other keys of this single client IP (the budget has its own test).
@@ -59,18 +58,11 @@ async fn connect(redis: &RedisServer) -> Store {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_under_load_gives_no_wrong_answer_and_recovers() {
-    let up = RecordingUpstream::start("up").await;
     let mut redis = RedisServer::start();
     let store = connect(&redis).await;
     // The watcher flushes the cache once it has subscribed; let that
     // happen before caching what the outage must be survived with.
-    let gw = TestGateway::builder()
-        .upstream(&up)
-        .extra(EXTRA)
-        .store(store.clone())
-        .watched()
-        .start()
-        .await;
+    let Bench { up, gw, .. } = Bench::start(store.clone(), EXTRA).await;
     let svc = KeyService::new(&store);
     let (good, _) = create(&store, new_key(Env::Live, &["domains:read"], &[])).await;
     let (revoked, rrec) = create(&store, new_key(Env::Live, &["domains:read"], &[])).await;

@@ -12,6 +12,7 @@ use osir_gateway::keys::api_key::Env;
 use osir_gateway::manage::KeyService;
 
 use crate::support::client::{bearer, get, get_until, send};
+use crate::support::expect::{call, Bench};
 use crate::support::gateway::{config, TestGateway};
 use crate::support::keys::{bad_checksum, body, create_key, memory_store, redis_store};
 use crate::support::redis::RedisServer;
@@ -20,13 +21,8 @@ use crate::support::{eventually, eventually_async};
 
 #[tokio::test]
 async fn access_log_lines_are_json_and_never_hold_a_key() {
-    let up = RecordingUpstream::start("up").await;
     let store = memory_store();
-    let gw = TestGateway::builder()
-        .upstream(&up)
-        .store(store.clone())
-        .start()
-        .await;
+    let Bench { up: _up, gw, .. } = Bench::build(TestGateway::builder().store(store.clone())).await;
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("access.log");
     let log = osir_gateway::pipeline::access_log::AccessLog::open(&AccessLogConfig::File(
@@ -105,24 +101,11 @@ async fn access_log_lines_are_json_and_never_hold_a_key() {
 
 #[tokio::test]
 async fn usage_is_counted_per_key_and_shown() {
-    let up = RecordingUpstream::start("up").await;
     let store = memory_store();
-    let gw = TestGateway::builder()
-        .upstream(&up)
-        .store(store.clone())
-        .start()
-        .await;
+    let Bench { up: _up, gw, .. } = Bench::build(TestGateway::builder().store(store.clone())).await;
     let (key, rec) = create_key(&store, Env::Live, &["domains:read"], &[]).await;
     for _ in 0..7 {
-        assert_eq!(
-            get(
-                &gw.url("/v1/domains/x"),
-                &[("authorization", &bearer(&key))]
-            )
-            .await
-            .status,
-            200
-        );
+        assert_eq!(call(&gw, &key).await.status, 200);
     }
     gw.gw.flush_usage().await;
     let (_, usage) = KeyService::new(&store).show(&rec.id).await.unwrap();
@@ -134,25 +117,12 @@ async fn usage_is_counted_per_key_and_shown() {
 
 #[tokio::test]
 async fn usage_survives_a_store_outage() {
-    let up = RecordingUpstream::start("up").await;
     let mut redis = RedisServer::start();
     let store = redis_store(&redis).await;
-    let gw = TestGateway::builder()
-        .upstream(&up)
-        .store(store.clone())
-        .start()
-        .await;
+    let Bench { up: _up, gw, .. } = Bench::build(TestGateway::builder().store(store.clone())).await;
     let (key, rec) = create_key(&store, Env::Live, &["domains:read"], &[]).await;
     for _ in 0..3 {
-        assert_eq!(
-            get(
-                &gw.url("/v1/domains/x"),
-                &[("authorization", &bearer(&key))]
-            )
-            .await
-            .status,
-            200
-        );
+        assert_eq!(call(&gw, &key).await.status, 200);
     }
     redis.stop();
     // The flush fails; the counts must be kept, not dropped.
@@ -317,15 +287,10 @@ async fn in_flight_requests_finish_on_their_generation_and_through_shutdown() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_hostile_requests_add_no_metric_series() {
-    let up = RecordingUpstream::start("up").await;
     let store = memory_store();
     let extra = "[auth]\ntrusted_proxies = [\"127.0.0.1/32\"]\n";
-    let gw = TestGateway::builder()
-        .upstream(&up)
-        .extra(extra)
-        .store(store.clone())
-        .start()
-        .await;
+    let Bench { up: _up, gw, .. } =
+        Bench::build(TestGateway::builder().extra(extra).store(store.clone())).await;
     let (key, rec) = create_key(&store, Env::Live, &["domains:read"], &[]).await;
     let series = |text: &str| {
         text.lines()
@@ -429,15 +394,7 @@ async fn admin_key_api_end_to_end() {
     let key = created["key"].as_str().unwrap().to_owned();
     let id = created["id"].as_str().unwrap().to_owned();
     assert!(osir_gateway::keys::api_key::looks_like_key(&key));
-    assert_eq!(
-        get(
-            &gw.url("/v1/domains/x"),
-            &[("authorization", &bearer(&key))]
-        )
-        .await
-        .status,
-        200
-    );
+    assert_eq!(call(&gw, &key).await.status, 200);
 
     // List and show never carry a secret.
     let r = send(

@@ -9,12 +9,11 @@ use osir_gateway::keys::api_key::{ApiKey, Env};
 use osir_gateway::manage::KeyService;
 use osir_gateway::store::Store;
 
+use crate::support::expect::Bench;
 use crate::support::expect::{call, until_status};
-use crate::support::gateway::TestGateway;
 use crate::support::keys::create_key;
 use crate::support::redis::RedisServer;
 use crate::support::until_ok;
-use crate::support::upstream::RecordingUpstream;
 
 const EXTRA: &str = "[cache]\nttl = \"150ms\"\nstale_if_error = \"1m\"\n";
 
@@ -36,18 +35,11 @@ async fn past_ttl(since: Instant) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_store_serves_cached_keys_and_refuses_the_rest() {
-    let up = RecordingUpstream::start("up").await;
     let redis = RedisServer::start();
     let store = fast_store(&redis).await;
     // The watcher flushes the cache once it has subscribed; let that
     // happen before caching what the outage must be survived with.
-    let gw = TestGateway::builder()
-        .upstream(&up)
-        .extra(EXTRA)
-        .store(store.clone())
-        .watched()
-        .start()
-        .await;
+    let Bench { up, gw, .. } = Bench::start(store.clone(), EXTRA).await;
     let (good, _) = create_key(&store, Env::Live, &["domains:read"], &[]).await;
     let (revoked, rrec) = create_key(&store, Env::Live, &["domains:read"], &[]).await;
     let (uncached, _) = create_key(&store, Env::Live, &["domains:read"], &[]).await;
@@ -116,18 +108,11 @@ async fn a_hung_store_serves_cached_keys_and_refuses_the_rest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_store_is_survived_and_recovered_from() {
-    let up = RecordingUpstream::start("up").await;
     let mut redis = RedisServer::start();
     let store = fast_store(&redis).await;
     // The watcher flushes the cache once it has subscribed; let that
     // happen before caching what the outage must be survived with.
-    let gw = TestGateway::builder()
-        .upstream(&up)
-        .extra(EXTRA)
-        .store(store.clone())
-        .watched()
-        .start()
-        .await;
+    let Bench { up: _up, gw, .. } = Bench::start(store.clone(), EXTRA).await;
     let (good, _) = create_key(&store, Env::Live, &["domains:read"], &[]).await;
     assert_eq!(call(&gw, &good).await.status, 200);
     let cached_at = Instant::now();

@@ -14,6 +14,7 @@ use osir_gateway::manage::{parse_scopes, Changes, KeyService};
 use osir_gateway::store::{file::FileStore, Store};
 
 use crate::support::client::{bearer, send};
+use crate::support::expect::Bench;
 use crate::support::expect::{allowed, outcome, refused};
 use crate::support::gateway::TestGateway;
 use crate::support::keys::{
@@ -135,19 +136,13 @@ async fn update_reaches_every_gateway_within_a_second() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_first_uses_cost_one_store_read() {
     let redis = RedisServer::start();
-    let up = RecordingUpstream::start("up").await;
     let writer = redis_store(&redis).await;
     let (key, _) = create_key(&writer, Env::Live, &["domains:read"], &[]).await;
     // A long store timeout: the lookup waits out the pause below.
     let store = osir_gateway::store::redis::connect(&redis.url(), Duration::from_secs(20))
         .await
         .unwrap();
-    let gw = TestGateway::builder()
-        .upstream(&up)
-        .store(Store::Redis(store))
-        .watched()
-        .start()
-        .await;
+    let Bench { up, gw, .. } = Bench::start(Store::Redis(store), "").await;
     let before = redis.command_count("hgetall");
     let misses = || {
         gw.gw
@@ -192,13 +187,7 @@ async fn concurrent_first_uses_cost_one_store_read() {
 #[tokio::test]
 async fn unknown_and_invented_keys_spare_the_store() {
     let redis = RedisServer::start();
-    let up = RecordingUpstream::start("up").await;
-    let gw = TestGateway::builder()
-        .upstream(&up)
-        .store(redis_store(&redis).await)
-        .watched()
-        .start()
-        .await;
+    let Bench { up, gw, .. } = Bench::start(redis_store(&redis).await, "").await;
     let unknown = bearer(ApiKey::generate(Env::Live).unwrap().expose_secret());
     let before = redis.command_count("hgetall");
     for _ in 0..20 {
@@ -244,14 +233,8 @@ async fn unknown_and_invented_keys_spare_the_store() {
 #[tokio::test]
 async fn expiry_is_exact_even_while_cached() {
     let redis = RedisServer::start();
-    let up = RecordingUpstream::start("up").await;
     let store = redis_store(&redis).await;
-    let gw = TestGateway::builder()
-        .upstream(&up)
-        .store(store.clone())
-        .watched()
-        .start()
-        .await;
+    let Bench { up, gw, .. } = Bench::start(store.clone(), "").await;
     let mut new = new_key(Env::Live, &["domains:read"], &[]);
     new.expires_in = Some(Duration::from_millis(1500));
     let (key, rec) = create(&store, new).await;
@@ -287,13 +270,8 @@ async fn expiry_is_exact_even_while_cached() {
 async fn file_store_with_keys_from_the_binary() {
     let cfg = CliConfig::file_store();
     let (key, id) = cli_create(&cfg, "live", &["domains:read"]);
-    let up = RecordingUpstream::start("up").await;
-    let gw = TestGateway::builder()
-        .upstream(&up)
-        .store(Store::File(FileStore::open(&cfg.keys_file()).unwrap()))
-        .watched()
-        .start()
-        .await;
+    let store = Store::File(FileStore::open(&cfg.keys_file()).unwrap());
+    let Bench { up, gw, .. } = Bench::start(store, "").await;
     let seen = allowed(
         &gw,
         &up,

@@ -12,12 +12,11 @@ use osir_gateway::keys::api_key::Env;
 use osir_gateway::manage::KeyService;
 use osir_gateway::store::Store;
 
+use crate::support::expect::Bench;
 use crate::support::expect::{call, until_status};
-use crate::support::gateway::TestGateway;
 use crate::support::keys::{cli_create, create_key, new_key, CliConfig};
 use crate::support::redis::{RedisServer, Sentinels};
 use crate::support::until_ok;
-use crate::support::upstream::RecordingUpstream;
 
 /// Cached records outlive the whole test: a cached key must never need the
 /// store, whatever happens to it.
@@ -40,7 +39,6 @@ fn subscribers(redis: &RedisServer) -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_primary_killed_under_load_fails_over_without_a_wrong_answer() {
-    let up = RecordingUpstream::start("up").await;
     let mut primary = RedisServer::start();
     let replica = RedisServer::start_replica_of(primary.port);
     replica.wait_in_sync();
@@ -58,13 +56,7 @@ async fn a_primary_killed_under_load_fails_over_without_a_wrong_answer() {
     // Everything written so far is on the replica before the primary dies.
     assert_eq!(primary.cli(&["WAIT", "1", "5000"]).trim(), "1");
 
-    let gw = TestGateway::builder()
-        .upstream(&up)
-        .extra(EXTRA)
-        .store(store.clone())
-        .watched()
-        .start()
-        .await;
+    let Bench { up: _up, gw, .. } = Bench::start(store.clone(), EXTRA).await;
     assert_eq!(call(&gw, &hot).await.status, 200);
 
     // Load on the cached key, for the whole failover.

@@ -2,13 +2,12 @@
 //! for a key, an unknown path is 404.
 
 use crate::support::client::get;
+use crate::support::expect::Bench;
 use crate::support::gateway::TestGateway;
-use crate::support::upstream::RecordingUpstream;
 
 #[tokio::test]
 async fn public_private_and_unknown_routes() {
-    let up = RecordingUpstream::start("up").await;
-    let gw = TestGateway::builder().upstream(&up).start().await;
+    let Bench { up, gw, .. } = Bench::build(TestGateway::builder()).await;
 
     let r = get(&gw.url("/v1/status?x=1"), &[]).await;
     assert_eq!(r.status, 200, "{}", r.text());

@@ -104,6 +104,8 @@ pub async fn until_status(gw: &TestGateway, key: &str, status: u16, deadline: Du
 
 /// A gateway in front of one recording upstream, over its store, with
 /// short ways to ask it things.
+/// Destructured, bind `up` (as `up: _up` if unused): a field left to
+/// `..` is dropped at once, and a dropped upstream stops answering.
 pub struct Bench {
     pub up: RecordingUpstream,
     pub gw: TestGateway,
