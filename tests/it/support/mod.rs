@@ -7,6 +7,7 @@ pub mod expect;
 pub mod gateway;
 pub mod h2wire;
 pub mod keys;
+pub mod process;
 pub mod redis;
 pub mod upstream;
 

@@ -3,10 +3,12 @@
 //! sentinels, for failover tests.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use super::process::free_port;
 
 const READY_DEADLINE: Duration = Duration::from_secs(10);
 const START_ATTEMPTS: usize = 3;
@@ -158,11 +160,6 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local addr").port()
 }
 
 /// Starts redis-server and waits for PONG; `Err` (with its log) when it
