@@ -54,6 +54,23 @@ impl Recorder {
         })
     }
 
+    /// Waits until the store is up: the watcher has subscribed.
+    async fn subscribed(&self) {
+        self.wait(Duration::from_secs(2), "subscribed", |r| {
+            r.last_up() == Some(true)
+        })
+        .await;
+    }
+
+    /// Waits until the watcher's first flush: subscribed, and nothing but
+    /// that flush seen yet.
+    async fn first_flush(&self) {
+        self.wait(Duration::from_secs(2), "subscribed", |r| {
+            r.count(&Seen::All) == 1
+        })
+        .await;
+    }
+
     /// Polls until `cond` holds; panics with everything seen after `within`.
     async fn wait(&self, within: Duration, what: &str, cond: impl Fn(&Recorder) -> bool) {
         let seen = eventually(within, || cond(self)).await;
@@ -63,6 +80,13 @@ impl Recorder {
             self.0.lock().unwrap()
         );
     }
+}
+
+/// A watch on `store` with a new recorder as its sink.
+fn watch(store: &Store) -> (Arc<Recorder>, tokio::task::JoinHandle<()>) {
+    let sink = Arc::new(Recorder::default());
+    let handle = store.watch(sink.clone());
+    (sink, handle)
 }
 
 fn new_key(env: Env) -> (ApiKey, KeyHash) {
@@ -144,12 +168,8 @@ async fn ended(handle: &tokio::task::JoinHandle<()>, within: Duration) {
 async fn watchers_end_when_their_store_is_dropped() {
     let server = RedisServer::start();
     let store = redis_store(&server).await;
-    let sink = Arc::new(Recorder::default());
-    let handle = store.watch(sink.clone());
-    sink.wait(Duration::from_secs(2), "subscribed", |r| {
-        r.last_up() == Some(true)
-    })
-    .await;
+    let (sink, handle) = watch(&store);
+    sink.subscribed().await;
     drop(store);
     ended(&handle, Duration::from_secs(3)).await;
 

@@ -12,7 +12,7 @@ use osir_gateway::store::StoreError;
 
 use crate::support::redis::RedisServer;
 
-use super::{delta, full_record, new_key, record, redis_store, Recorder, Seen};
+use super::{delta, full_record, new_key, record, redis_store, watch, Recorder, Seen};
 
 #[tokio::test]
 async fn redis_roundtrip() {
@@ -108,10 +108,7 @@ async fn redis_replace_reaches_every_watching_gateway() {
         .map(|(g, s)| g.watch(s.clone()))
         .collect();
     for s in &sinks {
-        s.wait(Duration::from_secs(2), "subscribed", |r| {
-            r.last_up() == Some(true)
-        })
-        .await;
+        s.subscribed().await;
     }
 
     let (k, h) = new_key(Env::Live);
@@ -146,12 +143,8 @@ async fn redis_replace_reaches_every_watching_gateway() {
 async fn redis_channel_messages_of_every_kind() {
     let server = RedisServer::start();
     let store = redis_store(&server).await;
-    let sink = Arc::new(Recorder::default());
-    let handle = store.watch(sink.clone());
-    sink.wait(Duration::from_secs(2), "subscribed", |r| {
-        r.count(&Seen::All) == 1
-    })
-    .await;
+    let (sink, handle) = watch(&store);
+    sink.first_flush().await;
 
     let (_, h) = new_key(Env::Test);
     server.cli(&["PUBLISH", "osir:invalidate", &h.to_hex()]);

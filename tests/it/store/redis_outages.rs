@@ -1,7 +1,6 @@
 //! The redis store when its server fails: down, hung, a killed subscriber, a
 //! refused connection.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use osir_gateway::keys::api_key::Env;
@@ -11,18 +10,14 @@ use osir_gateway::store::redis;
 use crate::support::redis::RedisServer;
 use crate::support::until_ok;
 
-use super::{is_unavailable, new_key, record, redis_store, Recorder, Seen, TIMEOUT};
+use super::{is_unavailable, new_key, record, redis_store, watch, Seen, TIMEOUT};
 
 #[tokio::test]
 async fn redis_outage_is_unavailable_then_recovers_and_flushes() {
     let mut server = RedisServer::start();
     let store = redis_store(&server).await;
-    let sink = Arc::new(Recorder::default());
-    let handle = store.watch(sink.clone());
-    sink.wait(Duration::from_secs(2), "subscribed", |r| {
-        r.last_up() == Some(true)
-    })
-    .await;
+    let (sink, handle) = watch(&store);
+    sink.subscribed().await;
     let (k, h) = new_key(Env::Live);
     store.insert(&h, &record("key_out", &k, 1)).await.unwrap();
 
@@ -72,12 +67,8 @@ async fn redis_outage_is_unavailable_then_recovers_and_flushes() {
 async fn redis_hung_server_times_out_then_recovers() {
     let server = RedisServer::start();
     let store = redis_store(&server).await;
-    let sink = Arc::new(Recorder::default());
-    let handle = store.watch(sink.clone());
-    sink.wait(Duration::from_secs(2), "subscribed", |r| {
-        r.last_up() == Some(true)
-    })
-    .await;
+    let (sink, handle) = watch(&store);
+    sink.subscribed().await;
     let (k, h) = new_key(Env::Live);
     let r = record("key_hung", &k, 1);
     store.insert(&h, &r).await.unwrap();
@@ -119,12 +110,8 @@ async fn redis_hung_server_times_out_then_recovers() {
 async fn redis_killed_subscriber_reconnects_and_flushes() {
     let server = RedisServer::start();
     let store = redis_store(&server).await;
-    let sink = Arc::new(Recorder::default());
-    let handle = store.watch(sink.clone());
-    sink.wait(Duration::from_secs(2), "subscribed", |r| {
-        r.count(&Seen::All) == 1
-    })
-    .await;
+    let (sink, handle) = watch(&store);
+    sink.first_flush().await;
 
     assert_eq!(
         server.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]).trim(),
