@@ -37,21 +37,14 @@ impl RedisServer {
 
     fn start_with(extra: &[&str]) -> RedisServer {
         let dir = tempfile::tempdir().expect("temp dir for redis-server");
-        let mut last = String::new();
-        for _ in 0..START_ATTEMPTS {
-            let port = free_port();
-            match spawn_ready_with(port, dir.path(), extra) {
-                Ok(child) => {
-                    return RedisServer {
-                        port,
-                        child: Some(child),
-                        dir,
-                    }
-                }
-                Err(why) => last = why,
-            }
+        let (port, child) = start_on_a_free_port("redis-server", |port| {
+            spawn_ready_with(port, dir.path(), extra)
+        });
+        RedisServer {
+            port,
+            child: Some(child),
+            dir,
         }
-        panic!("redis-server did not start after {START_ATTEMPTS} attempts: {last}");
     }
 
     /// `redis://127.0.0.1:<port>/0`
@@ -113,18 +106,15 @@ impl RedisServer {
 
     /// Waits (up to 10 s) until this replica's link to its primary is up.
     pub fn wait_in_sync(&self) {
-        let deadline = Instant::now() + READY_DEADLINE;
-        while !self
-            .cli(&["INFO", "replication"])
-            .contains("master_link_status:up")
-        {
-            assert!(
-                Instant::now() < deadline,
-                "replica on {} never synced with its primary",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let synced = ready_within(Duration::from_millis(20), || {
+            self.cli(&["INFO", "replication"])
+                .contains("master_link_status:up")
+        });
+        assert!(
+            synced,
+            "replica on {} never synced with its primary",
+            self.port
+        );
     }
 
     /// Runs `redis-cli -p <port> ARGS…` and returns its stdout.
@@ -164,6 +154,40 @@ impl Drop for RedisServer {
 
 /// Starts redis-server and waits for PONG; `Err` (with its log) when it
 /// exits first, as it does when the port was taken meanwhile.
+/// Runs `spawn` on a free port, and on another when it fails (another
+/// process took the port meanwhile), up to [`START_ATTEMPTS`] times;
+/// panics with `what` and the last failure.
+fn start_on_a_free_port(
+    what: &str,
+    mut spawn: impl FnMut(u16) -> Result<Child, String>,
+) -> (u16, Child) {
+    let mut last = String::new();
+    for _ in 0..START_ATTEMPTS {
+        let port = free_port();
+        match spawn(port) {
+            Ok(child) => return (port, child),
+            Err(why) => last = why,
+        }
+    }
+    panic!("{what} did not start after {START_ATTEMPTS} attempts: {last}");
+}
+
+/// Checks `ready` every `period` until it holds or [`READY_DEADLINE`]
+/// passes (blocking: these servers start outside the runtime); returns
+/// whether it held.
+fn ready_within(period: Duration, mut ready: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + READY_DEADLINE;
+    loop {
+        if ready() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(period);
+    }
+}
+
 fn spawn_ready(port: u16, dir: &Path) -> Result<Child, String> {
     spawn_ready_with(port, dir, &[])
 }
@@ -273,31 +297,18 @@ impl Sentinels {
             dir,
         };
         for _ in 0..3 {
-            let mut last = String::new();
-            let started = (0..START_ATTEMPTS).find_map(|_| {
-                let port = free_port();
-                match sentinels.spawn(port, primary) {
-                    Ok(child) => Some((port, child)),
-                    Err(why) => {
-                        last = why;
-                        None
-                    }
-                }
-            });
-            let (port, child) = started.unwrap_or_else(|| {
-                panic!("sentinel did not start after {START_ATTEMPTS} attempts: {last}")
-            });
+            let (port, child) =
+                start_on_a_free_port("sentinel", |port| sentinels.spawn(port, primary));
             sentinels.ports.push(port);
             sentinels.children.push(child);
         }
-        let deadline = Instant::now() + READY_DEADLINE;
-        while !sentinels.ports.iter().all(|p| sentinel_ready(*p)) {
-            assert!(
-                Instant::now() < deadline,
-                "sentinels did not discover each other and the replica within {READY_DEADLINE:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let ready = ready_within(Duration::from_millis(50), || {
+            sentinels.ports.iter().all(|p| sentinel_ready(*p))
+        });
+        assert!(
+            ready,
+            "sentinels did not discover each other and the replica within {READY_DEADLINE:?}"
+        );
         sentinels
     }
 
@@ -404,20 +415,7 @@ impl RedisCluster {
             dir,
         };
         for _ in 0..3 {
-            let mut last = String::new();
-            let started = (0..START_ATTEMPTS).find_map(|_| {
-                let port = free_port();
-                match cluster.spawn(port) {
-                    Ok(child) => Some((port, child)),
-                    Err(why) => {
-                        last = why;
-                        None
-                    }
-                }
-            });
-            let (port, child) = started.unwrap_or_else(|| {
-                panic!("cluster node did not start after {START_ATTEMPTS} attempts: {last}")
-            });
+            let (port, child) = start_on_a_free_port("cluster node", |port| cluster.spawn(port));
             cluster.ports.push(port);
             cluster.children.push(child);
         }
@@ -440,14 +438,13 @@ impl RedisCluster {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let deadline = Instant::now() + READY_DEADLINE;
-        while !cluster.ports.iter().all(|p| cluster_ok(*p)) {
-            assert!(
-                Instant::now() < deadline,
-                "the cluster did not reach cluster_state:ok within {READY_DEADLINE:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let ok = ready_within(Duration::from_millis(50), || {
+            cluster.ports.iter().all(|p| cluster_ok(*p))
+        });
+        assert!(
+            ok,
+            "the cluster did not reach cluster_state:ok within {READY_DEADLINE:?}"
+        );
         cluster
     }
 
