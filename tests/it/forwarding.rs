@@ -15,10 +15,6 @@ use crate::support::client::{
 use crate::support::gateway::TestGateway;
 use crate::support::upstream::ClosedPort;
 
-fn raw_request(gw: &TestGateway, request_line: &str, headers: &str, body: &str) -> Vec<u8> {
-    format!("{request_line}\r\nHost: {}\r\n{headers}\r\n{body}", gw.addr).into_bytes()
-}
-
 #[tokio::test]
 async fn forged_forwarding_identity_and_hop_by_hop_headers_are_dropped() {
     let (up, gw) = TestGateway::builder().start_with_upstream().await;
@@ -32,7 +28,7 @@ async fn forged_forwarding_identity_and_hop_by_hop_headers_are_dropped() {
         X-Kept: yes\r\n";
     let r = raw_exchange(
         gw.addr,
-        &raw_request(&gw, "GET /v1/status HTTP/1.1", headers, ""),
+        &gw.raw_request("GET /v1/status HTTP/1.1", headers, ""),
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -72,7 +68,7 @@ async fn connection_removes_what_it_names_but_not_the_gateways_own_headers() {
         X-Custom: 1\r\nX-Custom2: 2\r\nX-Other: 3\r\nX-Request-Id: rid-conn-1\r\n";
     let r = raw_exchange(
         gw.addr,
-        &raw_request(&gw, "GET /v1/status HTTP/1.1", headers, ""),
+        &gw.raw_request("GET /v1/status HTTP/1.1", headers, ""),
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -112,7 +108,7 @@ async fn client_x_forwarded_for_from_an_untrusted_peer_is_replaced() {
 #[tokio::test]
 async fn hop_by_hop_response_headers_never_reach_the_client() {
     let (up, gw) = TestGateway::builder().start_with_upstream().await;
-    let req = raw_request(&gw, "GET /v1/status HTTP/1.1", "x-test-hop: 1\r\n", "");
+    let req = gw.raw_request("GET /v1/status HTTP/1.1", "x-test-hop: 1\r\n", "");
     let r = raw_exchange(gw.addr, &req).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("x-upstream"), Some("up"));
@@ -147,8 +143,7 @@ async fn chunked_request_bodies_arrive_intact() {
     assert!(up.last().body == whole, "request body changed on the way");
     assert!(r.body == whole, "response body changed on the way");
     // The same, framed by hand.
-    let req = raw_request(
-        &gw,
+    let req = gw.raw_request(
         "POST /v1/status HTTP/1.1",
         "Transfer-Encoding: chunked\r\n",
         "5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n",

@@ -15,8 +15,7 @@ use crate::support::upstream::RecordingUpstream;
 
 /// One raw request with the given request line and extra header lines.
 async fn raw(gw: &TestGateway, request_line: &str, headers: &str) -> Reply {
-    let req = format!("{request_line}\r\nHost: {}\r\n{headers}\r\n", gw.addr);
-    raw_exchange(gw.addr, req.as_bytes()).await
+    raw_exchange(gw.addr, &gw.raw_request(request_line, headers, "")).await
 }
 
 #[tokio::test]

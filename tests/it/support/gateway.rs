@@ -336,6 +336,17 @@ impl TestGateway {
         format!("http://{}{}", self.admin, path)
     }
 
+    /// The bytes of one raw HTTP/1.x request to this gateway: the request
+    /// line, `Host`, `headers` (whole lines, each ending in CRLF), a blank
+    /// line, then `body`.
+    pub fn raw_request(&self, request_line: &str, headers: &str, body: &str) -> Vec<u8> {
+        format!(
+            "{request_line}\r\nHost: {}\r\n{headers}\r\n{body}",
+            self.addr
+        )
+        .into_bytes()
+    }
+
     /// Graceful stop; waits for the server to finish.
     pub async fn shutdown(mut self) {
         if let Some(tx) = self.stop.take() {

@@ -154,6 +154,18 @@ impl Drop for RedisServer {
 
 /// Starts redis-server and waits for PONG; `Err` (with its log) when it
 /// exits first, as it does when the port was taken meanwhile.
+/// Server processes killed and reaped when dropped.
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// Runs `spawn` on a free port, and on another when it fails (another
 /// process took the port meanwhile), up to [`START_ATTEMPTS`] times;
 /// panics with `what` and the last failure.
@@ -278,7 +290,7 @@ fn pong(port: u16) -> bool {
 pub struct Sentinels {
     /// The ports they listen on (127.0.0.1 only).
     pub ports: Vec<u16>,
-    children: Vec<Child>,
+    children: Children,
     dir: tempfile::TempDir,
 }
 
@@ -293,14 +305,14 @@ impl Sentinels {
         let dir = tempfile::tempdir().expect("temp dir for sentinels");
         let mut sentinels = Sentinels {
             ports: Vec::new(),
-            children: Vec::new(),
+            children: Children(Vec::new()),
             dir,
         };
         for _ in 0..3 {
             let (port, child) =
                 start_on_a_free_port("sentinel", |port| sentinels.spawn(port, primary));
             sentinels.ports.push(port);
-            sentinels.children.push(child);
+            sentinels.children.0.push(child);
         }
         let ready = ready_within(Duration::from_millis(50), || {
             sentinels.ports.iter().all(|p| sentinel_ready(*p))
@@ -363,15 +375,6 @@ impl Sentinels {
     }
 }
 
-impl Drop for Sentinels {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 /// Whether the sentinel on `port` knows two other sentinels and a replica.
 fn sentinel_ready(port: u16) -> bool {
     let Ok(out) = Command::new("redis-cli")
@@ -399,7 +402,7 @@ fn sentinel_ready(port: u16) -> bool {
 pub struct RedisCluster {
     /// The nodes' ports (127.0.0.1 only).
     pub ports: Vec<u16>,
-    children: Vec<Child>,
+    children: Children,
     dir: tempfile::TempDir,
 }
 
@@ -411,13 +414,13 @@ impl RedisCluster {
         let dir = tempfile::tempdir().expect("temp dir for the cluster");
         let mut cluster = RedisCluster {
             ports: Vec::new(),
-            children: Vec::new(),
+            children: Children(Vec::new()),
             dir,
         };
         for _ in 0..3 {
             let (port, child) = start_on_a_free_port("cluster node", |port| cluster.spawn(port));
             cluster.ports.push(port);
-            cluster.children.push(child);
+            cluster.children.0.push(child);
         }
         let nodes: Vec<String> = cluster
             .ports
@@ -489,15 +492,6 @@ impl RedisCluster {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for RedisCluster {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 
