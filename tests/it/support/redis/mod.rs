@@ -10,6 +10,12 @@ use std::time::{Duration, Instant};
 
 use super::process::free_port;
 
+mod cluster;
+mod sentinels;
+
+pub use cluster::RedisCluster;
+pub use sentinels::Sentinels;
+
 const READY_DEADLINE: Duration = Duration::from_secs(10);
 const START_ATTEMPTS: usize = 3;
 
@@ -152,8 +158,6 @@ impl Drop for RedisServer {
     }
 }
 
-/// Starts redis-server and waits for PONG; `Err` (with its log) when it
-/// exits first, as it does when the port was taken meanwhile.
 /// Server processes killed and reaped when dropped.
 struct Children(Vec<Child>);
 
@@ -200,6 +204,8 @@ fn ready_within(period: Duration, mut ready: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Starts redis-server and waits for PONG; `Err` (with its log) when it
+/// exits first, as it does when the port was taken meanwhile.
 fn spawn_ready(port: u16, dir: &Path) -> Result<Child, String> {
     spawn_ready_with(port, dir, &[])
 }
@@ -282,223 +288,4 @@ fn pong(port: u16) -> bool {
     }
     let mut buf = [0u8; 7];
     s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
-}
-
-/// Three sentinels (`redis-server <conf> --sentinel`) watching one primary
-/// as master set [`Sentinels::MASTER`] (quorum 2, down after 500 ms), each
-/// with its own config file (sentinels rewrite theirs), killed on drop.
-pub struct Sentinels {
-    /// The ports they listen on (127.0.0.1 only).
-    pub ports: Vec<u16>,
-    children: Children,
-    dir: tempfile::TempDir,
-}
-
-impl Sentinels {
-    /// The master set's name.
-    pub const MASTER: &'static str = "m";
-
-    /// Starts three sentinels monitoring `127.0.0.1:<primary>` and waits
-    /// (up to 10 s) until each knows the other two and at least one replica,
-    /// so a failover can be agreed on.
-    pub fn start(primary: u16) -> Sentinels {
-        let dir = tempfile::tempdir().expect("temp dir for sentinels");
-        let mut sentinels = Sentinels {
-            ports: Vec::new(),
-            children: Children(Vec::new()),
-            dir,
-        };
-        for _ in 0..3 {
-            let (port, child) =
-                start_on_a_free_port("sentinel", |port| sentinels.spawn(port, primary));
-            sentinels.ports.push(port);
-            sentinels.children.0.push(child);
-        }
-        let ready = ready_within(Duration::from_millis(50), || {
-            sentinels.ports.iter().all(|p| sentinel_ready(*p))
-        });
-        assert!(
-            ready,
-            "sentinels did not discover each other and the replica within {READY_DEADLINE:?}"
-        );
-        sentinels
-    }
-
-    fn spawn(&self, port: u16, primary: u16) -> Result<Child, String> {
-        let conf = self.dir.path().join(format!("sentinel-{port}.conf"));
-        let log = self.dir.path().join(format!("sentinel-{port}.log"));
-        let m = Sentinels::MASTER;
-        let body = format!(
-            "port {port}\nbind 127.0.0.1\ndir {dir}\nlogfile {log}\n\
-             sentinel monitor {m} 127.0.0.1 {primary} 2\n\
-             sentinel down-after-milliseconds {m} 500\n\
-             sentinel failover-timeout {m} 3000\n\
-             sentinel parallel-syncs {m} 1\n",
-            dir = self.dir.path().display(),
-            log = log.display(),
-        );
-        std::fs::write(&conf, body).map_err(|e| format!("cannot write {conf:?}: {e}"))?;
-        let mut cmd = Command::new("redis-server");
-        cmd.arg(&conf).arg("--sentinel");
-        wait_ready(cmd, port, &log)
-    }
-
-    /// `redis+sentinel://127.0.0.1:a,127.0.0.1:b,127.0.0.1:c/m/0`
-    pub fn url(&self) -> String {
-        let hosts: Vec<String> = self
-            .ports
-            .iter()
-            .map(|p| format!("127.0.0.1:{p}"))
-            .collect();
-        format!(
-            "redis+sentinel://{}/{}/0",
-            hosts.join(","),
-            Sentinels::MASTER
-        )
-    }
-
-    /// The master's port as the first sentinel that answers reports it.
-    pub fn master_port(&self) -> Option<u16> {
-        self.ports.iter().find_map(|p| {
-            let out = Command::new("redis-cli")
-                .args(["-p", &p.to_string()])
-                .args(["SENTINEL", "get-master-addr-by-name", Sentinels::MASTER])
-                .output()
-                .ok()?;
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .nth(1)?
-                .trim()
-                .parse()
-                .ok()
-        })
-    }
-}
-
-/// Whether the sentinel on `port` knows two other sentinels and a replica.
-fn sentinel_ready(port: u16) -> bool {
-    let Ok(out) = Command::new("redis-cli")
-        .args(["-p", &port.to_string()])
-        .args(["SENTINEL", "master", Sentinels::MASTER])
-        .output()
-    else {
-        return false;
-    };
-    let text = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<&str> = text.lines().map(str::trim).collect();
-    let field = |name: &str| -> u32 {
-        lines
-            .iter()
-            .position(|l| *l == name)
-            .and_then(|i| lines.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    field("num-other-sentinels") >= 2 && field("num-slaves") >= 1
-}
-
-/// A three-master Redis Cluster on loopback (no replicas), each node on its
-/// own free port with its files in one temp dir, killed on drop.
-pub struct RedisCluster {
-    /// The nodes' ports (127.0.0.1 only).
-    pub ports: Vec<u16>,
-    children: Children,
-    dir: tempfile::TempDir,
-}
-
-impl RedisCluster {
-    /// Starts three cluster-enabled servers, joins them with
-    /// `redis-cli --cluster create`, and waits (up to 10 s) until every node
-    /// reports `cluster_state:ok`.
-    pub fn start() -> RedisCluster {
-        let dir = tempfile::tempdir().expect("temp dir for the cluster");
-        let mut cluster = RedisCluster {
-            ports: Vec::new(),
-            children: Children(Vec::new()),
-            dir,
-        };
-        for _ in 0..3 {
-            let (port, child) = start_on_a_free_port("cluster node", |port| cluster.spawn(port));
-            cluster.ports.push(port);
-            cluster.children.0.push(child);
-        }
-        let nodes: Vec<String> = cluster
-            .ports
-            .iter()
-            .map(|p| format!("127.0.0.1:{p}"))
-            .collect();
-        let out = Command::new("redis-cli")
-            .arg("--cluster")
-            .arg("create")
-            .args(&nodes)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run redis-cli --cluster create: {e}"));
-        assert!(
-            out.status.success(),
-            "redis-cli --cluster create failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let ok = ready_within(Duration::from_millis(50), || {
-            cluster.ports.iter().all(|p| cluster_ok(*p))
-        });
-        assert!(
-            ok,
-            "the cluster did not reach cluster_state:ok within {READY_DEADLINE:?}"
-        );
-        cluster
-    }
-
-    fn spawn(&self, port: u16) -> Result<Child, String> {
-        let dir = self.dir.path();
-        let log = dir.join(format!("redis-{port}.log"));
-        let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--cluster-enabled", "yes"])
-            .arg("--cluster-config-file")
-            .arg(dir.join(format!("nodes-{port}.conf")))
-            .args(["--cluster-node-timeout", "1000"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir)
-            .arg("--logfile")
-            .arg(&log);
-        wait_ready(cmd, port, &log)
-    }
-
-    /// `redis+cluster://127.0.0.1:a,127.0.0.1:b,127.0.0.1:c/`
-    pub fn url(&self) -> String {
-        let hosts: Vec<String> = self
-            .ports
-            .iter()
-            .map(|p| format!("127.0.0.1:{p}"))
-            .collect();
-        format!("redis+cluster://{}/", hosts.join(","))
-    }
-
-    /// Runs `redis-cli -c -p <first node> ARGS…` (following redirects) and
-    /// returns its stdout.
-    pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-c", "-p", &self.ports[0].to_string()])
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run redis-cli: {e}"));
-        assert!(
-            out.status.success(),
-            "redis-cli {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-/// Whether the node on `port` says `cluster_state:ok`.
-fn cluster_ok(port: u16) -> bool {
-    Command::new("redis-cli")
-        .args(["-p", &port.to_string(), "CLUSTER", "INFO"])
-        .output()
-        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("cluster_state:ok"))
 }
