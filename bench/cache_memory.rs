@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use osir_gateway::config::Config;
-use osir_gateway::keys::api_key::{ApiKey, Env};
-use osir_gateway::keys::record::{parse_ip_or_cidr, KeyRecord, Scope, Timestamp};
+use osir_gateway::keys::{parse_ip_or_cidr, KeyRecord, Scope, Timestamp};
+use osir_gateway::keys::{ApiKey, Env};
 use osir_gateway::lookup::cache::{KeyCache, Lookup};
 use osir_gateway::metrics::Metrics;
 use osir_gateway::store::{memory::MemoryStore, Store};
@@ -42,7 +42,7 @@ fn main() {
         .build()
         .unwrap();
     let mem = MemoryStore::new();
-    let store = Store::Memory(mem.clone());
+    let store = Store::new(mem.clone());
     let scopes = vec![
         Scope::parse("domains:read").unwrap(),
         Scope::parse("vps:*").unwrap(),

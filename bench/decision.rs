@@ -14,8 +14,8 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue, Method};
 use osir_gateway::config::Config;
-use osir_gateway::keys::api_key::Env;
-use osir_gateway::keys::record::Timestamp;
+use osir_gateway::keys::Env;
+use osir_gateway::keys::Timestamp;
 use osir_gateway::lookup::cache::{KeyCache, Lookup};
 use osir_gateway::manage::{parse_ips, parse_scopes, KeyService, NewKey};
 use osir_gateway::metrics::Metrics;
@@ -54,7 +54,7 @@ fn decision(c: &mut Criterion) {
         .unwrap();
     let cfg = Config::from_toml(CFG, Path::new(".")).unwrap();
     let routes = RouteTable::new(&cfg);
-    let store = Store::Memory(MemoryStore::new());
+    let store = Store::new(MemoryStore::new());
     let cache = KeyCache::new(&cfg.cache, store.clone(), Arc::new(Metrics::new()));
     let issued = rt
         .block_on(KeyService::new(&store).create(NewKey {

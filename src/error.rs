@@ -12,7 +12,7 @@ use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
-use crate::keys::record::Scope;
+use crate::keys::Scope;
 
 /// A request the gateway answers itself instead of forwarding.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -184,7 +184,7 @@ impl GatewayError {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::keys::record::Action;
+    use crate::keys::Action;
 
     #[test]
     fn bodies_escape_what_they_quote() {

@@ -2,35 +2,50 @@
 //!
 //! # Layout
 //!
-//! The request pipeline, in the order [`proxy`] runs it:
+//! Folders are layers. Each imports only from layers below it (checked by
+//! `tests/it/layout.rs`, which also refuses import circles); `keys`,
+//! `error` and `metrics` are the ground everything stands on.
+//!
+//! | layer | what it holds |
+//! | --- | --- |
+//! | [`cli`] | argument parsing, the `keys` commands, human and JSON output |
+//! | [`app`] | building and running a gateway (`run`, `demo`), config reloads, logging, signals |
+//! | [`server`] | listeners, TLS, idle connections, the HTTP engines |
+//! | [`admin`] | the admin listener: health, metrics, the key API |
+//! | [`pipeline`] | [`pipeline::handle`]: one request through the stages, in order |
+//! | [`state`] | the gateway's shared state and its immutable config snapshot |
+//! | pipeline stages | one file per stage, each a plain function or type (below) |
+//! | [`lookup`] | the hot-path key lookup: cache, single flight, epochs; usage counting |
+//! | [`manage`] | key management shared by the CLI and the admin API |
+//! | [`config`] | `gateway.toml`: a serde mirror, validated into runtime types |
+//! | [`store`] | key stores, one trait per job; memory, file, Redis backends |
+//! | [`keys`], [`error`], [`metrics`] | the key model; every answer the gateway makes itself; metrics |
+//!
+//! # The request pipeline
+//!
+//! [`pipeline::handle`] loads one config snapshot and runs, in this order
+//! (the first refusal answers):
 //!
 //! | stage | module |
 //! | --- | --- |
-//! | accept, HTTP/1.1 + HTTP/2, timeouts | [`server`] |
-//! | idle keep-alive connections | [`idle`] |
-//! | TLS: certificate loading, hot reload, handshake timeout | [`tls`] |
-//! | request shape, one config snapshot per request | [`proxy`], [`gateway`] |
-//! | request head size (431) | [`head`] |
-//! | client IP (trusted proxies, X-Forwarded-For) | [`client_ip`] |
-//! | canonical path check | [`path`] |
-//! | route and required scope | [`route`] |
-//! | credential extraction and stripping | [`credential`] |
-//! | key format and checksum | [`key`] |
-//! | key lookup: cache, single flight, epochs | [`cache`], [`store`] |
-//! | expiry, revocation, IP, scope; unknown-key budget | [`auth`], [`flood`] |
-//! | header hygiene | [`forward`] |
-//! | upstream exchange, connection pools | [`upstream`] |
-//! | every gateway-made answer | [`error`] |
-//! | metrics | [`metrics`] |
-//! | access log (JSON lines, non-blocking) | [`access_log`] |
-//! | per-key usage, batched to the store | [`usage`] |
+//! | request shape and head size (405, 400, 431) | [`pipeline::shape`] |
+//! | client IP (trusted proxies, X-Forwarded-For) | [`pipeline::client_ip`] |
+//! | canonical path check | [`pipeline::path`] |
+//! | route and required scope | [`pipeline::route`] |
+//! | credential extraction and stripping | [`pipeline::credential`] |
+//! | key lookup, expiry, revocation, IP, scope | [`pipeline::authorize`] |
+//! | unknown-key budget (flood defence) | [`pipeline::budget`] |
+//! | header hygiene and identity headers | [`pipeline::rewrite`] |
+//! | upstream exchange, connection pools | [`pipeline::upstream`] |
+//! | access log (JSON lines, non-blocking) | [`pipeline::access_log`] |
 //!
-//! Around it: [`config`] (the two-layer `gateway.toml`), [`record`] (key
-//! records), [`keys`] (key management shared by [`cli`] and [`admin`]),
-//! [`run`] (the `run` command, signals, reload), [`watch`] (config file
-//! watching) and [`demo`].
+//! The stage files hold the long-lived tables they need (compiled routes,
+//! upstream pools, the access-log writer), which [`state::Snapshot`] and
+//! [`state::Gateway`] own; so the stages sit below the state and only
+//! `handle()` sits above it. Every gateway-made answer is an
+//! [`error::GatewayError`], turned into a response in one place.
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;

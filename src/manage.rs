@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::keys::api_key::{ApiKey, Env};
-use crate::keys::record::{
+use crate::keys::{
     new_key_id, parse_ip_or_cidr, valid_key_id, KeyRecord, KeyUsage, Scope, Timestamp,
 };
+use crate::keys::{ApiKey, Env};
 use crate::store::{Store, StoreError};
 
 /// Why a key operation failed.
@@ -300,6 +300,28 @@ impl<'a> KeyService<'a> {
     }
 }
 
+/// A record (and optionally usage and the new secret) as the CLI's `--json`
+/// and the admin API both show it: one shape for both.
+pub fn record_json(
+    record: &crate::keys::KeyRecord,
+    usage: Option<&crate::keys::KeyUsage>,
+    key: Option<&crate::keys::ApiKey>,
+) -> serde_json::Value {
+    let mut v = serde_json::to_value(record).unwrap_or_default();
+    if let Some(obj) = v.as_object_mut() {
+        if let Some(u) = usage {
+            obj.insert("usage".into(), serde_json::to_value(u).unwrap_or_default());
+        }
+        if let Some(k) = key {
+            obj.insert(
+                "key".into(),
+                serde_json::Value::String(k.expose_secret().to_owned()),
+            );
+        }
+    }
+    v
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -320,7 +342,7 @@ mod tests {
 
     #[tokio::test]
     async fn lifecycle() {
-        let store = Store::Memory(MemoryStore::new());
+        let store = Store::new(MemoryStore::new());
         let svc = KeyService::new(&store);
         let issued = svc.create(new_key(&["domains:read"])).await.unwrap();
         let id = issued.record.id.clone();
@@ -378,7 +400,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_key_born_expired_is_refused() {
-        let store = Store::Memory(MemoryStore::new());
+        let store = Store::new(MemoryStore::new());
         let mut k = new_key(&["domains:read"]);
         k.expires_in = Some(Duration::ZERO);
         let e = KeyService::new(&store).create(k).await.unwrap_err();

@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use osir_gateway::keys::api_key::{ApiKey, KEY_LEN};
+use osir_gateway::keys::{ApiKey, KEY_LEN};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(s) = std::str::from_utf8(data) else {

@@ -17,7 +17,7 @@ use http::{HeaderMap, HeaderValue};
 use ipnet::IpNet;
 use libfuzzer_sys::fuzz_target;
 use osir_gateway::pipeline::client_ip::{client_ip, is_trusted};
-use osir_gateway::keys::record::canonical_ip;
+use osir_gateway::keys::canonical_ip;
 
 const NETS: &[&str] = &[
     "127.0.0.0/8",

@@ -25,7 +25,7 @@ use crate::state::Gateway;
 const MAX_ADMIN_BODY: usize = 64 * 1024;
 
 /// Answers one admin request.
-pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Full<Bytes>> {
+pub(crate) async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let request_id = gw
         .request_ids
         .for_request(req.headers().get("x-request-id"));
@@ -185,27 +185,6 @@ struct RotateBody {
     grace: Option<String>,
 }
 
-/// A record (and optionally usage and the new secret) as the API shows it.
-pub fn record_json(
-    record: &crate::keys::record::KeyRecord,
-    usage: Option<&crate::keys::record::KeyUsage>,
-    key: Option<&crate::keys::api_key::ApiKey>,
-) -> serde_json::Value {
-    let mut v = serde_json::to_value(record).unwrap_or_default();
-    if let Some(obj) = v.as_object_mut() {
-        if let Some(u) = usage {
-            obj.insert("usage".into(), serde_json::to_value(u).unwrap_or_default());
-        }
-        if let Some(k) = key {
-            obj.insert(
-                "key".into(),
-                serde_json::Value::String(k.expose_secret().to_owned()),
-            );
-        }
-    }
-    v
-}
-
 async fn keys_api(
     gw: &Gateway,
     req: Request<Incoming>,
@@ -237,17 +216,23 @@ async fn keys_api(
             let issued = svc.create(new).await.map_err(op_error)?;
             Ok(json(
                 StatusCode::CREATED,
-                &record_json(&issued.record, None, Some(&issued.key)),
+                &manage::record_json(&issued.record, None, Some(&issued.key)),
             ))
         }
         (Method::GET, []) => {
             let all = svc.list().await.map_err(op_error)?;
-            let v: Vec<_> = all.iter().map(|r| record_json(r, None, None)).collect();
+            let v: Vec<_> = all
+                .iter()
+                .map(|r| manage::record_json(r, None, None))
+                .collect();
             Ok(json(StatusCode::OK, &serde_json::Value::Array(v)))
         }
         (Method::GET, [id]) => {
             let (r, u) = svc.show(id).await.map_err(op_error)?;
-            Ok(json(StatusCode::OK, &record_json(&r, Some(&u), None)))
+            Ok(json(
+                StatusCode::OK,
+                &manage::record_json(&r, Some(&u), None),
+            ))
         }
         (Method::PATCH, [id]) => {
             let id = (*id).to_owned();
@@ -266,7 +251,7 @@ async fn keys_api(
                     .map_err(op_error)?,
             };
             let r = svc.update(&id, changes).await.map_err(op_error)?;
-            Ok(json(StatusCode::OK, &record_json(&r, None, None)))
+            Ok(json(StatusCode::OK, &manage::record_json(&r, None, None)))
         }
         (Method::DELETE, [id]) => {
             svc.revoke(id).await.map_err(op_error)?;
@@ -284,7 +269,7 @@ async fn keys_api(
             let issued = svc.rotate(&id, grace).await.map_err(op_error)?;
             Ok(json(
                 StatusCode::CREATED,
-                &record_json(&issued.record, None, Some(&issued.key)),
+                &manage::record_json(&issued.record, None, Some(&issued.key)),
             ))
         }
         (_, [] | [_] | [_, "rotate"]) => Err(GatewayError::MethodNotAllowed),

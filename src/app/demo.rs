@@ -20,7 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::keys::api_key::Env;
+use crate::keys::Env;
 use crate::manage::{parse_scopes, KeyService, NewKey};
 use crate::metrics::Metrics;
 use crate::server::{self, Listeners};
@@ -139,7 +139,7 @@ async fn serve(listen: SocketAddr, admin: SocketAddr) -> Result<(), String> {
     }
     let cfg = Config::from_toml(&demo_config(listen, admin, &ports), Path::new("."))
         .map_err(|e| format!("demo config: {e}"))?;
-    let store = Store::Memory(MemoryStore::new());
+    let store = Store::new(MemoryStore::new());
     let svc = KeyService::new(&store);
     let scopes = |s: &[&str]| parse_scopes(&s.iter().map(|x| x.to_string()).collect::<Vec<_>>());
     let live = svc

@@ -83,7 +83,7 @@ async fn serve_from_config(path: &Path, cfg: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let store = match crate::cli::open_store(&cfg).await {
+    let store = match cfg.store.open().await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Config, StoreConfig};
-use crate::keys::record::{KeyRecord, KeyUsage, Timestamp};
+use crate::config::Config;
+use crate::keys::{KeyRecord, KeyUsage, Timestamp};
 use crate::manage::{self, Changes, KeyOpError, KeyService, NewKey};
-use crate::store::{file::FileStore, Store};
+use crate::store::Store;
 
 /// osir-gateway: the API-key gateway in front of the OSIR API.
 #[derive(Parser, Debug)]
@@ -176,19 +176,6 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
-/// Opens the configured store for a one-shot command (no watcher).
-pub async fn open_store(cfg: &Config) -> Result<Store, String> {
-    match &cfg.store {
-        StoreConfig::Redis { url, timeout } => crate::store::redis::connect(url, *timeout)
-            .await
-            .map(Store::Redis)
-            .map_err(|e| e.to_string()),
-        StoreConfig::File { path, .. } => FileStore::open(path)
-            .map(Store::File)
-            .map_err(|e| e.to_string()),
-    }
-}
-
 fn keys_command(path: &std::path::Path, cmd: KeysCommand) -> ExitCode {
     let cfg = match Config::load(path) {
         Ok(c) => c,
@@ -205,7 +192,7 @@ fn keys_command(path: &std::path::Path, cmd: KeysCommand) -> ExitCode {
         Err(e) => return fail(format!("cannot start runtime: {e}")),
     };
     rt.block_on(async move {
-        let store = match open_store(&cfg).await {
+        let store = match cfg.store.open().await {
             Ok(s) => s,
             Err(e) => return fail(e),
         };
@@ -290,7 +277,7 @@ async fn create_many(
             source: Box::new(e),
         })?;
         if json {
-            let v = crate::admin::record_json(&issued.record, None, Some(&issued.key));
+            let v = manage::record_json(&issued.record, None, Some(&issued.key));
             out.push_str(&serde_json::to_string(&v).unwrap_or_default());
         } else {
             out.push_str(&issued.record.id);
@@ -306,7 +293,7 @@ async fn create_many(
 /// Runs one key command and returns what to print on stdout.
 pub async fn keys_op(store: &Store, cmd: KeysCommand) -> Result<String, KeyOpError> {
     let svc = KeyService::new(store);
-    let record_json = crate::admin::record_json;
+    let record_json = manage::record_json;
     match cmd {
         KeysCommand::Create {
             name,

@@ -10,7 +10,7 @@ use http::uri::{Authority, Scheme};
 use http::Method;
 use ipnet::IpNet;
 
-use super::{ScopeSpec, UpstreamUrl};
+use super::UpstreamUrl;
 
 /// Whether two listeners would fight over the same port. Port 0 (pick any) never
 /// clashes; an unspecified IP clashes with every address of its family, and `[::]`
@@ -202,34 +202,4 @@ pub(super) fn parse_method(key: &str) -> Option<Method> {
     METHODS
         .into_iter()
         .find(|m| m.as_str().eq_ignore_ascii_case(key))
-}
-
-/// `*`, or `resource:action` with resource `[a-z0-9_-]+` or `*` and action
-/// `read`, `write`, `delete` or `*`.
-pub(super) fn parse_scope(text: &str) -> Result<ScopeSpec, String> {
-    if text == "*" {
-        return Ok(ScopeSpec {
-            resource: "*".to_owned(),
-            action: "*".to_owned(),
-        });
-    }
-    let Some((resource, action)) = text.split_once(':') else {
-        return Err(format!(
-            "invalid scope {text:?}; expected \"resource:action\" or \"*\""
-        ));
-    };
-    if resource != "*" && !is_resource_name(resource) {
-        return Err(format!(
-            "invalid scope {text:?}: resource must match [a-z0-9_-]+ or be \"*\""
-        ));
-    }
-    if !["read", "write", "delete", "*"].contains(&action) {
-        return Err(format!(
-            "invalid scope {text:?}: action must be read, write, delete or \"*\""
-        ));
-    }
-    Ok(ScopeSpec {
-        resource: resource.to_owned(),
-        action: action.to_owned(),
-    })
 }

@@ -21,6 +21,7 @@ use http::Method;
 use ipnet::IpNet;
 
 use self::validate::Validator;
+use crate::keys::Scope;
 
 /// One thing wrong with the file, named by field so an operator can find it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -260,29 +261,23 @@ pub struct RouteConfig {
     /// Resource for the default scopes; `None` only on public routes.
     pub resource: Option<String>,
     /// Per-method overrides of the required scope, at most one per method.
-    pub scopes: Vec<(Method, ScopeSpec)>,
+    pub scopes: Vec<(Method, Scope)>,
     /// Whether the route is served without a key.
     pub public: bool,
     /// This route's body limit, replacing `server.max_body`.
     pub max_body: Option<u64>,
 }
 
-/// A scope as written in config: resource and action, each may be `"*"`; `"*"`
-/// alone means everything. The key module owns the scope type used for checks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScopeSpec {
-    /// `[a-z0-9_-]+` or `*`.
-    pub resource: String,
-    /// `read`, `write`, `delete` or `*`.
-    pub action: String,
-}
-
-impl fmt::Display for ScopeSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.resource == "*" && self.action == "*" {
-            f.write_str("*")
-        } else {
-            write!(f, "{}:{}", self.resource, self.action)
+impl StoreConfig {
+    /// Opens this store (no change feed is started: a one-shot command never
+    /// needs one; [`crate::state::Gateway::new`] starts it).
+    pub async fn open(&self) -> Result<crate::store::Store, crate::store::StoreError> {
+        use crate::store::{file::FileStore, redis, Store};
+        match self {
+            StoreConfig::Redis { url, timeout } => {
+                redis::connect(url, *timeout).await.map(Store::new)
+            }
+            StoreConfig::File { path, .. } => FileStore::open(path).map(Store::new),
         }
     }
 }

@@ -18,7 +18,7 @@ use super::ConfigProblem;
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct RawConfig {
+pub(super) struct RawConfig {
     pub server: RawServer,
     pub admin: RawAdmin,
     pub store: RawStore,
@@ -34,7 +34,7 @@ pub struct RawConfig {
 /// `[server]`.
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct RawServer {
+pub(super) struct RawServer {
     pub listen: Option<String>,
     pub max_body: String,
     pub header_read_timeout: String,
@@ -67,7 +67,7 @@ impl Default for RawServer {
 /// `[server.http2]`.
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct RawHttp2 {
+pub(super) struct RawHttp2 {
     pub max_concurrent_streams: i64,
     pub max_header_list_size: String,
     pub max_pending_resets: i64,
@@ -86,7 +86,7 @@ impl Default for RawHttp2 {
 /// `[server.tls]`: `listen`, `cert` and `key` are required once the table exists.
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct RawTls {
+pub(super) struct RawTls {
     pub listen: Option<String>,
     pub cert: Option<String>,
     pub key: Option<String>,
@@ -107,7 +107,7 @@ impl Default for RawTls {
 /// `[admin]`.
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct RawAdmin {
+pub(super) struct RawAdmin {
     pub listen: String,
     pub token_env: Option<String>,
 }
@@ -124,7 +124,7 @@ impl Default for RawAdmin {
 /// `[store]`.
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct RawStore {
+pub(super) struct RawStore {
     pub backend: String,
     pub url: Option<String>,
     pub path: Option<String>,
@@ -145,7 +145,7 @@ impl Default for RawStore {
 /// `[cache]`.
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct RawCache {
+pub(super) struct RawCache {
     pub capacity: i64,
     pub ttl: String,
     pub negative_ttl: String,
@@ -168,7 +168,7 @@ impl Default for RawCache {
 /// `[auth]`.
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct RawAuth {
+pub(super) struct RawAuth {
     pub query_key: bool,
     pub verify_checksum: bool,
     pub trusted_proxies: Vec<String>,
@@ -191,7 +191,7 @@ impl Default for RawAuth {
 /// `[log]`.
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct RawLog {
+pub(super) struct RawLog {
     pub access: String,
     pub level: String,
 }
@@ -208,7 +208,7 @@ impl Default for RawLog {
 /// `[usage]`.
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct RawUsage {
+pub(super) struct RawUsage {
     pub flush_interval: String,
 }
 
@@ -223,7 +223,7 @@ impl Default for RawUsage {
 /// `[upstreams.NAME]`.
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct RawUpstream {
+pub(super) struct RawUpstream {
     pub url: Option<String>,
     pub test_url: Option<String>,
     pub connect_timeout: String,
@@ -248,7 +248,7 @@ impl Default for RawUpstream {
 /// `[[routes]]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct RawRoute {
+pub(super) struct RawRoute {
     pub prefix: Option<String>,
     pub upstream: Option<String>,
     pub resource: Option<String>,
@@ -260,7 +260,7 @@ pub struct RawRoute {
 
 /// Parses the text into the raw mirror; a failure is one problem because serde
 /// stops at the first one. `source` names the file when no better path is known.
-pub fn parse(text: &str, source: &str) -> Result<RawConfig, ConfigProblem> {
+pub(super) fn parse(text: &str, source: &str) -> Result<RawConfig, ConfigProblem> {
     // Parsing to a plain table first tells syntax errors (the file is not TOML)
     // apart from shape errors (TOML, but not our schema): they read differently.
     if let Err(err) = toml::from_str::<toml::Table>(text) {

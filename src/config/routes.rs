@@ -7,11 +7,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use http::Method;
 
-use super::checks::{
-    check_prefix, is_resource_name, parse_method, parse_scope, placeholder_url, METHODS,
-};
+use super::checks::{check_prefix, is_resource_name, parse_method, placeholder_url, METHODS};
 use super::validate::Validator;
-use super::{raw, RouteConfig, ScopeSpec, UpstreamConfig};
+use super::{raw, RouteConfig, UpstreamConfig};
+use crate::keys::Scope;
 
 impl Validator<'_> {
     pub(super) fn upstreams(
@@ -113,7 +112,7 @@ impl Validator<'_> {
                     "has no effect on a public route; remove it or drop public = true",
                 );
             }
-            let mut scopes: Vec<(Method, ScopeSpec)> = Vec::with_capacity(route.scopes.len());
+            let mut scopes: Vec<(Method, Scope)> = Vec::with_capacity(route.scopes.len());
             for (key, value) in &route.scopes {
                 let path = at(&format!("scopes.{key}"));
                 let method = match parse_method(key) {
@@ -127,7 +126,8 @@ impl Validator<'_> {
                         continue;
                     }
                 };
-                match parse_scope(value) {
+                // Compiled once here: routing only compares.
+                match Scope::parse(value) {
                     Ok(scope) => scopes.push((method, scope)),
                     Err(message) => self.problem(&path, message),
                 }

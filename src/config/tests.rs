@@ -2,6 +2,7 @@
 //! reported, once, naming its field.
 
 use super::*;
+use crate::keys::Action;
 
 const SAMPLE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml"));
 
@@ -66,13 +67,7 @@ fn sample_file_is_valid() {
     let billing = &c.routes[2];
     assert_eq!(
         billing.scopes,
-        [(
-            Method::DELETE,
-            ScopeSpec {
-                resource: "billing".into(),
-                action: "write".into()
-            }
-        )]
+        [(Method::DELETE, Scope::new("billing", Action::Write))]
     );
     assert!(c.routes[3].public && c.routes[3].resource.is_none());
     assert!(c.upstream("nowhere").is_none());

@@ -29,9 +29,9 @@ use parking_lot::Mutex;
 use tokio::sync::OnceCell;
 
 use crate::config::CacheConfig;
-use crate::keys::api_key::Env;
-use crate::keys::api_key::KeyHash;
-use crate::keys::record::{KeyRecord, Scope, Timestamp};
+use crate::keys::Env;
+use crate::keys::KeyHash;
+use crate::keys::{KeyRecord, Scope, Timestamp};
 use crate::metrics::Metrics;
 use crate::store::{InvalidationSink, Store, StoreError};
 use ipnet::IpNet;
@@ -388,8 +388,8 @@ impl InvalidationSink for KeyCache {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::keys::api_key::{ApiKey, Env};
-    use crate::keys::record::Scope;
+    use crate::keys::Scope;
+    use crate::keys::{ApiKey, Env};
     use crate::store::memory::MemoryStore;
 
     fn cfg() -> CacheConfig {
@@ -426,7 +426,7 @@ mod tests {
         let mem = MemoryStore::new();
         let cache = Arc::new(KeyCache::new(
             &cfg(),
-            Store::Memory(mem.clone()),
+            Store::new(mem.clone()),
             Arc::new(Metrics::new()),
         ));
         let watcher = cache.store().watch(cache.clone());

@@ -2,4 +2,4 @@
 //! per-shard epochs, stale-if-error) and per-key usage counting.
 
 pub mod cache;
-pub mod usage;
+pub(crate) mod usage;

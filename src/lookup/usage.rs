@@ -13,7 +13,7 @@ use std::net::IpAddr;
 
 use parking_lot::Mutex;
 
-use crate::keys::record::{Timestamp, UsageDelta};
+use crate::keys::{Timestamp, UsageDelta};
 use crate::store::Store;
 
 const SHARDS: usize = 16;
@@ -130,7 +130,7 @@ mod tests {
 
     #[tokio::test]
     async fn counts_are_batched_per_key_and_day() {
-        let store = Store::Memory(MemoryStore::new());
+        let store = Store::new(MemoryStore::new());
         let u = UsageRecorder::new();
         let ip1: IpAddr = "192.0.2.1".parse().unwrap();
         let ip2: IpAddr = "192.0.2.2".parse().unwrap();

@@ -18,7 +18,7 @@ use serde::Serialize;
 use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 
 use crate::config::AccessLog as AccessLogConfig;
-use crate::keys::record::Timestamp;
+use crate::keys::Timestamp;
 
 /// One request, as the access log records it.
 #[derive(Debug, Serialize)]

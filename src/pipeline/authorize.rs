@@ -12,8 +12,8 @@ use std::time::Duration;
 use http::HeaderMap;
 
 use crate::error::GatewayError;
-use crate::keys::api_key::ApiKey;
-use crate::keys::record::{Scope, Timestamp};
+use crate::keys::ApiKey;
+use crate::keys::{Scope, Timestamp};
 use crate::lookup::cache::{CachedKey, KeyCache, Lookup};
 use crate::pipeline::budget::FailedLookups;
 use crate::pipeline::credential::{self, Credential};

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use http::HeaderMap;
 use ipnet::IpNet;
 
-use crate::keys::record::canonical_ip;
+use crate::keys::canonical_ip;
 
 /// The client's address, canonical (IPv4-mapped IPv6 becomes IPv4).
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {

@@ -10,15 +10,15 @@
 
 pub mod access_log;
 pub mod authorize;
-pub mod budget;
+pub(crate) mod budget;
 pub mod client_ip;
 pub mod credential;
 pub mod path;
-pub mod request_id;
-pub mod rewrite;
+pub(crate) mod request_id;
+pub(crate) mod rewrite;
 pub mod route;
-pub mod shape;
-pub mod upstream;
+pub(crate) mod shape;
+pub(crate) mod upstream;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
@@ -185,11 +185,8 @@ async fn pipeline<'s>(
             .auth_duration
             .observe(started.elapsed().as_secs_f64());
         let identity = decided?;
-        gw.usage.record(
-            identity.id(),
-            client_ip,
-            crate::keys::record::Timestamp::now(),
-        );
+        gw.usage
+            .record(identity.id(), client_ip, crate::keys::Timestamp::now());
         if logging {
             trace.identity = Some(identity.clone());
         }
@@ -201,7 +198,7 @@ async fn pipeline<'s>(
     }
 
     let forwarded_path = checked.raw;
-    let peer = crate::keys::record::canonical_ip(conn.peer.ip());
+    let peer = crate::keys::canonical_ip(conn.peer.ip());
     let chain = if is_trusted(peer, &cfg.auth.trusted_proxies) {
         incoming_chain(&parts.headers)
     } else {

@@ -9,9 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::HeaderValue;
 
-/// The header name, lowercase as HTTP/2 wants it.
-pub const HEADER: &str = "x-request-id";
-
 /// Makes request ids for one gateway process.
 pub struct RequestIds {
     prefix: u64,
@@ -66,7 +63,7 @@ fn write_hex(out: &mut [u8], mut v: u64) {
 }
 
 /// 1–128 characters of `[A-Za-z0-9._-]`.
-pub fn is_valid(id: &[u8]) -> bool {
+pub(crate) fn is_valid(id: &[u8]) -> bool {
     (1..=128).contains(&id.len())
         && id
             .iter()

@@ -10,7 +10,7 @@
 
 use std::net::IpAddr;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 
@@ -55,7 +55,7 @@ fn scrub(headers: &mut HeaderMap, forbidden: fn(&HeaderName) -> bool) {
 /// Request hygiene, then the gateway's forwarding headers. `chain` is the
 /// X-Forwarded-For chain to keep (only from trusted proxies), `peer` is
 /// appended to it.
-pub fn prepare_request_headers(
+pub(crate) fn prepare_request_headers(
     headers: &mut HeaderMap,
     chain: Option<HeaderValue>,
     peer: IpAddr,
@@ -90,13 +90,13 @@ impl std::fmt::Write for BytesWriter<'_> {
 }
 
 /// Response hygiene: hop-by-hop headers and those named in `Connection`.
-pub fn prepare_response_headers(headers: &mut HeaderMap) {
+pub(crate) fn prepare_response_headers(headers: &mut HeaderMap) {
     scrub(headers, is_hop_by_hop);
 }
 
 /// The client's X-Forwarded-For lines joined, to extend when the peer is a
 /// trusted proxy.
-pub fn incoming_chain(headers: &HeaderMap) -> Option<HeaderValue> {
+pub(crate) fn incoming_chain(headers: &HeaderMap) -> Option<HeaderValue> {
     let mut it = headers.get_all("x-forwarded-for").iter();
     let first = it.next()?;
     let Some(second) = it.next() else {
@@ -112,16 +112,11 @@ pub fn incoming_chain(headers: &HeaderMap) -> Option<HeaderValue> {
 }
 
 /// The path-and-query the client sent, split; the query may be rewritten.
-pub fn split_target(pq: Option<&PathAndQuery>) -> (&str, Option<&str>) {
+pub(crate) fn split_target(pq: Option<&PathAndQuery>) -> (&str, Option<&str>) {
     match pq {
         Some(pq) => (pq.path(), pq.query()),
         None => ("/", None),
     }
-}
-
-/// Bytes for a tiny static body (demo, admin).
-pub fn text(s: &'static str) -> Bytes {
-    Bytes::from_static(s.as_bytes())
 }
 
 #[cfg(test)]

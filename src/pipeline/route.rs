@@ -8,9 +8,9 @@
 
 use http::Method;
 
-use crate::config::{Config, RouteConfig, ScopeSpec};
+use crate::config::{Config, RouteConfig};
 use crate::error::GatewayError;
-use crate::keys::record::{Action, Scope};
+use crate::keys::{Action, Scope};
 
 /// The methods that have a scope, in table order.
 const METHODS: [(Method, Action); 7] = [
@@ -72,17 +72,6 @@ pub struct RouteTable {
     routes: Vec<Route>,
 }
 
-fn spec_to_scope(spec: &ScopeSpec) -> Scope {
-    let text = if spec.resource == "*" && spec.action == "*" {
-        "*".to_owned()
-    } else {
-        format!("{}:{}", spec.resource, spec.action)
-    };
-    // The config validated the spec already; `*` is the safe fallback only
-    // in the impossible case, and it would require the widest grant.
-    Scope::parse(&text).unwrap_or_else(|_| Scope::new("*", Action::Delete))
-}
-
 fn compile(r: &RouteConfig, default_body: u64) -> Route {
     let required = match (&r.resource, r.public) {
         (Some(res), false) => METHODS
@@ -91,7 +80,7 @@ fn compile(r: &RouteConfig, default_body: u64) -> Route {
                 r.scopes
                     .iter()
                     .find(|(om, _)| om == m)
-                    .map_or_else(|| Scope::new(res, *action), |(_, spec)| spec_to_scope(spec))
+                    .map_or_else(|| Scope::new(res, *action), |(_, scope)| scope.clone())
             })
             .collect(),
         _ => Vec::new(),

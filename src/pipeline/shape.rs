@@ -21,7 +21,7 @@ use http::request::Parts;
 const FIXED: usize = " HTTP/1.1\r\n".len() + "\r\n".len();
 
 /// The request head's size in bytes, written as HTTP/1.1.
-pub fn size(parts: &Parts) -> usize {
+pub(crate) fn size(parts: &Parts) -> usize {
     let uri = &parts.uri;
     let mut target = uri.path_and_query().map_or(1, |pq| pq.as_str().len());
     if let Some(authority) = uri.authority() {

@@ -33,14 +33,14 @@ use tokio::net::TcpStream;
 
 use crate::config::{UpstreamConfig, UpstreamUrl};
 use crate::error::GatewayError;
-use crate::keys::api_key::Env;
+use crate::keys::Env;
 use crate::metrics::Metrics;
 
 /// The body sent upstream: the client's, streamed, under the route's limit.
-pub type UpstreamBody = Limited<Incoming>;
+pub(crate) type UpstreamBody = Limited<Incoming>;
 
 /// The upstream's response body, streamed to the client.
-pub type ResponseBody = Incoming;
+pub(crate) type ResponseBody = Incoming;
 
 /// TCP keep-alive probes on upstream connections start after this much silence.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);

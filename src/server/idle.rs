@@ -31,7 +31,7 @@ use tokio::time::Instant;
 
 /// In-flight requests of one connection, and when the last one ended.
 #[derive(Clone, Debug)]
-pub struct Tracker {
+pub(crate) struct Tracker {
     inner: Arc<Inner>,
 }
 
@@ -52,7 +52,7 @@ impl Default for Tracker {
 
 impl Tracker {
     /// A tracker for a connection that starts now, idle.
-    pub fn new() -> Tracker {
+    pub(crate) fn new() -> Tracker {
         Tracker {
             inner: Arc::new(Inner {
                 in_flight: AtomicUsize::new(0),
@@ -64,7 +64,7 @@ impl Tracker {
 
     /// Marks a request in flight until the returned guard is dropped (move
     /// it into the response body with [`InFlight::track`]).
-    pub fn start(&self) -> InFlight {
+    pub(crate) fn start(&self) -> InFlight {
         self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
         InFlight {
             inner: self.inner.clone(),
@@ -72,7 +72,7 @@ impl Tracker {
     }
 
     /// Requests in flight now.
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         self.inner.in_flight.load(Ordering::SeqCst)
     }
 
@@ -90,14 +90,14 @@ impl Tracker {
 
 /// One request in flight; dropping it ends the request for idleness.
 #[derive(Debug)]
-pub struct InFlight {
+pub(crate) struct InFlight {
     inner: Arc<Inner>,
 }
 
 impl InFlight {
     /// Wraps a response body so the request stays in flight until the body
     /// has been sent (or dropped).
-    pub fn track<B>(self, body: B) -> Tracked<B> {
+    pub(crate) fn track<B>(self, body: B) -> Tracked<B> {
         Tracked {
             body,
             _in_flight: self,
@@ -118,7 +118,7 @@ impl Drop for InFlight {
 
 /// A response body that keeps its request in flight until it is done.
 #[derive(Debug)]
-pub struct Tracked<B> {
+pub(crate) struct Tracked<B> {
     body: B,
     _in_flight: InFlight,
 }
@@ -148,7 +148,7 @@ impl<B: Body + Unpin> Body for Tracked<B> {
 /// for `idle_timeout` or when `stop` fires. Returns `None` when the
 /// connection had to be dropped because it did not finish closing within
 /// another `idle_timeout` while still idle.
-pub async fn drive<C, F>(
+pub(crate) async fn drive<C, F>(
     conn: C,
     tracker: &Tracker,
     idle_timeout: Duration,

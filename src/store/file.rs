@@ -28,9 +28,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 use tokio::sync::watch as generation;
 
 use super::memory::apply_usage;
-use super::{InvalidationSink, StoreError};
-use crate::keys::api_key::KeyHash;
-use crate::keys::record::{parse_ip_or_cidr, valid_key_id, KeyRecord, KeyUsage, UsageDelta};
+use super::{InvalidationSink, StoreError, StoreFuture};
+use crate::keys::KeyHash;
+use crate::keys::{parse_ip_or_cidr, valid_key_id, KeyRecord, KeyUsage, UsageDelta};
 
 /// The only format version this code reads and writes.
 const VERSION: u32 = 1;
@@ -206,6 +206,63 @@ impl FileStore {
         let written = self.inner.written.subscribe();
         sink.store_up(true);
         tokio::spawn(async move { watch_loop(store, path, seen, &*sink, written).await })
+    }
+}
+
+/// Runs a blocking file operation (lock, read, write, fsync) on Tokio's
+/// blocking pool, so an async caller (the usage flusher, the admin API)
+/// never stalls a runtime thread on disk I/O.
+async fn off_runtime<T: Send + 'static>(
+    job: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(job)
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("file store task failed: {e}")))?
+}
+
+impl super::KeyLookup for FileStore {
+    fn lookup<'a>(&'a self, hash: &'a KeyHash) -> StoreFuture<'a, Option<KeyRecord>> {
+        // Served from memory: no I/O.
+        Box::pin(async move { FileStore::lookup(self, hash) })
+    }
+}
+
+impl super::KeyAdmin for FileStore {
+    fn get<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<(KeyHash, KeyRecord)>> {
+        Box::pin(async move { FileStore::get(self, id) })
+    }
+    fn list(&self) -> StoreFuture<'_, Vec<KeyRecord>> {
+        Box::pin(async move { FileStore::list(self) })
+    }
+    fn insert<'a>(&'a self, hash: &'a KeyHash, record: &'a KeyRecord) -> StoreFuture<'a, ()> {
+        let (store, hash, record) = (self.clone(), *hash, record.clone());
+        Box::pin(off_runtime(move || store.insert(&hash, &record)))
+    }
+    fn replace<'a>(&'a self, record: &'a KeyRecord) -> StoreFuture<'a, ()> {
+        let (store, record) = (self.clone(), record.clone());
+        Box::pin(off_runtime(move || store.replace(&record)))
+    }
+}
+
+impl super::UsageStore for FileStore {
+    fn add_usage<'a>(&'a self, batch: &'a [UsageDelta]) -> StoreFuture<'a, ()> {
+        let (store, batch) = (self.clone(), batch.to_vec());
+        Box::pin(off_runtime(move || store.add_usage(&batch)))
+    }
+    fn usage<'a>(&'a self, id: &'a str) -> StoreFuture<'a, KeyUsage> {
+        Box::pin(async move { FileStore::usage(self, id) })
+    }
+}
+
+impl super::ChangeFeed for FileStore {
+    fn watch(&self, sink: Arc<dyn InvalidationSink>) -> tokio::task::JoinHandle<()> {
+        FileStore::watch(self, sink)
+    }
+}
+
+impl super::Backend for FileStore {
+    fn name(&self) -> &'static str {
+        "file"
     }
 }
 
@@ -530,6 +587,46 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// A write waiting for the cross-process lock must not hold a runtime
+    /// thread: on a one-thread runtime, other tasks keep running. (Were the
+    /// write blocking, the thread would wait until the helper thread gives
+    /// the lock up after its deadline, and the write would be finished by
+    /// the time this task runs again.)
+    #[test]
+    fn a_write_waiting_for_the_lock_does_not_block_the_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let store = crate::store::Store::new(FileStore::open(&path).unwrap());
+        let lock = File::create(dir.path().join("keys.json.lock")).unwrap();
+        lock.lock().unwrap();
+        let (seen_tx, seen_rx) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let _ = seen_rx.recv_timeout(Duration::from_secs(5));
+            drop(lock);
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let delta = UsageDelta {
+                id: "key_a".into(),
+                daily: BTreeMap::from([("2026-12-01".to_owned(), 1)]),
+                last_used_at: crate::keys::Timestamp::now(),
+                last_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            };
+            let write = tokio::spawn(async move { store.add_usage(&[delta]).await });
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            let ran_while_locked = !write.is_finished();
+            seen_tx.send(()).unwrap();
+            write.await.unwrap().unwrap();
+            assert!(ran_while_locked, "the write held the runtime thread");
+        });
+        holder.join().unwrap();
+    }
 
     #[test]
     fn blank_and_minimal_files_are_empty_stores() {

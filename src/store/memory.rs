@@ -12,9 +12,9 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use tokio::sync::{broadcast, Semaphore};
 
-use super::{InvalidationSink, StoreError};
-use crate::keys::api_key::KeyHash;
-use crate::keys::record::{KeyRecord, KeyUsage, Timestamp, UsageDelta};
+use super::{InvalidationSink, StoreError, StoreFuture};
+use crate::keys::KeyHash;
+use crate::keys::{KeyRecord, KeyUsage, Timestamp, UsageDelta};
 
 #[derive(Default)]
 struct Maps {
@@ -168,5 +168,47 @@ pub(crate) fn apply_usage(u: &mut KeyUsage, d: &UsageDelta) {
     if u.last_used_at.is_none_or(|t| t <= d.last_used_at) {
         u.last_used_at = Some(d.last_used_at);
         u.last_ip = Some(d.last_ip);
+    }
+}
+
+impl super::KeyLookup for MemoryStore {
+    fn lookup<'a>(&'a self, hash: &'a KeyHash) -> StoreFuture<'a, Option<KeyRecord>> {
+        Box::pin(MemoryStore::lookup(self, hash))
+    }
+}
+
+impl super::KeyAdmin for MemoryStore {
+    fn get<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<(KeyHash, KeyRecord)>> {
+        Box::pin(async move { MemoryStore::get(self, id) })
+    }
+    fn list(&self) -> StoreFuture<'_, Vec<KeyRecord>> {
+        Box::pin(async move { MemoryStore::list(self) })
+    }
+    fn insert<'a>(&'a self, hash: &'a KeyHash, record: &'a KeyRecord) -> StoreFuture<'a, ()> {
+        Box::pin(async move { MemoryStore::insert(self, hash, record) })
+    }
+    fn replace<'a>(&'a self, record: &'a KeyRecord) -> StoreFuture<'a, ()> {
+        Box::pin(async move { MemoryStore::replace(self, record) })
+    }
+}
+
+impl super::UsageStore for MemoryStore {
+    fn add_usage<'a>(&'a self, batch: &'a [UsageDelta]) -> StoreFuture<'a, ()> {
+        Box::pin(async move { MemoryStore::add_usage(self, batch) })
+    }
+    fn usage<'a>(&'a self, id: &'a str) -> StoreFuture<'a, KeyUsage> {
+        Box::pin(async move { MemoryStore::usage(self, id) })
+    }
+}
+
+impl super::ChangeFeed for MemoryStore {
+    fn watch(&self, sink: Arc<dyn InvalidationSink>) -> tokio::task::JoinHandle<()> {
+        MemoryStore::watch(self, sink)
+    }
+}
+
+impl super::Backend for MemoryStore {
+    fn name(&self) -> &'static str {
+        "memory"
     }
 }

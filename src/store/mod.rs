@@ -1,7 +1,16 @@
 //! Key stores: where records live, shared by every gateway that uses them.
 //!
-//! Three backends behind one enum (static dispatch, no boxing on the lookup
-//! path):
+//! A store does four jobs, one trait each, so a part of the gateway depends
+//! only on the job it needs and a backend implements each job its own way:
+//! - [`KeyLookup`]: the hot path's one read, by key hash (only on a cache
+//!   miss: a cache hit never reaches the store);
+//! - [`KeyAdmin`]: records by id, listing, inserting, replacing (the CLI and
+//!   the admin API, through [`crate::manage`]);
+//! - [`UsageStore`]: per-key usage counters, written in batches;
+//! - [`ChangeFeed`]: telling a gateway's cache about every change.
+//!
+//! [`Store`] is an opened backend seen through all four
+//! ([`crate::config::StoreConfig::open`] opens the one a config names). Three backends:
 //! - [`redis::RedisStore`]: the shared store for many gateways; writes are
 //!   atomic and announce themselves on a pub/sub channel.
 //! - [`file::FileStore`]: one JSON file on one host, written atomically and
@@ -16,10 +25,12 @@ pub mod file;
 pub mod memory;
 pub mod redis;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::keys::api_key::KeyHash;
-use crate::keys::record::{KeyRecord, KeyUsage, Timestamp, UsageDelta};
+use crate::keys::KeyHash;
+use crate::keys::{KeyRecord, KeyUsage, Timestamp, UsageDelta};
 
 /// Why the store could not answer. Messages never contain a key.
 #[derive(Debug, thiserror::Error)]
@@ -58,101 +69,125 @@ pub trait InvalidationSink: Send + Sync + 'static {
     fn store_up(&self, up: bool);
 }
 
-/// The configured key store.
+/// What a store call returns: a boxed future, so the jobs can be trait
+/// objects. The box costs one allocation per store round trip, which is
+/// nothing beside the round trip (a cache hit never gets here).
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// The request path's read: one record by key hash.
+pub trait KeyLookup: Send + Sync + 'static {
+    /// The record whose key hashes to `hash`, if any.
+    fn lookup<'a>(&'a self, hash: &'a KeyHash) -> StoreFuture<'a, Option<KeyRecord>>;
+}
+
+/// Key administration: records by public id.
+pub trait KeyAdmin: Send + Sync + 'static {
+    /// A record and its hash, by public id.
+    fn get<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<(KeyHash, KeyRecord)>>;
+    /// Every record, in no particular order.
+    fn list(&self) -> StoreFuture<'_, Vec<KeyRecord>>;
+    /// Adds a new record; fails with `Conflict` if the id or hash exists.
+    fn insert<'a>(&'a self, hash: &'a KeyHash, record: &'a KeyRecord) -> StoreFuture<'a, ()>;
+    /// Replaces the record with `record.id` (which must exist) and tells
+    /// every gateway's cache. Record and id index change together or not at
+    /// all.
+    fn replace<'a>(&'a self, record: &'a KeyRecord) -> StoreFuture<'a, ()>;
+}
+
+/// Per-key usage counters.
+pub trait UsageStore: Send + Sync + 'static {
+    /// Adds a batch of usage counts (one round trip for the whole batch).
+    fn add_usage<'a>(&'a self, batch: &'a [UsageDelta]) -> StoreFuture<'a, ()>;
+    /// Usage recorded so far for one key id (zeroes when none).
+    fn usage<'a>(&'a self, id: &'a str) -> StoreFuture<'a, KeyUsage>;
+}
+
+/// The changes a store sees, delivered to a gateway's cache.
+pub trait ChangeFeed: Send + Sync + 'static {
+    /// Starts the background task that feeds `sink` with this store's
+    /// changes (pub/sub, file watch, or in-process notifications) until the
+    /// returned handle is aborted or the store is dropped.
+    fn watch(&self, sink: Arc<dyn InvalidationSink>) -> tokio::task::JoinHandle<()>;
+}
+
+/// A backend that does every job; what [`Store::new`] takes.
+pub trait Backend: KeyLookup + KeyAdmin + UsageStore + ChangeFeed {
+    /// A short name for logs and `/readyz`.
+    fn name(&self) -> &'static str;
+}
+
+/// An opened key store, seen through each of its jobs. Cloning shares it.
 #[derive(Clone)]
-pub enum Store {
-    /// Shared Redis (or Sentinel / Cluster).
-    Redis(redis::RedisStore),
-    /// Embedded JSON file.
-    File(file::FileStore),
-    /// In-process map.
-    Memory(memory::MemoryStore),
+pub struct Store {
+    lookup: Arc<dyn KeyLookup>,
+    admin: Arc<dyn KeyAdmin>,
+    usage: Arc<dyn UsageStore>,
+    feed: Arc<dyn ChangeFeed>,
+    name: &'static str,
 }
 
 impl Store {
+    /// Wraps a backend.
+    pub fn new<B: Backend>(backend: B) -> Store {
+        let b = Arc::new(backend);
+        Store {
+            name: b.name(),
+            lookup: b.clone(),
+            admin: b.clone(),
+            usage: b.clone(),
+            feed: b,
+        }
+    }
+
+    /// The hot path's job.
+    pub fn key_lookup(&self) -> &dyn KeyLookup {
+        &*self.lookup
+    }
+
     /// The record whose key hashes to `hash`, if any.
     pub async fn lookup(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
-        match self {
-            Store::Redis(s) => s.lookup(hash).await,
-            Store::File(s) => s.lookup(hash),
-            Store::Memory(s) => s.lookup(hash).await,
-        }
+        self.lookup.lookup(hash).await
     }
 
     /// A record and its hash, by public id.
     pub async fn get(&self, id: &str) -> Result<Option<(KeyHash, KeyRecord)>, StoreError> {
-        match self {
-            Store::Redis(s) => s.get(id).await,
-            Store::File(s) => s.get(id),
-            Store::Memory(s) => s.get(id),
-        }
+        self.admin.get(id).await
     }
 
     /// Every record, sorted by creation time then id.
     pub async fn list(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        let mut all = match self {
-            Store::Redis(s) => s.list().await,
-            Store::File(s) => s.list(),
-            Store::Memory(s) => s.list(),
-        }?;
+        let mut all = self.admin.list().await?;
         all.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(all)
     }
 
-    /// Adds a new record; fails with `Conflict` if the id or hash exists.
+    /// See [`KeyAdmin::insert`].
     pub async fn insert(&self, hash: &KeyHash, record: &KeyRecord) -> Result<(), StoreError> {
-        match self {
-            Store::Redis(s) => s.insert(hash, record).await,
-            Store::File(s) => s.insert(hash, record),
-            Store::Memory(s) => s.insert(hash, record),
-        }
+        self.admin.insert(hash, record).await
     }
 
-    /// Replaces the record with `record.id` (which must exist) and tells every
-    /// gateway's cache. Record and id index change together or not at all.
+    /// See [`KeyAdmin::replace`].
     pub async fn replace(&self, record: &KeyRecord) -> Result<(), StoreError> {
-        match self {
-            Store::Redis(s) => s.replace(record).await,
-            Store::File(s) => s.replace(record),
-            Store::Memory(s) => s.replace(record),
-        }
+        self.admin.replace(record).await
     }
 
-    /// Adds a batch of usage counts (one round trip for the whole batch).
+    /// See [`UsageStore::add_usage`].
     pub async fn add_usage(&self, batch: &[UsageDelta]) -> Result<(), StoreError> {
-        match self {
-            Store::Redis(s) => s.add_usage(batch).await,
-            Store::File(s) => s.add_usage(batch),
-            Store::Memory(s) => s.add_usage(batch),
-        }
+        self.usage.add_usage(batch).await
     }
 
-    /// Usage recorded so far for one key id (zeroes when none).
+    /// See [`UsageStore::usage`].
     pub async fn usage(&self, id: &str) -> Result<KeyUsage, StoreError> {
-        match self {
-            Store::Redis(s) => s.usage(id).await,
-            Store::File(s) => s.usage(id),
-            Store::Memory(s) => s.usage(id),
-        }
+        self.usage.usage(id).await
     }
 
-    /// Starts the background task that feeds `sink` with this store's
-    /// changes (pub/sub, file watch, or in-process notifications) until the
-    /// returned handle is aborted or the store is dropped.
+    /// See [`ChangeFeed::watch`].
     pub fn watch(&self, sink: Arc<dyn InvalidationSink>) -> tokio::task::JoinHandle<()> {
-        match self {
-            Store::Redis(s) => s.watch(sink),
-            Store::File(s) => s.watch(sink),
-            Store::Memory(s) => s.watch(sink),
-        }
+        self.feed.watch(sink)
     }
 
     /// A short name for logs and `/readyz`.
     pub fn backend_name(&self) -> &'static str {
-        match self {
-            Store::Redis(_) => "redis",
-            Store::File(_) => "file",
-            Store::Memory(_) => "memory",
-        }
+        self.name
     }
 }

@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use http::Method;
-use osir_gateway::keys::api_key::{ApiKey, Env};
-use osir_gateway::keys::record::Timestamp;
+use osir_gateway::keys::Timestamp;
+use osir_gateway::keys::{ApiKey, Env};
 use osir_gateway::manage::{parse_ips, parse_scopes, Changes, KeyService};
 use osir_gateway::store::Store;
 
@@ -93,7 +93,7 @@ async fn grants(store: Store) {
     new.expires_in = Some(Duration::from_millis(1));
     let (expired, rec) = create(&b.store, new).await;
     let expires_at = rec.expires_at.unwrap();
-    while osir_gateway::keys::record::Timestamp::now() <= expires_at {
+    while osir_gateway::keys::Timestamp::now() <= expires_at {
         tokio::task::yield_now().await;
     }
     b.deny(

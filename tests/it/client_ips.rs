@@ -4,7 +4,7 @@
 //! IPv4-mapped addresses count as IPv4; and the upstream's X-Forwarded-For
 //! is the trusted chain plus the peer, or only the peer.
 
-use osir_gateway::keys::api_key::Env;
+use osir_gateway::keys::Env;
 
 use crate::support::expect::Bench;
 use crate::support::gateway::TestGateway;

@@ -7,7 +7,7 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
-use osir_gateway::keys::api_key::Env;
+use osir_gateway::keys::Env;
 use osir_gateway::manage::KeyService;
 use osir_gateway::store::Store;
 
@@ -19,7 +19,7 @@ use crate::support::redis::RedisCluster;
 const TIMEOUT: Duration = Duration::from_millis(500);
 
 async fn cluster_store(url: &str) -> Store {
-    Store::Redis(
+    Store::new(
         osir_gateway::store::redis::connect(url, TIMEOUT)
             .await
             .unwrap_or_else(|e| panic!("cannot connect to the cluster: {e}")),

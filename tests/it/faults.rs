@@ -4,11 +4,13 @@
 //! seconds of the store returning.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use http::Method;
-use osir_gateway::keys::api_key::{ApiKey, Env};
+use osir_gateway::keys::{ApiKey, Env};
 use osir_gateway::manage::KeyService;
 use osir_gateway::store::Store;
 
@@ -49,7 +51,7 @@ fn acceptable(kind: Kind, status: u16, code: &str) -> bool {
 }
 
 async fn connect(redis: &RedisServer) -> Store {
-    Store::Redis(
+    Store::new(
         osir_gateway::store::redis::connect(&redis.url(), Duration::from_millis(250))
             .await
             .unwrap(),
@@ -124,10 +126,7 @@ async fn redis_killed_under_load_gives_no_wrong_answer_and_recovers() {
                     r.code()
                 };
                 if !acceptable(*kind, r.status.as_u16(), &code) {
-                    wrong
-                        .lock()
-                        .unwrap()
-                        .push(format!("{kind:?}: {} {code}", r.status));
+                    wrong.lock().push(format!("{kind:?}: {} {code}", r.status));
                 }
             }
         }));
@@ -169,7 +168,7 @@ async fn redis_killed_under_load_gives_no_wrong_answer_and_recovers() {
     }
     let recovered = recovered.expect("the gateway did not recover within 10 s of Redis returning");
     println!("recovered {recovered:?} after Redis came back");
-    let wrong = wrong.lock().unwrap();
+    let wrong = wrong.lock();
     assert!(
         wrong.is_empty(),
         "{} wrong answers, e.g. {:?}",

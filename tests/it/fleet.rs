@@ -6,7 +6,9 @@
 //! `/metrics` and its quantiles printed.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -203,7 +205,7 @@ async fn three_gateways_refuse_a_key_revoked_under_load_within_a_second() {
                     let sent = Instant::now();
                     let (status, code) = one(&url, &auth, &c).await;
                     let done = Instant::now();
-                    seen.lock().unwrap().push(Seen {
+                    seen.lock().push(Seen {
                         gateway: g,
                         sent,
                         done,
@@ -219,7 +221,6 @@ async fn three_gateways_refuse_a_key_revoked_under_load_within_a_second() {
     }
     let passes = |g: usize| {
         seen.lock()
-            .unwrap()
             .iter()
             .filter(|s| s.gateway == g && s.status == 200)
             .count()
@@ -246,7 +247,6 @@ async fn three_gateways_refuse_a_key_revoked_under_load_within_a_second() {
     // the 1 s mark, so "never again" is tested on plenty of requests.
     let refused_by = |g: usize| {
         seen.lock()
-            .unwrap()
             .iter()
             .any(|s| s.gateway == g && s.sent > revoking && s.status == 401)
     };
@@ -262,7 +262,7 @@ async fn three_gateways_refuse_a_key_revoked_under_load_within_a_second() {
     }
     assert!(all_refused, "not every gateway refused the revoked key");
 
-    let seen = seen.lock().unwrap().clone();
+    let seen = seen.lock().clone();
     for s in &seen {
         assert!(
             (s.status, s.code.as_str()) == (200, "ok")

@@ -3,7 +3,7 @@
 //! IP gets 429 `rate_limited` with `Retry-After`, while keys already cached
 //! keep working and the positive cache keeps its hot keys.
 
-use osir_gateway::keys::api_key::{ApiKey, Env};
+use osir_gateway::keys::{ApiKey, Env};
 use osir_gateway::store::{memory::MemoryStore, Store};
 
 use crate::support::expect::{call, Bench};
@@ -13,7 +13,7 @@ use crate::support::keys::create_key;
 #[tokio::test]
 async fn random_keys_exhaust_a_budget_and_spare_the_store() {
     let mem = MemoryStore::new();
-    let store = Store::Memory(mem.clone());
+    let store = Store::new(mem.clone());
     let extra = "[auth]\nfailed_lookup_budget = 5\nfailed_lookup_window = \"60s\"\n";
     let Bench { up, gw, .. } =
         Bench::build(TestGateway::builder().extra(extra).store(store.clone())).await;
@@ -56,7 +56,7 @@ async fn random_keys_exhaust_a_budget_and_spare_the_store() {
 #[tokio::test]
 async fn a_cached_key_past_its_ttl_is_refreshed_despite_a_spent_budget() {
     let mem = MemoryStore::new();
-    let store = Store::Memory(mem.clone());
+    let store = Store::new(mem.clone());
     let extra = "[cache]\nttl = \"100ms\"\n[auth]\nfailed_lookup_budget = 2\nfailed_lookup_window = \"60s\"\n";
     let Bench { up: _up, gw, .. } =
         Bench::build(TestGateway::builder().extra(extra).store(store.clone())).await;

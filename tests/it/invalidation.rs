@@ -8,8 +8,8 @@
 use std::time::{Duration, Instant};
 
 use http::Method;
-use osir_gateway::keys::api_key::Env;
-use osir_gateway::keys::record::Timestamp;
+use osir_gateway::keys::Env;
+use osir_gateway::keys::Timestamp;
 use osir_gateway::manage::KeyService;
 use osir_gateway::store::{redis::INVALIDATE_CHANNEL, Store};
 
@@ -66,7 +66,7 @@ async fn writer(redis: &RedisServer) -> Store {
     ]);
     let url = format!("redis://writer:writer-pw@127.0.0.1:{}/0", redis.port);
     let s = osir_gateway::store::redis::connect(&url, Duration::from_secs(1)).await;
-    Store::Redis(s.unwrap())
+    Store::new(s.unwrap())
 }
 
 /// Takes the channel away from the gateways (the default user): Redis drops

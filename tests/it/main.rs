@@ -1,6 +1,6 @@
 //! Integration tests: one binary, real sockets, real redis-server, real
 //! upstreams. Shared helpers live in `support/`.
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
 mod support;
 
@@ -8,6 +8,7 @@ mod auth;
 mod client_ips;
 mod cluster;
 mod keys_cli;
+mod layout;
 mod revocation;
 mod secrets;
 mod sentinel;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use http::Method;
 use osir_gateway::config::AccessLog as AccessLogConfig;
-use osir_gateway::keys::api_key::Env;
+use osir_gateway::keys::Env;
 use osir_gateway::manage::KeyService;
 
 use crate::support::client::{bearer, get};

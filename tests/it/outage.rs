@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use osir_gateway::keys::api_key::{ApiKey, Env};
+use osir_gateway::keys::{ApiKey, Env};
 use osir_gateway::manage::KeyService;
 use osir_gateway::store::Store;
 
@@ -18,7 +18,7 @@ use crate::support::until_ok;
 const EXTRA: &str = "[cache]\nttl = \"150ms\"\nstale_if_error = \"1m\"\n";
 
 async fn fast_store(redis: &RedisServer) -> Store {
-    Store::Redis(
+    Store::new(
         osir_gateway::store::redis::connect(&redis.url(), Duration::from_millis(200))
             .await
             .unwrap(),

@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use http::Method;
-use osir_gateway::keys::api_key::{ApiKey, Env};
-use osir_gateway::keys::record::Timestamp;
+use osir_gateway::keys::Timestamp;
+use osir_gateway::keys::{ApiKey, Env};
 use osir_gateway::manage::{parse_scopes, Changes, KeyService};
 use osir_gateway::store::{file::FileStore, Store};
 
@@ -142,7 +142,7 @@ async fn concurrent_first_uses_cost_one_store_read() {
     let store = osir_gateway::store::redis::connect(&redis.url(), Duration::from_secs(20))
         .await
         .unwrap();
-    let Bench { up, gw, .. } = Bench::start(Store::Redis(store), "").await;
+    let Bench { up, gw, .. } = Bench::start(Store::new(store), "").await;
     let before = redis.command_count("hgetall");
     let misses = || {
         gw.gw
@@ -270,7 +270,7 @@ async fn expiry_is_exact_even_while_cached() {
 async fn file_store_with_keys_from_the_binary() {
     let cfg = CliConfig::file_store();
     let (key, id) = cli_create(&cfg, "live", &["domains:read"]);
-    let store = Store::File(FileStore::open(&cfg.keys_file()).unwrap());
+    let store = Store::new(FileStore::open(&cfg.keys_file()).unwrap());
     let Bench { up, gw, .. } = Bench::start(store, "").await;
     let seen = allowed(
         &gw,

@@ -5,10 +5,12 @@
 //! again by themselves.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
-use osir_gateway::keys::api_key::Env;
+use osir_gateway::keys::Env;
 use osir_gateway::manage::KeyService;
 use osir_gateway::store::Store;
 
@@ -45,7 +47,7 @@ async fn a_primary_killed_under_load_fails_over_without_a_wrong_answer() {
     let sentinels = Sentinels::start(primary.port);
     assert_eq!(sentinels.master_port(), Some(primary.port));
 
-    let store = Store::Redis(
+    let store = Store::new(
         osir_gateway::store::redis::connect(&sentinels.url(), Duration::from_millis(200))
             .await
             .unwrap_or_else(|e| panic!("cannot connect through the sentinels: {e}")),
@@ -79,10 +81,7 @@ async fn a_primary_killed_under_load_fails_over_without_a_wrong_answer() {
                 let r = call(&gw, &hot).await;
                 served.fetch_add(1, Ordering::SeqCst);
                 if r.status != 200 {
-                    wrong
-                        .lock()
-                        .unwrap()
-                        .push(format!("{} {}", r.status, r.text()));
+                    wrong.lock().push(format!("{} {}", r.status, r.text()));
                 }
             }
         }));
@@ -157,7 +156,7 @@ async fn a_primary_killed_under_load_fails_over_without_a_wrong_answer() {
     for t in tasks {
         t.await.unwrap();
     }
-    let wrong = wrong.lock().unwrap();
+    let wrong = wrong.lock();
     assert!(
         wrong.is_empty(),
         "the cached key got {} non-200 answers (of {}), first: {}",

@@ -17,7 +17,6 @@ use parking_lot::{Mutex, RwLock};
 
 use super::schema::Schema;
 use super::scripts::{INSERT_LUA, REPLACE_LUA, USAGE_LUA};
-use super::sentinel::lost_master;
 use super::url::{scrub, ClusterUrl, SentinelUrl};
 use super::{Inner, RedisStore};
 use crate::store::StoreError;
@@ -195,4 +194,15 @@ impl RedisStore {
             *self.inner.conn.write() = conn;
         }
     }
+}
+
+/// Whether a command error means the master may have moved: the connection
+/// failed, or the server refused a write as a replica.
+pub(super) fn lost_master(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_refusal()
+        || e.is_connection_dropped()
+        || e.is_timeout()
+        || e.code() == Some("READONLY")
+        || e.to_string().contains("READONLY")
 }

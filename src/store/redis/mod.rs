@@ -61,9 +61,9 @@ use ::redis::cluster::ClusterClient;
 use ::redis::{Client, ProtocolVersion, Script, Value};
 use parking_lot::{Mutex, RwLock};
 
-use super::{InvalidationSink, StoreError};
-use crate::keys::api_key::KeyHash;
-use crate::keys::record::{KeyRecord, KeyUsage, Timestamp, UsageDelta};
+use super::{InvalidationSink, StoreError, StoreFuture};
+use crate::keys::KeyHash;
+use crate::keys::{KeyRecord, KeyUsage, Timestamp, UsageDelta};
 use conn::{finish_connect, Cluster, Conn};
 use schema::{
     bytes_of, check_id, corrupt, hash_fields, list_items, parse_index, parse_record, parse_usage,
@@ -425,5 +425,47 @@ impl RedisStore {
     pub(super) fn watch(&self, sink: Arc<dyn InvalidationSink>) -> tokio::task::JoinHandle<()> {
         let store = Arc::downgrade(&self.inner);
         tokio::spawn(async move { watch::watch_loop(store, &*sink).await })
+    }
+}
+
+impl crate::store::KeyLookup for RedisStore {
+    fn lookup<'a>(&'a self, hash: &'a KeyHash) -> StoreFuture<'a, Option<KeyRecord>> {
+        Box::pin(RedisStore::lookup(self, hash))
+    }
+}
+
+impl crate::store::KeyAdmin for RedisStore {
+    fn get<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<(KeyHash, KeyRecord)>> {
+        Box::pin(RedisStore::get(self, id))
+    }
+    fn list(&self) -> StoreFuture<'_, Vec<KeyRecord>> {
+        Box::pin(RedisStore::list(self))
+    }
+    fn insert<'a>(&'a self, hash: &'a KeyHash, record: &'a KeyRecord) -> StoreFuture<'a, ()> {
+        Box::pin(RedisStore::insert(self, hash, record))
+    }
+    fn replace<'a>(&'a self, record: &'a KeyRecord) -> StoreFuture<'a, ()> {
+        Box::pin(RedisStore::replace(self, record))
+    }
+}
+
+impl crate::store::UsageStore for RedisStore {
+    fn add_usage<'a>(&'a self, batch: &'a [UsageDelta]) -> StoreFuture<'a, ()> {
+        Box::pin(RedisStore::add_usage(self, batch))
+    }
+    fn usage<'a>(&'a self, id: &'a str) -> StoreFuture<'a, KeyUsage> {
+        Box::pin(RedisStore::usage(self, id))
+    }
+}
+
+impl crate::store::ChangeFeed for RedisStore {
+    fn watch(&self, sink: Arc<dyn InvalidationSink>) -> tokio::task::JoinHandle<()> {
+        RedisStore::watch(self, sink)
+    }
+}
+
+impl crate::store::Backend for RedisStore {
+    fn name(&self) -> &'static str {
+        "redis"
     }
 }

@@ -9,8 +9,8 @@ use std::net::IpAddr;
 
 use ::redis::Value;
 
-use crate::keys::api_key::{Env, KeyHash};
-use crate::keys::record::{parse_ip_or_cidr, valid_key_id, KeyRecord, KeyUsage, Scope, Timestamp};
+use crate::keys::{parse_ip_or_cidr, valid_key_id, KeyRecord, KeyUsage, Scope, Timestamp};
+use crate::keys::{Env, KeyHash};
 use crate::store::StoreError;
 
 /// The names of the schema's keys. A store uses [`Schema::PLAIN`], or

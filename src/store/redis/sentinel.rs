@@ -6,7 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use ::redis::{Client, ConnectionAddr, ConnectionInfo, RedisConnectionInfo, RedisError, Value};
+use ::redis::{Client, ConnectionAddr, ConnectionInfo, RedisConnectionInfo, Value};
 
 use super::conn::open_conn;
 use super::url::{scrub, SentinelUrl};
@@ -90,17 +90,6 @@ impl RedisStore {
     pub(super) fn generation(&self) -> u64 {
         self.inner.generation.load(Ordering::SeqCst)
     }
-}
-
-/// Whether a command error means the master may have moved: the connection
-/// failed, or the server refused a write as a replica.
-pub(super) fn lost_master(e: &RedisError) -> bool {
-    e.is_io_error()
-        || e.is_connection_refusal()
-        || e.is_connection_dropped()
-        || e.is_timeout()
-        || e.code() == Some("READONLY")
-        || e.to_string().contains("READONLY")
 }
 
 /// Whether a `ROLE` reply says "master".

@@ -15,8 +15,8 @@ use futures_util::StreamExt;
 use super::sentinel::is_master_role;
 use super::subscribe::PROBE_PREFIX;
 use super::{Inner, RedisStore, INVALIDATE_CHANNEL};
-use crate::keys::api_key::KeyHash;
-use crate::keys::record::Timestamp;
+use crate::keys::KeyHash;
+use crate::keys::Timestamp;
 use crate::store::InvalidationSink;
 
 /// How often the watcher proves both connections are alive.
@@ -307,21 +307,18 @@ mod tests {
 
     #[test]
     fn messages_are_forwarded_or_flush() {
-        use std::sync::Mutex;
+        use parking_lot::Mutex;
         #[derive(Default)]
         struct Rec(Mutex<Vec<String>>);
         impl InvalidationSink for Rec {
             fn invalidate(&self, hash: &KeyHash) {
-                self.0.lock().unwrap().push(hash.to_hex());
+                self.0.lock().push(hash.to_hex());
             }
             fn invalidate_written_at(&self, hash: &KeyHash, at: Timestamp) {
-                self.0
-                    .lock()
-                    .unwrap()
-                    .push(format!("{}@{}", hash.to_hex(), at.0));
+                self.0.lock().push(format!("{}@{}", hash.to_hex(), at.0));
             }
             fn invalidate_all(&self) {
-                self.0.lock().unwrap().push("*".into());
+                self.0.lock().push("*".into());
             }
             fn store_up(&self, _: bool) {}
         }
@@ -333,10 +330,10 @@ mod tests {
         forward(b"nonsense", &rec);
         forward(b"\xff", &rec);
         assert_eq!(
-            *rec.0.lock().unwrap(),
+            *rec.0.lock(),
             vec![hex.clone(), hex.clone(), "*".into(), "*".into(), "*".into()]
         );
-        rec.0.lock().unwrap().clear();
+        rec.0.lock().clear();
         forward(format!("{hex} 1700000000123").as_bytes(), &rec);
         for bad in ["-5", "", "12x", "1 2", "99999999999999999999"] {
             forward(format!("{hex} {bad}").as_bytes(), &rec);
@@ -345,7 +342,7 @@ mod tests {
         forward(probe_message().as_bytes(), &rec);
         let mut want = vec![format!("{hex}@1700000000123")];
         want.extend(std::iter::repeat_n("*".to_owned(), 6));
-        assert_eq!(*rec.0.lock().unwrap(), want);
+        assert_eq!(*rec.0.lock(), want);
     }
 
     #[test]

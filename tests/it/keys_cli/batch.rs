@@ -1,6 +1,6 @@
 //! `keys create --count N`.
 
-use osir_gateway::keys::api_key::looks_like_key;
+use osir_gateway::keys::looks_like_key;
 use serde_json::Value;
 
 use crate::support::keys::{body, CliConfig};

@@ -1,8 +1,8 @@
 //! `keys` create, list, show, update, revoke and rotate, on a file and a
 //! Redis store.
 
-use osir_gateway::keys::api_key::looks_like_key;
-use osir_gateway::keys::record::Timestamp;
+use osir_gateway::keys::looks_like_key;
+use osir_gateway::keys::Timestamp;
 
 use crate::support::keys::{body, CliConfig};
 use crate::support::redis::RedisServer;

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderValue};
 use ipnet::IpNet;
-use osir_gateway::keys::record::canonical_ip;
+use osir_gateway::keys::canonical_ip;
 use osir_gateway::pipeline::client_ip::{client_ip, is_trusted};
 use proptest::prelude::*;
 use proptest::sample::select;

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use osir_gateway::keys::api_key::Env;
-use osir_gateway::keys::record::{KeyRecord, Timestamp};
+use osir_gateway::keys::Env;
+use osir_gateway::keys::{KeyRecord, Timestamp};
 use osir_gateway::store::file::FileStore;
 use osir_gateway::store::StoreError;
 

@@ -2,11 +2,13 @@
 //! files in temp dirs, several handles standing in for several processes.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
-use osir_gateway::keys::api_key::{ApiKey, Env, KeyHash};
-use osir_gateway::keys::record::{parse_ip_or_cidr, KeyRecord, Scope, Timestamp, UsageDelta};
+use osir_gateway::keys::{parse_ip_or_cidr, KeyRecord, Scope, Timestamp, UsageDelta};
+use osir_gateway::keys::{ApiKey, Env, KeyHash};
 use osir_gateway::store::file::FileStore;
 use osir_gateway::store::{InvalidationSink, Store, StoreError};
 
@@ -32,23 +34,23 @@ struct Recorder(Mutex<Vec<Seen>>);
 
 impl InvalidationSink for Recorder {
     fn invalidate(&self, hash: &KeyHash) {
-        self.0.lock().unwrap().push(Seen::One(*hash));
+        self.0.lock().push(Seen::One(*hash));
     }
     fn invalidate_all(&self) {
-        self.0.lock().unwrap().push(Seen::All);
+        self.0.lock().push(Seen::All);
     }
     fn store_up(&self, up: bool) {
-        self.0.lock().unwrap().push(Seen::Up(up));
+        self.0.lock().push(Seen::Up(up));
     }
 }
 
 impl Recorder {
     fn count(&self, what: &Seen) -> usize {
-        self.0.lock().unwrap().iter().filter(|s| *s == what).count()
+        self.0.lock().iter().filter(|s| *s == what).count()
     }
 
     fn last_up(&self) -> Option<bool> {
-        self.0.lock().unwrap().iter().rev().find_map(|s| match s {
+        self.0.lock().iter().rev().find_map(|s| match s {
             Seen::Up(up) => Some(*up),
             _ => None,
         })
@@ -77,7 +79,7 @@ impl Recorder {
         assert!(
             seen,
             "{what}: not seen within {within:?}; saw {:?}",
-            self.0.lock().unwrap()
+            self.0.lock()
         );
     }
 }
@@ -140,7 +142,7 @@ fn delta(id: &str, days: &[(&str, u64)], at: i64, ip: &str) -> UsageDelta {
 }
 
 async fn redis_store(server: &RedisServer) -> Store {
-    Store::Redis(
+    Store::new(
         osir_gateway::store::redis::connect(&server.url(), TIMEOUT)
             .await
             .unwrap(),
@@ -152,7 +154,7 @@ fn is_unavailable(e: &StoreError) -> bool {
 }
 
 fn file_store(path: &Path) -> Store {
-    Store::File(FileStore::open(path).unwrap())
+    Store::new(FileStore::open(path).unwrap())
 }
 
 /// Polls until the watcher task has ended.

@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use osir_gateway::keys::api_key::Env;
-use osir_gateway::keys::record::{KeyRecord, KeyUsage, Timestamp};
+use osir_gateway::keys::Env;
+use osir_gateway::keys::{KeyRecord, KeyUsage, Timestamp};
 use osir_gateway::store::StoreError;
 
 use crate::support::redis::RedisServer;

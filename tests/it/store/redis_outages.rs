@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use osir_gateway::keys::api_key::Env;
-use osir_gateway::keys::record::{KeyRecord, Timestamp};
+use osir_gateway::keys::Env;
+use osir_gateway::keys::{KeyRecord, Timestamp};
 use osir_gateway::store::redis;
 
 use crate::support::redis::RedisServer;

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use http::Method;
-use osir_gateway::keys::api_key::Env;
+use osir_gateway::keys::Env;
 use osir_gateway::store::Store;
 
 use std::time::Duration;

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use osir_gateway::keys::api_key::Env;
-use osir_gateway::keys::record::KeyRecord;
+use osir_gateway::keys::Env;
+use osir_gateway::keys::KeyRecord;
 use osir_gateway::manage::{parse_ips, parse_scopes, KeyService, NewKey};
 use osir_gateway::store::{memory::MemoryStore, Store};
 
@@ -53,13 +53,13 @@ pub fn body(key: &str) -> &str {
 }
 
 pub fn memory_store() -> Store {
-    Store::Memory(MemoryStore::new())
+    Store::new(MemoryStore::new())
 }
 
 /// A new connection to `redis` (each gateway or writer gets its own).
 pub async fn redis_store(redis: &RedisServer) -> Store {
     let s = osir_gateway::store::redis::connect(&redis.url(), Duration::from_secs(1)).await;
-    Store::Redis(s.unwrap_or_else(|e| panic!("cannot connect to the test redis: {e}")))
+    Store::new(s.unwrap_or_else(|e| panic!("cannot connect to the test redis: {e}")))
 }
 
 /// A config the `keys` commands (and `run`) accept, with `store` as the

@@ -65,3 +65,13 @@ where
         }
     }
 }
+
+/// Sets an environment variable for a gateway under test (the admin token
+/// is read from the variable `[admin] token_env` names). The one place the
+/// tests write the environment: each caller uses a variable name of its
+/// own (random suffix) that nothing else reads or writes, set before the
+/// gateway that reads it starts.
+#[allow(clippy::disallowed_methods)]
+pub fn set_test_env(var: &str, value: &str) {
+    std::env::set_var(var, value);
+}

@@ -8,7 +8,9 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -79,11 +81,11 @@ impl RecordingUpstream {
 
     /// Everything received so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.seen.lock().unwrap().clone()
+        self.seen.lock().clone()
     }
 
     pub fn count(&self) -> usize {
-        self.seen.lock().unwrap().len()
+        self.seen.lock().len()
     }
 
     /// The last request, panicking if none arrived.
@@ -122,7 +124,7 @@ async fn answer(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let hop = parts.headers.contains_key("x-test-hop");
-    seen.lock().unwrap().push(Recorded {
+    seen.lock().push(Recorded {
         method: parts.method.to_string(),
         target: parts
             .uri
@@ -209,7 +211,7 @@ impl WireUpstream {
 
     /// Every request read so far, as text (lossy).
     pub fn requests(&self) -> Vec<String> {
-        let seen = self.seen.lock().unwrap();
+        let seen = self.seen.lock();
         seen.iter()
             .map(|r| String::from_utf8_lossy(r).into_owned())
             .collect()
@@ -236,7 +238,7 @@ async fn serve_wire(mut stream: tokio::net::TcpStream, seen: Arc<Mutex<Vec<Vec<u
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         };
-        seen.lock().unwrap().push(buf.drain(..n).collect());
+        seen.lock().push(buf.drain(..n).collect());
         let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
         if stream.write_all(reply).await.is_err() {
             return;

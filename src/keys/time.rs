@@ -1,0 +1,91 @@
+//! Timestamps: whole milliseconds since the Unix epoch, shown as RFC 3339.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A point in time, in whole milliseconds since the Unix epoch; shown as
+/// RFC 3339 (UTC) wherever a person or another program reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// The current time.
+    pub fn now() -> Timestamp {
+        Timestamp::from_system(SystemTime::now())
+    }
+
+    /// Converts, clamping times before 1970 to the epoch.
+    pub fn from_system(t: SystemTime) -> Timestamp {
+        Timestamp(
+            t.duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+        )
+    }
+
+    /// Back to `SystemTime`, for formatting.
+    pub fn to_system(self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.0.max(0) as u64)
+    }
+
+    /// `self + d`, saturating.
+    pub fn plus(self, d: Duration) -> Timestamp {
+        Timestamp(
+            self.0
+                .saturating_add(d.as_millis().min(i64::MAX as u128) as i64),
+        )
+    }
+
+    /// Parses RFC 3339 (`2026-11-27T13:47:00Z`, fractional seconds allowed).
+    pub fn parse(text: &str) -> Result<Timestamp, String> {
+        humantime::parse_rfc3339_weak(text.trim_end_matches('Z'))
+            .map(Timestamp::from_system)
+            .map_err(|e| format!("invalid timestamp {text:?}: {e}"))
+    }
+
+    /// The UTC day, `YYYY-MM-DD`, for daily usage counters.
+    pub fn day(self) -> String {
+        let s = self.to_string();
+        s[..10].to_owned()
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 % 1000 == 0 {
+            write!(f, "{}", humantime::format_rfc3339_seconds(self.to_system()))
+        } else {
+            write!(f, "{}", humantime::format_rfc3339_millis(self.to_system()))
+        }
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
+        let s = String::deserialize(d)?;
+        Timestamp::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    #[test]
+    fn timestamps_roundtrip_as_rfc3339() {
+        let t = Timestamp(1_795_000_000_123);
+        let s = t.to_string();
+        assert!(s.ends_with('Z'), "{s}");
+        assert_eq!(Timestamp::parse(&s).unwrap(), t);
+        assert_eq!(Timestamp(0).to_string(), "1970-01-01T00:00:00Z");
+        assert_eq!(Timestamp(0).day(), "1970-01-01");
+        assert!(Timestamp::parse("yesterday").is_err());
+    }
+}
