@@ -18,7 +18,7 @@ use http_body_util::{BodyExt, Full};
 use crate::support::client::{bearer, client};
 use crate::support::eventually_async;
 use crate::support::keys::{cli_create, CliConfig};
-use crate::support::process::{free_port, GatewayProcess};
+use crate::support::process::{free_port, run_config, GatewayProcess};
 use crate::support::redis::RedisServer;
 use crate::support::upstream::RecordingUpstream;
 
@@ -37,25 +37,13 @@ struct Process {
 impl Process {
     fn start(redis: &RedisServer, up: &RecordingUpstream) -> Process {
         let (api, admin) = (free_port(), free_port());
-        let cfg = CliConfig::new(&format!(
-            r#"[server]
-listen = "127.0.0.1:{api}"
-[admin]
-listen = "127.0.0.1:{admin}"
-[store]
-backend = "redis"
-url = "{redis}"
-[log]
-access = "off"
-[upstreams.up]
-url = "{up}"
-[[routes]]
-prefix = "/v1/domains"
-upstream = "up"
-resource = "domains"
-"#,
-            redis = redis.url(),
-            up = up.url(),
+        let cfg = CliConfig::new(&run_config(
+            api,
+            admin,
+            &redis.url(),
+            &up.url(),
+            "access = \"off\"",
+            "",
         ));
         Process {
             run: GatewayProcess::start(&cfg),

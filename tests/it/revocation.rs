@@ -34,20 +34,15 @@ async fn two_cached_gateways(
     up: &RecordingUpstream,
     key: &str,
 ) -> [TestGateway; 2] {
-    let gws = [
+    let gateway = || async {
         TestGateway::builder()
             .upstream(up)
             .store(redis_store(redis).await)
             .watched()
             .start()
-            .await,
-        TestGateway::builder()
-            .upstream(up)
-            .store(redis_store(redis).await)
-            .watched()
-            .start()
-            .await,
-    ];
+            .await
+    };
+    let gws = [gateway().await, gateway().await];
     let auth = bearer(key);
     for gw in &gws {
         allowed(gw, up, GET, "/v1/domains", &[("authorization", &auth)]).await;

@@ -16,7 +16,7 @@ use osir_gateway::manage::KeyService;
 
 use crate::support::client::{bearer, client, get, send};
 use crate::support::keys::{bad_checksum, body, cli_create, memory_store, new_key, CliConfig};
-use crate::support::process::{free_port, GatewayProcess};
+use crate::support::process::{free_port, run_config, GatewayProcess};
 use crate::support::redis::RedisServer;
 use crate::support::upstream::RecordingUpstream;
 use crate::support::{eventually, eventually_async};
@@ -48,30 +48,13 @@ async fn no_key_in_logs_metrics_answers_store_or_upstream() {
     let redis = RedisServer::start();
     let up = RecordingUpstream::start("up").await;
     let (api, admin) = (free_port(), free_port());
-    let cfg = CliConfig::new(&format!(
-        r#"[server]
-listen = "127.0.0.1:{api}"
-[admin]
-listen = "127.0.0.1:{admin}"
-[store]
-backend = "redis"
-url = "{redis}"
-[log]
-level = "debug"
-access = "stdout"
-[upstreams.up]
-url = "{up}"
-[[routes]]
-prefix = "/v1/domains"
-upstream = "up"
-resource = "domains"
-[[routes]]
-prefix = "/v1/vps"
-upstream = "up"
-resource = "vps"
-"#,
-        redis = redis.url(),
-        up = up.url(),
+    let cfg = CliConfig::new(&run_config(
+        api,
+        admin,
+        &redis.url(),
+        &up.url(),
+        "level = \"debug\"\naccess = \"stdout\"",
+        "[[routes]]\nprefix = \"/v1/vps\"\nupstream = \"up\"\nresource = \"vps\"\n",
     ));
     let mut gateway = GatewayProcess::start(&cfg);
     let readyz = format!("http://127.0.0.1:{admin}/readyz");

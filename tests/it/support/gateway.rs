@@ -1,5 +1,20 @@
 //! An in-process gateway on 127.0.0.1:0 with its own metrics and store, and
-//! the config snippets most tests share.
+//! the config most tests share. The one way to start one:
+//!
+//! ```ignore
+//! let up = RecordingUpstream::start("up").await;
+//! let gw = TestGateway::builder()
+//!     .upstream(&up)
+//!     .extra("[cache]\nttl = \"100ms\"\n")
+//!     .edit(|cfg| cfg.server.max_connections = 2)
+//!     .store(store.clone())
+//!     .start()
+//!     .await;
+//! ```
+//!
+//! or `TestGateway::builder().start_with_upstream().await` for a recording
+//! upstream and the gateway in front of it, and [`super::expect::Bench`]
+//! for both with the store and short ways to ask them things.
 
 use std::net::SocketAddr;
 use std::path::Path;

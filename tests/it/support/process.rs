@@ -13,6 +13,31 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("local addr").port()
 }
 
+/// A `run` config over a redis store: the API on 127.0.0.1:`api`, the admin
+/// listener on 127.0.0.1:`admin`, the store at `redis`, `log` as the body
+/// of `[log]`, one upstream `up` at `up` and the `/v1/domains` route to it;
+/// `extra` is appended (more routes).
+pub fn run_config(api: u16, admin: u16, redis: &str, up: &str, log: &str, extra: &str) -> String {
+    format!(
+        r#"[server]
+listen = "127.0.0.1:{api}"
+[admin]
+listen = "127.0.0.1:{admin}"
+[store]
+backend = "redis"
+url = "{redis}"
+[log]
+{log}
+[upstreams.up]
+url = "{up}"
+[[routes]]
+prefix = "/v1/domains"
+upstream = "up"
+resource = "domains"
+{extra}"#
+    )
+}
+
 /// One `osir-gateway -c CONFIG run` process, without `RUST_LOG`, its
 /// stdout and stderr in files `stdout` and `stderr` beside the config;
 /// killed and reaped when dropped.
