@@ -29,7 +29,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use prometheus::{Histogram, IntCounter};
+use prometheus::{Histogram, IntCounter, IntCounterVec};
 use tokio::net::TcpStream;
 
 use crate::config::{UpstreamConfig, UpstreamUrl};
@@ -117,13 +117,6 @@ impl tower_service::Service<Uri> for CountingConnector {
     }
 }
 
-/// The error counters of one upstream, by kind.
-struct UpstreamErrors {
-    connect: IntCounter,
-    timeout: IntCounter,
-    broken: IntCounter,
-}
-
 /// A configured upstream: its destinations, pools and metric handles.
 pub struct Upstream {
     /// The config it was built from (its name is the metrics label and log
@@ -134,9 +127,9 @@ pub struct Upstream {
     test: Option<Target>,
     client: Client<CountingConnector, UpstreamBody>,
     duration: Histogram,
-    /// `upstream_errors_total{upstream, kind}` for `connect`, `timeout` and
-    /// `broken`, resolved once.
-    errors: UpstreamErrors,
+    /// `upstream_errors_total{upstream, kind}`: a series appears with its
+    /// first error (errors are off the hot path, so the lookup is fine).
+    errors: IntCounterVec,
     /// Failures are logged at most once a second per upstream (a down
     /// upstream fails every request), with the count held back.
     log_throttle: crate::diag::Throttle,
@@ -165,17 +158,7 @@ impl Upstream {
             test: cfg.test_url.as_ref().map(Target::new),
             client,
             duration: metrics.upstream_duration.with_label_values(&[&cfg.name]),
-            errors: UpstreamErrors {
-                connect: metrics
-                    .upstream_errors
-                    .with_label_values(&[&cfg.name, "connect"]),
-                timeout: metrics
-                    .upstream_errors
-                    .with_label_values(&[&cfg.name, "timeout"]),
-                broken: metrics
-                    .upstream_errors
-                    .with_label_values(&[&cfg.name, "broken"]),
-            },
+            errors: metrics.upstream_errors.clone(),
             log_throttle: crate::diag::Throttle::new(Duration::from_secs(1)),
         }
     }
@@ -218,31 +201,27 @@ impl Upstream {
         *req.uri_mut() = target.uri(path, query)?;
         req.headers_mut().insert(header::HOST, target.host.clone());
         let outcome = tokio::time::timeout(self.config.timeout, self.client.request(req)).await;
-        let (counter, err) = match outcome {
+        let (kind, err) = match outcome {
             Ok(Ok(resp)) => return Ok(resp),
             Err(_) => {
                 self.log_failure(target, "timeout", None);
-                (&self.errors.timeout, GatewayError::UpstreamTimeout)
+                ("timeout", GatewayError::UpstreamTimeout)
             }
             Ok(Err(e)) if body_over_limit(&e) => return Err(GatewayError::PayloadTooLarge),
             Ok(Err(e)) if e.is_connect() => {
                 self.log_failure(target, "connect", Some(&e));
                 let failure = UpstreamFailure::Connect(Arc::new(e));
-                (
-                    &self.errors.connect,
-                    GatewayError::UpstreamUnavailable(failure),
-                )
+                ("connect", GatewayError::UpstreamUnavailable(failure))
             }
             Ok(Err(e)) => {
                 self.log_failure(target, "broken", Some(&e));
                 let failure = UpstreamFailure::Broken(Arc::new(e));
-                (
-                    &self.errors.broken,
-                    GatewayError::UpstreamUnavailable(failure),
-                )
+                ("broken", GatewayError::UpstreamUnavailable(failure))
             }
         };
-        counter.inc();
+        self.errors
+            .with_label_values(&[&self.config.name, kind])
+            .inc();
         Err(err)
     }
 }

@@ -10,26 +10,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::Method;
-use osir_gateway::store::{memory::MemoryStore, Store};
 
 use crate::support::client::{get, random_hex, send};
 use crate::support::eventually;
 use crate::support::gateway::{config, TestGateway};
-use crate::support::upstream::RecordingUpstream;
-
-async fn setup_with(extra: &str) -> (RecordingUpstream, TestGateway) {
-    let up = RecordingUpstream::start("up").await;
-    let gw = TestGateway::start(
-        &config(&up.url(), None, extra),
-        Store::new(MemoryStore::new()),
-    )
-    .await;
-    (up, gw)
-}
-
-async fn setup() -> (RecordingUpstream, TestGateway) {
-    setup_with("").await
-}
 
 async fn metrics(gw: &TestGateway) -> String {
     let r = get(&gw.admin_url("/metrics"), &[]).await;
@@ -94,7 +78,7 @@ fn requests(text: &str, route: &str, method: &str, status: &str, reason: &str) -
 
 #[tokio::test]
 async fn health_and_readiness_report_the_store() {
-    let (_up, gw) = setup().await;
+    let (_up, gw) = TestGateway::builder().start_with_upstream().await;
     assert!(
         eventually(Duration::from_secs(5), || gw
             .gw
@@ -116,7 +100,7 @@ async fn health_and_readiness_report_the_store() {
 
 #[tokio::test]
 async fn every_contract_family_is_exported() {
-    let (_up, gw) = setup().await;
+    let (_up, gw) = TestGateway::builder().start_with_upstream().await;
     assert_eq!(get(&gw.url("/v1/status"), &[]).await.status, 200);
     assert_eq!(get(&gw.url("/nowhere"), &[]).await.status, 404);
     let text = metrics(&gw).await;
@@ -153,7 +137,7 @@ async fn every_contract_family_is_exported() {
 
 #[tokio::test]
 async fn requests_are_counted_by_route_template_method_status_and_reason() {
-    let (_up, gw) = setup().await;
+    let (_up, gw) = TestGateway::builder().start_with_upstream().await;
     let before = metrics(&gw).await;
     for p in ["/v1/status", "/v1/status/a", "/v1/status/b?x=1"] {
         assert_eq!(get(&gw.url(p), &[]).await.status, 200);
@@ -207,7 +191,7 @@ async fn requests_are_counted_by_route_template_method_status_and_reason() {
 
 #[tokio::test]
 async fn random_paths_queries_and_ids_add_no_series() {
-    let (_up, gw) = setup().await;
+    let (_up, gw) = TestGateway::builder().start_with_upstream().await;
     // One of each kind first, so every series the flood can touch exists.
     for p in ["/v1/status/x", "/x", "/v1/domains/x", "/v1/status/%2e%2e"] {
         get(&gw.url(p), &[]).await;
@@ -247,7 +231,7 @@ async fn random_paths_queries_and_ids_add_no_series() {
 
 #[tokio::test]
 async fn unknown_methods_are_labelled_other() {
-    let (up, gw) = setup().await;
+    let (up, gw) = TestGateway::builder().start_with_upstream().await;
     let propfind = Method::from_bytes(b"PROPFIND").unwrap();
     let xyzzy = Method::from_bytes(b"XYZZY").unwrap();
     let r = send(propfind.clone(), &gw.url("/v1/status"), &[], Bytes::new()).await;
@@ -279,7 +263,7 @@ async fn unknown_methods_are_labelled_other() {
 
 #[tokio::test]
 async fn unknown_admin_paths_are_404_json() {
-    let (_up, gw) = setup().await;
+    let (_up, gw) = TestGateway::builder().start_with_upstream().await;
     for p in ["/nope", "/metrics/x", "/healthz/", "/v1/status", "/keysx"] {
         get(&gw.admin_url(p), &[])
             .await
@@ -294,12 +278,12 @@ async fn unknown_admin_paths_are_404_json() {
 async fn the_key_api_is_absent_without_a_token() {
     // No token_env at all, and a token_env naming a variable that is unset:
     // both leave the key API off, answering as if it did not exist.
-    let (up, plain) = setup().await;
+    let (up, plain) = TestGateway::builder().start_with_upstream().await;
     let unset = config(&up.url(), None, "").replace(
         "[admin]\n",
         "[admin]\ntoken_env = \"OSIR_IT_ADMIN_TOKEN_NEVER_SET\"\n",
     );
-    let unset = TestGateway::start(&unset, Store::new(MemoryStore::new())).await;
+    let unset = TestGateway::builder().toml(&unset).start().await;
     let auth = [("authorization", "Bearer anything")];
     for gw in [&plain, &unset] {
         for (m, p) in [

@@ -296,7 +296,11 @@ async fn test_keys_go_to_the_test_upstream() {
     let live_up = RecordingUpstream::start("live").await;
     let test_up = RecordingUpstream::start("sandbox").await;
     let toml = config(&live_up.url(), Some(&test_up.url()), "");
-    let gw = TestGateway::start(&toml, store.clone()).await;
+    let gw = TestGateway::builder()
+        .toml(&toml)
+        .store(store.clone())
+        .start()
+        .await;
     let (live, _) = create_key(&store, Env::Live, &["vps:read"], &[]).await;
     let (test, _) = create_key(&store, Env::Test, &["vps:read"], &[]).await;
     let h = bearer(&test);

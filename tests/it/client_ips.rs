@@ -4,68 +4,21 @@
 //! IPv4-mapped addresses count as IPv4; and the upstream's X-Forwarded-For
 //! is the trusted chain plus the peer, or only the peer.
 
-use http::Method;
 use osir_gateway::keys::Env;
-use osir_gateway::store::Store;
 
-use crate::support::client::bearer;
-use crate::support::expect::{allowed, refused};
-use crate::support::gateway::{config, parse, TestGateway};
+use crate::support::expect::Bench;
+use crate::support::gateway::TestGateway;
 use crate::support::keys::{create_key, memory_store};
-use crate::support::upstream::{Recorded, RecordingUpstream};
 
 const TRUST_LOCAL: &str = "[auth]\ntrusted_proxies = [\"127.0.0.1/32\"]";
 
-struct Bench {
-    up: RecordingUpstream,
-    gw: TestGateway,
-    store: Store,
-}
-
-impl Bench {
-    async fn start(extra: &str, bind: &str) -> Bench {
-        let up = RecordingUpstream::start("up").await;
-        let store = memory_store();
-        let gw = TestGateway::start_at(parse(&config(&up.url(), None, extra)), store.clone(), bind)
-            .await;
-        Bench { up, gw, store }
-    }
-
-    /// Asserts that the gateway takes the client of this request (`headers`
-    /// besides the key) to be inside `inside` and outside `outside`: a key
-    /// limited to `inside` passes, one limited to `outside` gets 403.
-    /// Returns what the upstream received.
-    async fn client_is(
-        &self,
-        headers: &[(&str, &str)],
-        inside: &[&str],
-        outside: &[&str],
-    ) -> Recorded {
-        let (out_key, _) = create_key(&self.store, Env::Live, &["domains:read"], outside).await;
-        let auth = bearer(&out_key);
-        let mut h = vec![("authorization", auth.as_str())];
-        h.extend_from_slice(headers);
-        refused(
-            &self.gw,
-            &[&self.up],
-            Method::GET,
-            "/v1/domains",
-            &h,
-            403,
-            "ip_not_allowed",
-        )
-        .await;
-        let (in_key, _) = create_key(&self.store, Env::Live, &["domains:read"], inside).await;
-        let auth = bearer(&in_key);
-        let mut h = vec![("authorization", auth.as_str())];
-        h.extend_from_slice(headers);
-        allowed(&self.gw, &self.up, Method::GET, "/v1/domains", &h).await
-    }
+async fn bench(extra: &str, bind: &str) -> Bench {
+    Bench::build(TestGateway::builder().extra(extra).bind(bind)).await
 }
 
 #[tokio::test]
 async fn allowed_ips_v4_single_and_cidr() {
-    let b = Bench::start("", "127.0.0.1:0").await;
+    let b = bench("", "127.0.0.1:0").await;
     b.client_is(&[], &["127.0.0.1"], &["10.0.0.0/8"]).await;
     b.client_is(&[], &["127.0.0.0/8"], &["127.0.0.2"]).await;
     let seen = b
@@ -82,7 +35,7 @@ async fn allowed_ips_v4_single_and_cidr() {
 
 #[tokio::test]
 async fn ipv6_peer() {
-    let b = Bench::start("", "[::1]:0").await;
+    let b = bench("", "[::1]:0").await;
     assert!(b.gw.addr.is_ipv6());
     let seen = b
         .client_is(&[], &["::1/128"], &["127.0.0.1", "10.0.0.0/8"])
@@ -97,13 +50,13 @@ async fn ipv4_mapped_addresses_are_ipv4() {
     let store = memory_store();
     let (_, rec) = create_key(&store, Env::Live, &["domains:read"], &["::ffff:127.0.0.1"]).await;
     assert_eq!(rec.allowed_ips[0].to_string(), "127.0.0.1/32");
-    let b = Bench::start("", "127.0.0.1:0").await;
+    let b = bench("", "127.0.0.1:0").await;
     b.client_is(&[], &["::ffff:127.0.0.1"], &["::ffff:10.0.0.1"])
         .await;
 
     // A peer reported as ::ffff:127.0.0.1 (IPv4 on an IPv6 socket) is
     // 127.0.0.1 for allowed_ips, trusted proxies and X-Forwarded-For.
-    let b = Bench::start("", "[::ffff:127.0.0.1]:0").await;
+    let b = bench("", "[::ffff:127.0.0.1]:0").await;
     let mapped = match b.gw.addr.ip() {
         std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().is_some(),
         std::net::IpAddr::V4(_) => false,
@@ -113,7 +66,7 @@ async fn ipv4_mapped_addresses_are_ipv4() {
         .client_is(&[], &["127.0.0.0/8"], &["::1", "::ffff:10.0.0.0/104"])
         .await;
     assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
-    let b = Bench::start(TRUST_LOCAL, "[::ffff:127.0.0.1]:0").await;
+    let b = bench(TRUST_LOCAL, "[::ffff:127.0.0.1]:0").await;
     let seen = b
         .client_is(
             &[("x-forwarded-for", "::ffff:203.0.113.7")],
@@ -129,7 +82,7 @@ async fn ipv4_mapped_addresses_are_ipv4() {
 
 #[tokio::test]
 async fn trusted_proxy_forwarded_for_names_the_client() {
-    let b = Bench::start(TRUST_LOCAL, "127.0.0.1:0").await;
+    let b = bench(TRUST_LOCAL, "127.0.0.1:0").await;
     let xff = [("x-forwarded-for", "203.0.113.7")];
     let seen = b.client_is(&xff, &["203.0.113.0/24"], &["127.0.0.1"]).await;
     assert_eq!(
@@ -144,7 +97,7 @@ async fn trusted_proxy_forwarded_for_names_the_client() {
 
 #[tokio::test]
 async fn untrusted_peer_forwarded_for_is_ignored() {
-    let b = Bench::start("[auth]\ntrusted_proxies = [\"10.0.0.0/8\"]", "127.0.0.1:0").await;
+    let b = bench("[auth]\ntrusted_proxies = [\"10.0.0.0/8\"]", "127.0.0.1:0").await;
     let xff = [
         ("x-forwarded-for", "203.0.113.7"),
         ("x-forwarded-for", "10.0.0.1"),
@@ -158,7 +111,7 @@ async fn untrusted_peer_forwarded_for_is_ignored() {
 
 #[tokio::test]
 async fn forwarded_for_is_read_from_the_right() {
-    let b = Bench::start(
+    let b = bench(
         "[auth]\ntrusted_proxies = [\"127.0.0.1/32\", \"10.0.0.0/8\"]",
         "127.0.0.1:0",
     )
@@ -200,7 +153,7 @@ async fn forwarded_for_is_read_from_the_right() {
 
 #[tokio::test]
 async fn garbage_hops_never_name_a_client() {
-    let b = Bench::start(
+    let b = bench(
         "[auth]\ntrusted_proxies = [\"127.0.0.1/32\", \"10.0.0.0/8\"]",
         "127.0.0.1:0",
     )
@@ -232,7 +185,7 @@ async fn garbage_hops_never_name_a_client() {
 
 #[tokio::test]
 async fn real_ip_and_forwarded_are_never_believed() {
-    let b = Bench::start(TRUST_LOCAL, "127.0.0.1:0").await;
+    let b = bench(TRUST_LOCAL, "127.0.0.1:0").await;
     let spoof = [
         ("x-real-ip", "203.0.113.7"),
         ("forwarded", "for=203.0.113.7;proto=https"),

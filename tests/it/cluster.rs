@@ -5,35 +5,18 @@
 //! node the gateway subscribed to); list, show and usage work.
 
 use std::net::TcpListener;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use osir_gateway::keys::Env;
 use osir_gateway::manage::KeyService;
 use osir_gateway::store::Store;
 
-use crate::support::client::{bearer, get, Reply};
-use crate::support::gateway::{config, TestGateway};
+use crate::support::expect::Bench;
+use crate::support::expect::{call, until_status};
 use crate::support::keys::{cli_create, create_key, CliConfig};
 use crate::support::redis::RedisCluster;
-use crate::support::upstream::RecordingUpstream;
 
 const TIMEOUT: Duration = Duration::from_millis(500);
-
-async fn call(gw: &TestGateway, key: &str) -> Reply {
-    get(&gw.url("/v1/domains/x"), &[("authorization", &bearer(key))]).await
-}
-
-/// Polls `gw` with `key` until the answer has `status`, for up to `deadline`.
-async fn until_status(gw: &TestGateway, key: &str, status: u16, deadline: Duration) -> Reply {
-    let end = Instant::now() + deadline;
-    loop {
-        let r = call(gw, key).await;
-        if r.status == status || Instant::now() > end {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 async fn cluster_store(url: &str) -> Store {
     Store::new(
@@ -45,7 +28,6 @@ async fn cluster_store(url: &str) -> Store {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cluster_store_serves_writes_revocations_and_usage() {
-    let up = RecordingUpstream::start("up").await;
     let cluster = tokio::task::block_in_place(RedisCluster::start);
     let url = cluster.url();
 
@@ -77,8 +59,7 @@ async fn a_cluster_store_serves_writes_revocations_and_usage() {
         1,
     );
     let gw_store = cluster_store(&gw_url).await;
-    let gw = TestGateway::start(&config(&up.url(), None, ""), gw_store).await;
-    gw.wait_store_watched().await;
+    let Bench { up: _up, gw, .. } = Bench::start(gw_store, "").await;
     let r = call(&gw, &hot).await;
     assert_eq!(r.status, 200, "a key made through the store: {}", r.text());
 

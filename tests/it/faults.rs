@@ -15,10 +15,10 @@ use osir_gateway::manage::KeyService;
 use osir_gateway::store::Store;
 
 use crate::support::client::{bearer, client, send_with};
-use crate::support::gateway::{config, TestGateway};
+use crate::support::eventually_async;
+use crate::support::expect::Bench;
 use crate::support::keys::{create, new_key};
 use crate::support::redis::RedisServer;
-use crate::support::upstream::RecordingUpstream;
 
 // A budget high enough that the repeated unknown key never turns into 429s
 // for the other keys of this single client IP (the budget has its own test).
@@ -60,13 +60,11 @@ async fn connect(redis: &RedisServer) -> Store {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_under_load_gives_no_wrong_answer_and_recovers() {
-    let up = RecordingUpstream::start("up").await;
     let mut redis = RedisServer::start();
     let store = connect(&redis).await;
-    let gw = TestGateway::start(&config(&up.url(), None, EXTRA), store.clone()).await;
     // The watcher flushes the cache once it has subscribed; let that
     // happen before caching what the outage must be survived with.
-    gw.wait_store_watched().await;
+    let Bench { up, gw, .. } = Bench::start(store.clone(), EXTRA).await;
     let svc = KeyService::new(&store);
     let (good, _) = create(&store, new_key(Env::Live, &["domains:read"], &[])).await;
     let (revoked, rrec) = create(&store, new_key(Env::Live, &["domains:read"], &[])).await;
@@ -143,8 +141,7 @@ async fn redis_killed_under_load_gives_no_wrong_answer_and_recovers() {
     redis.restart();
     let back = Instant::now();
     // Recovery: a key never cached works again, by itself.
-    let mut recovered = None;
-    while back.elapsed() < Duration::from_secs(10) {
+    let recovered = eventually_async(Duration::from_secs(10), || async {
         let r = send_with(
             &c,
             Method::GET,
@@ -154,16 +151,17 @@ async fn redis_killed_under_load_gives_no_wrong_answer_and_recovers() {
         )
         .await;
         if r.status == 200 {
-            recovered = Some(back.elapsed());
-            break;
+            return true;
         }
         assert!(
             r.status == 503 || r.status == 401,
             "late key answered {}",
             r.status
         );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+        false
+    })
+    .await
+    .then(|| back.elapsed());
     stop.store(true, Ordering::Relaxed);
     for t in load {
         t.await.unwrap();

@@ -5,8 +5,6 @@
 //! through again. Each gateway's revocation-delay histogram is read from
 //! `/metrics` and its quantiles printed.
 
-use std::fs::File;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -20,6 +18,7 @@ use http_body_util::{BodyExt, Full};
 use crate::support::client::{bearer, client};
 use crate::support::eventually_async;
 use crate::support::keys::{cli_create, CliConfig};
+use crate::support::process::{free_port, run_config, GatewayProcess};
 use crate::support::redis::RedisServer;
 use crate::support::upstream::RecordingUpstream;
 
@@ -27,57 +26,27 @@ const GATEWAYS: usize = 3;
 const CLIENTS_PER_GATEWAY: usize = 3;
 const WITHIN: Duration = Duration::from_secs(1);
 
-/// One `osir-gateway run` process; killed and reaped when dropped.
+/// One `osir-gateway run` process over the shared redis-server.
 struct Process {
-    child: Child,
+    run: GatewayProcess,
     cfg: CliConfig,
     api: u16,
     admin: u16,
 }
 
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl Process {
     fn start(redis: &RedisServer, up: &RecordingUpstream) -> Process {
         let (api, admin) = (free_port(), free_port());
-        let cfg = CliConfig::new(&format!(
-            r#"[server]
-listen = "127.0.0.1:{api}"
-[admin]
-listen = "127.0.0.1:{admin}"
-[store]
-backend = "redis"
-url = "{redis}"
-[log]
-access = "off"
-[upstreams.up]
-url = "{up}"
-[[routes]]
-prefix = "/v1/domains"
-upstream = "up"
-resource = "domains"
-"#,
-            redis = redis.url(),
-            up = up.url(),
+        let cfg = CliConfig::new(&run_config(
+            api,
+            admin,
+            &redis.url(),
+            &up.url(),
+            "access = \"off\"",
+            "",
         ));
-        let dir = cfg.dir.path();
-        let child = Command::new(env!("CARGO_BIN_EXE_osir-gateway"))
-            .arg("-c")
-            .arg(&cfg.path)
-            .arg("run")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(File::create(dir.join("stdout")).unwrap())
-            .stderr(File::create(dir.join("stderr")).unwrap())
-            .spawn()
-            .unwrap();
         Process {
-            child,
+            run: GatewayProcess::start(&cfg),
             cfg,
             api,
             admin,
@@ -85,7 +54,7 @@ resource = "domains"
     }
 
     fn stderr(&self) -> String {
-        std::fs::read_to_string(self.cfg.dir.path().join("stderr")).unwrap_or_default()
+        self.run.stderr()
     }
 
     fn url(&self, path: &str) -> String {
@@ -115,11 +84,6 @@ resource = "domains"
             _ => false,
         }
     }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 /// One answer seen by a load client.

@@ -8,27 +8,16 @@
 
 use bytes::Bytes;
 use http::Method;
-use osir_gateway::store::{memory::MemoryStore, Store};
 
 use crate::support::client::{
     get, h2_client, random_bytes, raw_exchange, send, send_chunked, send_with,
 };
-use crate::support::gateway::{config, TestGateway};
-use crate::support::upstream::{ClosedPort, RecordingUpstream};
-
-async fn setup() -> (RecordingUpstream, TestGateway) {
-    let up = RecordingUpstream::start("up").await;
-    let gw = TestGateway::start(&config(&up.url(), None, ""), Store::new(MemoryStore::new())).await;
-    (up, gw)
-}
-
-fn raw_request(gw: &TestGateway, request_line: &str, headers: &str, body: &str) -> Vec<u8> {
-    format!("{request_line}\r\nHost: {}\r\n{headers}\r\n{body}", gw.addr).into_bytes()
-}
+use crate::support::gateway::TestGateway;
+use crate::support::upstream::ClosedPort;
 
 #[tokio::test]
 async fn forged_forwarding_identity_and_hop_by_hop_headers_are_dropped() {
-    let (up, gw) = setup().await;
+    let (up, gw) = TestGateway::builder().start_with_upstream().await;
     let headers = "X-Osir-Key-Id: forged\r\nX-Osir-Anything: x\r\nX-Osir-Env: live\r\n\
         X-Osir-Key_Id: forged\r\nX_Forwarded_For: 6.6.6.6\r\nX-Custom_Thing: 1\r\n\
         X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Host: evil.example\r\n\
@@ -39,7 +28,7 @@ async fn forged_forwarding_identity_and_hop_by_hop_headers_are_dropped() {
         X-Kept: yes\r\n";
     let r = raw_exchange(
         gw.addr,
-        &raw_request(&gw, "GET /v1/status HTTP/1.1", headers, ""),
+        &gw.raw_request("GET /v1/status HTTP/1.1", headers, ""),
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -73,13 +62,13 @@ async fn forged_forwarding_identity_and_hop_by_hop_headers_are_dropped() {
 
 #[tokio::test]
 async fn connection_removes_what_it_names_but_not_the_gateways_own_headers() {
-    let (up, gw) = setup().await;
+    let (up, gw) = TestGateway::builder().start_with_upstream().await;
     let headers = "Connection: X-Osir-Key-Id, X-Custom, x-forwarded-for\r\n\
         Connection: X-Forwarded-Proto, x-request-id, X-Custom2\r\n\
         X-Custom: 1\r\nX-Custom2: 2\r\nX-Other: 3\r\nX-Request-Id: rid-conn-1\r\n";
     let r = raw_exchange(
         gw.addr,
-        &raw_request(&gw, "GET /v1/status HTTP/1.1", headers, ""),
+        &gw.raw_request("GET /v1/status HTTP/1.1", headers, ""),
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -96,7 +85,7 @@ async fn connection_removes_what_it_names_but_not_the_gateways_own_headers() {
 
 #[tokio::test]
 async fn client_x_forwarded_for_from_an_untrusted_peer_is_replaced() {
-    let (up, gw) = setup().await;
+    let (up, gw) = TestGateway::builder().start_with_upstream().await;
     let r = get(
         &gw.url("/v1/status"),
         &[
@@ -118,8 +107,8 @@ async fn client_x_forwarded_for_from_an_untrusted_peer_is_replaced() {
 
 #[tokio::test]
 async fn hop_by_hop_response_headers_never_reach_the_client() {
-    let (up, gw) = setup().await;
-    let req = raw_request(&gw, "GET /v1/status HTTP/1.1", "x-test-hop: 1\r\n", "");
+    let (up, gw) = TestGateway::builder().start_with_upstream().await;
+    let req = gw.raw_request("GET /v1/status HTTP/1.1", "x-test-hop: 1\r\n", "");
     let r = raw_exchange(gw.addr, &req).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("x-upstream"), Some("up"));
@@ -134,7 +123,7 @@ async fn hop_by_hop_response_headers_never_reach_the_client() {
 
 #[tokio::test]
 async fn large_bodies_stream_intact_both_ways() {
-    let (up, gw) = setup().await;
+    let (up, gw) = TestGateway::builder().start_with_upstream().await;
     let body = Bytes::from(random_bytes(3 * 1024 * 1024));
     let r = send(Method::POST, &gw.url("/v1/status"), &[], body.clone()).await;
     assert_eq!(r.status, 200);
@@ -144,7 +133,7 @@ async fn large_bodies_stream_intact_both_ways() {
 
 #[tokio::test]
 async fn chunked_request_bodies_arrive_intact() {
-    let (up, gw) = setup().await;
+    let (up, gw) = TestGateway::builder().start_with_upstream().await;
     let chunks: Vec<Bytes> = (1..=64)
         .map(|i| Bytes::from(random_bytes(i * 97)))
         .collect();
@@ -154,8 +143,7 @@ async fn chunked_request_bodies_arrive_intact() {
     assert!(up.last().body == whole, "request body changed on the way");
     assert!(r.body == whole, "response body changed on the way");
     // The same, framed by hand.
-    let req = raw_request(
-        &gw,
+    let req = gw.raw_request(
         "POST /v1/status HTTP/1.1",
         "Transfer-Encoding: chunked\r\n",
         "5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n",
@@ -168,7 +156,7 @@ async fn chunked_request_bodies_arrive_intact() {
 
 #[tokio::test]
 async fn bodies_over_the_route_limit_are_413() {
-    let (up, gw) = setup().await;
+    let (up, gw) = TestGateway::builder().start_with_upstream().await;
     let url = gw.url("/v1/small");
     for n in [2000, 1025] {
         send(Method::POST, &url, &[], random_bytes(n))
@@ -212,11 +200,7 @@ async fn bodies_over_the_route_limit_are_413() {
 #[tokio::test]
 async fn an_unreachable_upstream_is_502() {
     let closed = ClosedPort::new();
-    let gw = TestGateway::start(
-        &config(&closed.url(), None, ""),
-        Store::new(MemoryStore::new()),
-    )
-    .await;
+    let gw = TestGateway::builder().upstream(&closed).start().await;
     get(&gw.url("/v1/status"), &[])
         .await
         .assert_error(502, "upstream_unavailable");
@@ -224,7 +208,7 @@ async fn an_unreachable_upstream_is_502() {
 
 #[tokio::test]
 async fn a_slow_upstream_is_504() {
-    let (up, gw) = setup().await;
+    let (up, gw) = TestGateway::builder().start_with_upstream().await;
     get(&gw.url("/v1/status"), &[("x-test-delay-ms", "3000")])
         .await
         .assert_error(504, "upstream_timeout");
@@ -233,7 +217,7 @@ async fn a_slow_upstream_is_504() {
 
 #[tokio::test]
 async fn valid_request_ids_are_kept_and_invalid_ones_replaced() {
-    let (up, gw) = setup().await;
+    let (up, gw) = TestGateway::builder().start_with_upstream().await;
     let long_ok = "a".repeat(128);
     for id in ["abc-123._X", long_ok.as_str()] {
         let r = get(&gw.url("/v1/status"), &[("x-request-id", id)]).await;
@@ -258,7 +242,7 @@ async fn valid_request_ids_are_kept_and_invalid_ones_replaced() {
 
 #[tokio::test]
 async fn every_answer_carries_a_request_id_matching_its_body() {
-    let (up, gw) = setup().await;
+    let (up, gw) = TestGateway::builder().start_with_upstream().await;
     let mut ids = Vec::new();
     let mut check = |r: crate::support::client::Reply, status: u16, code: &str| {
         r.assert_error(status, code);
@@ -286,11 +270,7 @@ async fn every_answer_carries_a_request_id_matching_its_body() {
     let slow = get(&gw.url("/v1/status"), &[("x-test-delay-ms", "3000")]).await;
     check(slow, 504, "upstream_timeout");
     let closed = ClosedPort::new();
-    let down = TestGateway::start(
-        &config(&closed.url(), None, ""),
-        Store::new(MemoryStore::new()),
-    )
-    .await;
+    let down = TestGateway::builder().upstream(&closed).start().await;
     check(
         get(&down.url("/v1/status"), &[]).await,
         502,
@@ -310,7 +290,7 @@ async fn every_answer_carries_a_request_id_matching_its_body() {
 
 #[tokio::test]
 async fn http2_prior_knowledge_is_served() {
-    let (up, gw) = setup().await;
+    let (up, gw) = TestGateway::builder().start_with_upstream().await;
     let c = h2_client();
     let r = send_with(
         &c,

@@ -16,19 +16,13 @@ use osir_gateway::store::{redis::INVALIDATE_CHANNEL, Store};
 use crate::support::client::{bearer, get};
 use crate::support::eventually_async;
 use crate::support::expect::outcome;
-use crate::support::gateway::{config, TestGateway};
+use crate::support::expect::Bench;
+use crate::support::gateway::TestGateway;
 use crate::support::keys::{create_key, memory_store, redis_store};
 use crate::support::redis::RedisServer;
-use crate::support::upstream::RecordingUpstream;
 
 const GET: Method = Method::GET;
 const WITHIN: Duration = Duration::from_secs(1);
-
-async fn gateway(up: &RecordingUpstream, store: Store, extra: &str) -> TestGateway {
-    let gw = TestGateway::start(&config(&up.url(), None, extra), store).await;
-    gw.wait_store_watched().await;
-    gw
-}
 
 /// Uses `key` once (caching it) and asserts it passed.
 async fn cache(gw: &TestGateway, key: &str) {
@@ -86,9 +80,8 @@ async fn block_channel(redis: &RedisServer) {
 #[tokio::test]
 async fn revocation_delay_is_measured_for_timed_messages_only() {
     let redis = RedisServer::start();
-    let up = RecordingUpstream::start("up").await;
     let writer = redis_store(&redis).await;
-    let gw = gateway(&up, redis_store(&redis).await, "").await;
+    let Bench { up: _up, gw, .. } = Bench::start(redis_store(&redis).await, "").await;
     let delay = gw.gw.metrics.revocation_delay.clone();
     let invalidations = gw.gw.metrics.invalidations.clone();
     assert_eq!(delay.get_sample_count(), 0);
@@ -136,8 +129,7 @@ async fn revocation_delay_is_measured_for_timed_messages_only() {
 #[tokio::test]
 async fn revocation_delay_is_measured_on_the_memory_store_too() {
     let store = memory_store();
-    let up = RecordingUpstream::start("up").await;
-    let gw = gateway(&up, store.clone(), "").await;
+    let Bench { up: _up, gw, .. } = Bench::start(store.clone(), "").await;
     let (key, rec) = create_key(&store, Env::Live, &["domains:read"], &[]).await;
     cache(&gw, &key).await;
     KeyService::new(&store).revoke(&rec.id).await.unwrap();
@@ -151,9 +143,8 @@ async fn revocation_delay_is_measured_on_the_memory_store_too() {
 #[tokio::test]
 async fn a_revoke_while_the_subscriber_is_killed_is_seen() {
     let redis = RedisServer::start();
-    let up = RecordingUpstream::start("up").await;
     let writer = redis_store(&redis).await;
-    let gw = gateway(&up, redis_store(&redis).await, "").await;
+    let Bench { up: _up, gw, .. } = Bench::start(redis_store(&redis).await, "").await;
     let (key, rec) = create_key(&writer, Env::Live, &["domains:read"], &[]).await;
     cache(&gw, &key).await;
     let messages = gw.gw.metrics.invalidations.get();
@@ -183,9 +174,8 @@ async fn a_revoke_while_the_subscriber_is_killed_is_seen() {
 #[tokio::test]
 async fn a_message_lost_while_unsubscribed_is_made_up_for_on_resubscribe() {
     let redis = RedisServer::start();
-    let up = RecordingUpstream::start("up").await;
     let writer = writer(&redis).await;
-    let gw = gateway(&up, redis_store(&redis).await, "").await;
+    let Bench { up: _up, gw, .. } = Bench::start(redis_store(&redis).await, "").await;
     let (key, rec) = create_key(&writer, Env::Live, &["domains:read"], &[]).await;
     cache(&gw, &key).await;
     let m = &gw.gw.metrics;
@@ -228,11 +218,10 @@ async fn a_message_lost_while_unsubscribed_is_made_up_for_on_resubscribe() {
 #[tokio::test]
 async fn without_the_channel_staleness_is_bounded_by_ttl() {
     let redis = RedisServer::start();
-    let up = RecordingUpstream::start("up").await;
     let writer = writer(&redis).await;
     let ttl = Duration::from_millis(300);
     let extra = "[cache]\nttl = \"300ms\"\nstale_if_error = \"10m\"\n";
-    let gw = gateway(&up, redis_store(&redis).await, extra).await;
+    let Bench { up: _up, gw, .. } = Bench::start(redis_store(&redis).await, extra).await;
     let (key, rec) = create_key(&writer, Env::Live, &["domains:read"], &[]).await;
     cache(&gw, &key).await;
 
@@ -257,10 +246,10 @@ async fn without_the_channel_staleness_is_bounded_by_ttl() {
 #[tokio::test]
 async fn a_silent_edit_is_seen_within_ttl() {
     let redis = RedisServer::start();
-    let up = RecordingUpstream::start("up").await;
     let writer = redis_store(&redis).await;
     let ttl = Duration::from_millis(300);
-    let gw = gateway(&up, redis_store(&redis).await, "[cache]\nttl = \"300ms\"\n").await;
+    let Bench { up: _up, gw, .. } =
+        Bench::start(redis_store(&redis).await, "[cache]\nttl = \"300ms\"\n").await;
     let (key, rec) = create_key(&writer, Env::Live, &["domains:read"], &[]).await;
     cache(&gw, &key).await;
     let messages = gw.gw.metrics.invalidations.get();

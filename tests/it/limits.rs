@@ -16,9 +16,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::client::{h2_client, parse_response, raw_session, send_with, Reply};
-use crate::support::gateway::{config, parse, TestGateway};
+use crate::support::gateway::TestGateway;
 use crate::support::h2wire::{self, H2Conn};
-use crate::support::keys::memory_store;
 use crate::support::upstream::RecordingUpstream;
 
 /// Generous bound for things that should happen within a few hundred ms.
@@ -26,11 +25,10 @@ const DEADLINE: Duration = Duration::from_secs(5);
 const SHORT: Duration = Duration::from_millis(300);
 
 async fn start(edit: impl FnOnce(&mut Config)) -> (RecordingUpstream, TestGateway) {
-    let up = RecordingUpstream::start("up").await;
-    let mut cfg = parse(&config(&up.url(), None, ""));
-    edit(&mut cfg);
-    let gw = TestGateway::start_with(cfg, memory_store()).await;
-    (up, gw)
+    TestGateway::builder()
+        .edit(edit)
+        .start_with_upstream()
+        .await
 }
 
 /// A short idle timeout; the header-read timeout far longer, so only the

@@ -13,6 +13,7 @@ mod revocation;
 mod secrets;
 mod sentinel;
 
+mod admin_api;
 mod admin_metrics;
 mod check_cli;
 mod faults;
@@ -32,6 +33,7 @@ mod outage;
 mod paths;
 mod pool;
 mod props;
+mod reload;
 mod routing;
 mod smoke;
 mod smuggling;

@@ -22,7 +22,11 @@ async fn setup() -> (RecordingUpstream, TestGateway, osir_gateway::store::Store)
         "listen = \"127.0.0.1:2\"",
         &format!("listen = \"127.0.0.1:2\"\ntoken_env = \"{var}\""),
     );
-    let gw = TestGateway::start(&toml, store.clone()).await;
+    let gw = TestGateway::builder()
+        .toml(&toml)
+        .store(store.clone())
+        .start()
+        .await;
     (up, gw, store)
 }
 

@@ -68,7 +68,11 @@ fn assert_attributed(line: &serde_json::Value, status: u16, reason: &str, rec: &
 async fn refusals_of_an_identified_key_name_it() {
     let up = RecordingUpstream::start("up").await;
     let store = memory_store();
-    let gw = TestGateway::start(&config(&up.url(), None, ""), store.clone()).await;
+    let gw = TestGateway::builder()
+        .toml(&config(&up.url(), None, ""))
+        .store(store.clone())
+        .start()
+        .await;
     let (_dir, path) = log_to_file(&gw);
 
     let (ok_key, ok_rec) = account_key(&store, &["domains:read"], &[], None).await;
@@ -128,7 +132,11 @@ async fn refusals_before_the_key_is_identified_name_no_key() {
     // One unknown key per client IP per minute: the second guess is refused
     // before any lookup, so that refusal cannot know whose key it was.
     let extra = "[auth]\nfailed_lookup_budget = 1\nfailed_lookup_window = \"60s\"\n";
-    let gw = TestGateway::start(&config(&up.url(), None, extra), store.clone()).await;
+    let gw = TestGateway::builder()
+        .toml(&config(&up.url(), None, extra))
+        .store(store.clone())
+        .start()
+        .await;
     let (_dir, path) = log_to_file(&gw);
 
     let (known, _) = account_key(&store, &["domains:read"], &[], None).await;
@@ -163,7 +171,11 @@ async fn a_cached_key_stays_attributed_after_the_budget_is_spent() {
     let up = RecordingUpstream::start("up").await;
     let store = memory_store();
     let extra = "[auth]\nfailed_lookup_budget = 1\nfailed_lookup_window = \"60s\"\n";
-    let gw = TestGateway::start(&config(&up.url(), None, extra), store.clone()).await;
+    let gw = TestGateway::builder()
+        .toml(&config(&up.url(), None, extra))
+        .store(store.clone())
+        .start()
+        .await;
     let (_dir, path) = log_to_file(&gw);
     let (known, rec) = account_key(&store, &["domains:read"], &[], None).await;
     let auth = [("authorization", bearer(&known))];

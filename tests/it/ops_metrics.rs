@@ -54,7 +54,11 @@ fn set(values: &[&str]) -> BTreeSet<String> {
 #[tokio::test]
 async fn build_and_process_metrics_are_exported() {
     let up = RecordingUpstream::start("up").await;
-    let gw = TestGateway::start(&config(&up.url(), None, ""), memory_store()).await;
+    let gw = TestGateway::builder()
+        .toml(&config(&up.url(), None, ""))
+        .store(memory_store())
+        .start()
+        .await;
     let text = scrape(&gw).await;
     let build = format!(
         "osir_gateway_build_info{{commit=\"{}\",version=\"{}\"}}",
@@ -93,7 +97,11 @@ async fn build_and_process_metrics_are_exported() {
 async fn request_durations_are_split_by_status_class_with_fitted_buckets() {
     let up = RecordingUpstream::start("up").await;
     let store = memory_store();
-    let gw = TestGateway::start(&config(&up.url(), None, ""), store.clone()).await;
+    let gw = TestGateway::builder()
+        .toml(&config(&up.url(), None, ""))
+        .store(store.clone())
+        .start()
+        .await;
     let (key, _) = create_key(&store, Env::Live, &["domains:read"], &[]).await;
     let auth = bearer(&key);
     for _ in 0..3 {
@@ -152,7 +160,11 @@ async fn request_durations_are_split_by_status_class_with_fitted_buckets() {
 async fn status_classes_and_ops_stay_bounded_whatever_clients_send() {
     let up = RecordingUpstream::start("up").await;
     let store = memory_store();
-    let gw = TestGateway::start(&config(&up.url(), None, ""), store.clone()).await;
+    let gw = TestGateway::builder()
+        .toml(&config(&up.url(), None, ""))
+        .store(store.clone())
+        .start()
+        .await;
     let (key, rec) = create_key(&store, Env::Live, &["domains:read"], &[]).await;
     let mut tokens = Vec::new();
     for i in 0..120 {
@@ -203,7 +215,11 @@ async fn every_failed_store_call_is_counted_by_op() {
         "listen = \"127.0.0.1:2\"",
         &format!("listen = \"127.0.0.1:2\"\ntoken_env = \"{var}\""),
     );
-    let gw = TestGateway::start(&toml, store.clone()).await;
+    let gw = TestGateway::builder()
+        .toml(&toml)
+        .store(store.clone())
+        .start()
+        .await;
     gw.wait_store_watched().await;
     let writer = redis_store(&redis).await;
     let (cached, _) = create_key(&writer, Env::Live, &["domains:read"], &[]).await;
@@ -283,7 +299,11 @@ impl std::io::Write for Gate {
 #[tokio::test]
 async fn dropped_access_log_lines_are_exported() {
     let up = RecordingUpstream::start("up").await;
-    let gw = TestGateway::start(&config(&up.url(), None, ""), memory_store()).await;
+    let gw = TestGateway::builder()
+        .toml(&config(&up.url(), None, ""))
+        .store(memory_store())
+        .start()
+        .await;
     let gate = Gate::default();
     let log = Arc::new(AccessLog::to_writer(gate.clone(), 4));
     gw.gw.access_log.store(Some(log.clone()));
@@ -308,7 +328,11 @@ async fn a_lost_subscription_counts_as_a_feed_error_while_the_store_answers() {
     let up = RecordingUpstream::start("up").await;
     let redis = RedisServer::start();
     let store = redis_store(&redis).await;
-    let gw = TestGateway::start(&config(&up.url(), None, ""), store).await;
+    let gw = TestGateway::builder()
+        .toml(&config(&up.url(), None, ""))
+        .store(store)
+        .start()
+        .await;
     gw.wait_store_watched().await;
     let errors = &gw.gw.metrics.store_errors;
     assert_eq!(

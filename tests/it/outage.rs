@@ -9,11 +9,11 @@ use osir_gateway::keys::{ApiKey, Env};
 use osir_gateway::manage::KeyService;
 use osir_gateway::store::Store;
 
-use crate::support::client::{bearer, get, get_until, Reply};
-use crate::support::gateway::{config, TestGateway};
+use crate::support::expect::Bench;
+use crate::support::expect::{call, until_status};
 use crate::support::keys::create_key;
 use crate::support::redis::RedisServer;
-use crate::support::upstream::RecordingUpstream;
+use crate::support::until_ok;
 
 const EXTRA: &str = "[cache]\nttl = \"150ms\"\nstale_if_error = \"1m\"\n";
 
@@ -25,10 +25,6 @@ async fn fast_store(redis: &RedisServer) -> Store {
     )
 }
 
-async fn call(gw: &TestGateway, key: &str) -> Reply {
-    get(&gw.url("/v1/domains/x"), &[("authorization", &bearer(key))]).await
-}
-
 /// Waits until `ttl` has surely passed since the records were cached: the
 /// behaviour under test only exists after it.
 async fn past_ttl(since: Instant) {
@@ -37,27 +33,13 @@ async fn past_ttl(since: Instant) {
     }
 }
 
-/// Polls `gw` with `key` until the answer has `status`, for up to `deadline`.
-async fn until_status(gw: &TestGateway, key: &str, status: u16, deadline: Duration) -> Reply {
-    let auth = bearer(key);
-    get_until(
-        &gw.url("/v1/domains/x"),
-        &[("authorization", &auth)],
-        status,
-        deadline,
-    )
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_store_serves_cached_keys_and_refuses_the_rest() {
-    let up = RecordingUpstream::start("up").await;
     let redis = RedisServer::start();
     let store = fast_store(&redis).await;
-    let gw = TestGateway::start(&config(&up.url(), None, EXTRA), store.clone()).await;
     // The watcher flushes the cache once it has subscribed; let that
     // happen before caching what the outage must be survived with.
-    gw.wait_store_watched().await;
+    let Bench { up, gw, .. } = Bench::start(store.clone(), EXTRA).await;
     let (good, _) = create_key(&store, Env::Live, &["domains:read"], &[]).await;
     let (revoked, rrec) = create_key(&store, Env::Live, &["domains:read"], &[]).await;
     let (uncached, _) = create_key(&store, Env::Live, &["domains:read"], &[]).await;
@@ -126,13 +108,11 @@ async fn a_hung_store_serves_cached_keys_and_refuses_the_rest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_store_is_survived_and_recovered_from() {
-    let up = RecordingUpstream::start("up").await;
     let mut redis = RedisServer::start();
     let store = fast_store(&redis).await;
-    let gw = TestGateway::start(&config(&up.url(), None, EXTRA), store.clone()).await;
     // The watcher flushes the cache once it has subscribed; let that
     // happen before caching what the outage must be survived with.
-    gw.wait_store_watched().await;
+    let Bench { up: _up, gw, .. } = Bench::start(store.clone(), EXTRA).await;
     let (good, _) = create_key(&store, Env::Live, &["domains:read"], &[]).await;
     assert_eq!(call(&gw, &good).await.status, 200);
     let cached_at = Instant::now();
@@ -150,18 +130,18 @@ async fn a_killed_store_is_survived_and_recovered_from() {
     assert!(crate::support::eventually(Duration::from_secs(5), || store_up.get() == 1).await);
     // The first command on the store's own connection may still see the
     // failed reconnect of the outage; writes succeed again within moments.
-    let end = Instant::now() + Duration::from_secs(5);
-    let fresh = loop {
-        let new = crate::support::keys::new_key(Env::Live, &["domains:read"], &[]);
-        match KeyService::new(&store).create(new).await {
-            Ok(issued) => break issued.key.expose_secret().to_owned(),
-            Err(e) if Instant::now() < end => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("key writes did not recover: {e}"),
-        }
-    };
+    let fresh = until_ok(
+        Duration::from_secs(5),
+        "key writes did not recover",
+        || async {
+            let new = crate::support::keys::new_key(Env::Live, &["domains:read"], &[]);
+            KeyService::new(&store).create(new).await
+        },
+    )
+    .await
+    .key
+    .expose_secret()
+    .to_owned();
     let r = until_status(&gw, &fresh, 200, Duration::from_secs(5)).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let r = until_status(&gw, &good, 401, Duration::from_secs(5)).await;

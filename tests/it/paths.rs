@@ -9,22 +9,13 @@
 //! Requests go over raw TCP so the exact bytes reach the gateway, whatever a
 //! well-behaved client would normalise or refuse to send.
 
-use osir_gateway::store::{memory::MemoryStore, Store};
-
 use crate::support::client::{get, h2_client, raw_get, send_with};
-use crate::support::gateway::{config, TestGateway};
-use crate::support::upstream::RecordingUpstream;
-
-async fn setup() -> (RecordingUpstream, TestGateway) {
-    let up = RecordingUpstream::start("up").await;
-    let gw = TestGateway::start(&config(&up.url(), None, ""), Store::new(MemoryStore::new())).await;
-    (up, gw)
-}
+use crate::support::gateway::TestGateway;
 
 /// Sends each target and asserts the gateway's own 400 `invalid_path`, then
 /// that nothing reached the upstream.
 async fn assert_all_refused(targets: &[&[u8]]) {
-    let (up, gw) = setup().await;
+    let (up, gw) = TestGateway::builder().start_with_upstream().await;
     for t in targets {
         let r = raw_get(gw.addr, t).await;
         assert_eq!(
@@ -154,7 +145,7 @@ async fn encoded_nul_and_controls() {
 /// nothing forwarded (that bare 400 has no JSON body: the parser made it).
 #[tokio::test]
 async fn raw_controls_and_raw_invalid_utf8() {
-    let (up, gw) = setup().await;
+    let (up, gw) = TestGateway::builder().start_with_upstream().await;
     for t in [
         &b"/v1/status/a\x00b"[..],
         b"/v1/status/a\x01b",
@@ -229,7 +220,7 @@ async fn raw_non_ascii() {
 /// HTTP/2 carries the path in `:path`; the same check applies.
 #[tokio::test]
 async fn http2_paths_get_the_same_check() {
-    let (up, gw) = setup().await;
+    let (up, gw) = TestGateway::builder().start_with_upstream().await;
     let c = h2_client();
     for p in [
         "/v1/status/%2e%2e/billing",
@@ -244,7 +235,7 @@ async fn http2_paths_get_the_same_check() {
 
 #[tokio::test]
 async fn harmless_paths_are_forwarded_byte_for_byte() {
-    let (up, gw) = setup().await;
+    let (up, gw) = TestGateway::builder().start_with_upstream().await;
     for p in [
         "/v1/status/a..b",
         "/v1/status/...",
@@ -267,7 +258,7 @@ async fn harmless_paths_are_forwarded_byte_for_byte() {
 /// private route's key check: `/v1/%64omains/x` is `/v1/domains/x`.
 #[tokio::test]
 async fn encoded_paths_are_routed_by_their_decoded_form() {
-    let (up, gw) = setup().await;
+    let (up, gw) = TestGateway::builder().start_with_upstream().await;
     for p in [
         "/v1/%64omains/x",
         "/v1/%64%6f%6d%61%69%6e%73",

@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use osir_gateway::store::{memory::MemoryStore, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -151,11 +150,10 @@ fn pool_config(up: &ScriptedUpstream, upstream_extra: &str) -> String {
 }
 
 async fn start(up: &ScriptedUpstream, upstream_extra: &str) -> TestGateway {
-    TestGateway::start(
-        &pool_config(up, upstream_extra),
-        Store::new(MemoryStore::new()),
-    )
-    .await
+    TestGateway::builder()
+        .toml(&pool_config(up, upstream_extra))
+        .start()
+        .await
 }
 
 /// GETs `target` through the gateway and checks the answer is this request's.

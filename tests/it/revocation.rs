@@ -14,8 +14,9 @@ use osir_gateway::manage::{parse_scopes, Changes, KeyService};
 use osir_gateway::store::{file::FileStore, Store};
 
 use crate::support::client::{bearer, send};
+use crate::support::expect::Bench;
 use crate::support::expect::{allowed, outcome, refused};
-use crate::support::gateway::{config, TestGateway};
+use crate::support::gateway::TestGateway;
 use crate::support::keys::{
     bad_checksum, cli_create, create, create_key, new_key, redis_store, CliConfig,
 };
@@ -26,12 +27,6 @@ use crate::support::{eventually, eventually_async};
 const GET: Method = Method::GET;
 const WITHIN: Duration = Duration::from_secs(1);
 
-async fn gateway(up: &RecordingUpstream, store: Store) -> TestGateway {
-    let gw = TestGateway::start(&config(&up.url(), None, ""), store).await;
-    gw.wait_store_watched().await;
-    gw
-}
-
 /// Two gateways, each with its own connection to one redis-server, both
 /// holding the key in their caches; returns them with the writer's store.
 async fn two_cached_gateways(
@@ -39,10 +34,15 @@ async fn two_cached_gateways(
     up: &RecordingUpstream,
     key: &str,
 ) -> [TestGateway; 2] {
-    let gws = [
-        gateway(up, redis_store(redis).await).await,
-        gateway(up, redis_store(redis).await).await,
-    ];
+    let gateway = || async {
+        TestGateway::builder()
+            .upstream(up)
+            .store(redis_store(redis).await)
+            .watched()
+            .start()
+            .await
+    };
+    let gws = [gateway().await, gateway().await];
     let auth = bearer(key);
     for gw in &gws {
         allowed(gw, up, GET, "/v1/domains", &[("authorization", &auth)]).await;
@@ -131,14 +131,13 @@ async fn update_reaches_every_gateway_within_a_second() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_first_uses_cost_one_store_read() {
     let redis = RedisServer::start();
-    let up = RecordingUpstream::start("up").await;
     let writer = redis_store(&redis).await;
     let (key, _) = create_key(&writer, Env::Live, &["domains:read"], &[]).await;
     // A long store timeout: the lookup waits out the pause below.
     let store = osir_gateway::store::redis::connect(&redis.url(), Duration::from_secs(20))
         .await
         .unwrap();
-    let gw = gateway(&up, Store::new(store)).await;
+    let Bench { up, gw, .. } = Bench::start(Store::new(store), "").await;
     let before = redis.command_count("hgetall");
     let misses = || {
         gw.gw
@@ -183,8 +182,7 @@ async fn concurrent_first_uses_cost_one_store_read() {
 #[tokio::test]
 async fn unknown_and_invented_keys_spare_the_store() {
     let redis = RedisServer::start();
-    let up = RecordingUpstream::start("up").await;
-    let gw = gateway(&up, redis_store(&redis).await).await;
+    let Bench { up, gw, .. } = Bench::start(redis_store(&redis).await, "").await;
     let unknown = bearer(ApiKey::generate(Env::Live).unwrap().expose_secret());
     let before = redis.command_count("hgetall");
     for _ in 0..20 {
@@ -230,9 +228,8 @@ async fn unknown_and_invented_keys_spare_the_store() {
 #[tokio::test]
 async fn expiry_is_exact_even_while_cached() {
     let redis = RedisServer::start();
-    let up = RecordingUpstream::start("up").await;
     let store = redis_store(&redis).await;
-    let gw = gateway(&up, store.clone()).await;
+    let Bench { up, gw, .. } = Bench::start(store.clone(), "").await;
     let mut new = new_key(Env::Live, &["domains:read"], &[]);
     new.expires_in = Some(Duration::from_millis(1500));
     let (key, rec) = create(&store, new).await;
@@ -268,8 +265,8 @@ async fn expiry_is_exact_even_while_cached() {
 async fn file_store_with_keys_from_the_binary() {
     let cfg = CliConfig::file_store();
     let (key, id) = cli_create(&cfg, "live", &["domains:read"]);
-    let up = RecordingUpstream::start("up").await;
-    let gw = gateway(&up, Store::new(FileStore::open(&cfg.keys_file()).unwrap())).await;
+    let store = Store::new(FileStore::open(&cfg.keys_file()).unwrap());
+    let Bench { up, gw, .. } = Bench::start(store, "").await;
     let seen = allowed(
         &gw,
         &up,

@@ -6,29 +6,21 @@
 
 use bytes::Bytes;
 use http::Method;
-use osir_gateway::store::{memory::MemoryStore, Store};
 
 use crate::support::client::{
     get, h2_client, raw_exchange, raw_get, raw_session, send_with, Reply,
 };
-use crate::support::gateway::{config, TestGateway};
+use crate::support::gateway::TestGateway;
 use crate::support::upstream::RecordingUpstream;
-
-async fn setup() -> (RecordingUpstream, TestGateway) {
-    let up = RecordingUpstream::start("up").await;
-    let gw = TestGateway::start(&config(&up.url(), None, ""), Store::new(MemoryStore::new())).await;
-    (up, gw)
-}
 
 /// One raw request with the given request line and extra header lines.
 async fn raw(gw: &TestGateway, request_line: &str, headers: &str) -> Reply {
-    let req = format!("{request_line}\r\nHost: {}\r\n{headers}\r\n", gw.addr);
-    raw_exchange(gw.addr, req.as_bytes()).await
+    raw_exchange(gw.addr, &gw.raw_request(request_line, headers, "")).await
 }
 
 #[tokio::test]
 async fn prefixes_match_on_segment_boundaries() {
-    let (up, gw) = setup().await;
+    let (up, gw) = TestGateway::builder().start_with_upstream().await;
     for p in ["/v1/status", "/v1/status/x", "/v1/status/x/y"] {
         assert_eq!(get(&gw.url(p), &[]).await.status, 200, "{p}");
         assert_eq!(up.last().target, p);
@@ -62,11 +54,11 @@ async fn longest_prefix_wins() {
         "[upstreams.deep]\nurl = \"{}\"\n[[routes]]\nprefix = \"/v1/status/deep\"\nupstream = \"deep\"\npublic = true\n",
         deep.url()
     );
-    let gw = TestGateway::start(
-        &config(&up.url(), None, &extra),
-        Store::new(MemoryStore::new()),
-    )
-    .await;
+    let gw = TestGateway::builder()
+        .upstream(&up)
+        .extra(&extra)
+        .start()
+        .await;
     for (p, want) in [
         ("/v1/status/deep", "deep"),
         ("/v1/status/deep/x", "deep"),
@@ -89,7 +81,7 @@ async fn longest_prefix_wins() {
 
 #[tokio::test]
 async fn routing_is_case_sensitive() {
-    let (up, gw) = setup().await;
+    let (up, gw) = TestGateway::builder().start_with_upstream().await;
     for p in [
         "/V1/status",
         "/v1/Status",
@@ -107,7 +99,7 @@ async fn routing_is_case_sensitive() {
 
 #[tokio::test]
 async fn a_trailing_slash_stays_on_the_route_and_is_forwarded() {
-    let (up, gw) = setup().await;
+    let (up, gw) = TestGateway::builder().start_with_upstream().await;
     assert_eq!(get(&gw.url("/v1/status/"), &[]).await.status, 200);
     assert_eq!(up.last().target, "/v1/status/");
     get(&gw.url("/v1/domains/"), &[])
@@ -118,7 +110,7 @@ async fn a_trailing_slash_stays_on_the_route_and_is_forwarded() {
 
 #[tokio::test]
 async fn the_query_is_forwarded_byte_for_byte() {
-    let (up, gw) = setup().await;
+    let (up, gw) = TestGateway::builder().start_with_upstream().await;
     for target in [
         "/v1/status?b=2&a=1&a=%20&&x",
         "/v1/status/x?q=%2e%2e/..;&y=%41%zz&=&z",
@@ -138,7 +130,7 @@ async fn the_query_is_forwarded_byte_for_byte() {
 
 #[tokio::test]
 async fn connect_is_405() {
-    let (up, gw) = setup().await;
+    let (up, gw) = TestGateway::builder().start_with_upstream().await;
     let tunnel_to_upstream = format!("CONNECT {} HTTP/1.1", up.addr);
     for line in [
         "CONNECT example.com:443 HTTP/1.1",
@@ -153,7 +145,7 @@ async fn connect_is_405() {
 
 #[tokio::test]
 async fn options_star_and_trace_are_405_but_options_on_a_path_is_forwarded() {
-    let (up, gw) = setup().await;
+    let (up, gw) = TestGateway::builder().start_with_upstream().await;
     raw(&gw, "OPTIONS * HTTP/1.1", "")
         .await
         .assert_error(405, "method_not_allowed");
@@ -169,7 +161,7 @@ async fn options_star_and_trace_are_405_but_options_on_a_path_is_forwarded() {
 
 #[tokio::test]
 async fn upgrade_requests_are_refused() {
-    let (up, gw) = setup().await;
+    let (up, gw) = TestGateway::builder().start_with_upstream().await;
     for headers in [
         "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
         // (An offer of h2c alone is ignored instead: tests/it/ops_http.rs.)
@@ -186,7 +178,7 @@ async fn upgrade_requests_are_refused() {
 
 #[tokio::test]
 async fn absolute_form_naming_another_authority_is_refused() {
-    let (up, gw) = setup().await;
+    let (up, gw) = TestGateway::builder().start_with_upstream().await;
     let port = gw.addr.port();
     let targets = [
         "http://evil.example/v1/status".to_owned(),
@@ -218,7 +210,7 @@ async fn absolute_form_naming_another_authority_is_refused() {
 
 #[tokio::test]
 async fn absolute_form_naming_the_gateway_is_accepted() {
-    let (up, gw) = setup().await;
+    let (up, gw) = TestGateway::builder().start_with_upstream().await;
     let line = format!("GET http://{}/v1/status/x?y=1 HTTP/1.1", gw.addr);
     let r = raw(&gw, &line, "").await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -229,7 +221,7 @@ async fn absolute_form_naming_the_gateway_is_accepted() {
 
 #[tokio::test]
 async fn the_upstream_sees_its_own_host_never_the_clients() {
-    let (up, gw) = setup().await;
+    let (up, gw) = TestGateway::builder().start_with_upstream().await;
     let req =
         b"GET /v1/status HTTP/1.1\r\nHost: evil.example\r\nX-Forwarded-Host: evil.example\r\n\r\n";
     let r = raw_exchange(gw.addr, req).await;

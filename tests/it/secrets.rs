@@ -5,9 +5,7 @@
 //! answer, in the Redis store, or in anything the upstream received. And an
 //! `ApiKey`'s `Debug` and `Display` redact it.
 
-use std::fs::File;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,38 +16,10 @@ use osir_gateway::manage::KeyService;
 
 use crate::support::client::{bearer, client, get, send};
 use crate::support::keys::{bad_checksum, body, cli_create, memory_store, new_key, CliConfig};
+use crate::support::process::{free_port, run_config, GatewayProcess};
 use crate::support::redis::RedisServer;
 use crate::support::upstream::RecordingUpstream;
 use crate::support::{eventually, eventually_async};
-
-/// The `run` process; killed if the test ends early.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-fn start_gateway(cfg: &CliConfig, dir: &Path) -> Running {
-    let child = Command::new(env!("CARGO_BIN_EXE_osir-gateway"))
-        .arg("-c")
-        .arg(&cfg.path)
-        .arg("run")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(File::create(dir.join("stdout")).unwrap())
-        .stderr(File::create(dir.join("stderr")).unwrap())
-        .spawn()
-        .unwrap();
-    Running(child)
-}
 
 async fn ready(url: &str) -> bool {
     let req = Request::get(url).body(Full::new(Bytes::new())).unwrap();
@@ -78,32 +48,15 @@ async fn no_key_in_logs_metrics_answers_store_or_upstream() {
     let redis = RedisServer::start();
     let up = RecordingUpstream::start("up").await;
     let (api, admin) = (free_port(), free_port());
-    let cfg = CliConfig::new(&format!(
-        r#"[server]
-listen = "127.0.0.1:{api}"
-[admin]
-listen = "127.0.0.1:{admin}"
-[store]
-backend = "redis"
-url = "{redis}"
-[log]
-level = "debug"
-access = "stdout"
-[upstreams.up]
-url = "{up}"
-[[routes]]
-prefix = "/v1/domains"
-upstream = "up"
-resource = "domains"
-[[routes]]
-prefix = "/v1/vps"
-upstream = "up"
-resource = "vps"
-"#,
-        redis = redis.url(),
-        up = up.url(),
+    let cfg = CliConfig::new(&run_config(
+        api,
+        admin,
+        &redis.url(),
+        &up.url(),
+        "level = \"debug\"\naccess = \"stdout\"",
+        "[[routes]]\nprefix = \"/v1/vps\"\nupstream = \"up\"\nresource = \"vps\"\n",
     ));
-    let mut gateway = start_gateway(&cfg, cfg.dir.path());
+    let mut gateway = GatewayProcess::start(&cfg);
     let readyz = format!("http://127.0.0.1:{admin}/readyz");
     assert!(
         eventually_async(Duration::from_secs(10), || ready(&readyz)).await,
@@ -162,14 +115,14 @@ resource = "vps"
     assert_eq!(metrics.status, 200);
     assert!(metrics.text().contains("osir_gateway_requests_total"));
 
-    let pid = gateway.0.id().to_string();
+    let pid = gateway.child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .unwrap()
         .success());
     let stopped = eventually(Duration::from_secs(10), || {
-        matches!(gateway.0.try_wait(), Ok(Some(_)))
+        matches!(gateway.child.try_wait(), Ok(Some(_)))
     })
     .await;
     assert!(stopped, "the gateway did not stop on SIGTERM");

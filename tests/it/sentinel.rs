@@ -14,32 +14,16 @@ use osir_gateway::keys::Env;
 use osir_gateway::manage::KeyService;
 use osir_gateway::store::Store;
 
-use crate::support::client::{bearer, get, Reply};
-use crate::support::gateway::{config, TestGateway};
+use crate::support::expect::Bench;
+use crate::support::expect::{call, until_status};
 use crate::support::keys::{cli_create, create_key, new_key, CliConfig};
 use crate::support::redis::{RedisServer, Sentinels};
-use crate::support::upstream::RecordingUpstream;
+use crate::support::until_ok;
 
 /// Cached records outlive the whole test: a cached key must never need the
 /// store, whatever happens to it.
 const EXTRA: &str = "[cache]\nttl = \"60s\"\nstale_if_error = \"1m\"\n";
 const LOAD_TASKS: usize = 4;
-
-async fn call(gw: &TestGateway, key: &str) -> Reply {
-    get(&gw.url("/v1/domains/x"), &[("authorization", &bearer(key))]).await
-}
-
-/// Polls `gw` with `key` until the answer has `status`, for up to `deadline`.
-async fn until_status(gw: &TestGateway, key: &str, status: u16, deadline: Duration) -> Reply {
-    let end = Instant::now() + deadline;
-    loop {
-        let r = call(gw, key).await;
-        if r.status == status || Instant::now() > end {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// How many clients the new master has on the invalidation channel.
 fn subscribers(redis: &RedisServer) -> u32 {
@@ -57,7 +41,6 @@ fn subscribers(redis: &RedisServer) -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_primary_killed_under_load_fails_over_without_a_wrong_answer() {
-    let up = RecordingUpstream::start("up").await;
     let mut primary = RedisServer::start();
     let replica = RedisServer::start_replica_of(primary.port);
     replica.wait_in_sync();
@@ -75,8 +58,7 @@ async fn a_primary_killed_under_load_fails_over_without_a_wrong_answer() {
     // Everything written so far is on the replica before the primary dies.
     assert_eq!(primary.cli(&["WAIT", "1", "5000"]).trim(), "1");
 
-    let gw = TestGateway::start(&config(&up.url(), None, EXTRA), store.clone()).await;
-    gw.wait_store_watched().await;
+    let Bench { up: _up, gw, .. } = Bench::start(store.clone(), EXTRA).await;
     assert_eq!(call(&gw, &hot).await.status, 200);
 
     // Load on the cached key, for the whole failover.
@@ -124,20 +106,19 @@ async fn a_primary_killed_under_load_fails_over_without_a_wrong_answer() {
     );
 
     // Writes reach the new master: through the store the gateway shares…
-    let end = Instant::now() + Duration::from_secs(10);
-    let fresh = loop {
-        match KeyService::new(&store)
-            .create(new_key(Env::Live, &["domains:read"], &[]))
-            .await
-        {
-            Ok(issued) => break issued.key.expose_secret().to_owned(),
-            Err(e) if Instant::now() < end => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("key writes did not recover after failover: {e}"),
-        }
-    };
+    let fresh = until_ok(
+        Duration::from_secs(10),
+        "key writes did not recover after failover",
+        || async {
+            KeyService::new(&store)
+                .create(new_key(Env::Live, &["domains:read"], &[]))
+                .await
+        },
+    )
+    .await
+    .key
+    .expose_secret()
+    .to_owned();
     let r = until_status(&gw, &fresh, 200, Duration::from_secs(5)).await;
     assert_eq!(r.status, 200, "a key created after failover: {}", r.text());
 

@@ -1,16 +1,13 @@
 //! The harness itself works: a public route forwards, a private one asks
 //! for a key, an unknown path is 404.
 
-use osir_gateway::store::{memory::MemoryStore, Store};
-
 use crate::support::client::get;
-use crate::support::gateway::{config, TestGateway};
-use crate::support::upstream::RecordingUpstream;
+use crate::support::expect::Bench;
+use crate::support::gateway::TestGateway;
 
 #[tokio::test]
 async fn public_private_and_unknown_routes() {
-    let up = RecordingUpstream::start("up").await;
-    let gw = TestGateway::start(&config(&up.url(), None, ""), Store::new(MemoryStore::new())).await;
+    let Bench { up, gw, .. } = Bench::build(TestGateway::builder()).await;
 
     let r = get(&gw.url("/v1/status?x=1"), &[]).await;
     assert_eq!(r.status, 200, "{}", r.text());

@@ -7,21 +7,9 @@
 //! wire shows framing the gateway built itself: one framing header, no
 //! client trailers.
 
-use osir_gateway::store::{memory::MemoryStore, Store};
-
 use crate::support::client::{raw_exchange, raw_session};
-use crate::support::gateway::{config, TestGateway};
+use crate::support::gateway::TestGateway;
 use crate::support::upstream::{RecordingUpstream, WireUpstream};
-
-async fn setup() -> (RecordingUpstream, TestGateway) {
-    let up = RecordingUpstream::start("up").await;
-    let gw = TestGateway::start(&config(&up.url(), None, ""), Store::new(MemoryStore::new())).await;
-    (up, gw)
-}
-
-fn raw_request(gw: &TestGateway, request_line: &str, headers: &str, body: &str) -> Vec<u8> {
-    format!("{request_line}\r\nHost: {}\r\n{headers}\r\n{body}", gw.addr).into_bytes()
-}
 
 const SMUGGLED: &str = "GET /v1/status/smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
 
@@ -38,13 +26,13 @@ fn nothing_smuggled(up: &RecordingUpstream) {
 /// follows is never read as a request.
 #[tokio::test]
 async fn content_length_with_transfer_encoding_cannot_smuggle() {
-    let (up, gw) = setup().await;
+    let (up, gw) = TestGateway::builder().start_with_upstream().await;
     for framing in [
         "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n",
         "Transfer-Encoding: chunked\r\nContent-Length: 4\r\n",
     ] {
         let body = format!("0\r\n\r\n{SMUGGLED}");
-        let req = raw_request(&gw, "POST /v1/status HTTP/1.1", framing, &body);
+        let req = gw.raw_request("POST /v1/status HTTP/1.1", framing, &body);
         let s = raw_session(gw.addr, &req).await;
         assert!(s.responses() <= 1, "{}", s.text);
         assert!(
@@ -66,7 +54,7 @@ async fn content_length_with_transfer_encoding_cannot_smuggle() {
 
 #[tokio::test]
 async fn ambiguous_framing_is_refused() {
-    let (up, gw) = setup().await;
+    let (up, gw) = TestGateway::builder().start_with_upstream().await;
     for framing in [
         "Content-Length: 5\r\nContent-Length: 50\r\n",
         "Content-Length: 5, 50\r\n",
@@ -75,7 +63,7 @@ async fn ambiguous_framing_is_refused() {
         "Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n",
     ] {
         let body = format!("0\r\n\r\n{SMUGGLED}");
-        let req = raw_request(&gw, "POST /v1/status HTTP/1.1", framing, &body);
+        let req = gw.raw_request("POST /v1/status HTTP/1.1", framing, &body);
         let s = raw_session(gw.addr, &req).await;
         assert!(
             s.text.starts_with("HTTP/1.1 400"),
@@ -91,7 +79,7 @@ async fn ambiguous_framing_is_refused() {
 /// be parsed as the next request on the connection.
 #[tokio::test]
 async fn the_body_of_a_refused_request_is_not_a_second_request() {
-    let (up, gw) = setup().await;
+    let (up, gw) = TestGateway::builder().start_with_upstream().await;
     let cl = format!("Content-Length: {}\r\n", SMUGGLED.len());
     let chunked_body = format!("{:x}\r\n{SMUGGLED}\r\n0\r\n\r\n", SMUGGLED.len());
     let cases = [
@@ -128,7 +116,7 @@ async fn the_body_of_a_refused_request_is_not_a_second_request() {
     ];
     // Each session waits for the connection to go idle: run them together.
     let sessions = cases.iter().map(|(line, framing, body, _)| {
-        let req = raw_request(&gw, line, framing, body);
+        let req = gw.raw_request(line, framing, body);
         async move { raw_session(gw.addr, &req).await }
     });
     let sessions = futures_util::future::join_all(sessions).await;
@@ -149,31 +137,20 @@ async fn the_body_of_a_refused_request_is_not_a_second_request() {
 #[tokio::test]
 async fn the_upstream_sees_only_framing_the_gateway_built() {
     let wire = WireUpstream::start().await;
-    let gw = TestGateway::start(
-        &config(&wire.url(), None, ""),
-        Store::new(MemoryStore::new()),
-    )
-    .await;
-    let trailers = raw_request(
-        &gw,
+    let gw = TestGateway::builder().upstream(&wire).start().await;
+    let trailers = gw.raw_request(
         "POST /v1/status HTTP/1.1",
         "Transfer-Encoding: chunked\r\nTrailer: X-Osir-Key-Id\r\nTE: trailers\r\n",
         "5\r\nhello\r\n0\r\nX-Osir-Key-Id: forged\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n",
     );
     assert_eq!(raw_exchange(gw.addr, &trailers).await.status, 200);
-    let both = raw_request(
-        &gw,
+    let both = gw.raw_request(
         "POST /v1/status HTTP/1.1",
         "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n",
         &format!("5\r\nhello\r\n0\r\n\r\n{SMUGGLED}"),
     );
     raw_session(gw.addr, &both).await;
-    let plain = raw_request(
-        &gw,
-        "POST /v1/status HTTP/1.1",
-        "Content-Length: 5\r\n",
-        "hello",
-    );
+    let plain = gw.raw_request("POST /v1/status HTTP/1.1", "Content-Length: 5\r\n", "hello");
     assert_eq!(raw_exchange(gw.addr, &plain).await.status, 200);
 
     let seen = wire.requests();

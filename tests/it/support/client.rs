@@ -6,6 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -41,7 +42,7 @@ impl Reply {
     }
 }
 
-pub type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 pub fn client() -> HttpClient {
     Client::builder(TokioExecutor::new()).build_http()
@@ -61,11 +62,25 @@ pub async fn send_with(
     headers: &[(&str, &str)],
     body: Bytes,
 ) -> Reply {
+    exchange(c, request(method, url, headers, Full::new(body))).await
+}
+
+/// A request with `headers` as (name, value) pairs, repeated names kept.
+fn request<B>(method: Method, url: &str, headers: &[(&str, &str)], body: B) -> Request<B> {
     let mut b = Request::builder().method(method).uri(url);
     for (n, v) in headers {
         b = b.header(*n, *v);
     }
-    let req = b.body(Full::new(body)).unwrap();
+    b.body(body).unwrap()
+}
+
+/// Sends `req` on `c` (10 s at most) and reads the whole answer.
+async fn exchange<B>(c: &Client<HttpConnector, B>, req: Request<B>) -> Reply
+where
+    B: http_body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let resp = tokio::time::timeout(Duration::from_secs(10), c.request(req))
         .await
         .expect("request timed out")
@@ -281,23 +296,14 @@ pub async fn send_chunked(
             .into_iter()
             .map(|c| Ok::<_, std::io::Error>(http_body::Frame::data(c))),
     );
-    let mut b = Request::builder().method(method).uri(url);
-    for (n, v) in headers {
-        b = b.header(*n, *v);
-    }
-    let req = b.body(http_body_util::StreamBody::new(frames)).unwrap();
+    let req = request(
+        method,
+        url,
+        headers,
+        http_body_util::StreamBody::new(frames),
+    );
     let c = Client::builder(TokioExecutor::new()).build_http();
-    let resp = tokio::time::timeout(Duration::from_secs(10), c.request(req))
-        .await
-        .expect("request timed out")
-        .expect("request failed");
-    let (parts, body) = resp.into_parts();
-    let body = body.collect().await.unwrap().to_bytes();
-    Reply {
-        status: parts.status,
-        headers: parts.headers,
-        body,
-    }
+    exchange(&c, req).await
 }
 
 /// `n` bytes from the OS's CSPRNG.

@@ -6,8 +6,10 @@ use http::Method;
 use osir_gateway::keys::Env;
 use osir_gateway::store::Store;
 
-use super::client::{bearer, send, Reply};
-use super::gateway::{config, TestGateway};
+use std::time::Duration;
+
+use super::client::{bearer, get, get_until, raw_exchange, send, Reply};
+use super::gateway::{Builder, TestGateway};
 use super::keys::create_key;
 use super::upstream::{Recorded, RecordingUpstream};
 
@@ -82,8 +84,28 @@ pub async fn outcome(
     (r.status.as_u16(), code)
 }
 
-/// A gateway (the shared test config plus `extra`) in front of one
-/// recording upstream, over `store`, with short ways to ask it things.
+/// `GET /v1/domains/x` with `key` as the bearer token.
+pub async fn call(gw: &TestGateway, key: &str) -> Reply {
+    get(&gw.url("/v1/domains/x"), &[("authorization", &bearer(key))]).await
+}
+
+/// Polls [`call`] until the answer has `status`, for up to `deadline`;
+/// returns the last answer.
+pub async fn until_status(gw: &TestGateway, key: &str, status: u16, deadline: Duration) -> Reply {
+    let auth = bearer(key);
+    get_until(
+        &gw.url("/v1/domains/x"),
+        &[("authorization", &auth)],
+        status,
+        deadline,
+    )
+    .await
+}
+
+/// A gateway in front of one recording upstream, over its store, with
+/// short ways to ask it things.
+/// Destructured, bind `up` (as `up: _up` if unused): a field left to
+/// `..` is dropped at once, and a dropped upstream stops answering.
 pub struct Bench {
     pub up: RecordingUpstream,
     pub gw: TestGateway,
@@ -91,17 +113,30 @@ pub struct Bench {
 }
 
 impl Bench {
+    /// The shared test config plus `extra`, over `store`, once the store's
+    /// watcher reports the store up.
     pub async fn start(store: Store, extra: &str) -> Bench {
-        let up = RecordingUpstream::start("up").await;
-        let gw = TestGateway::start(&config(&up.url(), None, extra), store.clone()).await;
-        gw.wait_store_watched().await;
+        Bench::build(TestGateway::builder().store(store).extra(extra).watched()).await
+    }
+
+    /// The gateway `builder` describes, in front of a new recording
+    /// upstream `up`.
+    pub async fn build(builder: Builder<'_>) -> Bench {
+        let (up, gw) = builder.start_with_upstream().await;
+        let store = gw.store.clone();
         Bench { up, gw, store }
     }
 
     /// A live key: its `Authorization` value and its id.
     pub async fn key(&self, scopes: &[&str], ips: &[&str]) -> (String, String) {
+        let (key, id) = self.secret(scopes, ips).await;
+        (bearer(&key), id)
+    }
+
+    /// A live key: the key itself and its id.
+    pub async fn secret(&self, scopes: &[&str], ips: &[&str]) -> (String, String) {
         let (key, rec) = create_key(&self.store, Env::Live, scopes, ips).await;
-        (bearer(&key), rec.id)
+        (key, rec.id)
     }
 
     /// [`allowed`]; `auth` is the whole Authorization value, "" sends none.
@@ -116,6 +151,49 @@ impl Bench {
         let h = [("authorization", auth)];
         let h: &[(&str, &str)] = if auth.is_empty() { &[] } else { &h };
         refused(&self.gw, &[&self.up], m, path, h, status, code).await
+    }
+
+    /// A raw HTTP/1.1 GET: the exact bytes of `target` and `headers`
+    /// (each line without its CRLF).
+    pub async fn raw(&self, target: &str, headers: &[&[u8]]) -> Reply {
+        let mut req = format!("GET {target} HTTP/1.1\r\nHost: {}\r\n", self.gw.addr).into_bytes();
+        for h in headers {
+            req.extend_from_slice(h);
+            req.extend_from_slice(b"\r\n");
+        }
+        req.extend_from_slice(b"\r\n");
+        raw_exchange(self.gw.addr, &req).await
+    }
+
+    /// Asserts that the gateway takes the client of this request (`headers`
+    /// besides the key) to be inside `inside` and outside `outside`: a key
+    /// limited to `inside` passes, one limited to `outside` gets 403.
+    /// Returns what the upstream received.
+    pub async fn client_is(
+        &self,
+        headers: &[(&str, &str)],
+        inside: &[&str],
+        outside: &[&str],
+    ) -> Recorded {
+        let (out_key, _) = create_key(&self.store, Env::Live, &["domains:read"], outside).await;
+        let auth = bearer(&out_key);
+        let mut h = vec![("authorization", auth.as_str())];
+        h.extend_from_slice(headers);
+        refused(
+            &self.gw,
+            &[&self.up],
+            Method::GET,
+            "/v1/domains",
+            &h,
+            403,
+            "ip_not_allowed",
+        )
+        .await;
+        let (in_key, _) = create_key(&self.store, Env::Live, &["domains:read"], inside).await;
+        let auth = bearer(&in_key);
+        let mut h = vec![("authorization", auth.as_str())];
+        h.extend_from_slice(headers);
+        allowed(&self.gw, &self.up, Method::GET, "/v1/domains", &h).await
     }
 }
 

@@ -1,5 +1,20 @@
 //! An in-process gateway on 127.0.0.1:0 with its own metrics and store, and
-//! the config snippets most tests share.
+//! the config most tests share. The one way to start one:
+//!
+//! ```ignore
+//! let up = RecordingUpstream::start("up").await;
+//! let gw = TestGateway::builder()
+//!     .upstream(&up)
+//!     .extra("[cache]\nttl = \"100ms\"\n")
+//!     .edit(|cfg| cfg.server.max_connections = 2)
+//!     .store(store.clone())
+//!     .start()
+//!     .await;
+//! ```
+//!
+//! or `TestGateway::builder().start_with_upstream().await` for a recording
+//! upstream and the gateway in front of it, and [`super::expect::Bench`]
+//! for both with the store and short ways to ask them things.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -14,12 +29,17 @@ use osir_gateway::store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+use super::upstream::RecordingUpstream;
+
+/// An in-process gateway; start one with [`TestGateway::builder`].
 pub struct TestGateway {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
-    /// The TLS listener, for gateways started with [`TestGateway::start_tls`].
+    /// The TLS listener, for gateways built with [`Builder::tls`].
     pub tls: Option<SocketAddr>,
     pub gw: Arc<Gateway>,
+    /// The store the gateway was started over (a clone: the same keys).
+    pub store: Store,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -78,36 +98,188 @@ pub fn parse(toml: &str) -> Config {
     Config::from_toml(toml, Path::new(".")).unwrap_or_else(|e| panic!("test config invalid:\n{e}"))
 }
 
-impl TestGateway {
-    pub async fn start(toml: &str, store: Store) -> TestGateway {
-        TestGateway::start_with(parse(toml), store).await
+/// Anything a test gateway can forward to: its base URL.
+pub trait UpstreamUrl {
+    fn upstream_url(&self) -> String;
+}
+
+impl UpstreamUrl for super::upstream::RecordingUpstream {
+    fn upstream_url(&self) -> String {
+        self.url()
+    }
+}
+
+impl UpstreamUrl for super::upstream::WireUpstream {
+    fn upstream_url(&self) -> String {
+        self.url()
+    }
+}
+
+impl UpstreamUrl for super::upstream::ClosedPort {
+    fn upstream_url(&self) -> String {
+        self.url()
+    }
+}
+
+impl UpstreamUrl for str {
+    fn upstream_url(&self) -> String {
+        self.to_owned()
+    }
+}
+
+impl UpstreamUrl for String {
+    fn upstream_url(&self) -> String {
+        self.clone()
+    }
+}
+
+/// A change to the validated config, made before the gateway starts.
+type Edit<'a> = Box<dyn FnOnce(&mut Config) + 'a>;
+
+/// What a test gateway is built from: the shared [`config`] (or a whole
+/// config of its own), edits on the validated config, a store (a fresh
+/// memory store unless given), the API listener's address, TLS.
+/// The one way tests start a gateway: `TestGateway::builder()`.
+#[must_use]
+pub struct Builder<'a> {
+    up: Option<String>,
+    test_up: Option<String>,
+    extra: String,
+    toml: Option<String>,
+    cfg: Option<Config>,
+    edits: Vec<Edit<'a>>,
+    store: Option<Store>,
+    bind: String,
+    tls: bool,
+    watched: bool,
+}
+
+impl<'a> Builder<'a> {
+    /// The upstream `up` of the shared [`config`] (its live URL).
+    pub fn upstream(mut self, up: &(impl UpstreamUrl + ?Sized)) -> Builder<'a> {
+        self.up = Some(up.upstream_url());
+        self
     }
 
-    pub async fn start_with(cfg: Config, store: Store) -> TestGateway {
-        TestGateway::start_at(cfg, store, "127.0.0.1:0").await
+    /// The `test_url` of upstream `up`, for test-environment keys.
+    pub fn test_upstream(mut self, up: &(impl UpstreamUrl + ?Sized)) -> Builder<'a> {
+        self.test_up = Some(up.upstream_url());
+        self
     }
 
-    /// Like [`TestGateway::start_with`], with the API listener on `bind`
-    /// (`[::1]:0` for an IPv6 peer, `[::ffff:127.0.0.1]:0` for IPv4-mapped
-    /// peers); the admin listener stays on 127.0.0.1.
-    pub async fn start_at(cfg: Config, store: Store, bind: &str) -> TestGateway {
-        TestGateway::launch(cfg, store, bind, false).await
+    /// Appended verbatim to the shared [`config`] (more sections, or
+    /// `[auth]`/`[cache]` tables).
+    pub fn extra(mut self, toml: &str) -> Builder<'a> {
+        self.extra.push_str(toml);
+        self
     }
 
-    /// Like [`TestGateway::start_with`], plus a TLS listener on 127.0.0.1:0
-    /// serving the certificate and key named by `cfg`'s `[server.tls]`
-    /// (which must be set; its `listen` is ignored).
-    /// Returns once `serve` is running, so the gateway already holds the
-    /// acceptor and a `run::reload` reaches the certificate.
-    pub async fn start_tls(cfg: Config, store: Store) -> TestGateway {
-        let gw = TestGateway::launch(cfg, store, "127.0.0.1:0", true).await;
-        let g = gw.gw.clone();
-        let up = super::eventually(std::time::Duration::from_secs(5), move || {
-            g.ready.load(std::sync::atomic::Ordering::SeqCst)
-        })
-        .await;
-        assert!(up, "the gateway never reported ready");
+    /// A whole config text instead of the shared [`config`]; `upstream`,
+    /// `test_upstream` and `extra` no longer apply.
+    pub fn toml(mut self, toml: &str) -> Builder<'a> {
+        self.toml = Some(toml.to_owned());
+        self
+    }
+
+    /// A whole validated config instead of the shared [`config`].
+    pub fn config(mut self, cfg: Config) -> Builder<'a> {
+        self.cfg = Some(cfg);
+        self
+    }
+
+    /// Changes the validated config before the gateway starts; edits apply
+    /// in the order given.
+    pub fn edit(mut self, edit: impl FnOnce(&mut Config) + 'a) -> Builder<'a> {
+        self.edits.push(Box::new(edit));
+        self
+    }
+
+    /// The store (default: a fresh memory store).
+    pub fn store(mut self, store: Store) -> Builder<'a> {
+        self.store = Some(store);
+        self
+    }
+
+    /// The API listener's address (default `127.0.0.1:0`; `[::1]:0` for an
+    /// IPv6 peer, `[::ffff:127.0.0.1]:0` for IPv4-mapped peers); the admin
+    /// listener stays on 127.0.0.1.
+    pub fn bind(mut self, addr: &str) -> Builder<'a> {
+        self.bind = addr.to_owned();
+        self
+    }
+
+    /// Also a TLS listener on 127.0.0.1:0 serving the certificate and key
+    /// named by the config's `[server.tls]` (which must be set; its
+    /// `listen` is ignored). `start` then returns once `serve` is running,
+    /// so the gateway already holds the acceptor and a `run::reload`
+    /// reaches the certificate.
+    pub fn tls(mut self) -> Builder<'a> {
+        self.tls = true;
+        self
+    }
+
+    /// `start` returns only once the store's watcher reports the store up
+    /// (see [`TestGateway::wait_store_watched`]).
+    pub fn watched(mut self) -> Builder<'a> {
+        self.watched = true;
+        self
+    }
+
+    /// Starts the gateway.
+    pub async fn start(self) -> TestGateway {
+        let mut cfg = match (self.cfg, self.toml) {
+            (Some(cfg), _) => cfg,
+            (None, Some(toml)) => parse(&toml),
+            (None, None) => {
+                let up = self
+                    .up
+                    .expect("TestGateway::builder() needs .upstream(..), .toml(..) or .config(..)");
+                parse(&config(&up, self.test_up.as_deref(), &self.extra))
+            }
+        };
+        for edit in self.edits {
+            edit(&mut cfg);
+        }
+        let store = self.store.unwrap_or_else(super::keys::memory_store);
+        let gw = TestGateway::launch(cfg, store, &self.bind, self.tls).await;
+        if self.tls {
+            let g = gw.gw.clone();
+            let up = super::eventually(std::time::Duration::from_secs(5), move || {
+                g.ready.load(std::sync::atomic::Ordering::SeqCst)
+            })
+            .await;
+            assert!(up, "the gateway never reported ready");
+        }
+        if self.watched {
+            gw.wait_store_watched().await;
+        }
         gw
+    }
+
+    /// Starts a [`RecordingUpstream`] named `up`, and the gateway in front
+    /// of it; returns both.
+    pub async fn start_with_upstream(self) -> (RecordingUpstream, TestGateway) {
+        let up = RecordingUpstream::start("up").await;
+        let gw = self.upstream(&up).start().await;
+        (up, gw)
+    }
+}
+
+impl TestGateway {
+    /// See [`Builder`].
+    pub fn builder<'a>() -> Builder<'a> {
+        Builder {
+            up: None,
+            test_up: None,
+            extra: String::new(),
+            toml: None,
+            cfg: None,
+            edits: Vec::new(),
+            store: None,
+            bind: "127.0.0.1:0".to_owned(),
+            tls: false,
+            watched: false,
+        }
     }
 
     async fn launch(cfg: Config, store: Store, bind: &str, with_tls: bool) -> TestGateway {
@@ -120,7 +292,7 @@ impl TestGateway {
                 .server
                 .tls
                 .as_ref()
-                .expect("start_tls needs [server.tls] in the config");
+                .expect("Builder::tls needs [server.tls] in the config");
             let acceptor =
                 TlsAcceptor::new(tls_cfg).unwrap_or_else(|e| panic!("test certificate: {e}"));
             Some((
@@ -131,7 +303,7 @@ impl TestGateway {
             None
         };
         let tls_addr = tls.as_ref().map(|(l, _)| l.local_addr().unwrap());
-        let gw = Gateway::new(cfg, store, Arc::new(Metrics::new()));
+        let gw = Gateway::new(cfg, store.clone(), Arc::new(Metrics::new()));
         let (tx, rx) = oneshot::channel::<()>();
         let gw2 = gw.clone();
         let task = tokio::spawn(async move {
@@ -153,6 +325,7 @@ impl TestGateway {
             admin: admin_addr,
             tls: tls_addr,
             gw,
+            store,
             stop: Some(tx),
             task: Some(task),
         }
@@ -176,6 +349,17 @@ impl TestGateway {
 
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://{}{}", self.admin, path)
+    }
+
+    /// The bytes of one raw HTTP/1.x request to this gateway: the request
+    /// line, `Host`, `headers` (whole lines, each ending in CRLF), a blank
+    /// line, then `body`.
+    pub fn raw_request(&self, request_line: &str, headers: &str, body: &str) -> Vec<u8> {
+        format!(
+            "{request_line}\r\nHost: {}\r\n{headers}\r\n{body}",
+            self.addr
+        )
+        .into_bytes()
     }
 
     /// Graceful stop; waits for the server to finish.

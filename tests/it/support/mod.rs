@@ -7,6 +7,7 @@ pub mod expect;
 pub mod gateway;
 pub mod h2wire;
 pub mod keys;
+pub mod process;
 pub mod redis;
 pub mod upstream;
 
@@ -43,6 +44,25 @@ where
             return false;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Calls `attempt` until it returns `Ok` or `deadline` passes; returns the
+/// value, or panics with `what` and the last error. For operations that
+/// fail until something has recovered (a store back from an outage).
+pub async fn until_ok<T, E, F, Fut>(deadline: Duration, what: &str, mut attempt: F) -> T
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let end = Instant::now() + deadline;
+    loop {
+        match attempt().await {
+            Ok(v) => return v,
+            Err(e) if Instant::now() >= end => panic!("{what}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
     }
 }
 
