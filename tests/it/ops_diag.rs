@@ -4,33 +4,21 @@
 //! with its address and OS error, once a second with a count of the
 //! failures held back.
 
-use std::fs::File;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::client::get;
 use crate::support::eventually_async;
 use crate::support::keys::CliConfig;
+use crate::support::process::{free_port, GatewayProcess};
 use crate::support::upstream::ClosedPort;
 
 /// One `osir-gateway run` with a file store; killed and reaped when dropped.
 struct Gateway {
-    child: Child,
+    process: GatewayProcess,
+    /// Its directory outlives the process (fields drop in order).
     cfg: CliConfig,
     api: u16,
     admin: u16,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 fn config_text(api: u16, admin: u16, upstream: &str, log: &str) -> String {
@@ -61,19 +49,8 @@ impl Gateway {
         let (api, admin) = (free_port(), free_port());
         let cfg = CliConfig::new(&config_text(api, admin, upstream, log));
         std::fs::write(cfg.keys_file(), "").unwrap();
-        let dir = cfg.dir.path();
-        let child = Command::new(env!("CARGO_BIN_EXE_osir-gateway"))
-            .arg("-c")
-            .arg(&cfg.path)
-            .arg("run")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(File::create(dir.join("stdout")).unwrap())
-            .stderr(File::create(dir.join("stderr")).unwrap())
-            .spawn()
-            .unwrap();
         let gw = Gateway {
-            child,
+            process: GatewayProcess::start(&cfg),
             cfg,
             api,
             admin,
@@ -98,7 +75,7 @@ impl Gateway {
     }
 
     fn stderr(&self) -> String {
-        std::fs::read_to_string(self.cfg.dir.path().join("stderr")).unwrap_or_default()
+        self.process.stderr()
     }
 
     fn url(&self, path: &str) -> String {
