@@ -17,6 +17,7 @@
 //! gracefully once no request has been in flight for `server.idle_timeout`
 //! (HTTP/1.1 keep-alive and HTTP/2 alike), and when the server stops.
 
+pub mod h1;
 pub(crate) mod idle;
 pub mod tls;
 

@@ -20,6 +20,7 @@ mod faults;
 mod fleet;
 mod flood;
 mod forwarding;
+mod h1_oracle;
 mod hostile;
 mod invalidation;
 mod limits;

@@ -1,0 +1,378 @@
+//! HTTP/1.1 request heads, parsed strictly.
+//!
+//! `httparse` finds the request line and the header fields; this module then
+//! refuses everything a front proxy must not guess about, because a gateway
+//! and the upstream behind it reading one byte stream two ways is how
+//! requests are smuggled:
+//!
+//! - bare LF line endings (only CRLF ends a line) and obs-fold continuation
+//!   lines;
+//! - a `Content-Length` that is not plain digits (`+5`, `0x5`, ` 5`, `5,5`),
+//!   has a leading zero (`005`), overflows, or appears twice;
+//! - `Transfer-Encoding` other than exactly one `chunked` (`gzip, chunked`,
+//!   `chunked, chunked`, `identity`, `xchunked`, a vertical tab …), and
+//!   `Transfer-Encoding` together with `Content-Length`, or on HTTP/1.0;
+//! - no `Host`, or two, on HTTP/1.1; an absolute-form target whose scheme is
+//!   not `http` or `https`;
+//! - a version other than HTTP/1.0 or HTTP/1.1.
+//!
+//! What passes has one meaning: [`BodyFraming`] says exactly how the body
+//! is delimited, and the upstream is given that framing, never the client's
+//! spelling of it.
+
+use crate::error::Framing;
+
+/// The most header fields a request may have.
+pub const MAX_HEADERS: usize = 100;
+
+/// How a request body is delimited, as the gateway will forward it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// No body (no `Content-Length`, no `Transfer-Encoding`, or length 0).
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// A parsed request head. Names and values are ranges into the buffer it
+/// was parsed from, so nothing is copied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestHead {
+    /// Bytes of the head, the blank line included: the body starts here.
+    pub len: usize,
+    /// The method, as sent (case-sensitive, a token).
+    pub method: Span,
+    /// The request target, as sent.
+    pub target: Span,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor_version: u8,
+    /// Header fields in order: name and value spans (values without the
+    /// surrounding whitespace).
+    pub headers: Vec<(Span, Span)>,
+    /// How the body is delimited.
+    pub body: BodyFraming,
+    /// Whether the connection may carry another request after this one.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` was sent.
+    pub expect_continue: bool,
+}
+
+/// A range of the parsed buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    /// Offset of the first byte.
+    pub start: usize,
+    /// Offset one past the last byte.
+    pub end: usize,
+}
+
+impl Span {
+    /// The bytes this span covers in `buf`.
+    pub fn of<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
+        &buf[self.start..self.end]
+    }
+
+    fn within(buf: &[u8], part: &[u8]) -> Span {
+        let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+        Span {
+            start,
+            end: start + part.len(),
+        }
+    }
+}
+
+/// Parses a request head from the start of `buf`. `Ok(None)`: the head is
+/// not complete yet (read more, within the caller's size limit).
+pub fn parse(buf: &[u8]) -> Result<Option<RequestHead>, Framing> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut fields);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(Framing::TooManyHeaders),
+        Err(httparse::Error::Version) => return Err(Framing::Version),
+        Err(
+            httparse::Error::HeaderName
+            | httparse::Error::HeaderValue
+            | httparse::Error::NewLine
+            | httparse::Error::Status
+            | httparse::Error::Token,
+        ) => {
+            return Err(if has_bare_lf(buf) {
+                Framing::BareLf
+            } else {
+                Framing::Header
+            })
+        }
+    };
+    let head = &buf[..len];
+    if has_bare_lf(head) {
+        return Err(Framing::BareLf);
+    }
+    let (Some(method), Some(target), Some(minor_version)) = (req.method, req.path, req.version)
+    else {
+        return Err(Framing::RequestLine);
+    };
+    let mut headers = Vec::with_capacity(req.headers.len());
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut transfer_encoding = false;
+    let mut hosts = 0u32;
+    let mut close = false;
+    let mut keep_alive_10 = false;
+    let mut expect_continue = false;
+    for h in req.headers.iter() {
+        let name = h.name.as_bytes();
+        let value = trim(h.value);
+        if name.eq_ignore_ascii_case(b"content-length") {
+            if length.is_some() {
+                return Err(Framing::DuplicateLength);
+            }
+            length = Some(content_length(value)?);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            if transfer_encoding {
+                return Err(Framing::TransferEncoding);
+            }
+            transfer_encoding = true;
+            chunked = value.eq_ignore_ascii_case(b"chunked");
+            if !chunked {
+                return Err(Framing::TransferEncoding);
+            }
+        } else if name.eq_ignore_ascii_case(b"host") {
+            hosts += 1;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for token in value.split(|b| *b == b',').map(trim) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    keep_alive_10 = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case(b"expect") {
+            if !value.eq_ignore_ascii_case(b"100-continue") {
+                return Err(Framing::Expect);
+            }
+            expect_continue = true;
+        }
+        headers.push((Span::within(buf, name), Span::within(buf, value)));
+    }
+    if chunked && length.is_some() {
+        return Err(Framing::LengthWithChunked);
+    }
+    // HTTP/1.0 has no chunked coding; a 1.0 request claiming it is either
+    // a confused client or a smuggling probe (hyper refuses it too).
+    if chunked && minor_version == 0 {
+        return Err(Framing::TransferEncoding);
+    }
+    if minor_version == 1 && hosts != 1 {
+        return Err(if hosts == 0 {
+            Framing::MissingHost
+        } else {
+            Framing::DuplicateHost
+        });
+    }
+    if hosts > 1 {
+        return Err(Framing::DuplicateHost);
+    }
+    check_target(method, target)?;
+    let body = match (chunked, length) {
+        (true, _) => BodyFraming::Chunked,
+        (false, Some(0) | None) => BodyFraming::Empty,
+        (false, Some(n)) => BodyFraming::Length(n),
+    };
+    let keep_alive = !close && (minor_version == 1 || keep_alive_10);
+    Ok(Some(RequestHead {
+        len,
+        method: Span::within(buf, method.as_bytes()),
+        target: Span::within(buf, target.as_bytes()),
+        minor_version,
+        headers,
+        body,
+        keep_alive,
+        expect_continue,
+    }))
+}
+
+/// The target must be one of the forms a proxy can forward unambiguously,
+/// read the way `http::Uri` (and so hyper) reads it: origin-form (`/…`),
+/// absolute-form with http or https, `*`, or authority-form for CONNECT
+/// (which the pipeline then answers 405). A fragment (`#`) is refused: an
+/// upstream would drop it, so the path authorised would not be the path
+/// served. (Parsing with `http::Uri` copies the target; the engine's own
+/// byte table is the planned replacement, checked by the same oracle.)
+fn check_target(method: &str, target: &str) -> Result<(), Framing> {
+    if target == "*" {
+        return Ok(());
+    }
+    if target.contains('#') {
+        return Err(Framing::Target);
+    }
+    let uri = http::Uri::try_from(target).map_err(|_| Framing::Target)?;
+    match uri.scheme_str() {
+        Some(s) if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https") => Ok(()),
+        Some(_) => Err(Framing::Scheme),
+        None if target.starts_with('/') => Ok(()),
+        None if method == "CONNECT" && uri.authority().is_some() => Ok(()),
+        None => Err(Framing::Target),
+    }
+}
+
+/// Plain decimal digits, no sign, no leading zero (except `0` itself), no
+/// overflow.
+fn content_length(v: &[u8]) -> Result<u64, Framing> {
+    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) || (v.len() > 1 && v[0] == b'0') {
+        return Err(Framing::ContentLength);
+    }
+    v.iter().try_fold(0u64, |n, d| {
+        n.checked_mul(10)
+            .and_then(|n| n.checked_add(u64::from(d - b'0')))
+            .ok_or(Framing::ContentLength)
+    })
+}
+
+fn trim(v: &[u8]) -> &[u8] {
+    let start = v
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t'))
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t'))
+        .map_or(start, |i| i + 1);
+    &v[start..end.max(start)]
+}
+
+/// A `\n` not preceded by `\r` anywhere in the head.
+fn has_bare_lf(head: &[u8]) -> bool {
+    let end = head
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(head.len(), |i| i + 4);
+    head[..end]
+        .iter()
+        .enumerate()
+        .any(|(i, b)| *b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn ok(raw: &str) -> RequestHead {
+        parse(raw.as_bytes()).unwrap().unwrap()
+    }
+
+    fn refused(raw: &str) -> Framing {
+        parse(raw.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn a_plain_request_parses_without_copying() {
+        let raw = "GET /v1/domains?x=1 HTTP/1.1\r\nHost: a\r\nX-A:  v  \r\n\r\nBODY";
+        let h = ok(raw);
+        assert_eq!(h.method.of(raw.as_bytes()), b"GET");
+        assert_eq!(h.target.of(raw.as_bytes()), b"/v1/domains?x=1");
+        assert_eq!(h.headers[1].1.of(raw.as_bytes()), b"v");
+        assert_eq!(&raw.as_bytes()[h.len..], b"BODY");
+        assert_eq!(h.body, BodyFraming::Empty);
+        assert!(h.keep_alive && !h.expect_continue);
+    }
+
+    #[test]
+    fn partial_heads_ask_for_more() {
+        assert_eq!(parse(b"GET / HTTP/1.1\r\nHost: a\r\n").unwrap(), None);
+        assert_eq!(parse(b"GE").unwrap(), None);
+    }
+
+    #[test]
+    fn framing_is_exact() {
+        let h = ok("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n");
+        assert_eq!(h.body, BodyFraming::Length(12));
+        let h = ok("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n");
+        assert_eq!(h.body, BodyFraming::Chunked);
+        let h = ok("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(h.body, BodyFraming::Empty);
+    }
+
+    #[test]
+    fn smuggling_shapes_are_refused() {
+        let cases: &[(&str, Framing)] = &[
+            ("Content-Length: +5", Framing::ContentLength),
+            ("Content-Length: 005", Framing::ContentLength),
+            ("Content-Length: 0x5", Framing::ContentLength),
+            ("Content-Length: 5, 5", Framing::ContentLength),
+            ("Content-Length: -1", Framing::ContentLength),
+            (
+                "Content-Length: 99999999999999999999",
+                Framing::ContentLength,
+            ),
+            (
+                "Content-Length: 5\r\nContent-Length: 5",
+                Framing::DuplicateLength,
+            ),
+            (
+                "Content-Length: 5\r\nContent-Length: 6",
+                Framing::DuplicateLength,
+            ),
+            (
+                "Transfer-Encoding: gzip, chunked",
+                Framing::TransferEncoding,
+            ),
+            (
+                "Transfer-Encoding: chunked, chunked",
+                Framing::TransferEncoding,
+            ),
+            ("Transfer-Encoding: identity", Framing::TransferEncoding),
+            ("Transfer-Encoding: xchunked", Framing::TransferEncoding),
+            (
+                "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+                Framing::TransferEncoding,
+            ),
+            (
+                "Transfer-Encoding: chunked\r\nContent-Length: 3",
+                Framing::LengthWithChunked,
+            ),
+            ("Expect: 200-ok", Framing::Expect),
+            ("Host: b", Framing::DuplicateHost),
+        ];
+        for (extra, want) in cases {
+            let raw = format!("POST / HTTP/1.1\r\nHost: a\r\n{extra}\r\n\r\n");
+            assert_eq!(parse(raw.as_bytes()), Err(*want), "{extra:?}");
+        }
+    }
+
+    #[test]
+    fn line_shapes_are_refused() {
+        assert_eq!(refused("GET / HTTP/1.1\nHost: a\r\n\r\n"), Framing::BareLf);
+        assert_eq!(refused("GET / HTTP/1.1\r\nHost: a\n\r\n"), Framing::BareLf);
+        assert_eq!(
+            refused("GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n folded\r\n\r\n"),
+            Framing::Header
+        );
+        assert_eq!(refused("GET / HTTP/1.1\r\n\r\n"), Framing::MissingHost);
+        assert_eq!(
+            refused("GET / HTTP/2.0\r\nHost: a\r\n\r\n"),
+            Framing::Version
+        );
+        assert_eq!(
+            refused("GET ftp://a/x HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Framing::Scheme
+        );
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: v\r\n")).collect();
+        assert_eq!(
+            refused(&format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n")),
+            Framing::TooManyHeaders
+        );
+    }
+
+    #[test]
+    fn connection_semantics() {
+        assert!(!ok("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").keep_alive);
+        assert!(!ok("GET / HTTP/1.0\r\n\r\n").keep_alive);
+        assert!(ok("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").keep_alive);
+        assert!(ok("PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n").expect_continue);
+    }
+}
