@@ -84,7 +84,8 @@ fn key_params(query: &str) -> impl Iterator<Item = (&str, &str)> {
     })
 }
 
-fn is_key_param(name: &str) -> bool {
+/// Does this raw parameter name decode to `api_key`?
+pub fn is_key_param(name: &str) -> bool {
     if name == "api_key" {
         return true;
     }

@@ -23,6 +23,9 @@ pub enum GatewayError {
     /// More than one credential was sent.
     #[error("send exactly one credential: one Authorization header or one api_key parameter")]
     AmbiguousCredentials,
+    /// A well-formed key somewhere other than `Authorization` or `api_key`.
+    #[error("an API key was found in {0}; send keys only as Authorization: Bearer <key> (or as the api_key query parameter where enabled), never elsewhere")]
+    MisplacedApiKey(crate::misplaced::Place),
     /// Malformed request (absolute-form with a foreign authority, Upgrade,
     /// bad admin input). The text names what was wrong, never a secret.
     #[error("{0}")]
@@ -85,7 +88,9 @@ impl GatewayError {
     pub fn status(&self) -> StatusCode {
         use GatewayError::*;
         match self {
-            InvalidPath | AmbiguousCredentials | InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            InvalidPath | AmbiguousCredentials | MisplacedApiKey(_) | InvalidRequest(_) => {
+                StatusCode::BAD_REQUEST
+            }
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -108,6 +113,7 @@ impl GatewayError {
         match self {
             InvalidPath => "invalid_path",
             AmbiguousCredentials => "ambiguous_credentials",
+            MisplacedApiKey(_) => "misplaced_api_key",
             InvalidRequest(_) => "invalid_request",
             MethodNotAllowed => "method_not_allowed",
             PayloadTooLarge => "payload_too_large",
@@ -134,11 +140,11 @@ impl GatewayError {
         use GatewayError::*;
         match self {
             RateLimited(d) | KeyStoreUnavailable(d) => Some(*d),
-            InvalidPath | AmbiguousCredentials | InvalidRequest(_) | MethodNotAllowed
-            | PayloadTooLarge | HeadersTooLarge | MissingApiKey | InvalidApiKey | ExpiredApiKey
-            | RevokedApiKey | IpNotAllowed | InsufficientScope(_) | RouteNotFound
-            | UpstreamUnavailable | UpstreamTimeout | KeyNotFound | AdminUnauthorized
-            | Internal(_) => None,
+            InvalidPath | AmbiguousCredentials | MisplacedApiKey(_) | InvalidRequest(_)
+            | MethodNotAllowed | PayloadTooLarge | HeadersTooLarge | MissingApiKey
+            | InvalidApiKey | ExpiredApiKey | RevokedApiKey | IpNotAllowed
+            | InsufficientScope(_) | RouteNotFound | UpstreamUnavailable | UpstreamTimeout
+            | KeyNotFound | AdminUnauthorized | Internal(_) => None,
         }
     }
 

@@ -5,14 +5,18 @@
 //! forge or delete what the gateway says (HOSTILE §4): hop-by-hop headers and
 //! every header named in `Connection` go, as do client-sent `X-Osir-*`,
 //! `X-Forwarded-*`, `Forwarded`, `X-Real-IP`, any name with `_` (upstreams
-//! that map `_` to `-` would read `X-Osir-Key_Id` as ours) and the
-//! credential. Then the gateway's own headers are added.
+//! that map `_` to `-` would read `X-Osir-Key_Id` as ours), the
+//! credential, and the method and URL override headers some frameworks
+//! honour ([`OVERRIDES`]: a `domains:read` GET must not run as a DELETE, or
+//! on another path). Then the gateway's own headers are added.
 
 use std::net::IpAddr;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
+
+use crate::error::GatewayError;
 
 /// Is this a hop-by-hop header (RFC 9110 §7.6.1, plus the `Proxy-*` family)?
 fn is_hop_by_hop(name: &HeaderName) -> bool {
@@ -22,10 +26,26 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     ) || name.as_str().starts_with("proxy-")
 }
 
+/// Method and URL override headers: frameworks that honour them would act
+/// on another method or path than the one authorised.
+pub const OVERRIDES: [&str; 10] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-method",
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+    "x-override-url",
+    "x-envoy-original-path",
+    "x-envoy-original-method",
+];
+
 /// Headers a client must never get to the upstream.
 fn is_client_forbidden(name: &HeaderName) -> bool {
     let n = name.as_str();
     is_hop_by_hop(name)
+        || OVERRIDES.contains(&n)
         || n.starts_with("x-osir-")
         || n.starts_with("x-forwarded-")
         || n == "forwarded"
@@ -117,6 +137,33 @@ pub fn split_target(pq: Option<&PathAndQuery>) -> (&str, Option<&str>) {
         Some(pq) => (pq.path(), pq.query()),
         None => ("/", None),
     }
+}
+
+/// Refuses a `_method` query parameter (name matched decoded and in any
+/// case) naming a method other than the request's own: frameworks that
+/// honour it would run a GET authorised as a read as, say, a DELETE.
+pub fn check_method_param(query: Option<&str>, method: &http::Method) -> Result<(), GatewayError> {
+    let Some(query) = query else {
+        return Ok(());
+    };
+    for piece in query.split('&') {
+        let (name, value) = piece.split_once('=').unwrap_or((piece, ""));
+        // Cheap first: a name spelling `_method` has 7 decoded bytes.
+        if name.len() < 7 {
+            continue;
+        }
+        let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+        if !name.eq_ignore_ascii_case("_method") {
+            continue;
+        }
+        let value = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
+        if !value.eq_ignore_ascii_case(method.as_str()) {
+            return Err(GatewayError::InvalidRequest(
+                "the _method query parameter may not name another method than the request's".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Bytes for a tiny static body (demo, admin).

@@ -15,6 +15,7 @@ use crate::cache::KeyCache;
 use crate::config::Config;
 use crate::flood::FailedLookups;
 use crate::metrics::Metrics;
+use crate::per_ip::PerIp;
 use crate::request_id::RequestIds;
 use crate::route::RouteTable;
 use crate::store::Store;
@@ -83,6 +84,10 @@ pub struct Gateway {
     pub failed_lookups: FailedLookups,
     /// Per-key usage, flushed to the store in batches.
     pub usage: Arc<UsageRecorder>,
+    /// Open API connections per peer IP (`server.max_connections_per_ip`).
+    pub per_ip: Arc<PerIp>,
+    /// Per-client-IP failed admin-token attempts (`admin.failed_token_budget`).
+    pub admin_failures: FailedLookups,
     /// Set once listeners are up; `/readyz` reports it.
     pub ready: AtomicBool,
     generation: AtomicU64,
@@ -110,6 +115,8 @@ impl Gateway {
             tls: arc_swap::ArcSwapOption::empty(),
             failed_lookups,
             usage: Arc::new(UsageRecorder::new()),
+            per_ip: Arc::new(PerIp::default()),
+            admin_failures: FailedLookups::new(10_000, crate::admin::FAILURE_WINDOW),
             ready: AtomicBool::new(false),
             generation: AtomicU64::new(1),
             tasks: parking_lot::Mutex::new(vec![watcher]),

@@ -8,12 +8,14 @@
 //! | --- | --- |
 //! | accept, HTTP/1.1 + HTTP/2, timeouts | [`server`] |
 //! | idle keep-alive connections | [`idle`] |
+//! | connections per peer IP | [`per_ip`] |
 //! | TLS: certificate loading, hot reload, handshake timeout | [`tls`] |
 //! | request shape, one config snapshot per request | [`proxy`], [`gateway`] |
 //! | request head size (431) | [`head`] |
 //! | client IP (trusted proxies, X-Forwarded-For) | [`client_ip`] |
 //! | canonical path check | [`path`] |
 //! | route and required scope | [`route`] |
+//! | keys sent in the wrong place; redaction | [`misplaced`] |
 //! | credential extraction and stripping | [`credential`] |
 //! | key format and checksum | [`key`] |
 //! | key lookup: cache, single flight, epochs | [`cache`], [`store`] |
@@ -48,7 +50,9 @@ pub mod idle;
 pub mod key;
 pub mod keys;
 pub mod metrics;
+pub mod misplaced;
 pub mod path;
+pub mod per_ip;
 pub mod proxy;
 pub mod record;
 pub mod request_id;

@@ -61,6 +61,18 @@ pub struct Metrics {
     pub open_connections: prometheus::IntGaugeVec,
     /// `osir_gateway_auth_duration_seconds`: the key decision alone.
     pub auth_duration: Histogram,
+    /// `osir_gateway_misplaced_keys_total{place}` (`path`, `query`,
+    /// `header`): requests refused for a key sent in the wrong place.
+    pub misplaced_keys: IntCounterVec,
+    /// `osir_gateway_admin_auth_failures_total`: admin API calls with a
+    /// missing or wrong token.
+    pub admin_auth_failures: IntCounter,
+    /// `osir_gateway_admin_rate_limited_total`: admin API calls refused 429
+    /// because their client IP failed too often.
+    pub admin_rate_limited: IntCounter,
+    /// `osir_gateway_connections_refused_total{reason}` (`per_ip`): client
+    /// connections closed at accept.
+    pub connections_refused: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -86,6 +98,13 @@ fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Histo
     r.register(Box::new(h.clone()))
         .unwrap_or_else(|e| panic!("metric {name}: {e}"));
     h
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(c.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    c
 }
 
 fn histogram(r: &Registry, name: &str, help: &str) -> Histogram {
@@ -120,6 +139,10 @@ impl Metrics {
         for cache in ["positive", "negative"] {
             m.cache_entries.with_label_values(&[cache]);
         }
+        for place in ["path", "query", "header"] {
+            m.misplaced_keys.with_label_values(&[place]);
+        }
+        m.connections_refused.with_label_values(&["per_ip"]);
         m
     }
 
@@ -234,6 +257,28 @@ impl Metrics {
                 &r,
                 "osir_gateway_auth_duration_seconds",
                 "Time spent deciding on a key (cache or store), excluding upstream time",
+            ),
+            misplaced_keys: counter_vec(
+                &r,
+                "osir_gateway_misplaced_keys_total",
+                "Requests refused because a key was sent outside Authorization and api_key, by place (path, query, header)",
+                &["place"],
+            ),
+            admin_auth_failures: counter(
+                &r,
+                "osir_gateway_admin_auth_failures_total",
+                "Admin API calls with a missing, repeated or wrong admin token",
+            ),
+            admin_rate_limited: counter(
+                &r,
+                "osir_gateway_admin_rate_limited_total",
+                "Admin API calls refused (429) because their client IP failed the token check too often",
+            ),
+            connections_refused: counter_vec(
+                &r,
+                "osir_gateway_connections_refused_total",
+                "Client connections closed at accept, by reason (per_ip: over server.max_connections_per_ip)",
+                &["reason"],
             ),
             registry: r,
         }

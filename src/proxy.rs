@@ -26,6 +26,7 @@ use crate::error::GatewayError;
 use crate::forward::{self, incoming_chain, prepare_request_headers, prepare_response_headers};
 use crate::gateway::{Gateway, Snapshot};
 use crate::head;
+use crate::misplaced;
 use crate::path;
 use crate::route::Route;
 use crate::upstream::ResponseBody;
@@ -144,11 +145,22 @@ async fn pipeline<'s>(
     // headers can be rewritten while the checked path is borrowed.
     let uri = parts.uri.clone();
     let (raw_path, query) = forward::split_target(uri.path_and_query());
+    if let Some(place) = misplaced::find(raw_path, query, &parts.headers, cfg.auth.verify_checksum)
+    {
+        gw.metrics
+            .misplaced_keys
+            .with_label_values(&[place.label()])
+            .inc();
+        return Err(GatewayError::MisplacedApiKey(place));
+    }
+    forward::check_method_param(query, &parts.method)?;
     let checked = path::check(raw_path).map_err(|_| GatewayError::InvalidPath)?;
     let stripped_query = query.and_then(strip_key_param);
     if logging {
-        trace.path = Some(checked.raw.to_owned());
-        trace.query = stripped_query.as_deref().map(str::to_owned);
+        trace.path = Some(misplaced::redact(checked.raw).into_owned());
+        trace.query = stripped_query
+            .as_deref()
+            .map(|q| misplaced::redact(q).into_owned());
     }
     let route = snap
         .routes

@@ -187,6 +187,17 @@ async fn accept_api<H, F, S>(
             },
             _ = stop.changed() => return,
         };
+        let per_ip_limit = api.gw.snapshot.load().config.server.max_connections_per_ip;
+        let Some(slot) = api.gw.per_ip.try_take(peer.ip(), per_ip_limit) else {
+            api.gw
+                .metrics
+                .connections_refused
+                .with_label_values(&["per_ip"])
+                .inc();
+            tracing::debug!(peer = %peer.ip(), limit = per_ip_limit, "connection closed: over server.max_connections_per_ip");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let info = ConnInfo { peer, proto };
         let handshake = handshake(stream);
@@ -235,6 +246,7 @@ async fn accept_api<H, F, S>(
                 Err(e) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
             }
             open.dec();
+            drop(slot);
             drop(permit);
         });
     }
@@ -251,7 +263,7 @@ async fn accept_admin(
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(10));
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
@@ -265,7 +277,7 @@ async fn accept_admin(
         let gw2 = gw.clone();
         let service = service_fn(move |req| {
             let gw = gw2.clone();
-            async move { Ok::<_, Infallible>(admin::handle(&gw, req).await) }
+            async move { Ok::<_, Infallible>(admin::handle(&gw, req, peer.ip()).await) }
         });
         let conn = graceful.watch(
             b.serve_connection(TokioIo::new(stream), service)

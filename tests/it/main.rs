@@ -14,6 +14,12 @@ mod sentinel;
 
 mod admin_metrics;
 mod check_cli;
+mod edge_admin;
+mod edge_config;
+mod edge_keys;
+mod edge_overrides;
+mod edge_paths;
+mod edge_slots;
 mod faults;
 mod fleet;
 mod flood;
