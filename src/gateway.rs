@@ -66,6 +66,9 @@ impl Snapshot {
 
 /// Everything the listeners share.
 pub struct Gateway {
+    /// The config the process started with: what runs for the settings
+    /// that apply only at start ([`crate::run::restart_needed`]).
+    pub started: Config,
     /// The config generation new requests use.
     pub snapshot: ArcSwap<Snapshot>,
     /// Key records in front of the store.
@@ -91,6 +94,9 @@ pub struct Gateway {
     /// Set once listeners are up; `/readyz` reports it.
     pub ready: AtomicBool,
     generation: AtomicU64,
+    /// Announces each applied generation (limits that live outside the
+    /// snapshot, such as the connection semaphore, follow it).
+    generations: tokio::sync::watch::Sender<u64>,
     /// Background tasks (store watcher, usage flusher), stopped with the gateway.
     tasks: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -106,7 +112,9 @@ impl Gateway {
             config.cache.negative_capacity.max(1),
             config.auth.failed_lookup_window,
         );
+        let started = config.clone();
         let gw = Arc::new(Gateway {
+            started,
             snapshot: ArcSwap::from_pointee(Snapshot::new(config, 1, &metrics, None)),
             cache,
             metrics,
@@ -119,6 +127,7 @@ impl Gateway {
             admin_failures: FailedLookups::new(10_000, crate::admin::FAILURE_WINDOW),
             ready: AtomicBool::new(false),
             generation: AtomicU64::new(1),
+            generations: tokio::sync::watch::channel(1).0,
             tasks: parking_lot::Mutex::new(vec![watcher]),
         });
         let flusher = tokio::spawn(flush_usage(Arc::downgrade(&gw)));
@@ -146,7 +155,13 @@ impl Gateway {
             Some(&previous),
         )));
         self.metrics.config_generation.set(generation as i64);
+        self.generations.send_replace(generation);
         generation
+    }
+
+    /// A receiver told of every generation applied from now on.
+    pub fn generations(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generations.subscribe()
     }
 
     /// Stops background tasks (store watcher, usage flusher).

@@ -113,3 +113,102 @@ async fn one_ip_cannot_take_every_slot() {
         .unwrap();
     assert!(refused >= 1, "{text}");
 }
+
+/// How a silent client behaves after connecting.
+async fn silent(addr: SocketAddr, what: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let bytes: &[u8] = match what {
+        "nothing" => b"",
+        "partial HTTP/1.1 request line" => b"GET /v1/sta",
+        "partial HTTP/1.1 headers" => b"GET /v1/status HTTP/1.1\r\nHost: x\r\nX-Slow: 1",
+        "partial HTTP/2 preface" => b"PRI * HTTP/2.0\r\n\r\nS",
+        "HTTP/2 preface, no settings" => b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        "HTTP/2 preface and settings, no stream" => {
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+        }
+        "HTTP/2 partial HEADERS frame" => {
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00\x00\x00\x20\x01\x05\x00\x00\x00\x01\x82"
+        }
+        other => panic!("unknown case {other}"),
+    };
+    s.write_all(bytes).await.unwrap();
+    s
+}
+
+const SILENT: [&str; 7] = [
+    "nothing",
+    "partial HTTP/1.1 request line",
+    "partial HTTP/1.1 headers",
+    "partial HTTP/2 preface",
+    "HTTP/2 preface, no settings",
+    "HTTP/2 preface and settings, no stream",
+    "HTTP/2 partial HEADERS frame",
+];
+
+#[tokio::test]
+async fn silent_connections_are_closed_at_the_header_read_timeout() {
+    // idle_timeout is long, so only header_read_timeout can close them.
+    let (_up, gw) = start("header_read_timeout = \"300ms\"\nidle_timeout = \"60s\"").await;
+    let mut conns = Vec::new();
+    for what in SILENT {
+        conns.push((
+            what,
+            silent(gw.addr, what).await,
+            tokio::time::Instant::now(),
+        ));
+    }
+    for (what, mut s, began) in conns {
+        let (closed, _) = until_closed(&mut s, Duration::from_secs(5)).await;
+        assert!(closed, "{what}: still open after 5 s");
+        let took = began.elapsed();
+        assert!(
+            took < Duration::from_secs(3),
+            "{what}: closed only after {took:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn silent_http2_connections_do_not_lock_out_new_clients() {
+    let (_up, gw) = start(
+        "header_read_timeout = \"300ms\"\nidle_timeout = \"60s\"\nmax_connections = 5\nmax_connections_per_ip = 5",
+    )
+    .await;
+    let mut idle = Vec::new();
+    for _ in 0..5 {
+        idle.push(silent(gw.addr, "HTTP/2 preface and settings, no stream").await);
+    }
+    // Every slot is taken by silence; a new client is served once they go.
+    let began = tokio::time::Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(5), status_status(gw.addr))
+        .await
+        .expect("a new client was locked out");
+    assert_eq!(r.status, 200);
+    assert!(began.elapsed() < Duration::from_secs(4));
+}
+
+#[tokio::test]
+async fn a_client_ignoring_goaway_is_dropped_within_a_bounded_grace() {
+    use crate::support::h2wire::{H2Conn, GOAWAY, HEADERS};
+    // After its request the connection idles 1 s, gets GOAWAY, and is
+    // dropped header_read_timeout (200 ms) later if it stays: not after
+    // another idle_timeout.
+    let (_up, gw) = start("header_read_timeout = \"200ms\"\nidle_timeout = \"1s\"").await;
+    let mut c = H2Conn::connect(gw.addr).await;
+    c.get(1, "/v1/status", &[]).await;
+    let began = tokio::time::Instant::now();
+    let answer = c.until(Duration::from_secs(5), |f| f.kind == HEADERS).await;
+    assert!(answer.is_some(), "no response");
+    // From here on, answer no PING: the graceful close never completes.
+    c.auto_ack = false;
+    let goaway = c.until(Duration::from_secs(5), |f| f.kind == GOAWAY).await;
+    assert!(goaway.is_some(), "no GOAWAY");
+    // Ignore it: keep the connection open and send nothing.
+    let (_, closed) = c.drain(Duration::from_secs(5)).await;
+    assert!(closed, "a peer ignoring GOAWAY was never dropped");
+    let took = began.elapsed();
+    assert!(
+        took < Duration::from_millis(1900),
+        "dropped only after {took:?}"
+    );
+}
