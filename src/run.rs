@@ -93,6 +93,9 @@ async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, String> {
 }
 
 async fn serve_from_config(path: &Path, cfg: Config) -> ExitCode {
+    // What the file held at start, for the watcher to compare with; read
+    // first, so a change made once the gateway says it is serving is seen.
+    let initial = std::fs::read(path).unwrap_or_default();
     // The certificate first: a missing or mismatched file is the likeliest
     // start failure, and it is reported before anything is opened or bound.
     let acceptor = match cfg.server.tls.as_ref().map(TlsAcceptor::new).transpose() {
@@ -153,7 +156,6 @@ async fn serve_from_config(path: &Path, cfg: Config) -> ExitCode {
     };
     let gw = Gateway::new(cfg, store, Arc::new(Metrics::new()));
     gw.access_log.store(access_log.map(Arc::new));
-    let initial = std::fs::read(path).unwrap_or_default();
     let (causes, rx) = tokio::sync::mpsc::channel(16);
     let reloader = tokio::spawn(reloader(gw.clone(), path.to_owned(), initial, rx));
     let hup = tokio::spawn(reload_on_sighup(causes.clone()));

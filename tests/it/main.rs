@@ -19,6 +19,7 @@ mod edge_config;
 mod edge_keys;
 mod edge_overrides;
 mod edge_paths;
+mod edge_reload;
 mod edge_slots;
 mod faults;
 mod fleet;
