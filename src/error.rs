@@ -158,8 +158,14 @@ impl GatewayError {
         out.extend_from_slice(self.code().as_bytes());
         out.extend_from_slice(b"\",\"message\":");
         let mut ser = serde_json::Serializer::new(&mut out);
-        // Writing into a Vec cannot fail.
-        let _ = serde::Serializer::collect_str(&mut ser, self);
+        // Writing into a Vec cannot fail. Texts that can quote client input
+        // have any key-shaped run replaced by its hint.
+        let _ = match self {
+            GatewayError::InvalidRequest(text) | GatewayError::Internal(text) => {
+                serde::Serializer::serialize_str(&mut ser, &crate::misplaced::redact(text))
+            }
+            _ => serde::Serializer::collect_str(&mut ser, self),
+        };
         out.extend_from_slice(b",\"request_id\":");
         let _ = serde_json::to_writer(&mut out, request_id);
         out.extend_from_slice(b"}}");
@@ -221,5 +227,19 @@ mod tests {
         assert_eq!(r.status(), 503);
         assert_eq!(r.headers()[RETRY_AFTER], "2");
         assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
+    }
+
+    #[test]
+    fn quoted_client_text_shows_keys_only_as_hints() {
+        let k = crate::key::ApiKey::generate(crate::key::Env::Live).unwrap();
+        let secret = k.expose_secret();
+        for e in [
+            GatewayError::InvalidRequest(format!("unknown scope {secret:?}")),
+            GatewayError::Internal(format!("x{secret}y")),
+        ] {
+            let body = String::from_utf8(e.body("r").to_vec()).unwrap();
+            assert!(!body.contains(&secret[10..]), "{body}");
+            assert!(body.contains(&k.hint()), "{body}");
+        }
     }
 }

@@ -148,22 +148,24 @@ pub fn check_method_param(query: Option<&str>, method: &http::Method) -> Result<
     };
     for piece in query.split('&') {
         let (name, value) = piece.split_once('=').unwrap_or((piece, ""));
-        // Cheap first: a name spelling `_method` has 7 decoded bytes.
-        if name.len() < 7 {
+        // Cheap first: a name spelling `_method` has at least 7 bytes.
+        if name.len() < 7 || !decodes_to_ignoring_case(name, b"_method") {
             continue;
         }
-        let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
-        if !name.eq_ignore_ascii_case("_method") {
-            continue;
-        }
-        let value = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
-        if !value.eq_ignore_ascii_case(method.as_str()) {
+        if !decodes_to_ignoring_case(value, method.as_str().as_bytes()) {
             return Err(GatewayError::InvalidRequest(
                 "the _method query parameter may not name another method than the request's".into(),
             ));
         }
     }
     Ok(())
+}
+
+/// Does `raw`, percent-decoded, equal `want` ignoring ASCII case? No allocation.
+fn decodes_to_ignoring_case(raw: &str, want: &[u8]) -> bool {
+    percent_encoding::percent_decode_str(raw)
+        .map(|b| b.to_ascii_lowercase())
+        .eq(want.iter().map(u8::to_ascii_lowercase))
 }
 
 /// Bytes for a tiny static body (demo, admin).

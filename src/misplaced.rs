@@ -83,14 +83,52 @@ fn key_at(bytes: &[u8], at: usize, verify_checksum: bool) -> Option<ApiKey> {
 /// [`holds_key`] on `text` as sent and, when it has a `%`, once decoded.
 fn holds_key_either(text: &str, verify_checksum: bool) -> bool {
     let raw = text.as_bytes();
-    if holds_key(raw, verify_checksum) {
-        return true;
+    holds_key(raw, verify_checksum)
+        || (memchr::memchr(b'%', raw).is_some() && holds_key_decoded(raw, verify_checksum))
+}
+
+/// Is there a key in `raw` once percent-decoded (as `percent_decode` reads
+/// it: a `%` not followed by two hex digits stands for itself)? Decodes on
+/// the fly from each place a decoded `o` starts, into a buffer on the
+/// stack: no allocation.
+fn holds_key_decoded(raw: &[u8], verify_checksum: bool) -> bool {
+    let decode_at = |j: usize| -> (u8, usize) {
+        match (raw[j], raw.get(j + 1), raw.get(j + 2)) {
+            (b'%', Some(&h), Some(&l)) => match (hex(h), hex(l)) {
+                (Some(h), Some(l)) => ((h << 4) | l, 3),
+                _ => (b'%', 1),
+            },
+            (b, _, _) => (b, 1),
+        }
+    };
+    let mut buf = [0u8; KEY_LEN];
+    for start in 0..raw.len() {
+        if !matches!(raw[start], b'o' | b'%') {
+            continue;
+        }
+        let (mut n, mut j) = (0, start);
+        while n < KEY_LEN && j < raw.len() {
+            let (b, step) = decode_at(j);
+            buf[n] = b;
+            n += 1;
+            j += step;
+            if n <= PREFIX_LEN && buf[n - 1] != b"osir_"[n - 1] {
+                break;
+            }
+        }
+        if n == KEY_LEN
+            && std::str::from_utf8(&buf).is_ok_and(|t| ApiKey::parse(t, verify_checksum).is_ok())
+        {
+            return true;
+        }
     }
-    if memchr::memchr(b'%', raw).is_none() {
-        return false;
-    }
-    let decoded: Vec<u8> = percent_encoding::percent_decode(raw).collect();
-    holds_key(&decoded, verify_checksum)
+    false
+}
+
+const PREFIX_LEN: usize = 5;
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
 }
 
 /// Looks for a key in the target (path and query, except the `api_key`
@@ -223,6 +261,36 @@ mod tests {
             find("/v1/x", None, &h, true),
             Some(Place::Header("cookie".into()))
         );
+    }
+
+    #[test]
+    fn decoding_on_the_fly_matches_percent_decode() {
+        let k = key();
+        let enc: String = k.bytes().map(|b| format!("%{b:02X}")).collect();
+        let half: String = k
+            .bytes()
+            .enumerate()
+            .map(|(i, b)| {
+                if i % 2 == 0 {
+                    format!("%{b:02x}")
+                } else {
+                    (b as char).to_string()
+                }
+            })
+            .collect();
+        for text in [
+            format!("x={enc}"),
+            format!("%zz{half}"),
+            format!("oosir_{}", &enc[..3]) + &enc,
+            format!("%%{enc}%"),
+        ] {
+            let decoded: Vec<u8> = percent_encoding::percent_decode_str(&text).collect();
+            assert!(holds_key(&decoded, true), "{text}");
+            assert!(holds_key_decoded(text.as_bytes(), true), "{text}");
+        }
+        for text in ["", "%", "%6", "osir_", "%6fsir_live_", "o%73ir%5flive"] {
+            assert!(!holds_key_decoded(text.as_bytes(), true), "{text}");
+        }
     }
 
     #[test]

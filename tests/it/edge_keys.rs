@@ -91,6 +91,8 @@ fn assert_misplaced(name: &str, r: &Reply, place: &str, keys: &[&str], up: &Reco
     assert!(msg.contains("Authorization"), "{name}: {msg:?}");
     for k in keys {
         assert!(!r.text().contains(body(k)), "{name}: the key is in {r:?}");
+        let rid = r.header("x-request-id").unwrap_or("");
+        assert!(!rid.contains(body(k)), "{name}: the key is the request id");
     }
     assert_eq!(
         up.count(),
@@ -182,6 +184,8 @@ async fn keys_in_other_headers_are_refused() {
         (format!("Authorization_: Bearer {k}"), "authorization_"),
         (format!("Authorisation: Bearer {k}"), "authorisation"),
         (format!("X-Osir-Key-Id: {k}"), "x-osir-key-id"),
+        // Echoed in answers and logs if it were kept as the request id.
+        (format!("X-Request-Id: {k}"), "x-request-id"),
     ];
     let auth = format!("Authorization: {}", bearer(&k));
     for (header, place) in &cases {
@@ -210,6 +214,8 @@ async fn keys_in_other_headers_are_refused() {
         cases.len() * 2 + 1
     );
     assert!(metrics.contains(&want), "{metrics}");
+    let log = e.log_with(cases.len() * 2 + 1).await;
+    assert!(!log.contains(body(&k)), "{log}");
 }
 
 #[tokio::test]
@@ -234,6 +240,7 @@ async fn keys_in_their_places_pass_and_look_alikes_are_redacted_in_the_log() {
             vec![
                 format!("Authorization: {}", bearer(&k)),
                 format!("X-Note: {bad}"),
+                format!("X-Request-Id: {bad}"),
             ],
         ),
     ];
