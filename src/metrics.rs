@@ -61,8 +61,8 @@ pub struct Metrics {
     pub open_connections: prometheus::IntGaugeVec,
     /// `osir_gateway_auth_duration_seconds`: the key decision alone.
     pub auth_duration: Histogram,
-    /// `osir_gateway_misplaced_keys_total{place}` (`path`, `query`,
-    /// `header`): requests refused for a key sent in the wrong place.
+    /// `osir_gateway_misplaced_keys_total{place}` (`path`, `authority`,
+    /// `query`, `header`): requests refused for a key sent in the wrong place.
     pub misplaced_keys: IntCounterVec,
     /// `osir_gateway_admin_auth_failures_total`: admin API calls with a
     /// missing or wrong token.
@@ -139,7 +139,7 @@ impl Metrics {
         for cache in ["positive", "negative"] {
             m.cache_entries.with_label_values(&[cache]);
         }
-        for place in ["path", "query", "header"] {
+        for place in ["path", "authority", "query", "header"] {
             m.misplaced_keys.with_label_values(&[place]);
         }
         m.connections_refused.with_label_values(&["per_ip"]);
@@ -261,7 +261,7 @@ impl Metrics {
             misplaced_keys: counter_vec(
                 &r,
                 "osir_gateway_misplaced_keys_total",
-                "Requests refused because a key was sent outside Authorization and api_key, by place (path, query, header)",
+                "Requests refused because a key was sent outside Authorization and api_key, by place (path, authority, query, header)",
                 &["place"],
             ),
             admin_auth_failures: counter(

@@ -39,6 +39,8 @@ const MAX_NAME: usize = 64;
 pub enum Place {
     /// The request path.
     Path,
+    /// The authority of an absolute-form target (`GET http://HOST/…`).
+    Authority,
     /// A query parameter other than `api_key`: its decoded name, with any
     /// key-shaped text replaced by its hint and shortened.
     Query(String),
@@ -51,6 +53,7 @@ impl Place {
     pub fn label(&self) -> &'static str {
         match self {
             Place::Path => "path",
+            Place::Authority => "authority",
             Place::Query(_) => "query",
             Place::Header(_) => "header",
         }
@@ -61,6 +64,7 @@ impl fmt::Display for Place {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Place::Path => f.write_str("the request path"),
+            Place::Authority => f.write_str("the request target's host"),
             Place::Query(name) => write!(f, "the query parameter {name:?}"),
             Place::Header(name) => write!(f, "the header {name:?}"),
         }
@@ -129,6 +133,19 @@ const PREFIX_LEN: usize = 5;
 
 fn hex(b: u8) -> Option<u8> {
     (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
+}
+
+/// [`find`], plus the authority of an absolute-form target.
+pub fn find_in_request(parts: &http::request::Parts, verify_checksum: bool) -> Option<Place> {
+    let (path, query) = crate::forward::split_target(parts.uri.path_and_query());
+    if parts
+        .uri
+        .authority()
+        .is_some_and(|a| holds_key_either(a.as_str(), verify_checksum))
+    {
+        return Some(Place::Authority);
+    }
+    find(path, query, &parts.headers, verify_checksum)
 }
 
 /// Looks for a key in the target (path and query, except the `api_key`

@@ -1,7 +1,8 @@
 //! The request pipeline, top to bottom, in one place:
 //!
-//! request shape → client IP → path check → route → credential → key lookup
-//! → IP policy → scope → rewrite → forward → record.
+//! head size → client IP → misplaced keys → request shape and `_method` →
+//! path check → route → credential → key lookup → IP policy → scope →
+//! rewrite → forward → record.
 //!
 //! Each stage is a plain function in its own module; this file only fixes
 //! their order and turns the outcome into a response. Every response, error
@@ -137,22 +138,23 @@ async fn pipeline<'s>(
     if head::size(&parts) > cfg.server.max_header_bytes {
         return Err(GatewayError::HeadersTooLarge);
     }
-    check_shape(&parts)?;
     let client_ip = client_ip::client_ip(conn.peer.ip(), &parts.headers, &cfg.auth.trusted_proxies);
     trace.client_ip = Some(client_ip);
-
-    // The target is kept aside (cheap: `Uri` is shared bytes) so the
-    // headers can be rewritten while the checked path is borrowed.
-    let uri = parts.uri.clone();
-    let (raw_path, query) = forward::split_target(uri.path_and_query());
-    if let Some(place) = misplaced::find(raw_path, query, &parts.headers, cfg.auth.verify_checksum)
-    {
+    // A key in the wrong place is refused before anything else looks at,
+    // logs or answers with the request's text.
+    if let Some(place) = misplaced::find_in_request(&parts, cfg.auth.verify_checksum) {
         gw.metrics
             .misplaced_keys
             .with_label_values(&[place.label()])
             .inc();
         return Err(GatewayError::MisplacedApiKey(place));
     }
+    check_shape(&parts)?;
+
+    // The target is kept aside (cheap: `Uri` is shared bytes) so the
+    // headers can be rewritten while the checked path is borrowed.
+    let uri = parts.uri.clone();
+    let (raw_path, query) = forward::split_target(uri.path_and_query());
     forward::check_method_param(query, &parts.method)?;
     let checked = path::check(raw_path).map_err(|_| GatewayError::InvalidPath)?;
     let stripped_query = query.and_then(strip_key_param);

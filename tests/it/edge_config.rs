@@ -165,3 +165,11 @@ fn sizes_and_counts_are_bounded() {
     let (code, lines) = check(&ok);
     assert_eq!(code, 0, "{lines:#?}");
 }
+
+#[test]
+fn route_prefixes_follow_the_path_rules() {
+    for prefix in ["/v1/a.", "/v1/a./b", "/v1/..."] {
+        let text = BASE.replace("prefix = \"/v1/a\"", &format!("prefix = \"{prefix}\""));
+        assert_problems(&text, &[("routes[0].prefix", "ending in \".\"")]);
+    }
+}

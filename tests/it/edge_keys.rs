@@ -132,6 +132,7 @@ async fn keys_in_other_parameters_or_the_path_are_refused() {
         (format!("/v1/domains/a-{k}-b/c"), vec![], "path"),
         (format!("/v1/status?x={k}"), vec![], "\"x\""),
         (format!("/nowhere/{k}"), vec![], "path"),
+        (format!("http://{k}/v1/domains/x"), vec![], "host"),
         // Sent properly as well as misplaced: still refused.
         (
             format!("/v1/domains/x?apikey={k}"),
@@ -154,7 +155,11 @@ async fn keys_in_other_parameters_or_the_path_are_refused() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("reason=\"misplaced_api_key\",route=\"none\",status=\"400\"} 21"),
+        metrics.contains("osir_gateway_misplaced_keys_total{place=\"authority\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("reason=\"misplaced_api_key\",route=\"none\",status=\"400\"} 22"),
         "{metrics}"
     );
     let log = e.log_with(cases.len()).await;

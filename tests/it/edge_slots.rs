@@ -171,11 +171,12 @@ async fn silent_connections_are_closed_at_the_header_read_timeout() {
 #[tokio::test]
 async fn silent_http2_connections_do_not_lock_out_new_clients() {
     let (_up, gw) = start(
-        "header_read_timeout = \"300ms\"\nidle_timeout = \"60s\"\nmax_connections = 5\nmax_connections_per_ip = 5",
+        "header_read_timeout = \"300ms\"\nidle_timeout = \"60s\"\nmax_connections = 50\nmax_connections_per_ip = 50",
     )
     .await;
+    // The case: 50 idle HTTP/2 connections, max_connections = 50.
     let mut idle = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..50 {
         idle.push(silent(gw.addr, "HTTP/2 preface and settings, no stream").await);
     }
     // Every slot is taken by silence; a new client is served once they go.
