@@ -195,9 +195,11 @@ impl Builders {
 }
 
 /// Keeps the connection semaphore at `server.max_connections` across
-/// reloads: a higher limit adds permits at once; a lower one takes permits
-/// back as connections close (a background acquire, then forgotten), so no
-/// open connection is cut. The total always converges to the last limit.
+/// reloads: a higher limit adds permits at once; a lower one takes back the
+/// free permits at once and the rest as connections close (a background
+/// acquire, then forgotten), so no open connection is cut. The total always
+/// converges to the last limit; until it has, the accept loop may still
+/// admit the one connection it holds a permit for.
 async fn follow_connection_limit(
     gw: Arc<Gateway>,
     limit: Arc<Semaphore>,
@@ -214,13 +216,17 @@ async fn follow_connection_limit(
         if wanted > current {
             limit.add_permits(wanted - current);
         } else if wanted < current {
-            let excess = u32::try_from(current - wanted).unwrap_or(u32::MAX);
-            let limit = limit.clone();
-            tokio::spawn(async move {
-                if let Ok(p) = limit.acquire_many_owned(excess).await {
-                    p.forget();
-                }
-            });
+            // Permits nobody holds go at once; the rest as connections close.
+            let forgotten = limit.forget_permits(current - wanted);
+            let owed = u32::try_from(current - wanted - forgotten).unwrap_or(u32::MAX);
+            if owed > 0 {
+                let limit = limit.clone();
+                tokio::spawn(async move {
+                    if let Ok(p) = limit.acquire_many_owned(owed).await {
+                        p.forget();
+                    }
+                });
+            }
         }
         if wanted != current {
             tracing::info!(
@@ -269,7 +275,9 @@ async fn accept_api<H, F, S>(
             },
             _ = stop.changed() => return,
         };
-        let per_ip_limit = api.gw.snapshot.load().config.server.max_connections_per_ip;
+        // The serving generation's [server] settings apply to this connection.
+        let snap = api.gw.snapshot.load();
+        let per_ip_limit = snap.config.server.max_connections_per_ip;
         let Some(slot) = api.gw.per_ip.try_take(peer.ip(), per_ip_limit) else {
             api.gw
                 .metrics
@@ -288,7 +296,6 @@ async fn accept_api<H, F, S>(
         let watcher = api.graceful.watcher();
         let mut stop = stop.clone();
         let gw = api.gw.clone();
-        let snap = gw.snapshot.load();
         let builder = api.builders.for_snapshot(&snap);
         let timeouts = idle::Timeouts::new(
             snap.config.server.idle_timeout,

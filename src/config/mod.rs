@@ -93,8 +93,9 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Open connections beyond this wait to be accepted, bounding file descriptors.
     pub max_connections: usize,
-    /// Open connections one peer IP may hold (at most `max_connections`), so
-    /// one client cannot take every slot; further ones are closed at accept.
+    /// Open connections one peer IP may hold, so one client cannot take every
+    /// slot; further ones are closed at accept. Above `max_connections` it
+    /// never applies (the global limit holds new connections back first).
     pub max_connections_per_ip: usize,
     /// On shutdown, in-flight requests get this long to finish.
     pub shutdown_grace: Duration,

@@ -251,14 +251,12 @@ impl Validator<'_> {
             ),
             idle_timeout: self.duration("server.idle_timeout", &raw.idle_timeout, false),
             max_connections,
-            max_connections_per_ip: self
-                .count::<usize>(
-                    "server.max_connections_per_ip",
-                    raw.max_connections_per_ip,
-                    1,
-                    bounds::CONNECTIONS,
-                )
-                .min(max_connections),
+            max_connections_per_ip: self.count(
+                "server.max_connections_per_ip",
+                raw.max_connections_per_ip,
+                1,
+                bounds::CONNECTIONS,
+            ),
             shutdown_grace: self.duration("server.shutdown_grace", &raw.shutdown_grace, true),
             workers: raw
                 .workers

@@ -83,21 +83,25 @@ async fn header_read_timeout_applies_on_reload() {
     );
 }
 
+/// Waits until the gateway counts `n` open plain-HTTP connections.
+async fn open_is(r: &Reloadable, n: i64) -> bool {
+    let gw = r.gw.gw.clone();
+    eventually(Duration::from_secs(5), move || {
+        gw.metrics
+            .open_connections
+            .with_label_values(&["http"])
+            .get()
+            == n
+    })
+    .await
+}
+
 #[tokio::test]
 async fn max_connections_applies_on_reload() {
     let r = Reloadable::start("max_connections = 1").await;
     // One silent connection takes the only slot.
-    let _held = TcpStream::connect(r.gw.addr).await.unwrap();
-    let gw = r.gw.gw.clone();
-    assert!(
-        eventually(Duration::from_secs(5), move || gw
-            .metrics
-            .open_connections
-            .with_label_values(&["http"])
-            .get()
-            == 1)
-        .await
-    );
+    let held = TcpStream::connect(r.gw.addr).await.unwrap();
+    assert!(open_is(&r, 1).await);
     r.reload("max_connections = 3");
     let url = r.gw.url("/v1/status");
     let served = tokio::time::timeout(Duration::from_secs(5), get(&url, &[])).await;
@@ -105,6 +109,21 @@ async fn max_connections_applies_on_reload() {
         served
             .expect("still locked out after raising max_connections")
             .status,
+        200
+    );
+    // Lowered again: once the connections above it are gone, the lower
+    // limit holds. (A lower limit is taken back as connections close.)
+    drop(held);
+    assert!(open_is(&r, 0).await);
+    r.reload("max_connections = 1");
+    let held = TcpStream::connect(r.gw.addr).await.unwrap();
+    assert!(open_is(&r, 1).await);
+    let waiting = tokio::time::timeout(Duration::from_millis(700), get(&url, &[])).await;
+    assert!(waiting.is_err(), "served over the lowered max_connections");
+    drop(held);
+    let served = tokio::time::timeout(Duration::from_secs(5), get(&url, &[])).await;
+    assert_eq!(
+        served.expect("never served once the slot was free").status,
         200
     );
 }
