@@ -9,8 +9,8 @@
 //!
 //! A key is a 42-byte window that [`ApiKey::parse`] accepts (with its
 //! checksum when `auth.verify_checksum` is on), at any offset, whatever
-//! surrounds it. The target is searched raw and, where it holds a `%`,
-//! percent-decoded once (as an upstream would read it); headers raw. The
+//! surrounds it. The target and header values are searched raw and, where
+//! they hold a `%`, percent-decoded once (as an upstream would read them). The
 //! scan looks only for the `osir_` prefix (memchr's substring search), so a
 //! request without it costs one pass over its bytes and no allocation.
 //!
@@ -86,7 +86,10 @@ fn key_at(bytes: &[u8], at: usize, verify_checksum: bool) -> Option<ApiKey> {
 
 /// [`holds_key`] on `text` as sent and, when it has a `%`, once decoded.
 fn holds_key_either(text: &str, verify_checksum: bool) -> bool {
-    let raw = text.as_bytes();
+    holds_key_either_bytes(text.as_bytes(), verify_checksum)
+}
+
+fn holds_key_either_bytes(raw: &[u8], verify_checksum: bool) -> bool {
     holds_key(raw, verify_checksum)
         || (memchr::memchr(b'%', raw).is_some() && holds_key_decoded(raw, verify_checksum))
 }
@@ -186,7 +189,7 @@ fn in_headers(headers: &HeaderMap, verify_checksum: bool) -> Option<Place> {
         .iter()
         .filter(|(name, _)| *name != AUTHORIZATION)
         .find(|(name, value)| {
-            holds_key(value.as_bytes(), verify_checksum)
+            holds_key_either_bytes(value.as_bytes(), verify_checksum)
                 || holds_key(name.as_str().as_bytes(), verify_checksum)
         })
         .map(|(name, _)| Place::Header(shown_name(name.as_str())))

@@ -189,6 +189,11 @@ async fn keys_in_other_headers_are_refused() {
         (format!("Authorization_: Bearer {k}"), "authorization_"),
         (format!("Authorisation: Bearer {k}"), "authorisation"),
         (format!("X-Osir-Key-Id: {k}"), "x-osir-key-id"),
+        (
+            format!("Referer: https://example.com/?k={}", encode_all(&k)),
+            "referer",
+        ),
+        (format!("Cookie: k=osir%5F{}", &k[5..]), "cookie"),
         // Echoed in answers and logs if it were kept as the request id.
         (format!("X-Request-Id: {k}"), "x-request-id"),
     ];
@@ -277,4 +282,59 @@ async fn without_checksum_verification_shape_alone_is_a_key() {
     )
     .await;
     assert_misplaced("unchecked shape", &r, "apikey", &[shaped], &up);
+}
+
+// ---- properties of the scan ---------------------------------------------------
+
+mod props {
+    use http::HeaderMap;
+    use osir_gateway::key::{ApiKey, Env};
+    use osir_gateway::misplaced::{find, redact, Place};
+    use proptest::prelude::*;
+
+    /// A key written with each byte either as is or percent-encoded (either
+    /// case of hex digit), as `mask` says.
+    fn encoded(key: &str, mask: &[u8]) -> String {
+        key.bytes()
+            .zip(mask.iter().cycle())
+            .map(|(b, m)| match m % 3 {
+                0 => (b as char).to_string(),
+                1 => format!("%{b:02x}"),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// However the key is encoded and whatever surrounds it, a key in
+        /// a parameter other than api_key, or in the path, is found; and
+        /// redaction never leaves its body.
+        #[test]
+        fn a_key_is_found_however_written(
+            mask in proptest::collection::vec(any::<u8>(), 1..8),
+            before in "[a-z0-9=_%.-]{0,12}",
+            after in "[a-z0-9=_%.-]{0,12}",
+            name in "[a-zA-Z_]{1,8}",
+        ) {
+            let key = ApiKey::generate(Env::Test).unwrap();
+            let text = encoded(key.expose_secret(), &mask);
+            let none = HeaderMap::new();
+            let query = format!("{name}x={before}{text}{after}");
+            prop_assert!(matches!(find("/v1/x", Some(&query), &none, true), Some(Place::Query(_))), "{}", query);
+            let path = format!("/v1/{before}{text}{after}");
+            prop_assert_eq!(find(&path, None, &none, true), Some(Place::Path));
+            let raw = format!("{before}{}{after}", key.expose_secret());
+            let shown = redact(&raw);
+            prop_assert!(!shown.contains(&key.expose_secret()[10..]));
+        }
+
+        /// Text with no key in it is never refused.
+        #[test]
+        fn no_key_no_refusal(query in "[a-z0-9=&_%;.-]{0,80}", path in "/[a-z0-9_%.-]{0,60}") {
+            let none = HeaderMap::new();
+            prop_assert_eq!(find(&path, Some(&query), &none, true), None);
+        }
+    }
 }
