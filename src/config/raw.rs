@@ -310,15 +310,26 @@ pub fn parse(text: &str, source: &str) -> Result<(RawConfig, Vec<ConfigProblem>)
             Some(at) => format!("{message} ({at})"),
             None => message,
         };
-        let removed = remove(&mut table, &segments);
-        problems.push(ConfigProblem {
-            path: if path.is_empty() {
-                source.to_owned()
-            } else {
-                path
-            },
-            message,
-        });
+        // An array element is first replaced by a placeholder, so the
+        // elements after it keep their indices (and their own problems
+        // their names); only if the placeholder does not fit either is the
+        // element removed. A field is removed.
+        let again = problems.iter().any(|p: &ConfigProblem| p.path == path);
+        let removed = if again {
+            remove(&mut table, &segments, false)
+        } else {
+            remove(&mut table, &segments, true)
+        };
+        if !again {
+            problems.push(ConfigProblem {
+                path: if path.is_empty() {
+                    source.to_owned()
+                } else {
+                    path
+                },
+                message,
+            });
+        }
         if !removed || problems.len() >= MAX_SCHEMA_PROBLEMS {
             // Nothing left to set aside: report what was found, and give
             // the validator only defaults (the file is refused anyway).
@@ -350,8 +361,10 @@ fn dotted(segments: &[Segment]) -> String {
     out
 }
 
-/// Removes the entry at `segments` from the table; false if there is none.
-fn remove(table: &mut toml::Table, segments: &[Segment]) -> bool {
+/// Removes the entry at `segments` from the table (an array element: puts
+/// a placeholder in its place when `placeholder`, an empty table if the
+/// array holds tables, else an empty string); false if there is none.
+fn remove(table: &mut toml::Table, segments: &[Segment], placeholder: bool) -> bool {
     let Some((last, parents)) = segments.split_last() else {
         return false;
     };
@@ -371,7 +384,16 @@ fn remove(table: &mut toml::Table, segments: &[Segment]) -> bool {
     match (here, last) {
         (Here::Table(t), Segment::Key(k)) => t.remove(k).is_some(),
         (Here::Array(a), Segment::Index(i)) if *i < a.len() => {
-            a.remove(*i);
+            if placeholder {
+                let tables = a.iter().any(toml::Value::is_table);
+                a[*i] = if tables {
+                    toml::Value::Table(toml::Table::new())
+                } else {
+                    toml::Value::String(String::new())
+                };
+            } else {
+                a.remove(*i);
+            }
             true
         }
         _ => false,

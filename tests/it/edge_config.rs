@@ -173,3 +173,23 @@ fn route_prefixes_follow_the_path_rules() {
         assert_problems(&text, &[("routes[0].prefix", "ending in \".\"")]);
     }
 }
+
+#[test]
+fn wrong_types_in_arrays_and_whole_sections_keep_the_rest_named() {
+    let text = BASE.replace("[admin]\nlisten = \"127.0.0.1:9090\"\n", "")
+        + "admin = 5\n[auth]\ntrusted_proxies = [\"10.0.0.1\", 7, \"bad\", \"10.0.0.0/33\"]\n";
+    // `admin = 5` must come before any table header to be top level.
+    let text = format!("admin = 5\n{}", text.replace("admin = 5\n", ""));
+    assert_problems(
+        &text,
+        &[
+            ("admin", "invalid type"),
+            ("auth.trusted_proxies[1]", "invalid type"),
+            ("auth.trusted_proxies[2]", "invalid IP or CIDR \"bad\""),
+            (
+                "auth.trusted_proxies[3]",
+                "invalid IP or CIDR \"10.0.0.0/33\"",
+            ),
+        ],
+    );
+}
