@@ -23,7 +23,7 @@ use crate::support::upstream::RecordingUpstream;
 /// A gateway started from `server` (lines for `[server]`), with its config
 /// in a file so it can be rewritten and reloaded.
 struct Reloadable {
-    _up: RecordingUpstream,
+    up: RecordingUpstream,
     gw: TestGateway,
     base: String,
     path: PathBuf,
@@ -40,7 +40,7 @@ impl Reloadable {
         std::fs::write(&path, &text).unwrap();
         let gw = TestGateway::start_with(parse(&text), memory_store()).await;
         Reloadable {
-            _up: up,
+            up,
             gw,
             base,
             path,
@@ -204,7 +204,7 @@ async fn shutdown_grace_applies_on_reload() {
         )
         .await;
     });
-    let up_seen = eventually(Duration::from_secs(5), || r._up.count() == 1).await;
+    let up_seen = eventually(Duration::from_secs(5), || r.up.count() == 1).await;
     assert!(up_seen);
     let began = tokio::time::Instant::now();
     let Reloadable { gw, .. } = r;

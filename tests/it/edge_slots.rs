@@ -48,7 +48,7 @@ async fn until_closed(s: &mut TcpStream, deadline: Duration) -> (bool, Vec<u8>) 
     }
 }
 
-async fn status_status(addr: SocketAddr) -> Reply {
+async fn get_status(addr: SocketAddr) -> Reply {
     raw_exchange(
         addr,
         format!("GET /v1/status HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes(),
@@ -80,7 +80,7 @@ async fn one_ip_cannot_take_every_slot() {
         String::from_utf8_lossy(&sent)
     );
     // Another IP is served.
-    assert_eq!(status_status(gw.addr).await.status, 200);
+    assert_eq!(get_status(gw.addr).await.status, 200);
     let mut other = connect_from(gw.addr, "127.0.0.6").await;
     other
         .write_all(b"GET /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -181,7 +181,7 @@ async fn silent_http2_connections_do_not_lock_out_new_clients() {
     }
     // Every slot is taken by silence; a new client is served once they go.
     let began = tokio::time::Instant::now();
-    let r = tokio::time::timeout(Duration::from_secs(5), status_status(gw.addr))
+    let r = tokio::time::timeout(Duration::from_secs(5), get_status(gw.addr))
         .await
         .expect("a new client was locked out");
     assert_eq!(r.status, 200);
