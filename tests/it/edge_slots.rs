@@ -2,7 +2,9 @@
 //! has not sent a complete first request head within
 //! `server.header_read_timeout` is closed — one that sends nothing, a
 //! partial HTTP/1.1 head, a partial HTTP/2 preface, or an HTTP/2 connection
-//! that opens no stream — and `server.max_connections_per_ip` caps the
+//! that opens no stream, over plain TCP or after a TLS handshake; an idle
+//! HTTP/2 client that ignores GOAWAY is dropped within a bounded grace —
+//! and `server.max_connections_per_ip` caps the
 //! connections one peer IP holds, so silence cannot lock other clients out.
 
 use std::net::SocketAddr;
@@ -212,4 +214,71 @@ async fn a_client_ignoring_goaway_is_dropped_within_a_bounded_grace() {
         took < Duration::from_millis(1900),
         "dropped only after {took:?}"
     );
+}
+
+#[tokio::test]
+async fn silent_tls_connections_are_closed_after_their_handshake_too() {
+    use std::sync::Arc;
+
+    use rustls::pki_types::ServerName;
+
+    let up = RecordingUpstream::start("up").await;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let extra = format!(
+        "[server.tls]\nlisten = \"127.0.0.1:3\"\ncert = {:?}\nkey = {:?}\n",
+        cert_path.display().to_string(),
+        key_path.display().to_string()
+    );
+    let toml = config(&up.url(), None, &extra).replace(
+        "max_body = \"4MiB\"",
+        "max_body = \"4MiB\"\nheader_read_timeout = \"300ms\"\nidle_timeout = \"60s\"",
+    );
+    let cfg = crate::support::gateway::parse(&toml);
+    let gw = TestGateway::start_tls(cfg, memory_store()).await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der().clone()).unwrap();
+    for alpn in [b"http/1.1".to_vec(), b"h2".to_vec()] {
+        let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots.clone())
+        .with_no_client_auth();
+        tls.alpn_protocols = vec![alpn.clone()];
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+        let tcp = TcpStream::connect(gw.tls.unwrap()).await.unwrap();
+        let name = ServerName::try_from("127.0.0.1").unwrap();
+        let mut s = connector.connect(name, tcp).await.expect("handshake");
+        let began = tokio::time::Instant::now();
+        if alpn == b"h2" {
+            // The preface, then nothing.
+            s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+                .await
+                .unwrap();
+        }
+        let mut buf = [0u8; 1024];
+        let closed = loop {
+            match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+                Err(_) => break false,
+                Ok(Ok(0)) | Ok(Err(_)) => break true,
+                Ok(Ok(_)) => continue,
+            }
+        };
+        let shown = String::from_utf8_lossy(&alpn).into_owned();
+        assert!(closed, "{shown}: a silent TLS connection stayed open");
+        assert!(
+            began.elapsed() < Duration::from_secs(3),
+            "{shown}: closed only after {:?}",
+            began.elapsed()
+        );
+    }
 }
