@@ -21,9 +21,20 @@ use crate::config::LogFormat;
 /// Installs the process log on stderr at `level` (`RUST_LOG` overrides) in
 /// `format`. A second call does nothing (the first subscriber stays).
 pub fn init(level: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+    let from_env = std::env::var("RUST_LOG").ok();
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("osir_gateway={level},warn"))
     });
+    // The file watcher (`notify`) writes a trace line for every directory
+    // event, before the gateway can filter them to the config file; with
+    // the log file in the config's directory each line would cause another
+    // event (megabytes a second at `RUST_LOG=trace`). So `notify` is held
+    // to `info` unless `RUST_LOG` names it explicitly.
+    if !from_env.as_deref().is_some_and(|v| v.contains("notify")) {
+        if let Ok(d) = "notify=info".parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| OneLine(io::stderr()));

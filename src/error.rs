@@ -17,7 +17,7 @@ use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICA
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
-use crate::keys::Scope;
+use crate::keys::{Place, Scope};
 
 /// A cause kept for diagnostics (logs); never shown to the client.
 pub type Source = Arc<dyn std::error::Error + Send + Sync>;
@@ -47,6 +47,12 @@ pub enum PathError {
     /// Raw bytes above 0x7f, or decoded bytes that are not UTF-8.
     #[error("not UTF-8")]
     NotUtf8,
+    /// A segment ending in `.` or whitespace (raw or decoded).
+    #[error("segment ends in a dot or whitespace")]
+    TrailingDotOrSpace,
+    /// A decoded code point that NFKC normalisation changes.
+    #[error("not in NFKC form")]
+    NotNormalized,
 }
 
 /// What was malformed about a request (400 `invalid_request`); the text is
@@ -62,6 +68,10 @@ pub enum BadRequest {
     /// Two `Host` headers.
     #[error("more than one Host header")]
     DuplicateHost,
+    /// A `_method` query parameter naming another method than the
+    /// request's: frameworks that honour it would run the request as that.
+    #[error("the _method query parameter may not name another method than the request's")]
+    MethodOverride,
     /// The checked path and query do not form an upstream URI.
     #[error("the request target cannot be forwarded")]
     Unforwardable,
@@ -153,6 +163,9 @@ pub enum GatewayError {
     /// More than one credential was sent.
     #[error("send exactly one credential: one Authorization header or one api_key parameter")]
     AmbiguousCredentials,
+    /// A well-formed key somewhere other than `Authorization` or `api_key`.
+    #[error("an API key was found in {0}; send keys only as Authorization: Bearer <key> (or as the api_key query parameter where enabled), never elsewhere")]
+    MisplacedApiKey(Place),
     /// Malformed request; the cause says what was wrong, never a secret.
     #[error(transparent)]
     InvalidRequest(BadRequest),
@@ -220,7 +233,9 @@ impl GatewayError {
     pub fn status(&self) -> StatusCode {
         use GatewayError::*;
         match self {
-            InvalidPath(_) | AmbiguousCredentials | InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            InvalidPath(_) | AmbiguousCredentials | MisplacedApiKey(_) | InvalidRequest(_) => {
+                StatusCode::BAD_REQUEST
+            }
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -242,6 +257,7 @@ impl GatewayError {
         match self {
             InvalidPath(_) => "invalid_path",
             AmbiguousCredentials => "ambiguous_credentials",
+            MisplacedApiKey(_) => "misplaced_api_key",
             InvalidRequest(_) => "invalid_request",
             MethodNotAllowed(_) => "method_not_allowed",
             PayloadTooLarge => "payload_too_large",
@@ -267,6 +283,7 @@ impl GatewayError {
             RateLimited(d) | KeyStoreUnavailable { retry_after: d, .. } => Some(*d),
             InvalidPath(_)
             | AmbiguousCredentials
+            | MisplacedApiKey(_)
             | InvalidRequest(_)
             | MethodNotAllowed(_)
             | PayloadTooLarge

@@ -173,6 +173,18 @@ pub struct Metrics {
     pub access_log_dropped: IntCounter,
     /// `osir_gateway_build_info{version,commit}`: always 1.
     pub build_info: prometheus::IntGaugeVec,
+    /// `osir_gateway_misplaced_keys_total{place}` (`path`, `authority`,
+    /// `query`, `header`): requests refused for a key sent in the wrong place.
+    pub misplaced_keys: IntCounterVec,
+    /// `osir_gateway_admin_auth_failures_total`: admin API calls with a
+    /// missing or wrong token.
+    pub admin_auth_failures: IntCounter,
+    /// `osir_gateway_admin_rate_limited_total`: admin API calls refused 429
+    /// because their client IP failed too often.
+    pub admin_rate_limited: IntCounter,
+    /// `osir_gateway_connections_refused_total{reason}` (`per_ip`): client
+    /// connections closed at accept.
+    pub connections_refused: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -245,6 +257,10 @@ impl Metrics {
         for cache in ["positive", "negative"] {
             m.cache_entries.with_label_values(&[cache]);
         }
+        for place in ["path", "authority", "query", "header"] {
+            m.misplaced_keys.with_label_values(&[place]);
+        }
+        m.connections_refused.with_label_values(&["per_ip"]);
         m
     }
 
@@ -384,6 +400,28 @@ impl Metrics {
                 "Access-log lines dropped because the log writer fell behind",
             ),
             build_info,
+            misplaced_keys: counter_vec(
+                &r,
+                "osir_gateway_misplaced_keys_total",
+                "Requests refused because a key was sent outside Authorization and api_key, by place (path, authority, query, header)",
+                &["place"],
+            ),
+            admin_auth_failures: counter(
+                &r,
+                "osir_gateway_admin_auth_failures_total",
+                "Admin API calls with a missing, repeated or wrong admin token",
+            ),
+            admin_rate_limited: counter(
+                &r,
+                "osir_gateway_admin_rate_limited_total",
+                "Admin API calls refused (429) because their client IP failed the token check too often",
+            ),
+            connections_refused: counter_vec(
+                &r,
+                "osir_gateway_connections_refused_total",
+                "Client connections closed at accept, by reason (per_ip: over server.max_connections_per_ip)",
+                &["reason"],
+            ),
             registry: r,
         }
     }

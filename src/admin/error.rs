@@ -24,6 +24,10 @@ pub(crate) enum AdminError {
     /// Missing or wrong admin token.
     #[error("a valid admin token is required")]
     Unauthorized,
+    /// This client IP failed the token check too often; retry after the
+    /// given time.
+    #[error("too many failed admin token attempts from this address; retry later")]
+    RateLimited(Duration),
     /// No key with this id.
     #[error("no API key with this id")]
     KeyNotFound,
@@ -70,6 +74,7 @@ impl AdminError {
             RouteNotFound | KeyNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Unauthorized => StatusCode::UNAUTHORIZED,
+            RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Invalid(_) | BadBody(_) | BodyTooLarge { .. } | BodyUnreadable(_) => {
                 StatusCode::BAD_REQUEST
             }
@@ -85,6 +90,7 @@ impl AdminError {
             RouteNotFound => "route_not_found",
             MethodNotAllowed(_) => "method_not_allowed",
             Unauthorized => "unauthorized",
+            RateLimited(_) => "rate_limited",
             KeyNotFound => "key_not_found",
             Invalid(_) | BadBody(_) | BodyTooLarge { .. } | BodyUnreadable(_) => "invalid_request",
             StoreUnavailable(_) => "key_store_unavailable",
@@ -96,6 +102,7 @@ impl AdminError {
         use AdminError::*;
         match self {
             StoreUnavailable(_) => Some(Duration::from_secs(1)),
+            RateLimited(d) => Some(*d),
             RouteNotFound
             | MethodNotAllowed(_)
             | Unauthorized

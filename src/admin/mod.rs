@@ -9,7 +9,8 @@
 
 pub(crate) mod error;
 
-use std::sync::atomic::Ordering;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,18 +27,26 @@ use error::AdminError;
 /// Admin request bodies are small JSON objects.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
 
-/// Answers one admin request. HEAD is answered wherever GET is, with the
-/// GET answer's status and headers (its `Content-Length` included) and no
-/// body.
-pub(crate) async fn handle(gw: &Gateway, mut req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// The window `admin.failed_token_budget` counts failures over.
+pub(crate) const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+/// Answers one admin request from `peer`. HEAD is answered wherever GET
+/// is, with the GET answer's status and headers (its `Content-Length`
+/// included) and no body.
+pub(crate) async fn handle(
+    gw: &Gateway,
+    mut req: Request<Incoming>,
+    peer: IpAddr,
+) -> Response<Full<Bytes>> {
     let request_id = gw
         .request_ids
         .for_request(req.headers().get("x-request-id"));
+    let peer = crate::keys::canonical_ip(peer);
     let head = req.method() == Method::HEAD;
     if head {
         *req.method_mut() = Method::GET;
     }
-    let mut resp = match route(gw, req).await {
+    let mut resp = match route(gw, req, peer).await {
         Ok(r) => r,
         Err(e) => e.to_response(request_id.to_str().unwrap_or("")),
     };
@@ -59,7 +68,11 @@ fn json(status: StatusCode, v: &serde_json::Value) -> Response<Full<Bytes>> {
     r
 }
 
-async fn route(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, AdminError> {
+async fn route(
+    gw: &Gateway,
+    req: Request<Incoming>,
+    peer: IpAddr,
+) -> Result<Response<Full<Bytes>>, AdminError> {
     let path = req.uri().path().to_owned();
     match (req.method(), path.as_str()) {
         (&Method::GET, "/healthz") => Ok(Response::new(Full::new(Bytes::from_static(b"ok\n")))),
@@ -94,7 +107,7 @@ async fn route(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Full<Byt
             Ok(r)
         }
         (_, p) if p == "/keys" || p.starts_with("/keys/") => {
-            authenticate(gw, &req)?;
+            authenticate(gw, &req, peer)?;
             keys_api(gw, req, &path).await.inspect_err(|e| {
                 // Only a failed store call answers key_store_unavailable here.
                 if matches!(e, AdminError::StoreUnavailable(_)) {
@@ -113,21 +126,81 @@ fn admin_token(gw: &Gateway) -> Option<String> {
     std::env::var(var).ok().filter(|t| !t.is_empty())
 }
 
-fn authenticate(gw: &Gateway, req: &Request<Incoming>) -> Result<(), AdminError> {
+/// Checks the admin token. Exactly one `Authorization` header, `Bearer`
+/// and the token: two headers are refused whatever they hold (never "the
+/// first wins"). Each failure is charged to the client IP; an IP past
+/// `admin.failed_token_budget` failures in [`FAILURE_WINDOW`] gets 429 for
+/// every key API call until its window ends, the right token included, so
+/// guessing is slowed to the budget per minute.
+fn authenticate(gw: &Gateway, req: &Request<Incoming>, peer: IpAddr) -> Result<(), AdminError> {
     // Off unless configured: answer as if the API were not there.
     let Some(token) = admin_token(gw) else {
         return Err(AdminError::RouteNotFound);
     };
-    let presented = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim());
+    let budget = gw.snapshot.load().config.admin.failed_token_budget;
+    if let Some(retry) = gw.admin_failures.check(peer, budget, FAILURE_WINDOW) {
+        gw.metrics.admin_rate_limited.inc();
+        if LIMIT_LOG.due() {
+            tracing::warn!(client_ip = %peer, budget, "admin API: too many failed token attempts; refusing this client's calls (logged at most once a minute)");
+        }
+        return Err(AdminError::RateLimited(retry));
+    }
+    let mut values = req.headers().get_all(AUTHORIZATION).iter();
+    let first = values.next();
+    let presented = if values.next().is_some() {
+        None
+    } else {
+        first
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim())
+    };
     match presented {
         Some(t) if constant_time_eq(t.as_bytes(), token.as_bytes()) => Ok(()),
-        _ => Err(AdminError::Unauthorized),
+        _ => {
+            gw.admin_failures.record_failure(peer);
+            gw.metrics.admin_auth_failures.inc();
+            Err(AdminError::Unauthorized)
+        }
+    }
+}
+
+/// At most one "too many failed token attempts" line per window, however
+/// many calls are refused.
+static LIMIT_LOG: LogEvery = LogEvery::new(FAILURE_WINDOW);
+
+/// A gate that opens at most once per interval (log rate limiting).
+struct LogEvery {
+    interval: Duration,
+    /// Next time it opens, in ms since [`LogEvery::epoch`]; 0 = open.
+    next_ms: AtomicU64,
+}
+
+impl LogEvery {
+    const fn new(interval: Duration) -> LogEvery {
+        LogEvery {
+            interval,
+            next_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn epoch() -> std::time::Instant {
+        static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        *EPOCH.get_or_init(std::time::Instant::now)
+    }
+
+    /// True for the first caller of each interval.
+    fn due(&self) -> bool {
+        let now = u64::try_from(Self::epoch().elapsed().as_millis()).unwrap_or(u64::MAX);
+        let next = self.next_ms.load(Ordering::Relaxed);
+        if now < next {
+            return false;
+        }
+        let until = now.saturating_add(u64::try_from(self.interval.as_millis()).unwrap_or(0));
+        self.next_ms
+            .compare_exchange(next, until, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
     }
 }
 

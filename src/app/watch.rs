@@ -8,6 +8,16 @@
 //! second. Either way a reload is attempted only when the file's bytes
 //! differ from the last ones tried, so an invalid file is refused (and
 //! counted) once, not every second.
+//!
+//! Directory events are filtered to the config file (and Kubernetes'
+//! `..data` swap) before anything is logged about them, and the file
+//! watcher's own per-event trace lines are kept out of the log (see
+//! [`crate::app::run::init_logging`]): with the log file in the config's
+//! directory, each line about an event would cause another event.
+//!
+//! The watcher does not reload by itself: it sends a
+//! [`Cause::FileMayHaveChanged`] to the one reloader task
+//! ([`crate::app::run::reloader`]), which SIGHUP feeds too.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,6 +26,7 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
+use crate::app::run::Cause;
 use crate::state::Gateway;
 
 /// How often the file is re-read when no event arrives.
@@ -25,7 +36,20 @@ const SETTLE: Duration = Duration::from_millis(50);
 
 /// Reloads the gateway's config whenever the file at `path` changes, until
 /// the task is aborted. `initial` is the content the gateway started with.
+/// A watcher and its own reloader together; `run` uses [`watch_events`]
+/// with the reloader it shares with SIGHUP.
 pub async fn watch_config(gw: Arc<Gateway>, path: PathBuf, initial: Vec<u8>) {
+    let (tx, rx) = mpsc::channel(16);
+    tokio::join!(
+        crate::app::run::reloader(gw, path.clone(), initial, rx),
+        watch_events(path, tx)
+    );
+}
+
+/// Sends [`Cause::FileMayHaveChanged`] to `causes` on every relevant event
+/// (once the writes have settled) and once a second, until the task is
+/// aborted or the reloader is gone.
+pub async fn watch_events(path: PathBuf, causes: mpsc::Sender<Cause>) {
     let (tx, mut rx) = mpsc::channel::<()>(16);
     let dir = path
         .parent()
@@ -36,7 +60,8 @@ pub async fn watch_config(gw: Arc<Gateway>, path: PathBuf, initial: Vec<u8>) {
     let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         // Only events that can change what `path` reads: the file itself, or
         // Kubernetes' `..data` swap. Other files in the directory (an access
-        // log beside the config, say) must not cost a re-read per write.
+        // log beside the config, say) must not cost a re-read per write,
+        // and nothing is logged about them.
         let relevant = res.is_ok_and(|ev| {
             ev.paths.iter().any(|p| {
                 let f = p.file_name();
@@ -61,7 +86,6 @@ pub async fn watch_config(gw: Arc<Gateway>, path: PathBuf, initial: Vec<u8>) {
             None
         }
     };
-    let mut last = initial;
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -72,13 +96,8 @@ pub async fn watch_config(gw: Arc<Gateway>, path: PathBuf, initial: Vec<u8>) {
                 while rx.try_recv().is_ok() {}
             }
         }
-        let Ok(now) = tokio::fs::read(&path).await else {
-            // Mid-swap or deleted: keep serving; the next event or tick retries.
-            continue;
-        };
-        if now != last {
-            last = now;
-            let _ = crate::app::run::reload(&gw, &path);
+        if causes.send(Cause::FileMayHaveChanged).await.is_err() {
+            return;
         }
     }
 }

@@ -183,6 +183,12 @@ pub(super) fn check_prefix(prefix: &str) -> Result<(), String> {
     if prefix.split('/').any(|s| s == "." || s == "..") {
         return Err("must not contain \".\" or \"..\" segments".to_owned());
     }
+    if prefix.split('/').any(|s| s.ends_with('.')) {
+        return Err(
+            "must not have a segment ending in \".\" (request paths with one are refused)"
+                .to_owned(),
+        );
+    }
     Ok(())
 }
 

@@ -94,6 +94,10 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Open connections beyond this wait to be accepted, bounding file descriptors.
     pub max_connections: usize,
+    /// Open connections one peer IP may hold, so one client cannot take every
+    /// slot; further ones are closed at accept. Above `max_connections` it
+    /// never applies (the global limit holds new connections back first).
+    pub max_connections_per_ip: usize,
     /// On shutdown, in-flight requests get this long to finish.
     pub shutdown_grace: Duration,
     /// Runtime worker threads; `None` lets the runtime use one per CPU.
@@ -135,6 +139,9 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// Environment variable holding the admin token; `None` disables the key API.
     pub token_env: Option<String>,
+    /// Failed admin-token attempts one client IP may make per minute before
+    /// its calls are refused (429), slowing token guessing.
+    pub failed_token_budget: u32,
 }
 
 /// Where key records live (an in-memory store exists too, but only for demos and tests).
@@ -323,18 +330,48 @@ impl Config {
     }
 
     fn from_named_toml(text: &str, base_dir: &Path, source: &str) -> Result<Self, ConfigErrors> {
-        let raw = raw::parse(text, source).map_err(|p| ConfigErrors(vec![p]))?;
+        let (raw, mut problems) = raw::parse(text, source).map_err(|p| ConfigErrors(vec![p]))?;
         let mut v = Validator {
             problems: Vec::new(),
             base_dir,
         };
         let config = v.config(raw);
-        if v.problems.is_empty() {
+        // A field already reported as unknown or mistyped was set aside;
+        // what validation then says about its absence is not news, and in
+        // a table with an unknown field a "required" field is most likely
+        // that field misspelt.
+        let reported: Vec<(String, String)> = problems
+            .iter()
+            .map(|p| (p.path.clone(), parent(&p.path).to_owned()))
+            .collect();
+        let kept: Vec<ConfigProblem> = v
+            .problems
+            .into_iter()
+            .filter(|p| {
+                !reported.iter().any(|(r, r_parent)| {
+                    within(&p.path, r)
+                        || (p.message.starts_with("required") && parent(&p.path) == *r_parent)
+                })
+            })
+            .collect();
+        problems.extend(kept);
+        if problems.is_empty() {
             Ok(config)
         } else {
-            Err(ConfigErrors(v.problems))
+            Err(ConfigErrors(problems))
         }
     }
+}
+
+/// Is `path` the field `of`, or inside it?
+fn within(path: &str, of: &str) -> bool {
+    path.strip_prefix(of)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.') || rest.starts_with('['))
+}
+
+/// The table holding a field: `routes[1]` for `routes[1].upstream`.
+fn parent(path: &str) -> &str {
+    path.rfind('.').map_or("", |i| &path[..i])
 }
 
 #[cfg(test)]

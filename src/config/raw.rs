@@ -41,6 +41,7 @@ pub(super) struct RawServer {
     pub max_header_bytes: String,
     pub idle_timeout: String,
     pub max_connections: i64,
+    pub max_connections_per_ip: i64,
     pub shutdown_grace: String,
     pub workers: Option<i64>,
     pub http2: RawHttp2,
@@ -56,6 +57,7 @@ impl Default for RawServer {
             max_header_bytes: "64KiB".to_owned(),
             idle_timeout: "60s".to_owned(),
             max_connections: 10_000,
+            max_connections_per_ip: 4096,
             shutdown_grace: "30s".to_owned(),
             workers: None,
             http2: RawHttp2::default(),
@@ -110,6 +112,7 @@ impl Default for RawTls {
 pub(super) struct RawAdmin {
     pub listen: String,
     pub token_env: Option<String>,
+    pub failed_token_budget: i64,
 }
 
 impl Default for RawAdmin {
@@ -117,6 +120,7 @@ impl Default for RawAdmin {
         Self {
             listen: "127.0.0.1:9090".to_owned(),
             token_env: None,
+            failed_token_budget: 10,
         }
     }
 }
@@ -261,30 +265,165 @@ pub(super) struct RawRoute {
     pub max_body: Option<String>,
 }
 
-/// Parses the text into the raw mirror; a failure is one problem because serde
-/// stops at the first one. `source` names the file when no better path is known.
-pub(super) fn parse(text: &str, source: &str) -> Result<RawConfig, ConfigProblem> {
+/// Most schema problems one file reports before the rest is given up on
+/// (each one costs a re-deserialisation of the table).
+const MAX_SCHEMA_PROBLEMS: usize = 100;
+
+/// Parses the text into the raw mirror. A syntax error is the only problem
+/// reported (nothing after it can be read reliably). Schema problems (an
+/// unknown field, a value of the wrong type) do not stop the parse: each is
+/// recorded with its path, the offending entry is set aside, and the rest
+/// is deserialised again, so one run reports them all and the caller can
+/// still validate every other field. `source` names the file when no
+/// better path is known.
+pub fn parse(text: &str, source: &str) -> Result<(RawConfig, Vec<ConfigProblem>), ConfigProblem> {
     // Parsing to a plain table first tells syntax errors (the file is not TOML)
     // apart from shape errors (TOML, but not our schema): they read differently.
-    if let Err(err) = toml::from_str::<toml::Table>(text) {
-        return Err(ConfigProblem {
-            path: source.to_owned(),
-            message: match location(text, err.span()) {
-                Some(at) => format!("invalid TOML at {at}: {}", one_line(err.message())),
-                None => format!("invalid TOML: {}", one_line(err.message())),
-            },
-        });
+    let mut table = match toml::from_str::<toml::Table>(text) {
+        Ok(t) => t,
+        Err(err) => {
+            return Err(ConfigProblem {
+                path: source.to_owned(),
+                message: match location(text, err.span()) {
+                    Some(at) => format!("invalid TOML at {at}: {}", one_line(err.message())),
+                    None => format!("invalid TOML: {}", one_line(err.message())),
+                },
+            })
+        }
+    };
+    let mut problems = Vec::new();
+    loop {
+        let value = toml::Value::Table(table.clone());
+        let err = match serde_path_to_error::deserialize::<_, RawConfig>(value) {
+            Ok(raw) => return Ok((raw, problems)),
+            Err(err) => err,
+        };
+        let segments: Vec<Segment> = err
+            .path()
+            .iter()
+            .filter_map(|s| match s {
+                serde_path_to_error::Segment::Map { key } => Some(Segment::Key(key.clone())),
+                serde_path_to_error::Segment::Seq { index } => Some(Segment::Index(*index)),
+                _ => None,
+            })
+            .collect();
+        let path = dotted(&segments);
+        let message = one_line(err.inner().message());
+        let message = match offset_of(text, &path).and_then(|at| location(text, Some(at..at))) {
+            Some(at) => format!("{message} ({at})"),
+            None => message,
+        };
+        // An array element is first replaced by a placeholder, so the
+        // elements after it keep their indices (and their own problems
+        // their names); only if the placeholder does not fit either is the
+        // element removed. A field is removed.
+        let again = problems.iter().any(|p: &ConfigProblem| p.path == path);
+        let removed = if again {
+            remove(&mut table, &segments, false)
+        } else {
+            remove(&mut table, &segments, true)
+        };
+        if !again {
+            problems.push(ConfigProblem {
+                path: if path.is_empty() {
+                    source.to_owned()
+                } else {
+                    path
+                },
+                message,
+            });
+        }
+        if !removed || problems.len() >= MAX_SCHEMA_PROBLEMS {
+            // Nothing left to set aside: report what was found, and give
+            // the validator only defaults (the file is refused anyway).
+            return Ok((RawConfig::default(), problems));
+        }
     }
-    toml::from_str::<RawConfig>(text).map_err(|err| ConfigProblem {
-        path: err
-            .span()
-            .and_then(|span| path_at(text, span.start))
-            .unwrap_or_else(|| source.to_owned()),
-        message: match location(text, err.span()) {
-            Some(at) => format!("{} ({at})", one_line(err.message())),
-            None => one_line(err.message()),
-        },
-    })
+}
+
+/// One step of a field path.
+enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+/// `routes[1].prefix`, as problems name fields.
+fn dotted(segments: &[Segment]) -> String {
+    let mut out = String::new();
+    for s in segments {
+        match s {
+            Segment::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Segment::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+/// Removes the entry at `segments` from the table (an array element: puts
+/// a placeholder in its place when `placeholder`, an empty table if the
+/// array holds tables, else an empty string); false if there is none.
+fn remove(table: &mut toml::Table, segments: &[Segment], placeholder: bool) -> bool {
+    let Some((last, parents)) = segments.split_last() else {
+        return false;
+    };
+    let mut here = Here::Table(table);
+    for s in parents {
+        let next = match (here, s) {
+            (Here::Table(t), Segment::Key(k)) => t.get_mut(k),
+            (Here::Array(a), Segment::Index(i)) => a.get_mut(*i),
+            _ => None,
+        };
+        here = match next {
+            Some(toml::Value::Table(t)) => Here::Table(t),
+            Some(toml::Value::Array(a)) => Here::Array(a),
+            _ => return false,
+        };
+    }
+    match (here, last) {
+        (Here::Table(t), Segment::Key(k)) => t.remove(k).is_some(),
+        (Here::Array(a), Segment::Index(i)) if *i < a.len() => {
+            if placeholder {
+                let tables = a.iter().any(toml::Value::is_table);
+                a[*i] = if tables {
+                    toml::Value::Table(toml::Table::new())
+                } else {
+                    toml::Value::String(String::new())
+                };
+            } else {
+                a.remove(*i);
+            }
+            true
+        }
+        _ => false,
+    }
+}
+
+enum Here<'a> {
+    Table(&'a mut toml::Table),
+    Array(&'a mut Vec<toml::Value>),
+}
+
+/// Byte offset of the first line that [`path_at`] reads as defining
+/// `path` (its `key =` line or its table header).
+fn offset_of(text: &str, path: &str) -> Option<usize> {
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        let indent = line.len() - line.trim_start().len();
+        let trimmed = line.trim();
+        let defines = !trimmed.is_empty()
+            && !trimmed.starts_with('#')
+            && (trimmed.starts_with('[') || key_of(line).is_some());
+        if defines && path_at(text, at + indent).as_deref() == Some(path) {
+            return Some(at + indent);
+        }
+        at += line.len();
+    }
+    None
 }
 
 /// Keeps each problem on one line, as `ConfigErrors` promises.
@@ -383,7 +522,8 @@ mod tests {
 
     #[test]
     fn empty_file_gives_documented_defaults() {
-        let raw = parse("", "x.toml").unwrap();
+        let (raw, problems) = parse("", "x.toml").unwrap();
+        assert!(problems.is_empty());
         assert_eq!(raw.server.max_body, "10MiB");
         assert_eq!(raw.admin.listen, "127.0.0.1:9090");
         assert_eq!(raw.store.backend, "redis");

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use http::Method;
 
 use super::checks::{check_prefix, is_resource_name, parse_method, placeholder_url, METHODS};
-use super::validate::Validator;
+use super::validate::{bounds, Validator};
 use super::{raw, RouteConfig, UpstreamConfig};
 use crate::keys::Scope;
 
@@ -44,7 +44,12 @@ impl Validator<'_> {
                 test_url,
                 connect_timeout: self.duration(&at("connect_timeout"), &up.connect_timeout, false),
                 timeout: self.duration(&at("timeout"), &up.timeout, false),
-                pool_max_idle: self.count(&at("pool_max_idle"), up.pool_max_idle, 0),
+                pool_max_idle: self.count(
+                    &at("pool_max_idle"),
+                    up.pool_max_idle,
+                    0,
+                    bounds::POOL_IDLE,
+                ),
                 pool_idle_timeout: self.duration(
                     &at("pool_idle_timeout"),
                     &up.pool_idle_timeout,
@@ -136,7 +141,7 @@ impl Validator<'_> {
             let max_body = route
                 .max_body
                 .as_deref()
-                .map(|text| self.size(&at("max_body"), text, 0));
+                .map(|text| self.size(&at("max_body"), text, 0, bounds::BODY));
             routes.push(RouteConfig {
                 prefix,
                 upstream,

@@ -23,6 +23,43 @@ pub(super) struct Validator<'a> {
     pub(super) base_dir: &'a Path,
 }
 
+/// Longest duration any field accepts: beyond it a timer deadline is
+/// nonsense (and `Instant + Duration` could overflow).
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// Upper bounds of sizes and counts: far above any sane setting, low enough
+/// that a typo (`"100GiB"` headers, `99999999999` connections) is an error.
+pub(super) mod bounds {
+    /// `server.max_header_bytes`, `server.http2.max_header_list_size`.
+    pub const HEADER_BYTES: u64 = 1 << 20;
+    /// `server.max_body`, `routes[].max_body`.
+    pub const BODY: u64 = 64 << 30;
+    /// `server.max_connections`, `server.max_connections_per_ip`.
+    pub const CONNECTIONS: i64 = 1_000_000;
+    /// `server.workers`.
+    pub const WORKERS: i64 = 1024;
+    /// `server.http2.max_concurrent_streams`.
+    pub const STREAMS: i64 = 10_000;
+    /// `server.http2.max_pending_resets`.
+    pub const PENDING_RESETS: i64 = 10_000;
+    /// `cache.capacity`, `cache.negative_capacity`.
+    pub const CACHE_ENTRIES: i64 = 100_000_000;
+    /// `auth.failed_lookup_budget`, `admin.failed_token_budget`.
+    pub const BUDGET: i64 = 1_000_000;
+    /// `upstreams.*.pool_max_idle`.
+    pub const POOL_IDLE: i64 = 100_000;
+}
+
+/// `1MiB`, `64GiB`: a bound as the file would write it.
+fn human_size(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 && n % (1 << 30) == 0 => format!("{}GiB", n >> 30),
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{}MiB", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{}KiB", n >> 10),
+        n => n.to_string(),
+    }
+}
+
 /// Placeholder for an address that failed to parse.
 const NO_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 
@@ -40,6 +77,10 @@ impl Validator<'_> {
                 self.problem(path, format!("must be greater than zero, got {text:?}"));
                 d
             }
+            Ok(d) if d > MAX_DURATION => {
+                self.problem(path, format!("must be at most 365d, got {text:?}"));
+                Duration::ZERO
+            }
             Ok(d) => d,
             Err(message) => {
                 self.problem(path, message);
@@ -53,11 +94,19 @@ impl Validator<'_> {
         path: &str,
         text: &str,
         min: u64,
+        max: u64,
     ) -> T {
         match parse_size(text) {
             Ok(n) if n < min => {
                 self.problem(path, format!("must be at least {min} bytes, got {text:?}"))
             }
+            Ok(n) if n > max => self.problem(
+                path,
+                format!(
+                    "too large: must be at most {} ({max} bytes), got {text:?}",
+                    human_size(max)
+                ),
+            ),
             Ok(n) => match T::try_from(n) {
                 Ok(n) => return n,
                 Err(_) => self.problem(path, format!("{text:?} is too large")),
@@ -67,9 +116,17 @@ impl Validator<'_> {
         T::default()
     }
 
-    pub(super) fn count<T: TryFrom<i64> + Default>(&mut self, path: &str, n: i64, min: i64) -> T {
+    pub(super) fn count<T: TryFrom<i64> + Default>(
+        &mut self,
+        path: &str,
+        n: i64,
+        min: i64,
+        max: i64,
+    ) -> T {
         if n < min {
             self.problem(path, format!("must be at least {min}, got {n}"));
+        } else if n > max {
+            self.problem(path, format!("must be at most {max}, got {n}"));
         } else if let Ok(n) = T::try_from(n) {
             return n;
         } else {
@@ -172,34 +229,56 @@ impl Validator<'_> {
             }
         }
         let h2 = raw.http2;
+        let max_connections = self.count(
+            "server.max_connections",
+            raw.max_connections,
+            1,
+            bounds::CONNECTIONS,
+        );
         ServerConfig {
             listen,
-            max_body: self.size("server.max_body", &raw.max_body, 0),
+            max_body: self.size("server.max_body", &raw.max_body, 0, bounds::BODY),
             header_read_timeout: self.duration(
                 "server.header_read_timeout",
                 &raw.header_read_timeout,
                 false,
             ),
-            max_header_bytes: self.size("server.max_header_bytes", &raw.max_header_bytes, 1024),
+            max_header_bytes: self.size(
+                "server.max_header_bytes",
+                &raw.max_header_bytes,
+                1024,
+                bounds::HEADER_BYTES,
+            ),
             idle_timeout: self.duration("server.idle_timeout", &raw.idle_timeout, false),
-            max_connections: self.count("server.max_connections", raw.max_connections, 1),
+            max_connections,
+            max_connections_per_ip: self.count(
+                "server.max_connections_per_ip",
+                raw.max_connections_per_ip,
+                1,
+                bounds::CONNECTIONS,
+            ),
             shutdown_grace: self.duration("server.shutdown_grace", &raw.shutdown_grace, true),
-            workers: raw.workers.map(|n| self.count("server.workers", n, 1)),
+            workers: raw
+                .workers
+                .map(|n| self.count("server.workers", n, 1, bounds::WORKERS)),
             http2: Http2Config {
                 max_concurrent_streams: self.count(
                     "server.http2.max_concurrent_streams",
                     h2.max_concurrent_streams,
                     1,
+                    bounds::STREAMS,
                 ),
                 max_header_list_size: self.size(
                     "server.http2.max_header_list_size",
                     &h2.max_header_list_size,
                     1024,
+                    bounds::HEADER_BYTES,
                 ),
                 max_pending_resets: self.count(
                     "server.http2.max_pending_resets",
                     h2.max_pending_resets,
                     1,
+                    bounds::PENDING_RESETS,
                 ),
             },
             tls,
@@ -228,6 +307,12 @@ impl Validator<'_> {
         AdminConfig {
             listen,
             token_env: raw.token_env,
+            failed_token_budget: self.count(
+                "admin.failed_token_budget",
+                raw.failed_token_budget,
+                1,
+                bounds::BUDGET,
+            ),
         }
     }
 
@@ -277,10 +362,15 @@ impl Validator<'_> {
 
     fn cache(&mut self, raw: raw::RawCache) -> CacheConfig {
         CacheConfig {
-            capacity: self.count("cache.capacity", raw.capacity, 1),
+            capacity: self.count("cache.capacity", raw.capacity, 1, bounds::CACHE_ENTRIES),
             ttl: self.duration("cache.ttl", &raw.ttl, true),
             negative_ttl: self.duration("cache.negative_ttl", &raw.negative_ttl, true),
-            negative_capacity: self.count("cache.negative_capacity", raw.negative_capacity, 0),
+            negative_capacity: self.count(
+                "cache.negative_capacity",
+                raw.negative_capacity,
+                0,
+                bounds::CACHE_ENTRIES,
+            ),
             stale_if_error: self.duration("cache.stale_if_error", &raw.stale_if_error, true),
         }
     }
@@ -304,6 +394,7 @@ impl Validator<'_> {
                 "auth.failed_lookup_budget",
                 raw.failed_lookup_budget,
                 1,
+                bounds::BUDGET,
             ),
             failed_lookup_window: self.duration(
                 "auth.failed_lookup_window",

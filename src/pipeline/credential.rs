@@ -84,13 +84,7 @@ fn key_params(query: &str) -> impl Iterator<Item = (&str, &str)> {
     })
 }
 
-fn is_key_param(name: &str) -> bool {
-    if name == "api_key" {
-        return true;
-    }
-    // Only spend a decode on names that could spell it.
-    name.contains('%') && percent_encoding::percent_decode_str(name).eq(b"api_key".iter().copied())
-}
+pub use crate::keys::is_key_param;
 
 /// The query without any `api_key` piece, everything else byte for byte and
 /// in order. Borrowed when there was nothing to remove; `None` when nothing

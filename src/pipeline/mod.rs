@@ -1,7 +1,8 @@
 //! The request pipeline, top to bottom, in one place:
 //!
-//! request shape → client IP → path check → route → credential → key lookup
-//! → IP policy → scope → rewrite → forward → record.
+//! head size → client IP → misplaced keys → request shape and `_method` →
+//! path check → route → credential → key lookup → IP policy → scope →
+//! rewrite → forward → record.
 //!
 //! Each stage is a plain function in its own module; this file only fixes
 //! their order and turns the outcome into a response. Every response, error
@@ -30,6 +31,7 @@ use http_body_util::{Either, Full, Limited};
 use hyper::body::Incoming;
 
 use crate::error::{BadRequest, GatewayError, UpstreamFailure};
+use crate::keys::misplaced;
 use crate::lookup::cache::CachedKey;
 use crate::state::{Gateway, Snapshot};
 use client_ip::is_trusted;
@@ -145,19 +147,31 @@ async fn pipeline<'s>(
     if shape::size(&parts) > cfg.server.max_header_bytes {
         return Err(GatewayError::HeadersTooLarge);
     }
-    check_shape(&mut parts)?;
     let client_ip = client_ip::client_ip(conn.peer.ip(), &parts.headers, &cfg.auth.trusted_proxies);
     trace.client_ip = Some(client_ip);
+    // A key in the wrong place is refused before anything else looks at,
+    // logs or answers with the request's text.
+    if let Some(place) = misplaced::find_in_request(&parts, cfg.auth.verify_checksum) {
+        gw.metrics
+            .misplaced_keys
+            .with_label_values(&[place.label()])
+            .inc();
+        return Err(GatewayError::MisplacedApiKey(place));
+    }
+    check_shape(&mut parts)?;
 
     // The target is kept aside (cheap: `Uri` is shared bytes) so the
     // headers can be rewritten while the checked path is borrowed.
     let uri = parts.uri.clone();
     let (raw_path, query) = rewrite::split_target(uri.path_and_query());
+    rewrite::check_method_param(query, &parts.method)?;
     let checked = path::check(raw_path).map_err(GatewayError::InvalidPath)?;
     let stripped_query = query.and_then(strip_key_param);
     if logging {
-        trace.path = Some(checked.raw.to_owned());
-        trace.query = stripped_query.as_deref().map(str::to_owned);
+        trace.path = Some(misplaced::redact(checked.raw).into_owned());
+        trace.query = stripped_query
+            .as_deref()
+            .map(|q| misplaced::redact(q).into_owned());
     }
     let route = snap
         .routes

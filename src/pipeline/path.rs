@@ -6,8 +6,16 @@
 //! forward those bytes unchanged. So a path is refused when it has:
 //! dot segments (`.`, `..`, raw or percent-encoded), empty segments (`//`),
 //! encoded `/` or `\`, a raw `\`, `;` (raw or encoded: path parameters),
-//! `%25` (double encoding), NUL or controls (raw or encoded), bad `%`
-//! escapes, raw non-ASCII, or bytes that are not UTF-8 once decoded.
+//! `%25` (double encoding), NUL or controls (raw or encoded, C1 controls
+//! U+0080–U+009F included), encoded `?` or `#` (`%3F`, `%23`: an upstream
+//! that decodes before splitting would cut the path there), a segment
+//! ending in `.` or whitespace (Windows and some servers trim those, so
+//! `transfers./x` would act as `transfers/x`), bad `%` escapes, raw
+//! non-ASCII, bytes that are not UTF-8 once decoded, or a decoded code point
+//! that Unicode NFKC normalisation would change (fullwidth `．` `／` `＼`,
+//! the one-dot leader `․`, ligatures, superscripts: anything a normalising
+//! upstream would read as another character), or a decoded path that is not
+//! in NFKC form as a whole.
 //!
 //! What passes is both what routing sees (decoded, see [`CheckedPath`]) and
 //! what the upstream receives (the raw bytes, untouched).
@@ -48,6 +56,7 @@ pub fn check(raw: &str) -> Result<CheckedPath<'_>, PathError> {
         }
         let mut dots_only = true;
         let mut decoded_len = 0usize;
+        let mut last_byte = 0u8;
         let sb = seg.as_bytes();
         let mut j = 0;
         while j < sb.len() {
@@ -62,7 +71,7 @@ pub fn check(raw: &str) -> Result<CheckedPath<'_>, PathError> {
                 };
                 j += 3;
                 let d = (h << 4) | l;
-                if matches!(d, b'/' | b'\\' | b'%' | b';') {
+                if matches!(d, b'/' | b'\\' | b'%' | b';' | b'?' | b'#') {
                     return Err(PathError::Forbidden);
                 }
                 d
@@ -83,9 +92,13 @@ pub fn check(raw: &str) -> Result<CheckedPath<'_>, PathError> {
                 dots_only = false;
             }
             decoded_len += 1;
+            last_byte = d;
         }
         if dots_only && decoded_len <= 2 {
             return Err(PathError::DotSegment);
+        }
+        if matches!(last_byte, b'.' | b' ') {
+            return Err(PathError::TrailingDotOrSpace);
         }
     }
     if !has_escape {
@@ -95,13 +108,43 @@ pub fn check(raw: &str) -> Result<CheckedPath<'_>, PathError> {
         });
     }
     let decoded: Vec<u8> = percent_encoding::percent_decode_str(raw).collect();
-    match String::from_utf8(decoded) {
-        Ok(s) => Ok(CheckedPath {
-            raw,
-            decoded: Cow::Owned(s),
-        }),
-        Err(_) => Err(PathError::NotUtf8),
+    let Ok(decoded) = String::from_utf8(decoded) else {
+        return Err(PathError::NotUtf8);
+    };
+    if !decoded.is_ascii() {
+        check_unicode(&decoded)?;
     }
+    Ok(CheckedPath {
+        raw,
+        decoded: Cow::Owned(decoded),
+    })
+}
+
+/// The rules only non-ASCII text can break (reached only through escapes,
+/// since raw non-ASCII is refused): C1 controls, code points NFKC would
+/// change, and segments ending in Unicode whitespace.
+fn check_unicode(decoded: &str) -> Result<(), PathError> {
+    use unicode_normalization::UnicodeNormalization;
+    for c in decoded.chars() {
+        if ('\u{80}'..='\u{9f}').contains(&c) {
+            return Err(PathError::Control);
+        }
+        if !c.is_ascii() && !c.nfkc().eq(std::iter::once(c)) {
+            return Err(PathError::NotNormalized);
+        }
+    }
+    if decoded
+        .split('/')
+        .any(|seg| seg.chars().next_back().is_some_and(char::is_whitespace))
+    {
+        return Err(PathError::TrailingDotOrSpace);
+    }
+    // Each code point is stable; so must their sequence be (a base letter
+    // and a combining mark that NFKC would compose).
+    if !unicode_normalization::is_nfkc(decoded) {
+        return Err(PathError::NotNormalized);
+    }
+    Ok(())
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -128,7 +171,7 @@ mod tests {
             "/v1/a-b_c~d",
             "/v1/x..y",
             "/v1/.well",
-            "/v1/...",
+            "/v1/a.b/c",
         ] {
             let c = check(p).unwrap();
             assert_eq!(c.raw, p);
@@ -186,5 +229,30 @@ mod tests {
         for (p, want) in cases {
             assert_eq!(check(p), Err(want), "{p:?}");
         }
+    }
+
+    #[test]
+    fn look_alikes_and_ambiguous_segments_are_refused() {
+        use PathError::*;
+        let cases = [
+            ("/v1/a%c2%80", Control),
+            ("/v1/a%c2%9f", Control),
+            ("/v1/%ef%bc%8e%ef%bc%8e/x", NotNormalized),
+            ("/v1/%ef%bc%8f", NotNormalized),
+            ("/v1/%ef%bc%bc", NotNormalized),
+            ("/v1/%e2%80%a4", NotNormalized),
+            ("/v1/cafe%cc%81", NotNormalized),
+            ("/v1/transfers%3f", Forbidden),
+            ("/v1/x%23", Forbidden),
+            ("/v1/transfers./x", TrailingDotOrSpace),
+            ("/v1/...", TrailingDotOrSpace),
+            ("/v1/x%20", TrailingDotOrSpace),
+            ("/v1/x%2e", TrailingDotOrSpace),
+            ("/v1/x%e2%80%a8/y", TrailingDotOrSpace),
+        ];
+        for (p, want) in cases {
+            assert_eq!(check(p), Err(want), "{p:?}");
+        }
+        assert!(check("/v1/a%20b/caf%C3%A9").is_ok());
     }
 }

@@ -1,7 +1,9 @@
 //! Request ids: the thread that ties a client's report to our logs.
 //!
 //! A client's own `X-Request-Id` is kept when it is 1–128 characters of
-//! `[A-Za-z0-9._-]` (safe in logs and headers); anything else is replaced.
+//! `[A-Za-z0-9._-]` (safe in logs and headers) and holds nothing shaped like
+//! an API key (the id is echoed in answers and written to the access log);
+//! anything else is replaced.
 //! New ids are a per-process random prefix plus a counter: unique across
 //! gateways, cheap (no syscall, no lock), and sortable within a process.
 
@@ -36,7 +38,7 @@ impl RequestIds {
     /// The client's id if acceptable, else a new one.
     pub fn for_request(&self, client: Option<&HeaderValue>) -> HeaderValue {
         if let Some(v) = client {
-            if is_valid(v.as_bytes()) {
+            if is_valid(v.as_bytes()) && !crate::keys::misplaced::holds_key(v.as_bytes(), false) {
                 return v.clone();
             }
         }

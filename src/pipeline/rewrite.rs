@@ -5,14 +5,18 @@
 //! forge or delete what the gateway says (HOSTILE §4): hop-by-hop headers and
 //! every header named in `Connection` go, as do client-sent `X-Osir-*`,
 //! `X-Forwarded-*`, `Forwarded`, `X-Real-IP`, any name with `_` (upstreams
-//! that map `_` to `-` would read `X-Osir-Key_Id` as ours) and the
-//! credential. Then the gateway's own headers are added.
+//! that map `_` to `-` would read `X-Osir-Key_Id` as ours), the
+//! credential, and the method and URL override headers some frameworks
+//! honour ([`OVERRIDES`]: a `domains:read` GET must not run as a DELETE, or
+//! on another path). Then the gateway's own headers are added.
 
 use std::net::IpAddr;
 
 use bytes::{BufMut, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
+
+use crate::error::{BadRequest, GatewayError};
 
 /// Is this a hop-by-hop header (RFC 9110 §7.6.1, plus the `Proxy-*` family)?
 fn is_hop_by_hop(name: &HeaderName) -> bool {
@@ -22,10 +26,26 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     ) || name.as_str().starts_with("proxy-")
 }
 
+/// Method and URL override headers: frameworks that honour them would act
+/// on another method or path than the one authorised.
+pub const OVERRIDES: [&str; 10] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-method",
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+    "x-override-url",
+    "x-envoy-original-path",
+    "x-envoy-original-method",
+];
+
 /// Headers a client must never get to the upstream.
 fn is_client_forbidden(name: &HeaderName) -> bool {
     let n = name.as_str();
     is_hop_by_hop(name)
+        || OVERRIDES.contains(&n)
         || n.starts_with("x-osir-")
         || n.starts_with("x-forwarded-")
         || n == "forwarded"
@@ -117,6 +137,33 @@ pub(crate) fn split_target(pq: Option<&PathAndQuery>) -> (&str, Option<&str>) {
         Some(pq) => (pq.path(), pq.query()),
         None => ("/", None),
     }
+}
+
+/// Refuses a `_method` query parameter (name matched decoded and in any
+/// case) naming a method other than the request's own: frameworks that
+/// honour it would run a GET authorised as a read as, say, a DELETE.
+pub fn check_method_param(query: Option<&str>, method: &http::Method) -> Result<(), GatewayError> {
+    let Some(query) = query else {
+        return Ok(());
+    };
+    for piece in query.split('&') {
+        let (name, value) = piece.split_once('=').unwrap_or((piece, ""));
+        // Cheap first: a name spelling `_method` has at least 7 bytes.
+        if name.len() < 7 || !decodes_to_ignoring_case(name, b"_method") {
+            continue;
+        }
+        if !decodes_to_ignoring_case(value, method.as_str().as_bytes()) {
+            return Err(GatewayError::InvalidRequest(BadRequest::MethodOverride));
+        }
+    }
+    Ok(())
+}
+
+/// Does `raw`, percent-decoded, equal `want` ignoring ASCII case? No allocation.
+fn decodes_to_ignoring_case(raw: &str, want: &[u8]) -> bool {
+    percent_encoding::percent_decode_str(raw)
+        .map(|b| b.to_ascii_lowercase())
+        .eq(want.iter().map(u8::to_ascii_lowercase))
 }
 
 #[cfg(test)]

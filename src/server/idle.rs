@@ -11,8 +11,16 @@
 //! When a connection has been idle for `idle_timeout`, it is asked to close
 //! gracefully: HTTP/1.1 closes at once (nothing is in flight), HTTP/2 sends
 //! GOAWAY so the client knows no stream was lost. A peer that does not finish
-//! the HTTP/2 goodbye within another `idle_timeout`, while still sending no
-//! request, is dropped. The same graceful close runs when the server stops.
+//! the HTTP/2 goodbye within the close grace (the smaller of `idle_timeout`
+//! and `header_read_timeout`), while still sending no request, is dropped.
+//! The same graceful close runs when the server stops.
+//!
+//! Before its first request a connection is held to `header_read_timeout`
+//! ([`Timeouts::first_request`]): one that has not delivered a complete
+//! request head by then — it sent nothing, a partial HTTP/1.1 head, a
+//! partial HTTP/2 preface, or an HTTP/2 preface and settings but no stream
+//! — is dropped, so silent connections cannot hold slots for
+//! `idle_timeout`.
 //!
 //! Two other limits apply alongside (see `server`): a client that starts a
 //! request head must finish it within `header_read_timeout`, and for HTTP/1.1
@@ -21,7 +29,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -41,6 +49,8 @@ struct Inner {
     in_flight: AtomicUsize,
     /// When the connection last had nothing in flight, in ms since `born`.
     idle_since_ms: AtomicU64,
+    /// Whether any request has started (its head was read).
+    served: AtomicBool,
     born: Instant,
 }
 
@@ -57,6 +67,7 @@ impl Tracker {
             inner: Arc::new(Inner {
                 in_flight: AtomicUsize::new(0),
                 idle_since_ms: AtomicU64::new(0),
+                served: AtomicBool::new(false),
                 born: Instant::now(),
             }),
         }
@@ -66,9 +77,15 @@ impl Tracker {
     /// it into the response body with [`InFlight::track`]).
     pub(crate) fn start(&self) -> InFlight {
         self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.inner.served.store(true, Ordering::SeqCst);
         InFlight {
             inner: self.inner.clone(),
         }
+    }
+
+    /// Whether a request has ever started on this connection.
+    pub fn served(&self) -> bool {
+        self.inner.served.load(Ordering::SeqCst)
     }
 
     /// Requests in flight now.
@@ -143,6 +160,29 @@ impl<B: Body + Unpin> Body for Tracked<B> {
     }
 }
 
+/// The clocks [`drive_with`] keeps for one connection.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// Nothing in flight this long: ask the connection to close.
+    pub idle: Duration,
+    /// No request head this long after the connection began: drop it.
+    pub first_request: Option<Duration>,
+    /// Asked to close and still idle this long later: drop it.
+    pub close_grace: Duration,
+}
+
+impl Timeouts {
+    /// The server's clocks: `idle_timeout`, and `header_read_timeout` for
+    /// the first request and (capped by `idle_timeout`) the close grace.
+    pub fn new(idle_timeout: Duration, header_read_timeout: Duration) -> Timeouts {
+        Timeouts {
+            idle: idle_timeout,
+            first_request: Some(header_read_timeout),
+            close_grace: idle_timeout.min(header_read_timeout),
+        }
+    }
+}
+
 /// Drives a connection until it ends, closing it gracefully (with `close`,
 /// which calls the connection's `graceful_shutdown`) once it has been idle
 /// for `idle_timeout` or when `stop` fires. Returns `None` when the
@@ -153,23 +193,51 @@ pub(crate) async fn drive<C, F>(
     tracker: &Tracker,
     idle_timeout: Duration,
     stop: &mut tokio::sync::watch::Receiver<bool>,
+    close: F,
+) -> Option<C::Output>
+where
+    C: Future,
+    F: FnMut(Pin<&mut C>),
+{
+    let timeouts = Timeouts {
+        idle: idle_timeout,
+        first_request: None,
+        close_grace: idle_timeout,
+    };
+    drive_with(conn, tracker, timeouts, stop, close).await
+}
+
+/// [`drive`] with every clock of [`Timeouts`]: also drops a connection
+/// that has started no request within `first_request`, and one that has
+/// not closed `close_grace` after being asked while still idle. Returns
+/// `None` when the connection was dropped.
+pub async fn drive_with<C, F>(
+    conn: C,
+    tracker: &Tracker,
+    timeouts: Timeouts,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
     mut close: F,
 ) -> Option<C::Output>
 where
     C: Future,
     F: FnMut(Pin<&mut C>),
 {
+    let idle_timeout = timeouts.idle;
+    let first_deadline = timeouts.first_request.map(|d| tracker.inner.born + d);
     let mut conn = std::pin::pin!(conn);
     // When the graceful close was asked for.
     let mut closing: Option<Instant> = None;
     loop {
         let now = Instant::now();
-        let wake = match (closing, tracker.idle_since()) {
+        let mut wake = match (closing, tracker.idle_since()) {
             (None, Some(since)) => since + idle_timeout,
-            (Some(asked), Some(since)) => asked.max(since) + idle_timeout,
+            (Some(asked), Some(since)) => asked.max(since) + timeouts.close_grace,
             // Busy: nothing can happen before a full timeout from now.
             (_, None) => now + idle_timeout,
         };
+        if let Some(first) = first_deadline.filter(|_| !tracker.served()) {
+            wake = wake.min(first);
+        }
         tokio::select! {
             out = conn.as_mut() => return Some(out),
             _ = stop.changed(), if closing.is_none() => {
@@ -177,6 +245,10 @@ where
                 close(conn.as_mut());
             }
             () = tokio::time::sleep_until(wake) => {
+                if first_deadline.is_some_and(|first| !tracker.served() && Instant::now() >= first) {
+                    tracing::debug!("no complete request head within header_read_timeout; dropping the connection");
+                    return None;
+                }
                 let idle_for = tracker.idle_since().map(|since| Instant::now() - since);
                 match (closing, idle_for) {
                     (None, Some(d)) if d >= idle_timeout => {
@@ -184,7 +256,7 @@ where
                         closing = Some(Instant::now());
                         close(conn.as_mut());
                     }
-                    (Some(asked), Some(d)) if d >= idle_timeout && asked.elapsed() >= idle_timeout => {
+                    (Some(asked), Some(d)) if d >= timeouts.close_grace && asked.elapsed() >= timeouts.close_grace => {
                         tracing::debug!("an idle connection did not close when asked; dropping it");
                         return None;
                     }

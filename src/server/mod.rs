@@ -13,9 +13,18 @@
 //! cannot hold up accepting; it counts against the connection limit and in
 //! `open_connections` like any open connection.
 //!
-//! Every API connection is driven by [`crate::server::idle::drive`], which closes it
-//! gracefully once no request has been in flight for `server.idle_timeout`
-//! (HTTP/1.1 keep-alive and HTTP/2 alike), and when the server stops.
+//! Every API connection is driven by [`crate::server::idle::drive_with`], which
+//! drops it if no complete request head arrives within
+//! `server.header_read_timeout`, closes it gracefully once no request has
+//! been in flight for `server.idle_timeout` (HTTP/1.1 keep-alive and HTTP/2
+//! alike) or when the server stops, and drops it if it ignores that close.
+//!
+//! Reloads apply to `[server]` live: each new connection is served with the
+//! settings of the config generation serving when it was accepted (timeouts,
+//! head size, HTTP/2 limits, `max_connections_per_ip`); `max_connections`
+//! is adjusted on every reload (a lower limit takes effect as connections
+//! close); `shutdown_grace` is read when shutdown begins. Connections already
+//! open keep the settings they started with.
 
 pub mod h1;
 pub(crate) mod idle;
@@ -85,17 +94,29 @@ pub fn hyper_head_limit(max_header_bytes: usize) -> usize {
 /// Serves until `shutdown` completes, then stops accepting, lets open
 /// requests finish for up to `server.shutdown_grace`, and returns.
 pub async fn serve(gw: Arc<Gateway>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
-    let cfg = gw.snapshot.load().config.server.clone();
     let graceful = Arc::new(GracefulShutdown::new());
-    let limit = Arc::new(Semaphore::new(cfg.max_connections));
+    let first = gw.snapshot.load_full();
+    let limit = Arc::new(Semaphore::new(first.config.server.max_connections));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(follow_connection_limit(
+        gw.clone(),
+        limit.clone(),
+        first.config.server.max_connections,
+        stop_rx.clone(),
+    )));
     let api = Api {
         gw: gw.clone(),
-        builder: Arc::new(builder(&cfg)),
+        builders: Arc::new(Builders {
+            current: parking_lot::Mutex::new((
+                first.generation,
+                Arc::new(builder(&first.config.server)),
+            )),
+        }),
         graceful: graceful.clone(),
         limit: limit.clone(),
     };
+    drop(first);
     if let Some(l) = listeners.http {
         tasks.push(tokio::spawn(accept_api(
             api.clone(),
@@ -135,11 +156,16 @@ pub async fn serve(gw: Arc<Gateway>, listeners: Listeners, shutdown: impl Future
         let _ = t.await;
     }
     let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
-    if tokio::time::timeout(cfg.shutdown_grace, graceful.shutdown())
+    // Read now, so a reload before the signal applies.
+    let grace = gw.snapshot.load().config.server.shutdown_grace;
+    if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()
     {
-        tracing::warn!(grace = ?cfg.shutdown_grace, "shutdown grace period over; closing remaining connections");
+        tracing::warn!(
+            ?grace,
+            "shutdown grace period over; closing remaining connections"
+        );
     }
     gw.flush_usage().await;
     gw.stop();
@@ -149,9 +175,71 @@ pub async fn serve(gw: Arc<Gateway>, listeners: Listeners, shutdown: impl Future
 #[derive(Clone)]
 struct Api {
     gw: Arc<Gateway>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builders: Arc<Builders>,
     graceful: Arc<GracefulShutdown>,
     limit: Arc<Semaphore>,
+}
+
+/// The connection builder of the serving config generation, rebuilt at the
+/// first accept after a reload (so `[server]` changes reach new connections
+/// without a builder per connection).
+struct Builders {
+    current: parking_lot::Mutex<(u64, Arc<auto::Builder<TokioExecutor>>)>,
+}
+
+impl Builders {
+    fn for_snapshot(&self, snap: &crate::state::Snapshot) -> Arc<auto::Builder<TokioExecutor>> {
+        let mut current = self.current.lock();
+        if current.0 != snap.generation {
+            *current = (snap.generation, Arc::new(builder(&snap.config.server)));
+        }
+        current.1.clone()
+    }
+}
+
+/// Keeps the connection semaphore at `server.max_connections` across
+/// reloads: a higher limit adds permits at once; a lower one takes back the
+/// free permits at once and the rest as connections close (a background
+/// acquire, then forgotten), so no open connection is cut. The total always
+/// converges to the last limit; until it has, the accept loop may still
+/// admit the one connection it holds a permit for.
+async fn follow_connection_limit(
+    gw: Arc<Gateway>,
+    limit: Arc<Semaphore>,
+    mut current: usize,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut generations = gw.generations();
+    loop {
+        tokio::select! {
+            changed = generations.changed() => if changed.is_err() { return },
+            _ = stop.changed() => return,
+        }
+        let wanted = gw.snapshot.load().config.server.max_connections;
+        if wanted > current {
+            limit.add_permits(wanted - current);
+        } else if wanted < current {
+            // Permits nobody holds go at once; the rest as connections close.
+            let forgotten = limit.forget_permits(current - wanted);
+            let owed = u32::try_from(current - wanted - forgotten).unwrap_or(u32::MAX);
+            if owed > 0 {
+                let limit = limit.clone();
+                tokio::spawn(async move {
+                    if let Ok(p) = limit.acquire_many_owned(owed).await {
+                        p.forget();
+                    }
+                });
+            }
+        }
+        if wanted != current {
+            tracing::info!(
+                from = current,
+                to = wanted,
+                "server.max_connections changed"
+            );
+        }
+        current = wanted;
+    }
 }
 
 /// Accepts API connections on `listener` until `stop`; each one runs
@@ -190,6 +278,19 @@ async fn accept_api<H, F, S>(
             },
             _ = stop.changed() => return,
         };
+        // The serving generation's [server] settings apply to this connection.
+        let snap = api.gw.snapshot.load();
+        let per_ip_limit = snap.config.server.max_connections_per_ip;
+        let Some(slot) = api.gw.per_ip.try_take(peer.ip(), per_ip_limit) else {
+            api.gw
+                .metrics
+                .connections_refused
+                .with_label_values(&["per_ip"])
+                .inc();
+            tracing::debug!(peer = %peer.ip(), limit = per_ip_limit, "connection closed: over server.max_connections_per_ip");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let info = ConnInfo { peer, proto };
         let handshake = handshake(stream);
@@ -198,7 +299,12 @@ async fn accept_api<H, F, S>(
         let watcher = api.graceful.watcher();
         let mut stop = stop.clone();
         let gw = api.gw.clone();
-        let builder = api.builder.clone();
+        let builder = api.builders.for_snapshot(&snap);
+        let timeouts = idle::Timeouts::new(
+            snap.config.server.idle_timeout,
+            snap.config.server.header_read_timeout,
+        );
+        drop(snap);
         let open = open.clone();
         open.inc();
         tokio::spawn(async move {
@@ -209,7 +315,6 @@ async fn accept_api<H, F, S>(
             };
             match stream {
                 Ok(stream) => {
-                    let idle_timeout = gw.snapshot.load().config.server.idle_timeout;
                     let tracker = idle::Tracker::new();
                     let in_flight = tracker.clone();
                     let service = service_fn(move |req| {
@@ -224,7 +329,7 @@ async fn accept_api<H, F, S>(
                     // Closes the connection gracefully when idle or on stop;
                     // `watcher` stays alive until then, so a graceful server
                     // shutdown waits for this connection.
-                    let closed = idle::drive(conn, &tracker, idle_timeout, &mut stop, |c| {
+                    let closed = idle::drive_with(conn, &tracker, timeouts, &mut stop, |c| {
                         c.graceful_shutdown()
                     })
                     .await;
@@ -238,6 +343,7 @@ async fn accept_api<H, F, S>(
                 Err(e) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
             }
             open.dec();
+            drop(slot);
             drop(permit);
         });
     }
@@ -254,7 +360,7 @@ async fn accept_admin(
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(10));
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
@@ -268,7 +374,7 @@ async fn accept_admin(
         let gw2 = gw.clone();
         let service = service_fn(move |req| {
             let gw = gw2.clone();
-            async move { Ok::<_, Infallible>(admin::handle(&gw, req).await) }
+            async move { Ok::<_, Infallible>(admin::handle(&gw, req, peer.ip()).await) }
         });
         let conn = graceful.watch(
             b.serve_connection(TokioIo::new(stream), service)

@@ -138,6 +138,7 @@ fn the_reference_names_every_error_code_and_metric_family() {
     let all = [
         E::InvalidPath(PathError::DotSegment),
         E::AmbiguousCredentials,
+        E::MisplacedApiKey(osir_gateway::keys::Place::Path),
         E::InvalidRequest(BadRequest::Upgrade),
         E::MethodNotAllowed(""),
         E::PayloadTooLarge,
@@ -161,6 +162,7 @@ fn the_reference_names_every_error_code_and_metric_family() {
         match e {
             E::InvalidPath(_)
             | E::AmbiguousCredentials
+            | E::MisplacedApiKey(_)
             | E::InvalidRequest(_)
             | E::MethodNotAllowed(_)
             | E::PayloadTooLarge

@@ -238,7 +238,6 @@ async fn harmless_paths_are_forwarded_byte_for_byte() {
     let (up, gw) = TestGateway::builder().start_with_upstream().await;
     for p in [
         "/v1/status/a..b",
-        "/v1/status/...",
         "/v1/status/.well-known",
         "/v1/status/file%2ejson",
         "/v1/status/caf%C3%A9",
@@ -251,7 +250,7 @@ async fn harmless_paths_are_forwarded_byte_for_byte() {
         assert_eq!(r.status, 200, "{p}: {}", r.text());
         assert_eq!(up.last().target, p);
     }
-    assert_eq!(up.count(), 9);
+    assert_eq!(up.count(), 8);
 }
 
 /// Routing sees the decoded path, so an encoded letter cannot dodge a

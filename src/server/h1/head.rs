@@ -210,10 +210,26 @@ fn check_target(method: &str, target: &str) -> Result<(), Framing> {
         return Err(Framing::Target);
     }
     let uri = http::Uri::try_from(target).map_err(|_| Framing::Target)?;
+    // The target must read back byte for byte as `http::Uri` holds it: a
+    // form it normalises (`http://a` without a path becoming `http://a/`)
+    // is one the upstream may read differently.
+    let same = |held: &str| held == target;
     match uri.scheme_str() {
-        Some(s) if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https") => Ok(()),
+        Some(s) if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https") => {
+            if same(&uri.to_string()) {
+                Ok(())
+            } else {
+                Err(Framing::Target)
+            }
+        }
         Some(_) => Err(Framing::Scheme),
-        None if target.starts_with('/') => Ok(()),
+        None if target.starts_with('/') => {
+            if uri.path_and_query().is_some_and(|pq| same(pq.as_str())) {
+                Ok(())
+            } else {
+                Err(Framing::Target)
+            }
+        }
         None if method == "CONNECT" && uri.authority().is_some() => Ok(()),
         None => Err(Framing::Target),
     }

@@ -12,6 +12,7 @@ use super::{check, Want};
 const PASS: Want = Want::Pass;
 const INVALID: Want = Want::Refused(401, "invalid_api_key");
 const MISSING: Want = Want::Refused(401, "missing_api_key");
+const MISPLACED: Want = Want::Refused(400, "misplaced_api_key");
 const AMBIGUOUS: Want = Want::Refused(400, "ambiguous_credentials");
 
 /// Each byte of `s` percent-encoded.
@@ -96,13 +97,13 @@ async fn authorization_header_variants() {
         (
             "Proxy-Authorization",
             format!("Proxy-Authorization: Bearer {k}").into(),
-            MISSING,
+            MISPLACED,
         ),
-        ("X-Api-Key", format!("X-Api-Key: {k}").into(), MISSING),
+        ("X-Api-Key", format!("X-Api-Key: {k}").into(), MISPLACED),
         (
             "Authorization_",
             format!("Authorization_: Bearer {k}").into(),
-            MISSING,
+            MISPLACED,
         ),
     ];
     for (name, header, want) in &cases {
@@ -175,19 +176,21 @@ async fn api_key_parameter_spellings() {
         (format!("api_key=%20{k}"), no, invalid),
         (format!("api_key={k}+"), no, invalid),
         (format!("api_key=Bearer%20{k}"), no, invalid),
-        // Ordinary parameters: not credentials, so the header decides, and
-        // they are forwarded as they are.
-        (format!("API_KEY={k}"), no, missing),
-        (format!("Api_Key={k}"), no, missing),
-        (format!("apikey={k}"), no, missing),
-        (format!("api-key={k}"), no, missing),
-        (format!("api+key={k}"), no, missing),
-        (format!("api_key%00={k}"), no, missing),
-        (format!("api_key%20={k}"), no, missing),
-        (format!("api_key[]={k}"), no, missing),
-        (format!("api%255Fkey={k}"), no, missing),
-        (format!("x=1;api_key={k}"), no, missing),
-        (format!("API_KEY={k}"), with_header, ok),
+        // Ordinary parameters: not credentials; a key in one is misplaced
+        // (issue 13), with or without the header.
+        (format!("API_KEY={k}"), no, MISPLACED),
+        (format!("Api_Key={k}"), no, MISPLACED),
+        (format!("apikey={k}"), no, MISPLACED),
+        (format!("api-key={k}"), no, MISPLACED),
+        (format!("api+key={k}"), no, MISPLACED),
+        (format!("api_key%00={k}"), no, MISPLACED),
+        (format!("api_key%20={k}"), no, MISPLACED),
+        (format!("api_key[]={k}"), no, MISPLACED),
+        (format!("api%255Fkey={k}"), no, MISPLACED),
+        (format!("x=1;api_key={k}"), no, MISPLACED),
+        (format!("API_KEY={k}"), with_header, MISPLACED),
+        // Without a key in them they are forwarded as they are.
+        ("API_KEY=1".to_owned(), no, missing),
         ("api%255Fkey=1&apikey=2".to_owned(), with_header, ok),
     ];
     for (query, headers, want) in &cases {

@@ -5,6 +5,8 @@
 //! config generation. Requests load it once (one atomic load) and use it to
 //! the end, so a reload never changes the rules under a request in flight.
 
+pub mod per_ip;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -21,6 +23,7 @@ use crate::pipeline::route::RouteTable;
 use crate::pipeline::upstream::Upstream;
 use crate::server::tls::TlsAcceptor;
 use crate::store::Store;
+use per_ip::PerIp;
 
 /// One config generation, compiled for the request path.
 pub struct Snapshot {
@@ -65,6 +68,9 @@ impl Snapshot {
 
 /// Everything the listeners share.
 pub struct Gateway {
+    /// The config the process started with: what runs for the settings
+    /// that apply only at start ([`crate::app::run::restart_needed`]).
+    pub started: Config,
     /// The config generation new requests use.
     pub snapshot: ArcSwap<Snapshot>,
     /// Key records in front of the store.
@@ -83,9 +89,16 @@ pub struct Gateway {
     pub failed_lookups: FailedLookups,
     /// Per-key usage, flushed to the store in batches.
     pub usage: Arc<UsageRecorder>,
+    /// Open API connections per peer IP (`server.max_connections_per_ip`).
+    pub per_ip: Arc<PerIp>,
+    /// Per-client-IP failed admin-token attempts (`admin.failed_token_budget`).
+    pub admin_failures: FailedLookups,
     /// Set once listeners are up; `/readyz` reports it.
     pub ready: AtomicBool,
     generation: AtomicU64,
+    /// Announces each applied generation (limits that live outside the
+    /// snapshot, such as the connection semaphore, follow it).
+    generations: tokio::sync::watch::Sender<u64>,
     /// Background tasks (store watcher, usage flusher), stopped with the gateway.
     tasks: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -101,7 +114,9 @@ impl Gateway {
             config.cache.negative_capacity.max(1),
             config.auth.failed_lookup_window,
         );
+        let started = config.clone();
         let gw = Arc::new(Gateway {
+            started,
             snapshot: ArcSwap::from_pointee(Snapshot::new(config, 1, &metrics, None)),
             cache,
             metrics,
@@ -110,8 +125,11 @@ impl Gateway {
             tls: arc_swap::ArcSwapOption::empty(),
             failed_lookups,
             usage: Arc::new(UsageRecorder::new()),
+            per_ip: Arc::new(PerIp::default()),
+            admin_failures: FailedLookups::new(10_000, crate::admin::FAILURE_WINDOW),
             ready: AtomicBool::new(false),
             generation: AtomicU64::new(1),
+            generations: tokio::sync::watch::channel(1).0,
             tasks: parking_lot::Mutex::new(vec![watcher]),
         });
         let flusher = tokio::spawn(flush_usage(Arc::downgrade(&gw)));
@@ -142,7 +160,13 @@ impl Gateway {
             Some(&previous),
         )));
         self.metrics.config_generation.set(generation as i64);
+        self.generations.send_replace(generation);
         generation
+    }
+
+    /// A receiver told of every generation applied from now on.
+    pub fn generations(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generations.subscribe()
     }
 
     /// Stops background tasks (store watcher, usage flusher).
