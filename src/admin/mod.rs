@@ -28,7 +28,7 @@ use error::AdminError;
 const MAX_ADMIN_BODY: usize = 64 * 1024;
 
 /// The window `admin.failed_token_budget` counts failures over.
-pub(crate) const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+use crate::state::ADMIN_FAILURE_WINDOW as FAILURE_WINDOW;
 
 /// Answers one admin request from `peer`. HEAD is answered wherever GET
 /// is, with the GET answer's status and headers (its `Content-Length`

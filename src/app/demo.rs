@@ -106,7 +106,7 @@ public = true
 
 /// Runs the demo until Ctrl-C.
 pub fn run(listen: SocketAddr, admin: SocketAddr) -> ExitCode {
-    crate::app::run::init_logging("info");
+    crate::diag::init("info", crate::config::LogFormat::Text);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -206,7 +206,7 @@ Ctrl-C to stop.
             admin: Some(adm),
             tls: None,
         },
-        crate::app::run::shutdown_signal(),
+        crate::app::signals::shutdown_signal(),
     )
     .await;
     Ok(())

@@ -2,5 +2,7 @@
 //! watching and reloads, logging and signals.
 
 pub mod demo;
+pub mod reload;
 pub mod run;
+pub mod signals;
 pub mod watch;

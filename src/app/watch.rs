@@ -12,22 +12,20 @@
 //! Directory events are filtered to the config file (and Kubernetes'
 //! `..data` swap) before anything is logged about them, and the file
 //! watcher's own per-event trace lines are kept out of the log (see
-//! [`crate::app::run::init_logging`]): with the log file in the config's
+//! [`crate::diag::init`]): with the log file in the config's
 //! directory, each line about an event would cause another event.
 //!
 //! The watcher does not reload by itself: it sends a
 //! [`Cause::FileMayHaveChanged`] to the one reloader task
-//! ([`crate::app::run::reloader`]), which SIGHUP feeds too.
+//! ([`Reloader::run`]), which SIGHUP feeds too.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use crate::app::run::Cause;
-use crate::state::Gateway;
+use crate::app::reload::{Cause, Reloader};
 
 /// How often the file is re-read when no event arrives.
 const POLL: Duration = Duration::from_secs(1);
@@ -38,12 +36,9 @@ const SETTLE: Duration = Duration::from_millis(50);
 /// the task is aborted. `initial` is the content the gateway started with.
 /// A watcher and its own reloader together; `run` uses [`watch_events`]
 /// with the reloader it shares with SIGHUP.
-pub async fn watch_config(gw: Arc<Gateway>, path: PathBuf, initial: Vec<u8>) {
+pub async fn watch_config(reloader: Reloader, path: PathBuf, initial: Vec<u8>) {
     let (tx, rx) = mpsc::channel(16);
-    tokio::join!(
-        crate::app::run::reloader(gw, path.clone(), initial, rx),
-        watch_events(path, tx)
-    );
+    tokio::join!(reloader.run(initial, rx), watch_events(path, tx));
 }
 
 /// Sends [`Cause::FileMayHaveChanged`] to `causes` on every relevant event

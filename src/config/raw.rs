@@ -276,7 +276,10 @@ const MAX_SCHEMA_PROBLEMS: usize = 100;
 /// is deserialised again, so one run reports them all and the caller can
 /// still validate every other field. `source` names the file when no
 /// better path is known.
-pub fn parse(text: &str, source: &str) -> Result<(RawConfig, Vec<ConfigProblem>), ConfigProblem> {
+pub(super) fn parse(
+    text: &str,
+    source: &str,
+) -> Result<(RawConfig, Vec<ConfigProblem>), ConfigProblem> {
     // Parsing to a plain table first tells syntax errors (the file is not TOML)
     // apart from shape errors (TOML, but not our schema): they read differently.
     let mut table = match toml::from_str::<toml::Table>(text) {

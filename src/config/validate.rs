@@ -31,23 +31,23 @@ const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 /// that a typo (`"100GiB"` headers, `99999999999` connections) is an error.
 pub(super) mod bounds {
     /// `server.max_header_bytes`, `server.http2.max_header_list_size`.
-    pub const HEADER_BYTES: u64 = 1 << 20;
+    pub(crate) const HEADER_BYTES: u64 = 1 << 20;
     /// `server.max_body`, `routes[].max_body`.
-    pub const BODY: u64 = 64 << 30;
+    pub(crate) const BODY: u64 = 64 << 30;
     /// `server.max_connections`, `server.max_connections_per_ip`.
-    pub const CONNECTIONS: i64 = 1_000_000;
+    pub(crate) const CONNECTIONS: i64 = 1_000_000;
     /// `server.workers`.
-    pub const WORKERS: i64 = 1024;
+    pub(crate) const WORKERS: i64 = 1024;
     /// `server.http2.max_concurrent_streams`.
-    pub const STREAMS: i64 = 10_000;
+    pub(crate) const STREAMS: i64 = 10_000;
     /// `server.http2.max_pending_resets`.
-    pub const PENDING_RESETS: i64 = 10_000;
+    pub(crate) const PENDING_RESETS: i64 = 10_000;
     /// `cache.capacity`, `cache.negative_capacity`.
-    pub const CACHE_ENTRIES: i64 = 100_000_000;
+    pub(crate) const CACHE_ENTRIES: i64 = 100_000_000;
     /// `auth.failed_lookup_budget`, `admin.failed_token_budget`.
-    pub const BUDGET: i64 = 1_000_000;
+    pub(crate) const BUDGET: i64 = 1_000_000;
     /// `upstreams.*.pool_max_idle`.
-    pub const POOL_IDLE: i64 = 100_000;
+    pub(crate) const POOL_IDLE: i64 = 100_000;
 }
 
 /// `1MiB`, `64GiB`: a bound as the file would write it.

@@ -148,7 +148,10 @@ fn hex(b: u8) -> Option<u8> {
 
 /// [`find`], plus the authority of an absolute-form target.
 pub fn find_in_request(parts: &http::request::Parts, verify_checksum: bool) -> Option<Place> {
-    let (path, query) = crate::pipeline::rewrite::split_target(parts.uri.path_and_query());
+    let (path, query) = match parts.uri.path_and_query() {
+        Some(pq) => (pq.path(), pq.query()),
+        None => ("/", None),
+    };
     if parts
         .uri
         .authority()

@@ -28,7 +28,7 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 
 /// Method and URL override headers: frameworks that honour them would act
 /// on another method or path than the one authorised.
-pub const OVERRIDES: [&str; 10] = [
+pub(crate) const OVERRIDES: [&str; 10] = [
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
@@ -142,7 +142,10 @@ pub(crate) fn split_target(pq: Option<&PathAndQuery>) -> (&str, Option<&str>) {
 /// Refuses a `_method` query parameter (name matched decoded and in any
 /// case) naming a method other than the request's own: frameworks that
 /// honour it would run a GET authorised as a read as, say, a DELETE.
-pub fn check_method_param(query: Option<&str>, method: &http::Method) -> Result<(), GatewayError> {
+pub(crate) fn check_method_param(
+    query: Option<&str>,
+    method: &http::Method,
+) -> Result<(), GatewayError> {
     let Some(query) = query else {
         return Ok(());
     };

@@ -84,7 +84,7 @@ impl Tracker {
     }
 
     /// Whether a request has ever started on this connection.
-    pub fn served(&self) -> bool {
+    pub(crate) fn served(&self) -> bool {
         self.inner.served.load(Ordering::SeqCst)
     }
 
@@ -162,7 +162,7 @@ impl<B: Body + Unpin> Body for Tracked<B> {
 
 /// The clocks [`drive_with`] keeps for one connection.
 #[derive(Clone, Copy, Debug)]
-pub struct Timeouts {
+pub(crate) struct Timeouts {
     /// Nothing in flight this long: ask the connection to close.
     pub idle: Duration,
     /// No request head this long after the connection began: drop it.
@@ -174,7 +174,7 @@ pub struct Timeouts {
 impl Timeouts {
     /// The server's clocks: `idle_timeout`, and `header_read_timeout` for
     /// the first request and (capped by `idle_timeout`) the close grace.
-    pub fn new(idle_timeout: Duration, header_read_timeout: Duration) -> Timeouts {
+    pub(crate) fn new(idle_timeout: Duration, header_read_timeout: Duration) -> Timeouts {
         Timeouts {
             idle: idle_timeout,
             first_request: Some(header_read_timeout),
@@ -187,7 +187,9 @@ impl Timeouts {
 /// which calls the connection's `graceful_shutdown`) once it has been idle
 /// for `idle_timeout` or when `stop` fires. Returns `None` when the
 /// connection had to be dropped because it did not finish closing within
-/// another `idle_timeout` while still idle.
+/// another `idle_timeout` while still idle. (The unit tests' shorthand for
+/// [`drive_with`] without a first-request clock.)
+#[cfg(test)]
 pub(crate) async fn drive<C, F>(
     conn: C,
     tracker: &Tracker,
@@ -207,11 +209,11 @@ where
     drive_with(conn, tracker, timeouts, stop, close).await
 }
 
-/// [`drive`] with every clock of [`Timeouts`]: also drops a connection
+/// Drives a connection with every clock of [`Timeouts`]: also drops a connection
 /// that has started no request within `first_request`, and one that has
 /// not closed `close_grace` after being asked while still idle. Returns
 /// `None` when the connection was dropped.
-pub async fn drive_with<C, F>(
+pub(crate) async fn drive_with<C, F>(
     conn: C,
     tracker: &Tracker,
     timeouts: Timeouts,

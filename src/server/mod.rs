@@ -127,7 +127,6 @@ pub async fn serve(gw: Arc<Gateway>, listeners: Listeners, shutdown: impl Future
         )));
     }
     if let Some((l, acceptor)) = listeners.tls {
-        gw.tls.store(Some(acceptor.clone()));
         tasks.push(tokio::spawn(accept_api(
             api.clone(),
             l,

@@ -21,9 +21,12 @@ use crate::pipeline::budget::FailedLookups;
 use crate::pipeline::request_id::RequestIds;
 use crate::pipeline::route::RouteTable;
 use crate::pipeline::upstream::Upstream;
-use crate::server::tls::TlsAcceptor;
 use crate::store::Store;
 use per_ip::PerIp;
+
+/// The window `admin.failed_token_budget` counts failed admin-token
+/// attempts over.
+pub const ADMIN_FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// One config generation, compiled for the request path.
 pub struct Snapshot {
@@ -69,7 +72,7 @@ impl Snapshot {
 /// Everything the listeners share.
 pub struct Gateway {
     /// The config the process started with: what runs for the settings
-    /// that apply only at start ([`crate::app::run::restart_needed`]).
+    /// that apply only at start ([`crate::app::reload::restart_needed`]).
     pub started: Config,
     /// The config generation new requests use.
     pub snapshot: ArcSwap<Snapshot>,
@@ -81,10 +84,6 @@ pub struct Gateway {
     pub request_ids: RequestIds,
     /// The access log, when enabled (`run` opens it from `[log] access`).
     pub access_log: arc_swap::ArcSwapOption<AccessLog>,
-    /// The TLS listener's acceptor, when one serves. [`crate::server::serve`]
-    /// sets it from its listeners so [`crate::app::run::reload`] can swap the
-    /// certificate together with the config.
-    pub tls: arc_swap::ArcSwapOption<TlsAcceptor>,
     /// Per-client-IP budgets of unknown keys (flood defence).
     pub failed_lookups: FailedLookups,
     /// Per-key usage, flushed to the store in batches.
@@ -122,11 +121,10 @@ impl Gateway {
             metrics,
             request_ids: RequestIds::new(),
             access_log: arc_swap::ArcSwapOption::empty(),
-            tls: arc_swap::ArcSwapOption::empty(),
             failed_lookups,
             usage: Arc::new(UsageRecorder::new()),
             per_ip: Arc::new(PerIp::default()),
-            admin_failures: FailedLookups::new(10_000, crate::admin::FAILURE_WINDOW),
+            admin_failures: FailedLookups::new(10_000, ADMIN_FAILURE_WINDOW),
             ready: AtomicBool::new(false),
             generation: AtomicU64::new(1),
             generations: tokio::sync::watch::channel(1).0,

@@ -55,7 +55,7 @@ impl Reloadable {
     /// Rewrites the file with `server` and reloads it.
     fn reload(&self, server: &str) -> u64 {
         std::fs::write(&self.path, with_server(&self.base, server)).unwrap();
-        osir_gateway::app::run::reload(&self.gw.gw, &self.path).unwrap()
+        self.gw.reloader(&self.path).reload().unwrap()
     }
 }
 
@@ -223,16 +223,14 @@ async fn shutdown_grace_applies_on_reload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signals_and_file_events_share_one_reloader_and_generations_only_go_up() {
-    use osir_gateway::app::run::{reloader, Cause};
+    use osir_gateway::app::reload::Cause;
     let r = Reloadable::start("").await;
     let mut generations = r.gw.gw.generations();
     let (tx, rx) = tokio::sync::mpsc::channel(16);
-    let task = tokio::spawn(reloader(
-        r.gw.gw.clone(),
-        r.path.clone(),
-        std::fs::read(&r.path).unwrap(),
-        rx,
-    ));
+    let task = tokio::spawn(
+        r.gw.reloader(&r.path)
+            .run(std::fs::read(&r.path).unwrap(), rx),
+    );
     let watch = tokio::spawn(osir_gateway::app::watch::watch_events(
         r.path.clone(),
         tx.clone(),

@@ -64,7 +64,7 @@ async fn hundred_reloads_under_load_lose_no_request() {
             )
         };
         std::fs::write(&path, text).unwrap();
-        match osir_gateway::app::run::reload(&gw.gw, &path) {
+        match gw.reloader(&path).reload() {
             Ok(_) => successes += 1,
             Err(_) => failures += 1,
         }
@@ -95,7 +95,7 @@ async fn a_file_change_is_picked_up_and_a_bad_one_refused() {
     std::fs::write(&path, &good).unwrap();
     let gw = TestGateway::builder().toml(&good).start().await;
     let watcher = tokio::spawn(osir_gateway::app::watch::watch_config(
-        gw.gw.clone(),
+        gw.reloader(&path),
         path.clone(),
         good.clone().into_bytes(),
     ));
@@ -140,7 +140,7 @@ async fn in_flight_requests_finish_on_their_generation_and_through_shutdown() {
     let in_flight = tokio::spawn(async move { get(&url, &[("x-test-delay-ms", "700")]).await });
     assert!(eventually(Duration::from_secs(3), || slow.count() == 1).await);
     std::fs::write(&path, config(&other.url(), None, "")).unwrap();
-    osir_gateway::app::run::reload(&gw.gw, &path).unwrap();
+    gw.reloader(&path).reload().unwrap();
     // New requests go to the new upstream; the old one finishes where it began.
     assert_eq!(
         get(&gw.url("/v1/status/new"), &[])

@@ -20,6 +20,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use osir_gateway::app::reload::Reloader;
 use osir_gateway::config::Config;
 use osir_gateway::metrics::Metrics;
 use osir_gateway::server::tls::TlsAcceptor;
@@ -38,6 +39,8 @@ pub struct TestGateway {
     /// The TLS listener, for gateways built with [`Builder::tls`].
     pub tls: Option<SocketAddr>,
     pub gw: Arc<Gateway>,
+    /// The TLS listener's acceptor, whose certificate a reload renews.
+    pub tls_acceptor: Option<Arc<TlsAcceptor>>,
     /// The store the gateway was started over (a clone: the same keys).
     pub store: Store,
     stop: Option<oneshot::Sender<()>>,
@@ -303,6 +306,7 @@ impl TestGateway {
             None
         };
         let tls_addr = tls.as_ref().map(|(l, _)| l.local_addr().unwrap());
+        let tls_acceptor = tls.as_ref().map(|(_, a)| a.clone());
         let gw = Gateway::new(cfg, store.clone(), Arc::new(Metrics::new()));
         let (tx, rx) = oneshot::channel::<()>();
         let gw2 = gw.clone();
@@ -325,10 +329,16 @@ impl TestGateway {
             admin: admin_addr,
             tls: tls_addr,
             gw,
+            tls_acceptor,
             store,
             stop: Some(tx),
             task: Some(task),
         }
+    }
+
+    /// The reloader `run` would use for this gateway, reading `path`.
+    pub fn reloader(&self, path: &std::path::Path) -> Reloader {
+        Reloader::new(self.gw.clone(), path, self.tls_acceptor.clone())
     }
 
     /// Waits until the store's invalidation watcher reports the store up

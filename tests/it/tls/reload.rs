@@ -23,7 +23,9 @@ async fn reload_gives_new_handshakes_the_new_certificate_and_keeps_open_connecti
     assert_eq!(before_h1.get("/v1/status").await.status, 200);
 
     dir.install(&second);
-    let generation = osir_gateway::app::run::reload(&gw.gw, &dir.config_path())
+    let generation = gw
+        .reloader(&dir.config_path())
+        .reload()
         .expect("reload with a renewed certificate");
     assert_eq!(generation, 2);
 
@@ -53,7 +55,9 @@ async fn a_bad_certificate_refuses_the_reload_and_the_old_one_keeps_serving() {
 
     // A renewed certificate with the wrong key (a half-finished renewal).
     std::fs::write(&dir.cert, &other.cert_pem).unwrap();
-    let err = osir_gateway::app::run::reload(&gw.gw, &dir.config_path())
+    let err = gw
+        .reloader(&dir.config_path())
+        .reload()
         .expect_err("mismatched key must be refused");
     assert!(err.contains("does not match"), "{err}");
     assert!(
@@ -69,7 +73,9 @@ async fn a_bad_certificate_refuses_the_reload_and_the_old_one_keeps_serving() {
 
     // A certificate file that is not PEM at all.
     std::fs::write(&dir.cert, "garbage\n").unwrap();
-    let err = osir_gateway::app::run::reload(&gw.gw, &dir.config_path())
+    let err = gw
+        .reloader(&dir.config_path())
+        .reload()
         .expect_err("non-PEM certificate must be refused");
     assert!(err.contains("no certificate"), "{err}");
     assert!(err.contains(&dir.cert.display().to_string()), "{err}");
