@@ -6,6 +6,7 @@
 //! none becomes a [`Config`]. The rest of the gateway can then trust every value.
 
 mod checks;
+mod parse;
 mod raw;
 mod routes;
 pub mod units;
@@ -330,7 +331,7 @@ impl Config {
     }
 
     fn from_named_toml(text: &str, base_dir: &Path, source: &str) -> Result<Self, ConfigErrors> {
-        let (raw, mut problems) = raw::parse(text, source).map_err(|p| ConfigErrors(vec![p]))?;
+        let (raw, mut problems) = parse::parse(text, source).map_err(|p| ConfigErrors(vec![p]))?;
         let mut v = Validator {
             problems: Vec::new(),
             base_dir,
