@@ -10,10 +10,10 @@
 //! | --- | --- |
 //! | [`cli`] | argument parsing, the `keys` commands, human and JSON output |
 //! | [`app`] | building and running a gateway (`run`, `demo`), config reloads, logging, signals |
-//! | [`server`] | listeners, TLS, idle connections, the HTTP engines |
+//! | [`server`] | listeners, TLS, idle connections, the HTTP engines (hyper today; [`server::h1`], the gateway's own HTTP/1.1 parts, not wired in yet) |
 //! | [`admin`] | the admin listener: health, metrics, the key API |
 //! | [`pipeline`] | [`pipeline::handle`]: one request through the stages, in order |
-//! | [`state`] | the gateway's shared state and its immutable config snapshot |
+//! | [`state`] | the gateway's shared state, its immutable config snapshot, per-IP connection slots |
 //! | pipeline stages | one file per stage, each a plain function or type (below) |
 //! | [`lookup`] | the hot-path key lookup: cache, single flight, epochs; usage counting |
 //! | [`manage`] | key management shared by the CLI and the admin API |
@@ -29,8 +29,10 @@
 //!
 //! | stage | module |
 //! | --- | --- |
-//! | request shape and head size (405, 400, 431) | [`pipeline::shape`] |
+//! | request head size (431) | [`pipeline::shape`] |
 //! | client IP (trusted proxies, X-Forwarded-For) | [`pipeline::client_ip`] |
+//! | a key sent in the wrong place (400) | [`keys::misplaced`] |
+//! | request shape: methods, upgrades, authority, `_method` (405, 400) | [`pipeline::shape`], [`pipeline::rewrite`] |
 //! | canonical path check | [`pipeline::path`] |
 //! | route and required scope | [`pipeline::route`] |
 //! | credential extraction and stripping | [`pipeline::credential`] |

@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -26,11 +26,11 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
-use http::{Method, Request, Response};
+use http::{Request, Response};
 use http_body_util::{Either, Full, Limited};
 use hyper::body::Incoming;
 
-use crate::error::{BadRequest, GatewayError, UpstreamFailure};
+use crate::error::{GatewayError, UpstreamFailure};
 use crate::keys::misplaced;
 use crate::lookup::cache::CachedKey;
 use crate::state::{Gateway, Snapshot};
@@ -158,7 +158,7 @@ async fn pipeline<'s>(
             .inc();
         return Err(GatewayError::MisplacedApiKey(place));
     }
-    check_shape(&mut parts)?;
+    shape::check(&mut parts)?;
 
     // The target is kept aside (cheap: `Uri` is shared bytes) so the
     // headers can be rewritten while the checked path is borrowed.
@@ -255,58 +255,6 @@ async fn pipeline<'s>(
     let mut resp = result?;
     prepare_response_headers(resp.headers_mut());
     Ok(resp)
-}
-
-/// Request-shape checks that come before anything else (contract §3).
-/// An HTTP/1.1 offer to upgrade to h2c (what `curl --http2` sends to a
-/// plain port) is declined by ignoring it, as RFC 9113 allows: the request
-/// is answered as HTTP/1.1 and the offer is not forwarded. Any other
-/// upgrade is refused.
-fn check_shape(req: &mut http::request::Parts) -> Result<(), GatewayError> {
-    if req.method == Method::CONNECT || req.method == Method::TRACE {
-        return Err(GatewayError::MethodNotAllowed(
-            crate::pipeline::route::ALLOWED_METHODS,
-        ));
-    }
-    if req.uri.path() == "*" || (req.uri.path().is_empty() && req.method == Method::OPTIONS) {
-        return Err(GatewayError::MethodNotAllowed(
-            crate::pipeline::route::ALLOWED_METHODS,
-        ));
-    }
-    if req.headers.contains_key(header::UPGRADE) {
-        if req.version != http::Version::HTTP_11 || !only_h2c(&req.headers) {
-            return Err(GatewayError::InvalidRequest(BadRequest::Upgrade));
-        }
-        req.headers.remove(header::UPGRADE);
-        req.headers.remove(&HTTP2_SETTINGS);
-    }
-    if let (Some(authority), Some(host)) = (req.uri.authority(), req.headers.get(header::HOST)) {
-        if !authority
-            .as_str()
-            .as_bytes()
-            .eq_ignore_ascii_case(host.as_bytes())
-        {
-            return Err(GatewayError::InvalidRequest(BadRequest::AuthorityMismatch));
-        }
-    }
-    if req.headers.get_all(header::HOST).iter().nth(1).is_some() {
-        return Err(GatewayError::InvalidRequest(BadRequest::DuplicateHost));
-    }
-    Ok(())
-}
-
-static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
-
-/// Does every `Upgrade` value offer only `h2c`?
-fn only_h2c(h: &http::HeaderMap) -> bool {
-    let mut offers = h
-        .get_all(header::UPGRADE)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .map(|t| t.trim_ascii())
-        .filter(|t| !t.is_empty())
-        .peekable();
-    offers.peek().is_some() && offers.all(|t| t.eq_ignore_ascii_case(b"h2c"))
 }
 
 fn content_length(h: &http::HeaderMap) -> Option<u64> {

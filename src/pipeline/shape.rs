@@ -1,4 +1,8 @@
-//! The size of a request head, as `server.max_header_bytes` counts it.
+//! The request's shape, checked before anything else: the size of its head
+//! (as `server.max_header_bytes` counts it), methods that are never
+//! forwarded, upgrades, and the target's authority against `Host`.
+//!
+//! # Head size
 //!
 //! A head over the limit is answered 431 `headers_too_large` with the
 //! contract's JSON body before anything else is looked at. The size is that
@@ -15,7 +19,11 @@
 //! `server.http2.max_header_list_size` is likewise refused by the HTTP/2
 //! layer (431 and a stream reset).
 
+use http::header::{self, HeaderName};
 use http::request::Parts;
+use http::Method;
+
+use crate::error::{BadRequest, GatewayError};
 
 /// `" HTTP/1.1\r\n"` after the target, and the blank line ending the head.
 const FIXED: usize = " HTTP/1.1\r\n".len() + "\r\n".len();
@@ -34,6 +42,58 @@ pub(crate) fn size(parts: &Parts) -> usize {
         .map(|(name, value)| name.as_str().len() + ": ".len() + value.len() + "\r\n".len())
         .sum();
     parts.method.as_str().len() + " ".len() + target + FIXED + fields
+}
+
+/// Request-shape checks that come before anything else (contract §3).
+/// An HTTP/1.1 offer to upgrade to h2c (what `curl --http2` sends to a
+/// plain port) is declined by ignoring it, as RFC 9113 allows: the request
+/// is answered as HTTP/1.1 and the offer is not forwarded. Any other
+/// upgrade is refused.
+pub(crate) fn check(req: &mut http::request::Parts) -> Result<(), GatewayError> {
+    if req.method == Method::CONNECT || req.method == Method::TRACE {
+        return Err(GatewayError::MethodNotAllowed(
+            crate::pipeline::route::ALLOWED_METHODS,
+        ));
+    }
+    if req.uri.path() == "*" || (req.uri.path().is_empty() && req.method == Method::OPTIONS) {
+        return Err(GatewayError::MethodNotAllowed(
+            crate::pipeline::route::ALLOWED_METHODS,
+        ));
+    }
+    if req.headers.contains_key(header::UPGRADE) {
+        if req.version != http::Version::HTTP_11 || !only_h2c(&req.headers) {
+            return Err(GatewayError::InvalidRequest(BadRequest::Upgrade));
+        }
+        req.headers.remove(header::UPGRADE);
+        req.headers.remove(&HTTP2_SETTINGS);
+    }
+    if let (Some(authority), Some(host)) = (req.uri.authority(), req.headers.get(header::HOST)) {
+        if !authority
+            .as_str()
+            .as_bytes()
+            .eq_ignore_ascii_case(host.as_bytes())
+        {
+            return Err(GatewayError::InvalidRequest(BadRequest::AuthorityMismatch));
+        }
+    }
+    if req.headers.get_all(header::HOST).iter().nth(1).is_some() {
+        return Err(GatewayError::InvalidRequest(BadRequest::DuplicateHost));
+    }
+    Ok(())
+}
+
+static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
+
+/// Does every `Upgrade` value offer only `h2c`?
+fn only_h2c(h: &http::HeaderMap) -> bool {
+    let mut offers = h
+        .get_all(header::UPGRADE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(|t| t.trim_ascii())
+        .filter(|t| !t.is_empty())
+        .peekable();
+    offers.peek().is_some() && offers.all(|t| t.eq_ignore_ascii_case(b"h2c"))
 }
 
 #[cfg(test)]
