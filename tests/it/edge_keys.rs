@@ -15,7 +15,7 @@ use osir_gateway::pipeline::access_log::AccessLog;
 
 use crate::support::client::{bearer, h2_client, raw_exchange, send_with, Reply};
 use crate::support::eventually;
-use crate::support::gateway::{config, TestGateway};
+use crate::support::gateway::TestGateway;
 use crate::support::keys::{bad_checksum, body, create_key, memory_store};
 use crate::support::upstream::RecordingUpstream;
 
@@ -32,7 +32,7 @@ async fn start() -> Edge {
     let up = RecordingUpstream::start("up").await;
     let store = memory_store();
     let gw = TestGateway::builder()
-        .toml(&config(&up.url(), None, ""))
+        .upstream(&up)
         .store(store.clone())
         .start()
         .await;
@@ -275,7 +275,8 @@ async fn keys_in_their_places_pass_and_look_alikes_are_redacted_in_the_log() {
 async fn without_checksum_verification_shape_alone_is_a_key() {
     let up = RecordingUpstream::start("up").await;
     let gw = TestGateway::builder()
-        .toml(&config(&up.url(), None, "[auth]\nverify_checksum = false"))
+        .upstream(&up)
+        .extra("[auth]\nverify_checksum = false")
         .store(memory_store())
         .start()
         .await;

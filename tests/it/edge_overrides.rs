@@ -9,7 +9,7 @@ use http::Method;
 use osir_gateway::keys::Env;
 
 use crate::support::client::{bearer, client, h2_client, send_with};
-use crate::support::gateway::{config, TestGateway};
+use crate::support::gateway::TestGateway;
 use crate::support::keys::{create_key, memory_store};
 use crate::support::upstream::RecordingUpstream;
 
@@ -33,7 +33,7 @@ async fn override_headers_never_reach_the_upstream() {
     let up = RecordingUpstream::start("up").await;
     let store = memory_store();
     let gw = TestGateway::builder()
-        .toml(&config(&up.url(), None, ""))
+        .upstream(&up)
         .store(store.clone())
         .start()
         .await;
@@ -72,7 +72,7 @@ async fn a_method_parameter_naming_another_method_is_refused() {
     let up = RecordingUpstream::start("up").await;
     let store = memory_store();
     let gw = TestGateway::builder()
-        .toml(&config(&up.url(), None, ""))
+        .upstream(&up)
         .store(store.clone())
         .start()
         .await;

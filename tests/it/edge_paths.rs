@@ -6,14 +6,14 @@
 //! aim at the public `/v1/status` route, so a bypass would show as a 200.
 
 use crate::support::client::raw_get;
-use crate::support::gateway::{config, TestGateway};
+use crate::support::gateway::TestGateway;
 use crate::support::keys::memory_store;
 use crate::support::upstream::RecordingUpstream;
 
 async fn setup() -> (RecordingUpstream, TestGateway) {
     let up = RecordingUpstream::start("up").await;
     let gw = TestGateway::builder()
-        .toml(&config(&up.url(), None, ""))
+        .upstream(&up)
         .store(memory_store())
         .start()
         .await;

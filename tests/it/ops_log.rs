@@ -13,7 +13,7 @@ use osir_gateway::manage::KeyService;
 
 use crate::support::client::{bearer, get};
 use crate::support::eventually;
-use crate::support::gateway::{config, TestGateway};
+use crate::support::gateway::TestGateway;
 use crate::support::keys::{body, create, memory_store, new_key};
 use crate::support::upstream::RecordingUpstream;
 
@@ -69,7 +69,7 @@ async fn refusals_of_an_identified_key_name_it() {
     let up = RecordingUpstream::start("up").await;
     let store = memory_store();
     let gw = TestGateway::builder()
-        .toml(&config(&up.url(), None, ""))
+        .upstream(&up)
         .store(store.clone())
         .start()
         .await;
@@ -133,7 +133,8 @@ async fn refusals_before_the_key_is_identified_name_no_key() {
     // before any lookup, so that refusal cannot know whose key it was.
     let extra = "[auth]\nfailed_lookup_budget = 1\nfailed_lookup_window = \"60s\"\n";
     let gw = TestGateway::builder()
-        .toml(&config(&up.url(), None, extra))
+        .upstream(&up)
+        .extra(extra)
         .store(store.clone())
         .start()
         .await;
@@ -172,7 +173,8 @@ async fn a_cached_key_stays_attributed_after_the_budget_is_spent() {
     let store = memory_store();
     let extra = "[auth]\nfailed_lookup_budget = 1\nfailed_lookup_window = \"60s\"\n";
     let gw = TestGateway::builder()
-        .toml(&config(&up.url(), None, extra))
+        .upstream(&up)
+        .extra(extra)
         .store(store.clone())
         .start()
         .await;

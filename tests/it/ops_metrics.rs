@@ -55,7 +55,7 @@ fn set(values: &[&str]) -> BTreeSet<String> {
 async fn build_and_process_metrics_are_exported() {
     let up = RecordingUpstream::start("up").await;
     let gw = TestGateway::builder()
-        .toml(&config(&up.url(), None, ""))
+        .upstream(&up)
         .store(memory_store())
         .start()
         .await;
@@ -98,7 +98,7 @@ async fn request_durations_are_split_by_status_class_with_fitted_buckets() {
     let up = RecordingUpstream::start("up").await;
     let store = memory_store();
     let gw = TestGateway::builder()
-        .toml(&config(&up.url(), None, ""))
+        .upstream(&up)
         .store(store.clone())
         .start()
         .await;
@@ -161,7 +161,7 @@ async fn status_classes_and_ops_stay_bounded_whatever_clients_send() {
     let up = RecordingUpstream::start("up").await;
     let store = memory_store();
     let gw = TestGateway::builder()
-        .toml(&config(&up.url(), None, ""))
+        .upstream(&up)
         .store(store.clone())
         .start()
         .await;
@@ -300,7 +300,7 @@ impl std::io::Write for Gate {
 async fn dropped_access_log_lines_are_exported() {
     let up = RecordingUpstream::start("up").await;
     let gw = TestGateway::builder()
-        .toml(&config(&up.url(), None, ""))
+        .upstream(&up)
         .store(memory_store())
         .start()
         .await;
@@ -329,7 +329,7 @@ async fn a_lost_subscription_counts_as_a_feed_error_while_the_store_answers() {
     let redis = RedisServer::start();
     let store = redis_store(&redis).await;
     let gw = TestGateway::builder()
-        .toml(&config(&up.url(), None, ""))
+        .upstream(&up)
         .store(store)
         .start()
         .await;
