@@ -21,9 +21,20 @@ use crate::config::LogFormat;
 /// Installs the process log on stderr at `level` (`RUST_LOG` overrides) in
 /// `format`. A second call does nothing (the first subscriber stays).
 pub fn init(level: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("osir_gateway={level},warn"))
-    });
+    // The audit trail (target `audit`) is not diagnostic noise: it logs at
+    // info whatever the level.
+    init_filter(&format!("osir_gateway={level},audit=info,warn"), format);
+}
+
+/// The `keys` commands' log: only the audit trail's lines (one JSON line
+/// per change, on stderr), so a command's output is otherwise unchanged.
+pub fn init_audit_only(format: LogFormat) {
+    init_filter("audit=info", format);
+}
+
+fn init_filter(default: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| OneLine(io::stderr()));

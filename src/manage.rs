@@ -4,7 +4,13 @@
 //! they cannot disagree. Input arrives as text (flags or JSON fields) and is
 //! validated here, each error naming the field and the bad value; a key is
 //! returned exactly once, from `create` and `rotate`.
+//!
+//! Every change is audited: the store writes an [`AuditEntry`] (who, what,
+//! which fields, never a secret) in the same atomic write as the change,
+//! and the entry goes to the diagnostics log as one JSON line at info,
+//! target `audit`.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -12,6 +18,7 @@ use ipnet::IpNet;
 use crate::keys::{
     new_key_id, parse_ip_or_cidr, valid_key_id, KeyRecord, KeyUsage, Scope, Timestamp,
 };
+use crate::keys::{Actor, AuditAction, AuditEntry, AuditPage, AuditQuery};
 use crate::keys::{ApiKey, Env};
 use crate::store::{Store, StoreError};
 
@@ -164,15 +171,149 @@ pub struct Changes {
     pub allowed_ips: Option<Vec<IpNet>>,
 }
 
-/// The key operations over one store.
+/// The key operations over one store, made by one actor.
 pub struct KeyService<'a> {
     store: &'a Store,
+    /// Named in the audit entry of every change.
+    actor: Actor,
+}
+
+/// Page size of `audit` when none is given, and the largest one allowed.
+pub const AUDIT_DEFAULT_LIMIT: usize = 50;
+/// See [`AUDIT_DEFAULT_LIMIT`].
+pub const AUDIT_MAX_LIMIT: usize = 1000;
+
+/// What the audit trail says about a record's fields (never a secret).
+fn record_changes(r: &KeyRecord) -> BTreeMap<String, serde_json::Value> {
+    let mut v = match serde_json::to_value(r) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    v.remove("id");
+    v.remove("created_at");
+    v.into_iter().collect()
+}
+
+/// The fields that differ between `old` and `new`, with their new values
+/// (`null` for a field cleared).
+fn diff(old: &KeyRecord, new: &KeyRecord) -> BTreeMap<String, serde_json::Value> {
+    let (a, b) = (record_changes(old), record_changes(new));
+    let mut out = BTreeMap::new();
+    for (k, v) in &b {
+        if a.get(k) != Some(v) {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    for k in a.keys() {
+        if !b.contains_key(k) {
+            out.insert(k.clone(), serde_json::Value::Null);
+        }
+    }
+    out
+}
+
+/// Parses `--since`/`since`: an RFC 3339 time, or a duration back from now
+/// (`24h`, `7d`).
+pub fn parse_since(text: &str) -> Result<Timestamp, KeyOpError> {
+    if let Ok(t) = Timestamp::parse(text) {
+        return Ok(t);
+    }
+    match crate::config::units::parse_duration(text) {
+        Ok(d) => Ok(Timestamp(
+            Timestamp::now()
+                .0
+                .saturating_sub(d.as_millis().min(i64::MAX as u128) as i64),
+        )),
+        Err(_) => Err(invalid(
+            "since",
+            format!("invalid since {text:?}: an RFC 3339 time or a duration such as 24h"),
+        )),
+    }
+}
+
+/// Builds an audit query from its text parts, checking each.
+pub fn audit_query(
+    key: Option<&str>,
+    since: Option<&str>,
+    limit: Option<&str>,
+    cursor: Option<&str>,
+) -> Result<AuditQuery, KeyOpError> {
+    let limit = match limit {
+        None => AUDIT_DEFAULT_LIMIT,
+        Some(t) => match t.parse::<usize>() {
+            Ok(n) if (1..=AUDIT_MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(invalid(
+                    "limit",
+                    format!("invalid limit {t:?}: a whole number from 1 to {AUDIT_MAX_LIMIT}"),
+                ))
+            }
+        },
+    };
+    if let Some(k) = key {
+        if !valid_key_id(k) {
+            return Err(invalid("key", format!("invalid key id {k:?}")));
+        }
+    }
+    Ok(AuditQuery {
+        key: key.map(str::to_owned),
+        since: since.map(parse_since).transpose()?,
+        limit,
+        cursor: cursor
+            .map(|c| c.parse().map_err(|m: String| invalid("cursor", m)))
+            .transpose()?,
+    })
 }
 
 impl<'a> KeyService<'a> {
-    /// Operations on `store`.
+    /// Operations on `store`, audited as this process ([`Actor::local`]).
     pub fn new(store: &'a Store) -> KeyService<'a> {
-        KeyService { store }
+        KeyService::as_actor(store, Actor::local())
+    }
+
+    /// Operations on `store`, audited as `actor`.
+    pub fn as_actor(store: &'a Store, actor: Actor) -> KeyService<'a> {
+        KeyService { store, actor }
+    }
+
+    fn entry(
+        &self,
+        action: AuditAction,
+        key_id: &str,
+        changes: BTreeMap<String, serde_json::Value>,
+    ) -> AuditEntry {
+        AuditEntry {
+            id: Default::default(),
+            time: Timestamp::now(),
+            actor: self.actor.clone(),
+            action,
+            key_id: key_id.to_owned(),
+            changes,
+        }
+    }
+
+    /// Inserts with its audit entry, then logs the entry.
+    async fn insert(
+        &self,
+        hash: &crate::keys::KeyHash,
+        r: &KeyRecord,
+        e: AuditEntry,
+    ) -> Result<(), KeyOpError> {
+        self.store.insert_audited(hash, r, &e).await?;
+        log_audit(&e);
+        Ok(())
+    }
+
+    /// Replaces with its audit entry, then logs the entry.
+    async fn replace(&self, r: &KeyRecord, e: AuditEntry) -> Result<(), KeyOpError> {
+        self.store.replace_audited(r, &e).await?;
+        log_audit(&e);
+        Ok(())
+    }
+
+    /// One page of the audit trail, newest first.
+    pub async fn audit(&self, query: &AuditQuery) -> Result<AuditPage, KeyOpError> {
+        Ok(self.store.audit(query).await?)
     }
 
     /// Makes a key, stores its record, returns the secret once.
@@ -204,7 +345,8 @@ impl<'a> KeyService<'a> {
             revoked_at: None,
             hint: key.hint(),
         };
-        self.store.insert(&key.hash(), &record).await?;
+        let e = self.entry(AuditAction::Create, &record.id, record_changes(&record));
+        self.insert(&key.hash(), &record, e).await?;
         Ok(Issued { key, record })
     }
 
@@ -233,6 +375,7 @@ impl<'a> KeyService<'a> {
     /// Applies changes; every gateway's cache learns of it like a revoke.
     pub async fn update(&self, id: &str, changes: Changes) -> Result<KeyRecord, KeyOpError> {
         let mut rec = self.get(id).await?;
+        let before = rec.clone();
         if let Some(n) = changes.name {
             check_name(&n)?;
             rec.name = n;
@@ -246,7 +389,8 @@ impl<'a> KeyService<'a> {
         if let Some(ips) = changes.allowed_ips {
             rec.allowed_ips = ips;
         }
-        self.store.replace(&rec).await?;
+        let e = self.entry(AuditAction::Update, id, diff(&before, &rec));
+        self.replace(&rec, e).await?;
         Ok(rec)
     }
 
@@ -258,7 +402,13 @@ impl<'a> KeyService<'a> {
         }
         // Replace even when already revoked: re-announcing is harmless and
         // heals a gateway that missed the first message.
-        self.store.replace(&rec).await?;
+        let mut changes = BTreeMap::new();
+        changes.insert(
+            "revoked_at".to_owned(),
+            serde_json::to_value(rec.revoked_at).unwrap_or_default(),
+        );
+        let e = self.entry(AuditAction::Revoke, id, changes);
+        self.replace(&rec, e).await?;
         Ok(rec)
     }
 
@@ -292,12 +442,30 @@ impl<'a> KeyService<'a> {
             revoked_at: None,
             hint: key.hint(),
         };
-        self.store.insert(&key.hash(), &record).await?;
+        let mut created = record_changes(&record);
+        created.insert(
+            "replaces".to_owned(),
+            serde_json::Value::String(old.id.clone()),
+        );
+        let e = self.entry(AuditAction::Create, &record.id, created);
+        self.insert(&key.hash(), &record, e).await?;
+        let before = old.clone();
         let grace_end = now.plus(grace);
         old.expires_at = Some(old.expires_at.map_or(grace_end, |t| t.min(grace_end)));
-        self.store.replace(&old).await?;
+        let mut changes = diff(&before, &old);
+        changes.insert(
+            "replaced_by".to_owned(),
+            serde_json::Value::String(record.id.clone()),
+        );
+        let e = self.entry(AuditAction::Rotate, &old.id, changes);
+        self.replace(&old, e).await?;
         Ok(Issued { key, record })
     }
+}
+
+/// One audit entry as one JSON line in the diagnostics log.
+fn log_audit(e: &AuditEntry) {
+    tracing::info!(target: "audit", "{}", e.to_json_line());
 }
 
 /// A record (and optionally usage and the new secret) as the CLI's `--json`

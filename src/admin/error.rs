@@ -31,6 +31,10 @@ pub(crate) enum AdminError {
     /// the bad value.
     #[error("{0}")]
     Invalid(#[source] KeyOpError),
+    /// The query string is not what this call takes (the text names the
+    /// parameter).
+    #[error("{0}")]
+    BadQuery(String),
     /// The body is not the JSON this call takes.
     #[error("body: {0}")]
     BadBody(#[source] serde_json::Error),
@@ -70,7 +74,7 @@ impl AdminError {
             RouteNotFound | KeyNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Unauthorized => StatusCode::UNAUTHORIZED,
-            Invalid(_) | BadBody(_) | BodyTooLarge { .. } | BodyUnreadable(_) => {
+            Invalid(_) | BadQuery(_) | BadBody(_) | BodyTooLarge { .. } | BodyUnreadable(_) => {
                 StatusCode::BAD_REQUEST
             }
             StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -86,7 +90,9 @@ impl AdminError {
             MethodNotAllowed(_) => "method_not_allowed",
             Unauthorized => "unauthorized",
             KeyNotFound => "key_not_found",
-            Invalid(_) | BadBody(_) | BodyTooLarge { .. } | BodyUnreadable(_) => "invalid_request",
+            Invalid(_) | BadQuery(_) | BadBody(_) | BodyTooLarge { .. } | BodyUnreadable(_) => {
+                "invalid_request"
+            }
             StoreUnavailable(_) => "key_store_unavailable",
             Internal(_) => "internal_error",
         }
@@ -101,6 +107,7 @@ impl AdminError {
             | Unauthorized
             | KeyNotFound
             | Invalid(_)
+            | BadQuery(_)
             | BadBody(_)
             | BodyTooLarge { .. }
             | BodyUnreadable(_)

@@ -9,6 +9,7 @@
 
 pub(crate) mod error;
 
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
+use crate::keys::Actor;
 use crate::manage::{self, Changes, KeyService, NewKey};
 use crate::state::Gateway;
 use error::AdminError;
@@ -29,7 +31,11 @@ const MAX_ADMIN_BODY: usize = 64 * 1024;
 /// Answers one admin request. HEAD is answered wherever GET is, with the
 /// GET answer's status and headers (its `Content-Length` included) and no
 /// body.
-pub(crate) async fn handle(gw: &Gateway, mut req: Request<Incoming>) -> Response<Full<Bytes>> {
+pub(crate) async fn handle(
+    gw: &Gateway,
+    mut req: Request<Incoming>,
+    client: IpAddr,
+) -> Response<Full<Bytes>> {
     let request_id = gw
         .request_ids
         .for_request(req.headers().get("x-request-id"));
@@ -37,7 +43,7 @@ pub(crate) async fn handle(gw: &Gateway, mut req: Request<Incoming>) -> Response
     if head {
         *req.method_mut() = Method::GET;
     }
-    let mut resp = match route(gw, req).await {
+    let mut resp = match route(gw, req, client).await {
         Ok(r) => r,
         Err(e) => e.to_response(request_id.to_str().unwrap_or("")),
     };
@@ -59,7 +65,11 @@ fn json(status: StatusCode, v: &serde_json::Value) -> Response<Full<Bytes>> {
     r
 }
 
-async fn route(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, AdminError> {
+async fn route(
+    gw: &Gateway,
+    req: Request<Incoming>,
+    client: IpAddr,
+) -> Result<Response<Full<Bytes>>, AdminError> {
     let path = req.uri().path().to_owned();
     match (req.method(), path.as_str()) {
         (&Method::GET, "/healthz") => Ok(Response::new(Full::new(Bytes::from_static(b"ok\n")))),
@@ -93,9 +103,18 @@ async fn route(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Full<Byt
             );
             Ok(r)
         }
-        (_, p) if p == "/keys" || p.starts_with("/keys/") => {
+        (_, p) if p == "/keys" || p.starts_with("/keys/") || p == "/audit" => {
             authenticate(gw, &req)?;
-            keys_api(gw, req, &path).await.inspect_err(|e| {
+            let actor = Actor::Api {
+                token: gw.snapshot.load().config.admin.token_name.clone(),
+                ip: crate::keys::canonical_ip(client),
+            };
+            let answer = if p == "/audit" {
+                audit_api(gw, &req, actor).await
+            } else {
+                keys_api(gw, req, &path, actor).await
+            };
+            answer.inspect_err(|e| {
                 // Only a failed store call answers key_store_unavailable here.
                 if matches!(e, AdminError::StoreUnavailable(_)) {
                     gw.metrics.store_errors.inc(crate::metrics::StoreOp::Admin);
@@ -195,13 +214,72 @@ struct RotateBody {
     grace: Option<String>,
 }
 
+/// The query string's `name=value` pairs, percent-decoded; a name given
+/// twice or not among `known` is refused.
+fn query_params<'a>(
+    req: &Request<Incoming>,
+    known: &[&'a str],
+) -> Result<std::collections::HashMap<&'a str, String>, AdminError> {
+    let mut out = std::collections::HashMap::new();
+    for pair in req.uri().query().unwrap_or("").split('&') {
+        if pair.is_empty() {
+            continue;
+        }
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |t: &str| {
+            percent_encoding::percent_decode_str(&t.replace('+', " "))
+                .decode_utf8()
+                .map(|c| c.into_owned())
+        };
+        let (Ok(name), Ok(value)) = (decode(name), decode(value)) else {
+            return Err(AdminError::BadQuery("query: not UTF-8".into()));
+        };
+        let Some(known) = known.iter().find(|k| **k == name) else {
+            return Err(AdminError::BadQuery(format!(
+                "query: unknown parameter {name:?} (known: {})",
+                known.join(", ")
+            )));
+        };
+        if out.insert(*known, value).is_some() {
+            return Err(AdminError::BadQuery(format!(
+                "query: {name} is given twice"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+async fn audit_api(
+    gw: &Gateway,
+    req: &Request<Incoming>,
+    actor: Actor,
+) -> Result<Response<Full<Bytes>>, AdminError> {
+    if req.method() != Method::GET {
+        return Err(AdminError::MethodNotAllowed("GET, HEAD"));
+    }
+    let q = query_params(req, &["key", "since", "limit", "cursor"])?;
+    let query = manage::audit_query(
+        q.get("key").map(String::as_str),
+        q.get("since").map(String::as_str),
+        q.get("limit").map(String::as_str),
+        q.get("cursor").map(String::as_str),
+    )?;
+    let store = gw.cache.store().clone();
+    let page = KeyService::as_actor(&store, actor).audit(&query).await?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::to_value(&page).unwrap_or_default(),
+    ))
+}
+
 async fn keys_api(
     gw: &Gateway,
     req: Request<Incoming>,
     path: &str,
+    actor: Actor,
 ) -> Result<Response<Full<Bytes>>, AdminError> {
     let store = gw.cache.store().clone();
-    let svc = KeyService::new(&store);
+    let svc = KeyService::as_actor(&store, actor);
     let rest: Vec<&str> = path
         .trim_start_matches("/keys")
         .split('/')

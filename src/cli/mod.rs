@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
-use crate::keys::{KeyRecord, KeyUsage, Timestamp};
+use crate::keys::{Actor, AuditPage, KeyRecord, KeyUsage, Timestamp};
 use crate::manage::{self, Changes, KeyOpError, KeyService, NewKey};
 use crate::store::Store;
 
@@ -163,6 +163,24 @@ pub enum KeysCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The audit trail: key changes, newest first, paged.
+    Audit {
+        /// Only changes to this key id.
+        id: Option<String>,
+        /// Only changes since then: an RFC 3339 time or a duration back
+        /// from now (24h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// Entries per page (1–1000).
+        #[arg(long, default_value_t = manage::AUDIT_DEFAULT_LIMIT)]
+        limit: usize,
+        /// Start after this entry (the previous page's next cursor).
+        #[arg(long)]
+        cursor: Option<String>,
+        /// Print JSON: `{"entries": […], "next_cursor": …}`.
+        #[arg(long)]
+        json: bool,
+    },
     /// Revoke a key.
     Revoke {
         /// Key id.
@@ -239,6 +257,7 @@ fn keys_command(path: &std::path::Path, cmd: KeysCommand) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start runtime: {e}")),
     };
+    crate::diag::init_audit_only(cfg.log.format);
     rt.block_on(async move {
         let store = match cfg.store.open().await {
             Ok(s) => s,
@@ -300,6 +319,39 @@ fn describe(r: &KeyRecord, usage: Option<&KeyUsage>) -> String {
     s
 }
 
+/// The audit page as a table, one change a line, and the next page's
+/// command when there is one.
+fn describe_audit(page: &AuditPage) -> String {
+    let mut out = format!(
+        "{:<24}  {:<7}  {:<24}  {:<28}  {}\n",
+        "TIME", "ACTION", "KEY", "ACTOR", "CHANGES"
+    );
+    for e in &page.entries {
+        let actor = match &e.actor {
+            Actor::Cli { user, host } => format!("cli:{user}@{host}"),
+            Actor::Api { token, ip } => format!("api:{token}@{ip}"),
+            Actor::Local { user, host } => format!("local:{user}@{host}"),
+        };
+        let action = serde_json::to_value(e.action)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let changes: Vec<String> = e.changes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        out.push_str(&format!(
+            "{:<24}  {:<7}  {:<24}  {:<28}  {}\n",
+            e.time.to_string(),
+            action,
+            e.key_id,
+            actor,
+            changes.join(" ")
+        ));
+    }
+    if let Some(c) = page.next_cursor {
+        out.push_str(&format!("more: --cursor {c}\n"));
+    }
+    out
+}
+
 fn to_json(v: &serde_json::Value) -> String {
     format!("{}\n", serde_json::to_string_pretty(v).unwrap_or_default())
 }
@@ -340,7 +392,7 @@ async fn create_many(
 
 /// Runs one key command and returns what to print on stdout.
 pub async fn keys_op(store: &Store, cmd: KeysCommand) -> Result<String, KeyOpError> {
-    let svc = KeyService::new(store);
+    let svc = KeyService::as_actor(store, Actor::cli());
     let record_json = manage::record_json;
     match cmd {
         KeysCommand::Create {
@@ -447,6 +499,25 @@ pub async fn keys_op(store: &Store, cmd: KeysCommand) -> Result<String, KeyOpErr
                 return Ok(to_json(&record_json(&r, None, None)));
             }
             Ok(describe(&r, None))
+        }
+        KeysCommand::Audit {
+            id,
+            since,
+            limit,
+            cursor,
+            json,
+        } => {
+            let query = manage::audit_query(
+                id.as_deref(),
+                since.as_deref(),
+                Some(&limit.to_string()),
+                cursor.as_deref(),
+            )?;
+            let page = svc.audit(&query).await?;
+            if json {
+                return Ok(to_json(&serde_json::to_value(&page).unwrap_or_default()));
+            }
+            Ok(describe_audit(&page))
         }
         KeysCommand::Revoke { id } => {
             let r = svc.revoke(&id).await?;

@@ -135,6 +135,8 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// Environment variable holding the admin token; `None` disables the key API.
     pub token_env: Option<String>,
+    /// Who the admin token is in the audit trail (`[admin] token_name`).
+    pub token_name: String,
 }
 
 /// Where key records live (an in-memory store exists too, but only for demos and tests).

@@ -110,6 +110,7 @@ impl Default for RawTls {
 pub(super) struct RawAdmin {
     pub listen: String,
     pub token_env: Option<String>,
+    pub token_name: String,
 }
 
 impl Default for RawAdmin {
@@ -117,6 +118,7 @@ impl Default for RawAdmin {
         Self {
             listen: "127.0.0.1:9090".to_owned(),
             token_env: None,
+            token_name: "admin".to_owned(),
         }
     }
 }

@@ -253,7 +253,7 @@ async fn accept_admin(
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(10));
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
@@ -267,7 +267,7 @@ async fn accept_admin(
         let gw2 = gw.clone();
         let service = service_fn(move |req| {
             let gw = gw2.clone();
-            async move { Ok::<_, Infallible>(admin::handle(&gw, req).await) }
+            async move { Ok::<_, Infallible>(admin::handle(&gw, req, peer.ip()).await) }
         });
         let conn = graceful.watch(
             b.serve_connection(TokioIo::new(stream), service)

@@ -14,6 +14,7 @@ mod secrets;
 mod sentinel;
 
 mod admin_metrics;
+mod audit;
 mod check_cli;
 mod faults;
 mod fleet;

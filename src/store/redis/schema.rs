@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use ::redis::Value;
 
 use crate::keys::{parse_ip_or_cidr, valid_key_id, KeyRecord, KeyUsage, Scope, Timestamp};
-use crate::keys::{Env, KeyHash};
+use crate::keys::{AuditEntry, AuditId, Env, KeyHash};
 use crate::store::StoreError;
 
 /// The names of the schema's keys. A store uses [`Schema::PLAIN`], or
@@ -26,6 +26,8 @@ pub(super) struct Schema {
     pub(super) ids: &'static str,
     /// Prefix of a usage hash: `<usage><id>`.
     pub(super) usage: &'static str,
+    /// The audit trail: a STREAM, one `entry` field (JSON) per change.
+    pub(super) audit: &'static str,
 }
 
 impl Schema {
@@ -34,6 +36,7 @@ impl Schema {
         id: "osir:id:",
         ids: "osir:ids",
         usage: "osir:usage:",
+        audit: "osir:audit",
     };
     /// Everything under the hash tag `{osir}`: one slot.
     pub(super) const CLUSTER: Schema = Schema {
@@ -41,6 +44,7 @@ impl Schema {
         id: "{osir}:id:",
         ids: "{osir}:ids",
         usage: "{osir}:usage:",
+        audit: "{osir}:audit",
     };
 }
 
@@ -206,6 +210,36 @@ pub(super) fn parse_record(raw: &HashMap<Vec<u8>, Vec<u8>>) -> Result<KeyRecord,
     })
 }
 
+/// XREVRANGE's reply as entries, their ids taken from the stream.
+pub(super) fn audit_items(v: Value) -> Result<Vec<AuditEntry>, String> {
+    let mut out = Vec::new();
+    for item in list_items(v)? {
+        let mut parts = list_items(item)?.into_iter();
+        let (Some(id), Some(fields), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err("unexpected stream entry shape".into());
+        };
+        let id = bytes_of(id)
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or("stream entry id: not text")?;
+        let id: AuditId = id.parse().map_err(|e| format!("stream entry id: {e}"))?;
+        let fields = list_items(fields)?;
+        let mut json = None;
+        for pair in fields.chunks(2) {
+            if let [k, v] = pair {
+                if bytes_of(k.clone()).as_deref() == Some(b"entry") {
+                    json = bytes_of(v.clone());
+                }
+            }
+        }
+        let json = json.ok_or_else(|| format!("audit entry {id}: no entry field"))?;
+        let mut entry: AuditEntry =
+            serde_json::from_slice(&json).map_err(|e| format!("audit entry {id}: {e}"))?;
+        entry.id = id;
+        out.push(entry);
+    }
+    Ok(out)
+}
+
 pub(super) fn parse_usage(raw: &HashMap<Vec<u8>, Vec<u8>>) -> Result<KeyUsage, String> {
     let f = Fields(raw);
     let count = |name: &str, s: &str| {
@@ -253,6 +287,7 @@ mod tests {
             Schema::CLUSTER.id,
             Schema::CLUSTER.ids,
             Schema::CLUSTER.usage,
+            Schema::CLUSTER.audit,
         ] {
             assert!(prefix.starts_with("{osir}:"), "{prefix}");
         }
