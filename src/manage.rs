@@ -10,7 +10,7 @@
 //! and the entry goes to the diagnostics log as one JSON line at info,
 //! target `audit`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -39,6 +39,9 @@ pub enum KeyOpError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An update that changes nothing (a usage error: CLI exit 2, API 400).
+    #[error("nothing to change: give at least one of {0}")]
+    NothingToChange(&'static str),
     /// The OS random source failed (no key can be made safely).
     #[error("cannot read the system random source: {0}")]
     Random(String),
@@ -169,6 +172,139 @@ pub struct Changes {
     pub scopes: Option<Vec<Scope>>,
     /// New IP list (replace all; `Some(vec![])` clears it).
     pub allowed_ips: Option<Vec<IpNet>>,
+    /// New lifetime from now; `Some(None)` removes the expiry.
+    pub expires_in: Option<Option<Duration>>,
+    /// New account; `Some(None)` removes it.
+    pub account: Option<Option<String>>,
+}
+
+impl Changes {
+    /// Nothing would change.
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.scopes.is_none()
+            && self.allowed_ips.is_none()
+            && self.expires_in.is_none()
+            && self.account.is_none()
+    }
+}
+
+/// Which records `list` returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Only this account's keys.
+    pub account: Option<String>,
+    /// Only this environment's keys.
+    pub env: Option<Env>,
+    /// Only keys in this state now.
+    pub status: Option<Status>,
+    /// At most this many (all when `None`).
+    pub limit: Option<usize>,
+    /// Only records after this one (the previous page's `next_cursor`).
+    pub cursor: Option<ListCursor>,
+}
+
+/// A key's state at a moment: what `status` filters on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Neither revoked nor expired.
+    Active,
+    /// Revoked (whatever its expiry).
+    Revoked,
+    /// Expired and not revoked.
+    Expired,
+}
+
+impl Status {
+    /// The state of `r` at `now`.
+    pub fn of(r: &KeyRecord, now: Timestamp) -> Status {
+        if r.revoked_at.is_some() {
+            Status::Revoked
+        } else if r.expires_at.is_some_and(|t| t <= now) {
+            Status::Expired
+        } else {
+            Status::Active
+        }
+    }
+
+    /// `active`, `revoked` or `expired`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Revoked => "revoked",
+            Status::Expired => "expired",
+        }
+    }
+
+    /// Parses `active`, `revoked` or `expired`.
+    pub fn parse(text: &str) -> Result<Status, KeyOpError> {
+        match text {
+            "active" => Ok(Status::Active),
+            "revoked" => Ok(Status::Revoked),
+            "expired" => Ok(Status::Expired),
+            _ => Err(invalid(
+                "status",
+                format!("unknown status {text:?}: expected active, revoked or expired"),
+            )),
+        }
+    }
+}
+
+/// Where a page of records ends: records sort by creation time, then id.
+/// Shown as `<created ms>.<id>`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ListCursor(pub Timestamp, pub String);
+
+impl std::fmt::Display for ListCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.0 .0, self.1)
+    }
+}
+
+impl ListCursor {
+    /// Parses what [`ListCursor`]'s `Display` wrote.
+    pub fn parse(text: &str) -> Result<ListCursor, KeyOpError> {
+        let bad = || {
+            invalid(
+                "cursor",
+                format!("invalid cursor {text:?}: pass a next_cursor as returned"),
+            )
+        };
+        let (ms, id) = text.split_once('.').ok_or_else(bad)?;
+        if ms.is_empty() || ms.len() > 18 || !ms.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let ms: i64 = ms.parse().map_err(|_| bad())?;
+        if !valid_key_id(id) {
+            return Err(bad());
+        }
+        Ok(ListCursor(Timestamp(ms), id.to_owned()))
+    }
+}
+
+/// Largest page `list` serves.
+pub const LIST_MAX_LIMIT: usize = 1000;
+/// The page size when only a cursor is given.
+pub const LIST_DEFAULT_LIMIT: usize = 100;
+
+/// Parses a page size for `list` (1 to [`LIST_MAX_LIMIT`]).
+pub fn parse_list_limit(text: &str) -> Result<usize, KeyOpError> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=LIST_MAX_LIMIT).contains(&n) => Ok(n),
+        _ => Err(invalid(
+            "limit",
+            format!("invalid limit {text:?}: a whole number from 1 to {LIST_MAX_LIMIT}"),
+        )),
+    }
+}
+
+/// One page of records, in creation order.
+#[derive(Debug, Clone, Default)]
+pub struct ListPage {
+    /// The records.
+    pub records: Vec<KeyRecord>,
+    /// Pass as `cursor` for the next page; `None` on the last page.
+    pub next_cursor: Option<ListCursor>,
 }
 
 /// The key operations over one store, made by one actor.
@@ -176,6 +312,9 @@ pub struct KeyService<'a> {
     store: &'a Store,
     /// Named in the audit entry of every change.
     actor: Actor,
+    /// The resources routes name; a new scope must name one of them (or
+    /// `*`). `None`: not checked (library callers, `--allow-unknown-scope`).
+    resources: Option<BTreeSet<String>>,
 }
 
 /// Page size of `audit` when none is given, and the largest one allowed.
@@ -273,7 +412,41 @@ impl<'a> KeyService<'a> {
 
     /// Operations on `store`, audited as `actor`.
     pub fn as_actor(store: &'a Store, actor: Actor) -> KeyService<'a> {
-        KeyService { store, actor }
+        KeyService {
+            store,
+            actor,
+            resources: None,
+        }
+    }
+
+    /// Refuses new scopes whose resource is not in `resources` (the ones
+    /// routes name), listing the known ones; `None` checks nothing.
+    pub fn known_resources(mut self, resources: Option<BTreeSet<String>>) -> KeyService<'a> {
+        self.resources = resources;
+        self
+    }
+
+    fn check_scopes(&self, scopes: &[Scope]) -> Result<(), KeyOpError> {
+        // A config with no private route (one used only to manage keys)
+        // names no resource: nothing to check against.
+        let Some(known) = self.resources.as_ref().filter(|k| !k.is_empty()) else {
+            return Ok(());
+        };
+        for s in scopes {
+            if let Some(r) = s.resource() {
+                if !known.contains(r) {
+                    let list: Vec<&str> = known.iter().map(String::as_str).collect();
+                    return Err(invalid(
+                        "scopes",
+                        format!(
+                            "no route names the resource {r:?} (in {s}); known resources: {}",
+                            list.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn entry(
@@ -325,6 +498,7 @@ impl<'a> KeyService<'a> {
         if new.scopes.is_empty() {
             return Err(no_scopes());
         }
+        self.check_scopes(&new.scopes)?;
         if new.expires_in.is_some_and(|d| d.is_zero()) {
             return Err(invalid(
                 "expires_in",
@@ -344,6 +518,8 @@ impl<'a> KeyService<'a> {
             expires_at: new.expires_in.map(|d| now.plus(d)),
             revoked_at: None,
             hint: key.hint(),
+            replaces: None,
+            replaced_by: None,
         };
         let e = self.entry(AuditAction::Create, &record.id, record_changes(&record));
         self.insert(&key.hash(), &record, e).await?;
@@ -353,6 +529,42 @@ impl<'a> KeyService<'a> {
     /// Every record (never a secret).
     pub async fn list(&self) -> Result<Vec<KeyRecord>, KeyOpError> {
         Ok(self.store.list().await?)
+    }
+
+    /// The records `query` selects, in creation order, one page.
+    pub async fn list_page(&self, query: &ListQuery) -> Result<ListPage, KeyOpError> {
+        let now = Timestamp::now();
+        let mut records: Vec<KeyRecord> = self
+            .store
+            .list()
+            .await?
+            .into_iter()
+            .filter(|r| {
+                query
+                    .account
+                    .as_ref()
+                    .is_none_or(|a| r.account.as_ref() == Some(a))
+                    && query.env.is_none_or(|e| r.env == e)
+                    && query.status.is_none_or(|s| Status::of(r, now) == s)
+                    && query
+                        .cursor
+                        .as_ref()
+                        .is_none_or(|c| (r.created_at, &r.id) > (c.0, &c.1))
+            })
+            .collect();
+        let mut next_cursor = None;
+        if let Some(limit) = query.limit {
+            if records.len() > limit {
+                records.truncate(limit);
+                next_cursor = records
+                    .last()
+                    .map(|r| ListCursor(r.created_at, r.id.clone()));
+            }
+        }
+        Ok(ListPage {
+            records,
+            next_cursor,
+        })
     }
 
     /// One record with its usage.
@@ -374,6 +586,11 @@ impl<'a> KeyService<'a> {
 
     /// Applies changes; every gateway's cache learns of it like a revoke.
     pub async fn update(&self, id: &str, changes: Changes) -> Result<KeyRecord, KeyOpError> {
+        if changes.is_empty() {
+            return Err(KeyOpError::NothingToChange(
+                "name, scopes, allowed_ips, expires_in, account",
+            ));
+        }
         let mut rec = self.get(id).await?;
         let before = rec.clone();
         if let Some(n) = changes.name {
@@ -384,10 +601,26 @@ impl<'a> KeyService<'a> {
             if s.is_empty() {
                 return Err(no_scopes());
             }
+            self.check_scopes(&s)?;
             rec.scopes = s;
         }
         if let Some(ips) = changes.allowed_ips {
             rec.allowed_ips = ips;
+        }
+        if let Some(exp) = changes.expires_in {
+            if exp.is_some_and(|d| d.is_zero()) {
+                return Err(invalid(
+                    "expires_in",
+                    "must be longer than 0s (revoke a key to stop it now)",
+                ));
+            }
+            rec.expires_at = exp.map(|d| Timestamp::now().plus(d));
+        }
+        if let Some(account) = changes.account {
+            if let Some(a) = &account {
+                check_account(a)?;
+            }
+            rec.account = account;
         }
         let e = self.entry(AuditAction::Update, id, diff(&before, &rec));
         self.replace(&rec, e).await?;
@@ -441,23 +674,16 @@ impl<'a> KeyService<'a> {
             expires_at: old.expires_at,
             revoked_at: None,
             hint: key.hint(),
+            replaces: Some(old.id.clone()),
+            replaced_by: None,
         };
-        let mut created = record_changes(&record);
-        created.insert(
-            "replaces".to_owned(),
-            serde_json::Value::String(old.id.clone()),
-        );
-        let e = self.entry(AuditAction::Create, &record.id, created);
+        let e = self.entry(AuditAction::Create, &record.id, record_changes(&record));
         self.insert(&key.hash(), &record, e).await?;
         let before = old.clone();
         let grace_end = now.plus(grace);
         old.expires_at = Some(old.expires_at.map_or(grace_end, |t| t.min(grace_end)));
-        let mut changes = diff(&before, &old);
-        changes.insert(
-            "replaced_by".to_owned(),
-            serde_json::Value::String(record.id.clone()),
-        );
-        let e = self.entry(AuditAction::Rotate, &old.id, changes);
+        old.replaced_by = Some(record.id.clone());
+        let e = self.entry(AuditAction::Rotate, &old.id, diff(&before, &old));
         self.replace(&old, e).await?;
         Ok(Issued { key, record })
     }

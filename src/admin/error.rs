@@ -60,7 +60,7 @@ impl From<KeyOpError> for AdminError {
     fn from(e: KeyOpError) -> AdminError {
         match e {
             KeyOpError::NotFound(_) => AdminError::KeyNotFound,
-            KeyOpError::Invalid { .. } => AdminError::Invalid(e),
+            KeyOpError::Invalid { .. } | KeyOpError::NothingToChange(_) => AdminError::Invalid(e),
             KeyOpError::Store(s) => AdminError::StoreUnavailable(s),
             KeyOpError::Random(_) | KeyOpError::Partial { .. } => AdminError::Internal(e),
         }

@@ -21,7 +21,7 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 
 use crate::keys::Actor;
-use crate::manage::{self, Changes, KeyService, NewKey};
+use crate::manage::{self, Changes, KeyService, ListCursor, ListQuery, NewKey, Status};
 use crate::state::Gateway;
 use error::AdminError;
 
@@ -181,9 +181,18 @@ async fn read_json<T: for<'de> Deserialize<'de>>(req: Request<Incoming>) -> Resu
     serde_json::from_slice(&body).map_err(AdminError::BadBody)
 }
 
+/// `"field": null` as `Some(None)`, an absent field as `None`.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
+    #[serde(default)]
+    allow_unknown_scope: bool,
     name: String,
     #[serde(default)]
     env: Option<String>,
@@ -205,6 +214,12 @@ struct PatchBody {
     scopes: Option<Vec<String>>,
     #[serde(default)]
     allowed_ips: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
+    expires_in: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    account: Option<Option<String>>,
+    #[serde(default)]
+    allow_unknown_scope: bool,
 }
 
 #[derive(Deserialize)]
@@ -279,7 +294,13 @@ async fn keys_api(
     actor: Actor,
 ) -> Result<Response<Full<Bytes>>, AdminError> {
     let store = gw.cache.store().clone();
-    let svc = KeyService::as_actor(&store, actor);
+    let known = gw.snapshot.load().config.known_resources();
+    // A new scope must name a resource some route names, unless the body
+    // says `allow_unknown_scope`.
+    let svc = |allow_unknown: bool| {
+        KeyService::as_actor(&store, actor.clone())
+            .known_resources((!allow_unknown).then(|| known.clone()))
+    };
     let rest: Vec<&str> = path
         .trim_start_matches("/keys")
         .split('/')
@@ -300,22 +321,45 @@ async fn keys_api(
                     .map(|d| manage::parse_duration("expires_in", &d))
                     .transpose()?,
             };
-            let issued = svc.create(new).await?;
+            let issued = svc(b.allow_unknown_scope).create(new).await?;
             Ok(json(
                 StatusCode::CREATED,
                 &manage::record_json(&issued.record, None, Some(&issued.key)),
             ))
         }
         (Method::GET, []) => {
-            let all = svc.list().await?;
-            let v: Vec<_> = all
+            let q = query_params(&req, &["limit", "cursor", "account", "env", "status"])?;
+            let paged = q.contains_key("limit") || q.contains_key("cursor");
+            let query = ListQuery {
+                account: q.get("account").cloned(),
+                env: q.get("env").map(|e| manage::parse_env(e)).transpose()?,
+                status: q.get("status").map(|s| Status::parse(s)).transpose()?,
+                limit: match q.get("limit") {
+                    Some(l) => Some(manage::parse_list_limit(l)?),
+                    None => paged.then_some(manage::LIST_DEFAULT_LIMIT),
+                },
+                cursor: q.get("cursor").map(|c| ListCursor::parse(c)).transpose()?,
+            };
+            let page = svc(false).list_page(&query).await?;
+            let records: Vec<_> = page
+                .records
                 .iter()
                 .map(|r| manage::record_json(r, None, None))
                 .collect();
-            Ok(json(StatusCode::OK, &serde_json::Value::Array(v)))
+            // Without paging parameters: the plain array of records, as
+            // always; with them, the page and where the next one starts.
+            let v = if paged {
+                serde_json::json!({
+                    "keys": records,
+                    "next_cursor": page.next_cursor.map(|c| c.to_string()),
+                })
+            } else {
+                serde_json::Value::Array(records)
+            };
+            Ok(json(StatusCode::OK, &v))
         }
         (Method::GET, [id]) => {
-            let (r, u) = svc.show(id).await?;
+            let (r, u) = svc(false).show(id).await?;
             Ok(json(
                 StatusCode::OK,
                 &manage::record_json(&r, Some(&u), None),
@@ -328,12 +372,20 @@ async fn keys_api(
                 name: b.name,
                 scopes: b.scopes.map(|s| manage::parse_scopes(&s)).transpose()?,
                 allowed_ips: b.allowed_ips.map(|s| manage::parse_ips(&s)).transpose()?,
+                expires_in: b
+                    .expires_in
+                    .map(|e| {
+                        e.map(|d| manage::parse_duration("expires_in", &d))
+                            .transpose()
+                    })
+                    .transpose()?,
+                account: b.account,
             };
-            let r = svc.update(&id, changes).await?;
+            let r = svc(b.allow_unknown_scope).update(&id, changes).await?;
             Ok(json(StatusCode::OK, &manage::record_json(&r, None, None)))
         }
         (Method::DELETE, [id]) => {
-            svc.revoke(id).await?;
+            svc(false).revoke(id).await?;
             let mut r = Response::new(Full::new(Bytes::new()));
             *r.status_mut() = StatusCode::NO_CONTENT;
             Ok(r)
@@ -345,7 +397,7 @@ async fn keys_api(
                 Some(g) => manage::parse_duration("grace", &g)?,
                 None => Duration::from_secs(24 * 3600),
             };
-            let issued = svc.rotate(&id, grace).await?;
+            let issued = svc(false).rotate(&id, grace).await?;
             Ok(json(
                 StatusCode::CREATED,
                 &manage::record_json(&issued.record, None, Some(&issued.key)),

@@ -281,6 +281,23 @@ pub struct RouteConfig {
     pub max_body: Option<u64>,
 }
 
+impl Config {
+    /// Every resource a route names (its default resource or a per-method
+    /// scope's): what a key's scopes may name.
+    pub fn known_resources(&self) -> std::collections::BTreeSet<String> {
+        let mut out = std::collections::BTreeSet::new();
+        for r in &self.routes {
+            out.extend(r.resource.iter().cloned());
+            out.extend(
+                r.scopes
+                    .iter()
+                    .filter_map(|(_, s)| s.resource().map(str::to_owned)),
+            );
+        }
+        out
+    }
+}
+
 impl StoreConfig {
     /// Opens this store (no change feed is started: a one-shot command never
     /// needs one; [`crate::state::Gateway::new`] starts it).

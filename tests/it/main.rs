@@ -22,6 +22,7 @@ mod flood;
 mod forwarding;
 mod hostile;
 mod invalidation;
+mod key_model;
 mod limits;
 mod ops;
 mod ops_cli;

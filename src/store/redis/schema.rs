@@ -143,6 +143,8 @@ pub(super) fn record_fields(r: &KeyRecord) -> (Vec<(&'static str, String)>, Vec<
         ("account", r.account.clone()),
         ("expires_at", r.expires_at.map(|t| t.0.to_string())),
         ("revoked_at", r.revoked_at.map(|t| t.0.to_string())),
+        ("replaces", r.replaces.clone()),
+        ("replaced_by", r.replaced_by.clone()),
     ];
     for (field, value) in optional {
         match value {
@@ -165,6 +167,14 @@ impl Fields<'_> {
 
     fn req(&self, name: &str) -> Result<&str, String> {
         self.opt(name)?.ok_or_else(|| format!("{name}: missing"))
+    }
+
+    /// An optional key id linking to another record.
+    fn link(&self, name: &str) -> Result<Option<String>, String> {
+        match self.opt(name)? {
+            Some(id) if !valid_key_id(id) => Err(format!("{name}: not a valid key id")),
+            other => Ok(other.map(str::to_owned)),
+        }
     }
 
     fn time(&self, name: &str) -> Result<Option<Timestamp>, String> {
@@ -207,6 +217,8 @@ pub(super) fn parse_record(raw: &HashMap<Vec<u8>, Vec<u8>>) -> Result<KeyRecord,
         expires_at: f.time("expires_at")?,
         revoked_at: f.time("revoked_at")?,
         hint: f.req("hint")?.to_owned(),
+        replaces: f.link("replaces")?,
+        replaced_by: f.link("replaced_by")?,
     })
 }
 
@@ -311,6 +323,8 @@ mod tests {
             expires_at: Some(Timestamp(1_800_000_000_000)),
             revoked_at: None,
             hint: "osir_live_…o5p6".into(),
+            replaces: Some("key_old".into()),
+            replaced_by: None,
         }
     }
 
@@ -324,7 +338,7 @@ mod tests {
     fn records_roundtrip_through_fields() {
         let r = sample();
         let (set, absent) = record_fields(&r);
-        assert_eq!(absent, vec!["revoked_at"]);
+        assert_eq!(absent, vec!["revoked_at", "replaced_by"]);
         assert_eq!(parse_record(&as_raw(&set)).unwrap(), r);
     }
 
