@@ -310,6 +310,20 @@ impl StoreConfig {
             StoreConfig::File { path, .. } => FileStore::open(path).map(Store::new),
         }
     }
+
+    /// Opens this store for a serving gateway: like [`StoreConfig::open`],
+    /// except that a Redis server that cannot be reached yet is waited for
+    /// in the background instead of failing the start (a bad URL still
+    /// fails); see [`crate::store::redis::LazyRedisStore`].
+    pub async fn open_serving(&self) -> Result<crate::store::Store, crate::store::StoreError> {
+        use crate::store::{redis, Store};
+        match self {
+            StoreConfig::Redis { url, timeout } => {
+                redis::connect_or_defer(url, *timeout).await.map(Store::new)
+            }
+            StoreConfig::File { .. } => self.open().await,
+        }
+    }
 }
 
 impl Config {

@@ -16,6 +16,7 @@ mod sentinel;
 mod admin_metrics;
 mod audit;
 mod check_cli;
+mod degraded;
 mod faults;
 mod fleet;
 mod flood;

@@ -42,6 +42,7 @@
 //!   that follows it and reports whether the store is up.
 
 mod conn;
+mod lazy;
 mod schema;
 mod scripts;
 mod sentinel;
@@ -49,6 +50,7 @@ mod subscribe;
 mod url;
 mod watch;
 
+pub use lazy::{connect_or_defer, LazyRedisStore};
 pub use url::{
     parse_cluster_url, parse_sentinel_url, ClusterUrl, SentinelUrl, CLUSTER_DEFAULT_PORT,
     SENTINEL_DEFAULT_PORT,
@@ -195,6 +197,37 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<RedisStore, StoreEr
         ))
     })?;
     finish_connect(client, None, None, shown_url, timeout).await
+}
+
+/// Checks that `url` is one [`connect`] can use, without connecting: the
+/// same errors `connect` gives for a bad URL.
+pub fn check_url(url: &str) -> Result<(), StoreError> {
+    let shown_url = redact_url(url);
+    let bad = |e: String| StoreError::Unavailable(format!("invalid redis URL {shown_url}: {e}"));
+    if url.starts_with(SENTINEL_SCHEME) {
+        return parse_sentinel_url(url)
+            .map(|_| ())
+            .map_err(|e| bad(e.to_string()));
+    }
+    if url.starts_with(CLUSTER_SCHEME) {
+        let spec = parse_cluster_url(url).map_err(|e| bad(e.to_string()))?;
+        let (host, port) = spec.nodes[0].clone();
+        return spec
+            .node_client(host, port)
+            .map(|_| ())
+            .map_err(|e| bad(scrub(&e.to_string(), spec.password.as_deref())));
+    }
+    Client::open(url).map(|_| ()).map_err(|e| {
+        let mut msg = e.to_string();
+        if let Some(info) = userinfo(url) {
+            msg = info
+                .split(':')
+                .fold(msg.replace(info, "***"), |m, part| scrub(&m, Some(part)));
+        }
+        StoreError::Unavailable(format!(
+            "unsupported or invalid redis URL {shown_url}: {msg}"
+        ))
+    })
 }
 
 impl RedisStore {
