@@ -63,6 +63,8 @@ fn main() {
                 expires_at: None,
                 revoked_at: None,
                 hint: key.hint(),
+                replaces: None,
+                replaced_by: None,
             };
             store.insert(&key.hash(), &rec).await.unwrap();
             hashes.push(key.hash());

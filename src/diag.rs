@@ -21,10 +21,21 @@ use crate::config::LogFormat;
 /// Installs the process log on stderr at `level` (`RUST_LOG` overrides) in
 /// `format`. A second call does nothing (the first subscriber stays).
 pub fn init(level: &str, format: LogFormat) {
+    // The audit trail (target `audit`) is not diagnostic noise: it logs at
+    // info whatever the level.
+    init_filter(&format!("osir_gateway={level},audit=info,warn"), format);
+}
+
+/// The `keys` commands' log: only the audit trail's lines (one JSON line
+/// per change, on stderr), so a command's output is otherwise unchanged.
+pub fn init_audit_only(format: LogFormat) {
+    init_filter("audit=info", format);
+}
+
+fn init_filter(default: &str, format: LogFormat) {
     let from_env = std::env::var("RUST_LOG").ok();
-    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("osir_gateway={level},warn"))
-    });
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     // The file watcher (`notify`) writes a trace line for every directory
     // event, before the gateway can filter them to the config file; with
     // the log file in the config's directory each line would cause another

@@ -4,7 +4,13 @@
 //! they cannot disagree. Input arrives as text (flags or JSON fields) and is
 //! validated here, each error naming the field and the bad value; a key is
 //! returned exactly once, from `create` and `rotate`.
+//!
+//! Every change is audited: the store writes an [`AuditEntry`] (who, what,
+//! which fields, never a secret) in the same atomic write as the change,
+//! and the entry goes to the diagnostics log as one JSON line at info,
+//! target `audit`.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -12,6 +18,7 @@ use ipnet::IpNet;
 use crate::keys::{
     new_key_id, parse_ip_or_cidr, valid_key_id, KeyRecord, KeyUsage, Scope, Timestamp,
 };
+use crate::keys::{Actor, AuditAction, AuditEntry, AuditPage, AuditQuery};
 use crate::keys::{ApiKey, Env};
 use crate::store::{Store, StoreError};
 
@@ -32,6 +39,9 @@ pub enum KeyOpError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An update that changes nothing (a usage error: CLI exit 2, API 400).
+    #[error("nothing to change: give at least one of {0}")]
+    NothingToChange(&'static str),
     /// The OS random source failed (no key can be made safely).
     #[error("cannot read the system random source: {0}")]
     Random(String),
@@ -162,17 +172,321 @@ pub struct Changes {
     pub scopes: Option<Vec<Scope>>,
     /// New IP list (replace all; `Some(vec![])` clears it).
     pub allowed_ips: Option<Vec<IpNet>>,
+    /// New lifetime from now; `Some(None)` removes the expiry.
+    pub expires_in: Option<Option<Duration>>,
+    /// New account; `Some(None)` removes it.
+    pub account: Option<Option<String>>,
 }
 
-/// The key operations over one store.
+impl Changes {
+    /// Nothing would change.
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.scopes.is_none()
+            && self.allowed_ips.is_none()
+            && self.expires_in.is_none()
+            && self.account.is_none()
+    }
+}
+
+/// Which records `list` returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Only this account's keys.
+    pub account: Option<String>,
+    /// Only this environment's keys.
+    pub env: Option<Env>,
+    /// Only keys in this state now.
+    pub status: Option<Status>,
+    /// At most this many (all when `None`).
+    pub limit: Option<usize>,
+    /// Only records after this one (the previous page's `next_cursor`).
+    pub cursor: Option<ListCursor>,
+}
+
+/// A key's state at a moment: what `status` filters on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Neither revoked nor expired.
+    Active,
+    /// Revoked (whatever its expiry).
+    Revoked,
+    /// Expired and not revoked.
+    Expired,
+}
+
+impl Status {
+    /// The state of `r` at `now`.
+    pub fn of(r: &KeyRecord, now: Timestamp) -> Status {
+        if r.revoked_at.is_some() {
+            Status::Revoked
+        } else if r.expires_at.is_some_and(|t| t <= now) {
+            Status::Expired
+        } else {
+            Status::Active
+        }
+    }
+
+    /// `active`, `revoked` or `expired`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Revoked => "revoked",
+            Status::Expired => "expired",
+        }
+    }
+
+    /// Parses `active`, `revoked` or `expired`.
+    pub fn parse(text: &str) -> Result<Status, KeyOpError> {
+        match text {
+            "active" => Ok(Status::Active),
+            "revoked" => Ok(Status::Revoked),
+            "expired" => Ok(Status::Expired),
+            _ => Err(invalid(
+                "status",
+                format!("unknown status {text:?}: expected active, revoked or expired"),
+            )),
+        }
+    }
+}
+
+/// Where a page of records ends: records sort by creation time, then id.
+/// Shown as `<created ms>.<id>`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ListCursor(pub Timestamp, pub String);
+
+impl std::fmt::Display for ListCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.0 .0, self.1)
+    }
+}
+
+impl ListCursor {
+    /// Parses what [`ListCursor`]'s `Display` wrote.
+    pub fn parse(text: &str) -> Result<ListCursor, KeyOpError> {
+        let bad = || {
+            invalid(
+                "cursor",
+                format!("invalid cursor {text:?}: pass a next_cursor as returned"),
+            )
+        };
+        let (ms, id) = text.split_once('.').ok_or_else(bad)?;
+        if ms.is_empty() || ms.len() > 18 || !ms.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let ms: i64 = ms.parse().map_err(|_| bad())?;
+        if !valid_key_id(id) {
+            return Err(bad());
+        }
+        Ok(ListCursor(Timestamp(ms), id.to_owned()))
+    }
+}
+
+/// Largest page `list` serves.
+pub const LIST_MAX_LIMIT: usize = 1000;
+/// The page size when only a cursor is given.
+pub const LIST_DEFAULT_LIMIT: usize = 100;
+
+/// Parses a page size for `list` (1 to [`LIST_MAX_LIMIT`]).
+pub fn parse_list_limit(text: &str) -> Result<usize, KeyOpError> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=LIST_MAX_LIMIT).contains(&n) => Ok(n),
+        _ => Err(invalid(
+            "limit",
+            format!("invalid limit {text:?}: a whole number from 1 to {LIST_MAX_LIMIT}"),
+        )),
+    }
+}
+
+/// One page of records, in creation order.
+#[derive(Debug, Clone, Default)]
+pub struct ListPage {
+    /// The records.
+    pub records: Vec<KeyRecord>,
+    /// Pass as `cursor` for the next page; `None` on the last page.
+    pub next_cursor: Option<ListCursor>,
+}
+
+/// The key operations over one store, made by one actor.
 pub struct KeyService<'a> {
     store: &'a Store,
+    /// Named in the audit entry of every change.
+    actor: Actor,
+    /// The resources routes name; a new scope must name one of them (or
+    /// `*`). `None`: not checked (library callers, `--allow-unknown-scope`).
+    resources: Option<BTreeSet<String>>,
+}
+
+/// Page size of `audit` when none is given, and the largest one allowed.
+pub const AUDIT_DEFAULT_LIMIT: usize = 50;
+/// See [`AUDIT_DEFAULT_LIMIT`].
+pub const AUDIT_MAX_LIMIT: usize = 1000;
+
+/// What the audit trail says about a record's fields (never a secret).
+fn record_changes(r: &KeyRecord) -> BTreeMap<String, serde_json::Value> {
+    let mut v = match serde_json::to_value(r) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    v.remove("id");
+    v.remove("created_at");
+    v.into_iter().collect()
+}
+
+/// The fields that differ between `old` and `new`, with their new values
+/// (`null` for a field cleared).
+fn diff(old: &KeyRecord, new: &KeyRecord) -> BTreeMap<String, serde_json::Value> {
+    let (a, b) = (record_changes(old), record_changes(new));
+    let mut out = BTreeMap::new();
+    for (k, v) in &b {
+        if a.get(k) != Some(v) {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    for k in a.keys() {
+        if !b.contains_key(k) {
+            out.insert(k.clone(), serde_json::Value::Null);
+        }
+    }
+    out
+}
+
+/// Parses `--since`/`since`: an RFC 3339 time, or a duration back from now
+/// (`24h`, `7d`).
+pub fn parse_since(text: &str) -> Result<Timestamp, KeyOpError> {
+    if let Ok(t) = Timestamp::parse(text) {
+        return Ok(t);
+    }
+    match crate::config::units::parse_duration(text) {
+        Ok(d) => Ok(Timestamp(
+            Timestamp::now()
+                .0
+                .saturating_sub(d.as_millis().min(i64::MAX as u128) as i64),
+        )),
+        Err(_) => Err(invalid(
+            "since",
+            format!("invalid since {text:?}: an RFC 3339 time or a duration such as 24h"),
+        )),
+    }
+}
+
+/// Builds an audit query from its text parts, checking each.
+pub fn audit_query(
+    key: Option<&str>,
+    since: Option<&str>,
+    limit: Option<&str>,
+    cursor: Option<&str>,
+) -> Result<AuditQuery, KeyOpError> {
+    let limit = match limit {
+        None => AUDIT_DEFAULT_LIMIT,
+        Some(t) => match t.parse::<usize>() {
+            Ok(n) if (1..=AUDIT_MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(invalid(
+                    "limit",
+                    format!("invalid limit {t:?}: a whole number from 1 to {AUDIT_MAX_LIMIT}"),
+                ))
+            }
+        },
+    };
+    if let Some(k) = key {
+        if !valid_key_id(k) {
+            return Err(invalid("key", format!("invalid key id {k:?}")));
+        }
+    }
+    Ok(AuditQuery {
+        key: key.map(str::to_owned),
+        since: since.map(parse_since).transpose()?,
+        limit,
+        cursor: cursor
+            .map(|c| c.parse().map_err(|m: String| invalid("cursor", m)))
+            .transpose()?,
+    })
 }
 
 impl<'a> KeyService<'a> {
-    /// Operations on `store`.
+    /// Operations on `store`, audited as this process ([`Actor::local`]).
     pub fn new(store: &'a Store) -> KeyService<'a> {
-        KeyService { store }
+        KeyService::as_actor(store, Actor::local())
+    }
+
+    /// Operations on `store`, audited as `actor`.
+    pub fn as_actor(store: &'a Store, actor: Actor) -> KeyService<'a> {
+        KeyService {
+            store,
+            actor,
+            resources: None,
+        }
+    }
+
+    /// Refuses new scopes whose resource is not in `resources` (the ones
+    /// routes name), listing the known ones; `None` checks nothing.
+    pub fn known_resources(mut self, resources: Option<BTreeSet<String>>) -> KeyService<'a> {
+        self.resources = resources;
+        self
+    }
+
+    fn check_scopes(&self, scopes: &[Scope]) -> Result<(), KeyOpError> {
+        // A config with no private route (one used only to manage keys)
+        // names no resource: nothing to check against.
+        let Some(known) = self.resources.as_ref().filter(|k| !k.is_empty()) else {
+            return Ok(());
+        };
+        for s in scopes {
+            if let Some(r) = s.resource() {
+                if !known.contains(r) {
+                    let list: Vec<&str> = known.iter().map(String::as_str).collect();
+                    return Err(invalid(
+                        "scopes",
+                        format!(
+                            "no route names the resource {r:?} (in {s}); known resources: {}",
+                            list.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn entry(
+        &self,
+        action: AuditAction,
+        key_id: &str,
+        changes: BTreeMap<String, serde_json::Value>,
+    ) -> AuditEntry {
+        AuditEntry {
+            id: Default::default(),
+            time: Timestamp::now(),
+            actor: self.actor.clone(),
+            action,
+            key_id: key_id.to_owned(),
+            changes,
+        }
+    }
+
+    /// Inserts with its audit entry, then logs the entry.
+    async fn insert(
+        &self,
+        hash: &crate::keys::KeyHash,
+        r: &KeyRecord,
+        e: AuditEntry,
+    ) -> Result<(), KeyOpError> {
+        self.store.insert_audited(hash, r, &e).await?;
+        log_audit(&e);
+        Ok(())
+    }
+
+    /// Replaces with its audit entry, then logs the entry.
+    async fn replace(&self, r: &KeyRecord, e: AuditEntry) -> Result<(), KeyOpError> {
+        self.store.replace_audited(r, &e).await?;
+        log_audit(&e);
+        Ok(())
+    }
+
+    /// One page of the audit trail, newest first.
+    pub async fn audit(&self, query: &AuditQuery) -> Result<AuditPage, KeyOpError> {
+        Ok(self.store.audit(query).await?)
     }
 
     /// Makes a key, stores its record, returns the secret once.
@@ -184,6 +498,7 @@ impl<'a> KeyService<'a> {
         if new.scopes.is_empty() {
             return Err(no_scopes());
         }
+        self.check_scopes(&new.scopes)?;
         if new.expires_in.is_some_and(|d| d.is_zero()) {
             return Err(invalid(
                 "expires_in",
@@ -203,14 +518,53 @@ impl<'a> KeyService<'a> {
             expires_at: new.expires_in.map(|d| now.plus(d)),
             revoked_at: None,
             hint: key.hint(),
+            replaces: None,
+            replaced_by: None,
         };
-        self.store.insert(&key.hash(), &record).await?;
+        let e = self.entry(AuditAction::Create, &record.id, record_changes(&record));
+        self.insert(&key.hash(), &record, e).await?;
         Ok(Issued { key, record })
     }
 
     /// Every record (never a secret).
     pub async fn list(&self) -> Result<Vec<KeyRecord>, KeyOpError> {
         Ok(self.store.list().await?)
+    }
+
+    /// The records `query` selects, in creation order, one page.
+    pub async fn list_page(&self, query: &ListQuery) -> Result<ListPage, KeyOpError> {
+        let now = Timestamp::now();
+        let mut records: Vec<KeyRecord> = self
+            .store
+            .list()
+            .await?
+            .into_iter()
+            .filter(|r| {
+                query
+                    .account
+                    .as_ref()
+                    .is_none_or(|a| r.account.as_ref() == Some(a))
+                    && query.env.is_none_or(|e| r.env == e)
+                    && query.status.is_none_or(|s| Status::of(r, now) == s)
+                    && query
+                        .cursor
+                        .as_ref()
+                        .is_none_or(|c| (r.created_at, &r.id) > (c.0, &c.1))
+            })
+            .collect();
+        let mut next_cursor = None;
+        if let Some(limit) = query.limit {
+            if records.len() > limit {
+                records.truncate(limit);
+                next_cursor = records
+                    .last()
+                    .map(|r| ListCursor(r.created_at, r.id.clone()));
+            }
+        }
+        Ok(ListPage {
+            records,
+            next_cursor,
+        })
     }
 
     /// One record with its usage.
@@ -232,7 +586,13 @@ impl<'a> KeyService<'a> {
 
     /// Applies changes; every gateway's cache learns of it like a revoke.
     pub async fn update(&self, id: &str, changes: Changes) -> Result<KeyRecord, KeyOpError> {
+        if changes.is_empty() {
+            return Err(KeyOpError::NothingToChange(
+                "name, scopes, allowed_ips, expires_in, account",
+            ));
+        }
         let mut rec = self.get(id).await?;
+        let before = rec.clone();
         if let Some(n) = changes.name {
             check_name(&n)?;
             rec.name = n;
@@ -241,12 +601,29 @@ impl<'a> KeyService<'a> {
             if s.is_empty() {
                 return Err(no_scopes());
             }
+            self.check_scopes(&s)?;
             rec.scopes = s;
         }
         if let Some(ips) = changes.allowed_ips {
             rec.allowed_ips = ips;
         }
-        self.store.replace(&rec).await?;
+        if let Some(exp) = changes.expires_in {
+            if exp.is_some_and(|d| d.is_zero()) {
+                return Err(invalid(
+                    "expires_in",
+                    "must be longer than 0s (revoke a key to stop it now)",
+                ));
+            }
+            rec.expires_at = exp.map(|d| Timestamp::now().plus(d));
+        }
+        if let Some(account) = changes.account {
+            if let Some(a) = &account {
+                check_account(a)?;
+            }
+            rec.account = account;
+        }
+        let e = self.entry(AuditAction::Update, id, diff(&before, &rec));
+        self.replace(&rec, e).await?;
         Ok(rec)
     }
 
@@ -258,7 +635,13 @@ impl<'a> KeyService<'a> {
         }
         // Replace even when already revoked: re-announcing is harmless and
         // heals a gateway that missed the first message.
-        self.store.replace(&rec).await?;
+        let mut changes = BTreeMap::new();
+        changes.insert(
+            "revoked_at".to_owned(),
+            serde_json::to_value(rec.revoked_at).unwrap_or_default(),
+        );
+        let e = self.entry(AuditAction::Revoke, id, changes);
+        self.replace(&rec, e).await?;
         Ok(rec)
     }
 
@@ -291,13 +674,24 @@ impl<'a> KeyService<'a> {
             expires_at: old.expires_at,
             revoked_at: None,
             hint: key.hint(),
+            replaces: Some(old.id.clone()),
+            replaced_by: None,
         };
-        self.store.insert(&key.hash(), &record).await?;
+        let e = self.entry(AuditAction::Create, &record.id, record_changes(&record));
+        self.insert(&key.hash(), &record, e).await?;
+        let before = old.clone();
         let grace_end = now.plus(grace);
         old.expires_at = Some(old.expires_at.map_or(grace_end, |t| t.min(grace_end)));
-        self.store.replace(&old).await?;
+        old.replaced_by = Some(record.id.clone());
+        let e = self.entry(AuditAction::Rotate, &old.id, diff(&before, &old));
+        self.replace(&old, e).await?;
         Ok(Issued { key, record })
     }
+}
+
+/// One audit entry as one JSON line in the diagnostics log.
+fn log_audit(e: &AuditEntry) {
+    tracing::info!(target: "audit", "{}", e.to_json_line());
 }
 
 /// A record (and optionally usage and the new secret) as the CLI's `--json`

@@ -35,6 +35,10 @@ pub(crate) enum AdminError {
     /// the bad value.
     #[error("{0}")]
     Invalid(#[source] KeyOpError),
+    /// The query string is not what this call takes (the text names the
+    /// parameter).
+    #[error("{0}")]
+    BadQuery(String),
     /// The body is not the JSON this call takes.
     #[error("body: {0}")]
     BadBody(#[source] serde_json::Error),
@@ -60,7 +64,7 @@ impl From<KeyOpError> for AdminError {
     fn from(e: KeyOpError) -> AdminError {
         match e {
             KeyOpError::NotFound(_) => AdminError::KeyNotFound,
-            KeyOpError::Invalid { .. } => AdminError::Invalid(e),
+            KeyOpError::Invalid { .. } | KeyOpError::NothingToChange(_) => AdminError::Invalid(e),
             KeyOpError::Store(s) => AdminError::StoreUnavailable(s),
             KeyOpError::Random(_) | KeyOpError::Partial { .. } => AdminError::Internal(e),
         }
@@ -75,7 +79,7 @@ impl AdminError {
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Unauthorized => StatusCode::UNAUTHORIZED,
             RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            Invalid(_) | BadBody(_) | BodyTooLarge { .. } | BodyUnreadable(_) => {
+            Invalid(_) | BadQuery(_) | BadBody(_) | BodyTooLarge { .. } | BodyUnreadable(_) => {
                 StatusCode::BAD_REQUEST
             }
             StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -92,7 +96,9 @@ impl AdminError {
             Unauthorized => "unauthorized",
             RateLimited(_) => "rate_limited",
             KeyNotFound => "key_not_found",
-            Invalid(_) | BadBody(_) | BodyTooLarge { .. } | BodyUnreadable(_) => "invalid_request",
+            Invalid(_) | BadQuery(_) | BadBody(_) | BodyTooLarge { .. } | BodyUnreadable(_) => {
+                "invalid_request"
+            }
             StoreUnavailable(_) => "key_store_unavailable",
             Internal(_) => "internal_error",
         }
@@ -108,6 +114,7 @@ impl AdminError {
             | Unauthorized
             | KeyNotFound
             | Invalid(_)
+            | BadQuery(_)
             | BadBody(_)
             | BodyTooLarge { .. }
             | BodyUnreadable(_)

@@ -20,7 +20,8 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
-use crate::manage::{self, Changes, KeyService, NewKey};
+use crate::keys::Actor;
+use crate::manage::{self, Changes, KeyService, ListCursor, ListQuery, NewKey, Status};
 use crate::state::Gateway;
 use error::AdminError;
 
@@ -106,9 +107,18 @@ async fn route(
             );
             Ok(r)
         }
-        (_, p) if p == "/keys" || p.starts_with("/keys/") => {
+        (_, p) if p == "/keys" || p.starts_with("/keys/") || p == "/audit" => {
             authenticate(gw, &req, peer)?;
-            keys_api(gw, req, &path).await.inspect_err(|e| {
+            let actor = Actor::Api {
+                token: gw.snapshot.load().config.admin.token_name.clone(),
+                ip: peer,
+            };
+            let answer = if p == "/audit" {
+                audit_api(gw, &req, actor).await
+            } else {
+                keys_api(gw, req, &path, actor).await
+            };
+            answer.inspect_err(|e| {
                 // Only a failed store call answers key_store_unavailable here.
                 if matches!(e, AdminError::StoreUnavailable(_)) {
                     gw.metrics.store_errors.inc(crate::metrics::StoreOp::Admin);
@@ -235,9 +245,18 @@ async fn read_json<T: for<'de> Deserialize<'de>>(req: Request<Incoming>) -> Resu
     serde_json::from_slice(&body).map_err(AdminError::BadBody)
 }
 
+/// `"field": null` as `Some(None)`, an absent field as `None`.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
+    #[serde(default)]
+    allow_unknown_scope: bool,
     name: String,
     #[serde(default)]
     env: Option<String>,
@@ -259,6 +278,12 @@ struct PatchBody {
     scopes: Option<Vec<String>>,
     #[serde(default)]
     allowed_ips: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
+    expires_in: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    account: Option<Option<String>>,
+    #[serde(default)]
+    allow_unknown_scope: bool,
 }
 
 #[derive(Deserialize)]
@@ -268,13 +293,78 @@ struct RotateBody {
     grace: Option<String>,
 }
 
+/// The query string's `name=value` pairs, percent-decoded; a name given
+/// twice or not among `known` is refused.
+fn query_params<'a>(
+    req: &Request<Incoming>,
+    known: &[&'a str],
+) -> Result<std::collections::HashMap<&'a str, String>, AdminError> {
+    let mut out = std::collections::HashMap::new();
+    for pair in req.uri().query().unwrap_or("").split('&') {
+        if pair.is_empty() {
+            continue;
+        }
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |t: &str| {
+            percent_encoding::percent_decode_str(&t.replace('+', " "))
+                .decode_utf8()
+                .map(|c| c.into_owned())
+        };
+        let (Ok(name), Ok(value)) = (decode(name), decode(value)) else {
+            return Err(AdminError::BadQuery("query: not UTF-8".into()));
+        };
+        let Some(known) = known.iter().find(|k| **k == name) else {
+            return Err(AdminError::BadQuery(format!(
+                "query: unknown parameter {name:?} (known: {})",
+                known.join(", ")
+            )));
+        };
+        if out.insert(*known, value).is_some() {
+            return Err(AdminError::BadQuery(format!(
+                "query: {name} is given twice"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+async fn audit_api(
+    gw: &Gateway,
+    req: &Request<Incoming>,
+    actor: Actor,
+) -> Result<Response<Full<Bytes>>, AdminError> {
+    if req.method() != Method::GET {
+        return Err(AdminError::MethodNotAllowed("GET, HEAD"));
+    }
+    let q = query_params(req, &["key", "since", "limit", "cursor"])?;
+    let query = manage::audit_query(
+        q.get("key").map(String::as_str),
+        q.get("since").map(String::as_str),
+        q.get("limit").map(String::as_str),
+        q.get("cursor").map(String::as_str),
+    )?;
+    let store = gw.cache.store().clone();
+    let page = KeyService::as_actor(&store, actor).audit(&query).await?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::to_value(&page).unwrap_or_default(),
+    ))
+}
+
 async fn keys_api(
     gw: &Gateway,
     req: Request<Incoming>,
     path: &str,
+    actor: Actor,
 ) -> Result<Response<Full<Bytes>>, AdminError> {
     let store = gw.cache.store().clone();
-    let svc = KeyService::new(&store);
+    let known = gw.snapshot.load().config.known_resources();
+    // A new scope must name a resource some route names, unless the body
+    // says `allow_unknown_scope`.
+    let svc = |allow_unknown: bool| {
+        KeyService::as_actor(&store, actor.clone())
+            .known_resources((!allow_unknown).then(|| known.clone()))
+    };
     let rest: Vec<&str> = path
         .trim_start_matches("/keys")
         .split('/')
@@ -295,22 +385,45 @@ async fn keys_api(
                     .map(|d| manage::parse_duration("expires_in", &d))
                     .transpose()?,
             };
-            let issued = svc.create(new).await?;
+            let issued = svc(b.allow_unknown_scope).create(new).await?;
             Ok(json(
                 StatusCode::CREATED,
                 &manage::record_json(&issued.record, None, Some(&issued.key)),
             ))
         }
         (Method::GET, []) => {
-            let all = svc.list().await?;
-            let v: Vec<_> = all
+            let q = query_params(&req, &["limit", "cursor", "account", "env", "status"])?;
+            let paged = q.contains_key("limit") || q.contains_key("cursor");
+            let query = ListQuery {
+                account: q.get("account").cloned(),
+                env: q.get("env").map(|e| manage::parse_env(e)).transpose()?,
+                status: q.get("status").map(|s| Status::parse(s)).transpose()?,
+                limit: match q.get("limit") {
+                    Some(l) => Some(manage::parse_list_limit(l)?),
+                    None => paged.then_some(manage::LIST_DEFAULT_LIMIT),
+                },
+                cursor: q.get("cursor").map(|c| ListCursor::parse(c)).transpose()?,
+            };
+            let page = svc(false).list_page(&query).await?;
+            let records: Vec<_> = page
+                .records
                 .iter()
                 .map(|r| manage::record_json(r, None, None))
                 .collect();
-            Ok(json(StatusCode::OK, &serde_json::Value::Array(v)))
+            // Without paging parameters: the plain array of records, as
+            // always; with them, the page and where the next one starts.
+            let v = if paged {
+                serde_json::json!({
+                    "keys": records,
+                    "next_cursor": page.next_cursor.map(|c| c.to_string()),
+                })
+            } else {
+                serde_json::Value::Array(records)
+            };
+            Ok(json(StatusCode::OK, &v))
         }
         (Method::GET, [id]) => {
-            let (r, u) = svc.show(id).await?;
+            let (r, u) = svc(false).show(id).await?;
             Ok(json(
                 StatusCode::OK,
                 &manage::record_json(&r, Some(&u), None),
@@ -323,12 +436,20 @@ async fn keys_api(
                 name: b.name,
                 scopes: b.scopes.map(|s| manage::parse_scopes(&s)).transpose()?,
                 allowed_ips: b.allowed_ips.map(|s| manage::parse_ips(&s)).transpose()?,
+                expires_in: b
+                    .expires_in
+                    .map(|e| {
+                        e.map(|d| manage::parse_duration("expires_in", &d))
+                            .transpose()
+                    })
+                    .transpose()?,
+                account: b.account,
             };
-            let r = svc.update(&id, changes).await?;
+            let r = svc(b.allow_unknown_scope).update(&id, changes).await?;
             Ok(json(StatusCode::OK, &manage::record_json(&r, None, None)))
         }
         (Method::DELETE, [id]) => {
-            svc.revoke(id).await?;
+            svc(false).revoke(id).await?;
             let mut r = Response::new(Full::new(Bytes::new()));
             *r.status_mut() = StatusCode::NO_CONTENT;
             Ok(r)
@@ -340,7 +461,7 @@ async fn keys_api(
                 Some(g) => manage::parse_duration("grace", &g)?,
                 None => Duration::from_secs(24 * 3600),
             };
-            let issued = svc.rotate(&id, grace).await?;
+            let issued = svc(false).rotate(&id, grace).await?;
             Ok(json(
                 StatusCode::CREATED,
                 &manage::record_json(&issued.record, None, Some(&issued.key)),

@@ -84,7 +84,9 @@ async fn serve_from_config(path: &Path, cfg: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let store = match cfg.store.open().await {
+    // Redis down at start is not fatal: public routes serve, keys get 503
+    // until the store connects.
+    let store = match cfg.store.open_serving().await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");

@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
-use crate::keys::{KeyRecord, KeyUsage, Timestamp};
+use crate::keys::{Actor, AuditPage, KeyRecord, KeyUsage, Timestamp};
 use crate::manage::{self, Changes, KeyOpError, KeyService, NewKey};
 use crate::store::Store;
 
@@ -121,6 +121,10 @@ pub enum KeysCommand {
         /// Lifetime, e.g. 90d.
         #[arg(long = "expires-in")]
         expires_in: Option<String>,
+        /// Accept a scope whose resource no route names (normally refused,
+        /// as a likely typo).
+        #[arg(long = "allow-unknown-scope")]
+        allow_unknown_scope: bool,
         /// Make this many keys with the same grants, named NAME-1 … NAME-N,
         /// one line each (`ID KEY`, or one compact JSON object with --json).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -129,9 +133,25 @@ pub enum KeysCommand {
         #[arg(long)]
         json: bool,
     },
-    /// List keys (never secrets).
+    /// List keys (never secrets), filtered and paged.
     List {
-        /// Print JSON.
+        /// Only this account's keys.
+        #[arg(long)]
+        account: Option<String>,
+        /// Only live or only test keys.
+        #[arg(long)]
+        env: Option<String>,
+        /// Only keys that are active, revoked or expired.
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many (1–1000); the next page starts at --cursor.
+        #[arg(long)]
+        limit: Option<String>,
+        /// Start after this record (the previous page's next cursor).
+        #[arg(long)]
+        cursor: Option<String>,
+        /// Print JSON: an array of records, or with --limit/--cursor
+        /// `{"keys": […], "next_cursor": …}`.
         #[arg(long)]
         json: bool,
     },
@@ -143,7 +163,7 @@ pub enum KeysCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Change name, scopes or allowed IPs.
+    /// Change name, scopes, allowed IPs, expiry or account.
     Update {
         /// Key id.
         id: String,
@@ -159,7 +179,37 @@ pub enum KeysCommand {
         /// Remove every IP restriction.
         #[arg(long = "clear-ips")]
         clear_ips: bool,
+        /// New lifetime from now, e.g. 90d.
+        #[arg(long = "expires-in", conflicts_with = "no_expiry")]
+        expires_in: Option<String>,
+        /// Remove the expiry: the key never expires.
+        #[arg(long = "no-expiry")]
+        no_expiry: bool,
+        /// New customer account.
+        #[arg(long)]
+        account: Option<String>,
+        /// Accept a scope whose resource no route names.
+        #[arg(long = "allow-unknown-scope")]
+        allow_unknown_scope: bool,
         /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The audit trail: key changes, newest first, paged.
+    Audit {
+        /// Only changes to this key id.
+        id: Option<String>,
+        /// Only changes since then: an RFC 3339 time or a duration back
+        /// from now (24h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// Entries per page (1–1000).
+        #[arg(long, default_value_t = manage::AUDIT_DEFAULT_LIMIT)]
+        limit: usize,
+        /// Start after this entry (the previous page's next cursor).
+        #[arg(long)]
+        cursor: Option<String>,
+        /// Print JSON: `{"entries": […], "next_cursor": …}`.
         #[arg(long)]
         json: bool,
     },
@@ -239,15 +289,21 @@ fn keys_command(path: &std::path::Path, cmd: KeysCommand) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start runtime: {e}")),
     };
+    crate::diag::init_audit_only(cfg.log.format);
     rt.block_on(async move {
         let store = match cfg.store.open().await {
             Ok(s) => s,
             Err(e) => return fail(e),
         };
-        match keys_op(&store, cmd).await {
+        match keys_op(&store, &cfg, cmd).await {
             Ok(out) => {
                 print!("{out}");
                 ExitCode::SUCCESS
+            }
+            // A usage error, like clap's own: exit 2.
+            Err(e @ KeyOpError::NothingToChange(_)) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
             }
             Err(e) => fail(e),
         }
@@ -259,14 +315,7 @@ fn or_dash(v: Option<impl std::fmt::Display>) -> String {
 }
 
 fn status(r: &KeyRecord) -> &'static str {
-    let now = Timestamp::now();
-    if r.revoked_at.is_some() {
-        "revoked"
-    } else if r.expires_at.is_some_and(|t| t <= now) {
-        "expired"
-    } else {
-        "active"
-    }
+    manage::Status::of(r, Timestamp::now()).as_str()
 }
 
 fn describe(r: &KeyRecord, usage: Option<&KeyUsage>) -> String {
@@ -286,6 +335,12 @@ fn describe(r: &KeyRecord, usage: Option<&KeyUsage>) -> String {
         or_dash(r.expires_at),
         or_dash(r.revoked_at),
     );
+    if let Some(old) = &r.replaces {
+        s.push_str(&format!("replaces:    {old}\n"));
+    }
+    if let Some(new) = &r.replaced_by {
+        s.push_str(&format!("replaced_by: {new}\n"));
+    }
     if let Some(u) = usage {
         s.push_str(&format!(
             "last_used_at: {}\nlast_ip:     {}\nrequests:    {}\n",
@@ -298,6 +353,39 @@ fn describe(r: &KeyRecord, usage: Option<&KeyUsage>) -> String {
         }
     }
     s
+}
+
+/// The audit page as a table, one change a line, and the next page's
+/// command when there is one.
+fn describe_audit(page: &AuditPage) -> String {
+    let mut out = format!(
+        "{:<24}  {:<7}  {:<24}  {:<28}  {}\n",
+        "TIME", "ACTION", "KEY", "ACTOR", "CHANGES"
+    );
+    for e in &page.entries {
+        let actor = match &e.actor {
+            Actor::Cli { user, host } => format!("cli:{user}@{host}"),
+            Actor::Api { token, ip } => format!("api:{token}@{ip}"),
+            Actor::Local { user, host } => format!("local:{user}@{host}"),
+        };
+        let action = serde_json::to_value(e.action)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let changes: Vec<String> = e.changes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        out.push_str(&format!(
+            "{:<24}  {:<7}  {:<24}  {:<28}  {}\n",
+            e.time.to_string(),
+            action,
+            e.key_id,
+            actor,
+            changes.join(" ")
+        ));
+    }
+    if let Some(c) = page.next_cursor {
+        out.push_str(&format!("more: --cursor {c}\n"));
+    }
+    out
 }
 
 fn to_json(v: &serde_json::Value) -> String {
@@ -339,8 +427,13 @@ async fn create_many(
 }
 
 /// Runs one key command and returns what to print on stdout.
-pub async fn keys_op(store: &Store, cmd: KeysCommand) -> Result<String, KeyOpError> {
-    let svc = KeyService::new(store);
+pub async fn keys_op(store: &Store, cfg: &Config, cmd: KeysCommand) -> Result<String, KeyOpError> {
+    let svc = KeyService::as_actor(store, Actor::cli());
+    // New scopes must name a resource some route names, unless forced.
+    let checked = |allow_unknown: bool| {
+        KeyService::as_actor(store, Actor::cli())
+            .known_resources((!allow_unknown).then(|| cfg.known_resources()))
+    };
     let record_json = manage::record_json;
     match cmd {
         KeysCommand::Create {
@@ -350,9 +443,11 @@ pub async fn keys_op(store: &Store, cmd: KeysCommand) -> Result<String, KeyOpErr
             allow_ips,
             account,
             expires_in,
+            allow_unknown_scope,
             count,
             json,
         } => {
+            let svc = checked(allow_unknown_scope);
             let new = NewKey {
                 name,
                 env: manage::parse_env(&env)?,
@@ -381,10 +476,41 @@ pub async fn keys_op(store: &Store, cmd: KeysCommand) -> Result<String, KeyOpErr
                 issued.key.expose_secret()
             ))
         }
-        KeysCommand::List { json } => {
-            let all = svc.list().await?;
+        KeysCommand::List {
+            account,
+            env,
+            status: status_filter,
+            limit,
+            cursor,
+            json,
+        } => {
+            let paged = limit.is_some() || cursor.is_some();
+            let query = manage::ListQuery {
+                account,
+                env: env.as_deref().map(manage::parse_env).transpose()?,
+                status: status_filter
+                    .as_deref()
+                    .map(manage::Status::parse)
+                    .transpose()?,
+                limit: match &limit {
+                    Some(l) => Some(manage::parse_list_limit(l)?),
+                    None => paged.then_some(manage::LIST_DEFAULT_LIMIT),
+                },
+                cursor: cursor
+                    .as_deref()
+                    .map(manage::ListCursor::parse)
+                    .transpose()?,
+            };
+            let page = svc.list_page(&query).await?;
+            let all = page.records;
             if json {
                 let v: Vec<_> = all.iter().map(|r| record_json(r, None, None)).collect();
+                if paged {
+                    return Ok(to_json(&serde_json::json!({
+                        "keys": v,
+                        "next_cursor": page.next_cursor.map(|c| c.to_string()),
+                    })));
+                }
                 return Ok(to_json(&serde_json::Value::Array(v)));
             }
             let mut out = format!(
@@ -418,16 +544,22 @@ pub async fn keys_op(store: &Store, cmd: KeysCommand) -> Result<String, KeyOpErr
             scopes,
             allow_ips,
             clear_ips,
+            expires_in,
+            no_expiry,
+            account,
+            allow_unknown_scope,
             json,
         } => {
-            if name.is_none() && scopes.is_empty() && allow_ips.is_empty() && !clear_ips {
-                return Err(KeyOpError::Invalid {
-                    field: "update",
-                    message: "nothing to change: give --name, --scope, --allow-ip or --clear-ips"
-                        .into(),
-                });
-            }
+            let svc = checked(allow_unknown_scope);
             let changes = Changes {
+                expires_in: if no_expiry {
+                    Some(None)
+                } else {
+                    expires_in
+                        .map(|d| manage::parse_duration("expires-in", &d).map(Some))
+                        .transpose()?
+                },
+                account: account.map(Some),
                 name,
                 scopes: if scopes.is_empty() {
                     None
@@ -442,11 +574,35 @@ pub async fn keys_op(store: &Store, cmd: KeysCommand) -> Result<String, KeyOpErr
                     Some(manage::parse_ips(&allow_ips)?)
                 },
             };
+            if changes.is_empty() {
+                return Err(KeyOpError::NothingToChange(
+                    "--name, --scope, --allow-ip, --clear-ips, --expires-in, --no-expiry, --account",
+                ));
+            }
             let r = svc.update(&id, changes).await?;
             if json {
                 return Ok(to_json(&record_json(&r, None, None)));
             }
             Ok(describe(&r, None))
+        }
+        KeysCommand::Audit {
+            id,
+            since,
+            limit,
+            cursor,
+            json,
+        } => {
+            let query = manage::audit_query(
+                id.as_deref(),
+                since.as_deref(),
+                Some(&limit.to_string()),
+                cursor.as_deref(),
+            )?;
+            let page = svc.audit(&query).await?;
+            if json {
+                return Ok(to_json(&serde_json::to_value(&page).unwrap_or_default()));
+            }
+            Ok(describe_audit(&page))
         }
         KeysCommand::Revoke { id } => {
             let r = svc.revoke(&id).await?;
@@ -457,11 +613,12 @@ pub async fn keys_op(store: &Store, cmd: KeysCommand) -> Result<String, KeyOpErr
             let issued = svc.rotate(&id, grace).await?;
             eprintln!("This key is shown once: copy it now. It cannot be shown again.");
             if json {
-                let mut v = record_json(&issued.record, None, Some(&issued.key));
-                if let Some(o) = v.as_object_mut() {
-                    o.insert("replaces".into(), serde_json::Value::String(id.clone()));
-                }
-                return Ok(to_json(&v));
+                // The record carries `replaces` (and the old one `replaced_by`).
+                return Ok(to_json(&record_json(
+                    &issued.record,
+                    None,
+                    Some(&issued.key),
+                )));
             }
             Ok(format!(
                 "{}key:         {}\nold key {id} keeps working for {}\n",

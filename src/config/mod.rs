@@ -143,6 +143,8 @@ pub struct AdminConfig {
     /// Failed admin-token attempts one client IP may make per minute before
     /// its calls are refused (429), slowing token guessing.
     pub failed_token_budget: u32,
+    /// Who the admin token is in the audit trail (`[admin] token_name`).
+    pub token_name: String,
 }
 
 /// Where key records live (an in-memory store exists too, but only for demos and tests).
@@ -287,6 +289,23 @@ pub struct RouteConfig {
     pub max_body: Option<u64>,
 }
 
+impl Config {
+    /// Every resource a route names (its default resource or a per-method
+    /// scope's): what a key's scopes may name.
+    pub fn known_resources(&self) -> std::collections::BTreeSet<String> {
+        let mut out = std::collections::BTreeSet::new();
+        for r in &self.routes {
+            out.extend(r.resource.iter().cloned());
+            out.extend(
+                r.scopes
+                    .iter()
+                    .filter_map(|(_, s)| s.resource().map(str::to_owned)),
+            );
+        }
+        out
+    }
+}
+
 impl StoreConfig {
     /// Opens this store (no change feed is started: a one-shot command never
     /// needs one; [`crate::state::Gateway::new`] starts it).
@@ -297,6 +316,20 @@ impl StoreConfig {
                 redis::connect(url, *timeout).await.map(Store::new)
             }
             StoreConfig::File { path, .. } => FileStore::open(path).map(Store::new),
+        }
+    }
+
+    /// Opens this store for a serving gateway: like [`StoreConfig::open`],
+    /// except that a Redis server that cannot be reached yet is waited for
+    /// in the background instead of failing the start (a bad URL still
+    /// fails); see [`crate::store::redis::LazyRedisStore`].
+    pub async fn open_serving(&self) -> Result<crate::store::Store, crate::store::StoreError> {
+        use crate::store::{redis, Store};
+        match self {
+            StoreConfig::Redis { url, timeout } => {
+                redis::connect_or_defer(url, *timeout).await.map(Store::new)
+            }
+            StoreConfig::File { .. } => self.open().await,
         }
     }
 }

@@ -111,6 +111,7 @@ pub(super) struct RawAdmin {
     pub listen: String,
     pub token_env: Option<String>,
     pub failed_token_budget: i64,
+    pub token_name: String,
 }
 
 impl Default for RawAdmin {
@@ -119,6 +120,7 @@ impl Default for RawAdmin {
             listen: "127.0.0.1:9090".to_owned(),
             token_env: None,
             failed_token_budget: 10,
+            token_name: "admin".to_owned(),
         }
     }
 }

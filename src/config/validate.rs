@@ -304,6 +304,20 @@ impl Validator<'_> {
                 );
             }
         }
+        let name_ok = (1..=64).contains(&raw.token_name.len())
+            && raw
+                .token_name
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c));
+        if !name_ok {
+            self.problem(
+                "admin.token_name",
+                format!(
+                    "{:?} is not a token name (1–64 of [A-Za-z0-9_.-])",
+                    raw.token_name
+                ),
+            );
+        }
         AdminConfig {
             listen,
             token_env: raw.token_env,
@@ -313,6 +327,7 @@ impl Validator<'_> {
                 1,
                 bounds::BUDGET,
             ),
+            token_name: raw.token_name,
         }
     }
 

@@ -43,6 +43,12 @@ pub struct KeyRecord {
     pub revoked_at: Option<Timestamp>,
     /// `osir_live_…o5p6`, so people can tell keys apart without the secret.
     pub hint: String,
+    /// The key this one was rotated from (set on the new record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
+    /// The key this one was rotated to (set on the old record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced_by: Option<String>,
 }
 
 /// Makes a new public key id: `key_` and 20 random base-36 characters.

@@ -92,6 +92,12 @@ impl Scope {
 
     /// Does this grant cover `required`? A wildcard requirement is covered
     /// only by a wildcard grant.
+    /// The resource it names; `None` for `*` and `*:action`.
+    pub fn resource(&self) -> Option<&str> {
+        self.resource.as_deref()
+    }
+
+    /// Does this grant satisfy `required`?
     pub fn grants(&self, required: &Scope) -> bool {
         (self.resource.is_none() || self.resource == required.resource)
             && (self.action.is_none() || self.action == required.action)

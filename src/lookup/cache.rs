@@ -430,6 +430,8 @@ mod tests {
             expires_at: None,
             revoked_at: None,
             hint: key.hint(),
+            replaces: None,
+            replaced_by: None,
         }
     }
 

@@ -13,7 +13,9 @@
 //! ignored: the last good content keeps serving.
 //!
 //! Format (also in `docs/store.md`):
-//! `{"version":1,"keys":[{"hash":"<sha256 hex>", ...record}],"usage":{"<id>":{...}}}`.
+//! `{"version":1,"keys":[{"hash":"<sha256 hex>", ...record}],"usage":{"<id>":{...}},"audit":[...]}`;
+//! `audit` (the trail, oldest first, written with the change it records)
+//! is left out while empty.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
@@ -27,10 +29,11 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Deserializer, Serialize};
 use tokio::sync::watch as generation;
 
-use super::memory::apply_usage;
+use super::memory::{append_audit, apply_usage};
 use super::{InvalidationSink, StoreError, StoreFuture};
 use crate::keys::KeyHash;
 use crate::keys::{parse_ip_or_cidr, valid_key_id, KeyRecord, KeyUsage, UsageDelta};
+use crate::keys::{AuditEntry, AuditPage, AuditQuery};
 
 /// The only format version this code reads and writes.
 const VERSION: u32 = 1;
@@ -47,6 +50,8 @@ struct Maps {
     by_hash: HashMap<KeyHash, KeyRecord>,
     by_id: HashMap<String, KeyHash>,
     usage: HashMap<String, KeyUsage>,
+    /// The audit trail, oldest first.
+    audit: Vec<AuditEntry>,
 }
 
 struct Inner {
@@ -106,7 +111,12 @@ impl FileStore {
         Ok(self.inner.maps.read().by_hash.values().cloned().collect())
     }
 
-    pub(super) fn insert(&self, hash: &KeyHash, record: &KeyRecord) -> Result<(), StoreError> {
+    pub(super) fn insert(
+        &self,
+        hash: &KeyHash,
+        record: &KeyRecord,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), StoreError> {
         self.modify(|maps| {
             if maps.by_id.contains_key(&record.id) || maps.by_hash.contains_key(hash) {
                 return Err(StoreError::Conflict(format!(
@@ -116,11 +126,16 @@ impl FileStore {
             }
             maps.by_id.insert(record.id.clone(), *hash);
             maps.by_hash.insert(*hash, record.clone());
+            append_audit(&mut maps.audit, audit);
             Ok(())
         })
     }
 
-    pub(super) fn replace(&self, record: &KeyRecord) -> Result<(), StoreError> {
+    pub(super) fn replace(
+        &self,
+        record: &KeyRecord,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), StoreError> {
         self.modify(|maps| {
             let Some(hash) = maps.by_id.get(&record.id).copied() else {
                 return Err(StoreError::Conflict(format!(
@@ -129,8 +144,13 @@ impl FileStore {
                 )));
             };
             maps.by_hash.insert(hash, record.clone());
+            append_audit(&mut maps.audit, audit);
             Ok(())
         })
+    }
+
+    pub(super) fn audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
+        Ok(query.page_of(self.inner.maps.read().audit.iter()))
     }
 
     pub(super) fn add_usage(&self, batch: &[UsageDelta]) -> Result<(), StoreError> {
@@ -234,13 +254,32 @@ impl super::KeyAdmin for FileStore {
     fn list(&self) -> StoreFuture<'_, Vec<KeyRecord>> {
         Box::pin(async move { FileStore::list(self) })
     }
-    fn insert<'a>(&'a self, hash: &'a KeyHash, record: &'a KeyRecord) -> StoreFuture<'a, ()> {
+    fn insert<'a>(
+        &'a self,
+        hash: &'a KeyHash,
+        record: &'a KeyRecord,
+        audit: Option<&'a AuditEntry>,
+    ) -> StoreFuture<'a, ()> {
         let (store, hash, record) = (self.clone(), *hash, record.clone());
-        Box::pin(off_runtime(move || store.insert(&hash, &record)))
+        let audit = audit.cloned();
+        Box::pin(off_runtime(move || {
+            store.insert(&hash, &record, audit.as_ref())
+        }))
     }
-    fn replace<'a>(&'a self, record: &'a KeyRecord) -> StoreFuture<'a, ()> {
-        let (store, record) = (self.clone(), record.clone());
-        Box::pin(off_runtime(move || store.replace(&record)))
+    fn replace<'a>(
+        &'a self,
+        record: &'a KeyRecord,
+        audit: Option<&'a AuditEntry>,
+    ) -> StoreFuture<'a, ()> {
+        let (store, record, audit) = (self.clone(), record.clone(), audit.cloned());
+        Box::pin(off_runtime(move || store.replace(&record, audit.as_ref())))
+    }
+}
+
+impl super::AuditLog for FileStore {
+    fn audit<'a>(&'a self, query: &'a AuditQuery) -> StoreFuture<'a, AuditPage> {
+        // Served from memory, like lookups: the watcher keeps it current.
+        Box::pin(async move { FileStore::audit(self, query) })
     }
 }
 
@@ -441,6 +480,8 @@ struct DocIn {
     keys: Vec<FileKey>,
     #[serde(default)]
     usage: BTreeMap<String, KeyUsage>,
+    #[serde(default)]
+    audit: Vec<AuditEntry>,
 }
 
 /// A record with its hash. Deserialized by hand so the record keeps its own
@@ -492,8 +533,12 @@ fn parse(bytes: &[u8]) -> Result<Maps, String> {
         ));
     }
     let doc: DocIn = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    if doc.audit.windows(2).any(|w| w[0].id >= w[1].id) {
+        return Err("audit: entries are not in increasing id order".into());
+    }
     let mut maps = Maps {
         usage: doc.usage.into_iter().collect(),
+        audit: doc.audit,
         ..Maps::default()
     };
     for FileKey { hash, record } in doc.keys {
@@ -515,6 +560,8 @@ struct DocOut<'a> {
     version: u32,
     keys: Vec<FileKeyOut<'a>>,
     usage: BTreeMap<&'a str, &'a KeyUsage>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    audit: &'a [AuditEntry],
 }
 
 #[derive(Serialize)]
@@ -541,6 +588,7 @@ fn render(maps: &Maps) -> Result<Vec<u8>, StoreError> {
         version: VERSION,
         keys,
         usage: maps.usage.iter().map(|(k, v)| (k.as_str(), v)).collect(),
+        audit: &maps.audit,
     };
     let mut out = serde_json::to_vec_pretty(&doc)
         .map_err(|e| StoreError::Unavailable(format!("cannot encode key file: {e}")))?;

@@ -14,6 +14,7 @@ use tokio::sync::{broadcast, Semaphore};
 
 use super::{InvalidationSink, StoreError, StoreFuture};
 use crate::keys::KeyHash;
+use crate::keys::{AuditEntry, AuditId, AuditPage, AuditQuery};
 use crate::keys::{KeyRecord, KeyUsage, Timestamp, UsageDelta};
 
 #[derive(Default)]
@@ -21,6 +22,17 @@ struct Maps {
     by_hash: HashMap<KeyHash, KeyRecord>,
     by_id: HashMap<String, KeyHash>,
     usage: HashMap<String, KeyUsage>,
+    /// The audit trail, oldest first.
+    audit: Vec<AuditEntry>,
+}
+
+/// Appends `entry` with the next id; shared by the in-process backends.
+pub(crate) fn append_audit(trail: &mut Vec<AuditEntry>, entry: Option<&AuditEntry>) {
+    if let Some(e) = entry {
+        let mut e = e.clone();
+        e.id = AuditId::next_after(trail.last().map(|l| l.id), Timestamp::now());
+        trail.push(e);
+    }
 }
 
 struct Inner {
@@ -95,7 +107,12 @@ impl MemoryStore {
         Ok(self.inner.maps.read().by_hash.values().cloned().collect())
     }
 
-    pub(super) fn insert(&self, hash: &KeyHash, record: &KeyRecord) -> Result<(), StoreError> {
+    pub(super) fn insert(
+        &self,
+        hash: &KeyHash,
+        record: &KeyRecord,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), StoreError> {
         let mut maps = self.inner.maps.write();
         if maps.by_id.contains_key(&record.id) || maps.by_hash.contains_key(hash) {
             return Err(StoreError::Conflict(format!(
@@ -105,10 +122,15 @@ impl MemoryStore {
         }
         maps.by_id.insert(record.id.clone(), *hash);
         maps.by_hash.insert(*hash, record.clone());
+        append_audit(&mut maps.audit, audit);
         Ok(())
     }
 
-    pub(super) fn replace(&self, record: &KeyRecord) -> Result<(), StoreError> {
+    pub(super) fn replace(
+        &self,
+        record: &KeyRecord,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), StoreError> {
         let hash = {
             let mut maps = self.inner.maps.write();
             let Some(hash) = maps.by_id.get(&record.id).copied() else {
@@ -118,6 +140,7 @@ impl MemoryStore {
                 )));
             };
             maps.by_hash.insert(hash, record.clone());
+            append_audit(&mut maps.audit, audit);
             hash
         };
         // No receiver is fine: nobody caches.
@@ -184,11 +207,26 @@ impl super::KeyAdmin for MemoryStore {
     fn list(&self) -> StoreFuture<'_, Vec<KeyRecord>> {
         Box::pin(async move { MemoryStore::list(self) })
     }
-    fn insert<'a>(&'a self, hash: &'a KeyHash, record: &'a KeyRecord) -> StoreFuture<'a, ()> {
-        Box::pin(async move { MemoryStore::insert(self, hash, record) })
+    fn insert<'a>(
+        &'a self,
+        hash: &'a KeyHash,
+        record: &'a KeyRecord,
+        audit: Option<&'a AuditEntry>,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move { MemoryStore::insert(self, hash, record, audit) })
     }
-    fn replace<'a>(&'a self, record: &'a KeyRecord) -> StoreFuture<'a, ()> {
-        Box::pin(async move { MemoryStore::replace(self, record) })
+    fn replace<'a>(
+        &'a self,
+        record: &'a KeyRecord,
+        audit: Option<&'a AuditEntry>,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move { MemoryStore::replace(self, record, audit) })
+    }
+}
+
+impl super::AuditLog for MemoryStore {
+    fn audit<'a>(&'a self, query: &'a AuditQuery) -> StoreFuture<'a, AuditPage> {
+        Box::pin(async move { Ok(query.page_of(self.inner.maps.read().audit.iter())) })
     }
 }
 

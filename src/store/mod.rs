@@ -1,13 +1,17 @@
 //! Key stores: where records live, shared by every gateway that uses them.
 //!
-//! A store does four jobs, one trait each, so a part of the gateway depends
+//! A store does five jobs, one trait each, so a part of the gateway depends
 //! only on the job it needs and a backend implements each job its own way:
 //! - [`KeyLookup`]: the hot path's one read, by key hash (only on a cache
 //!   miss: a cache hit never reaches the store);
 //! - [`KeyAdmin`]: records by id, listing, inserting, replacing (the CLI and
 //!   the admin API, through [`crate::manage`]);
 //! - [`UsageStore`]: per-key usage counters, written in batches;
-//! - [`ChangeFeed`]: telling a gateway's cache about every change.
+//! - [`ChangeFeed`]: telling a gateway's cache about every change;
+//! - [`AuditLog`]: reading the audit trail. Entries are appended by the
+//!   write they describe ([`KeyAdmin::insert`] and [`KeyAdmin::replace`]
+//!   take one), in the same Lua script or file write, so a change and its
+//!   entry exist together or not at all.
 //!
 //! [`Store`] is an opened backend seen through all four
 //! ([`crate::config::StoreConfig::open`] opens the one a config names). Three backends:
@@ -30,6 +34,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::keys::KeyHash;
+use crate::keys::{AuditEntry, AuditPage, AuditQuery};
 use crate::keys::{KeyRecord, KeyUsage, Timestamp, UsageDelta};
 
 /// Why the store could not answer. Messages never contain a key.
@@ -87,11 +92,29 @@ pub trait KeyAdmin: Send + Sync + 'static {
     /// Every record, in no particular order.
     fn list(&self) -> StoreFuture<'_, Vec<KeyRecord>>;
     /// Adds a new record; fails with `Conflict` if the id or hash exists.
-    fn insert<'a>(&'a self, hash: &'a KeyHash, record: &'a KeyRecord) -> StoreFuture<'a, ()>;
+    /// With `audit`, appends that entry (its id assigned by the store) in
+    /// the same atomic write.
+    fn insert<'a>(
+        &'a self,
+        hash: &'a KeyHash,
+        record: &'a KeyRecord,
+        audit: Option<&'a AuditEntry>,
+    ) -> StoreFuture<'a, ()>;
     /// Replaces the record with `record.id` (which must exist) and tells
-    /// every gateway's cache. Record and id index change together or not at
-    /// all.
-    fn replace<'a>(&'a self, record: &'a KeyRecord) -> StoreFuture<'a, ()>;
+    /// every gateway's cache. Record, id index and the `audit` entry change
+    /// together or not at all.
+    fn replace<'a>(
+        &'a self,
+        record: &'a KeyRecord,
+        audit: Option<&'a AuditEntry>,
+    ) -> StoreFuture<'a, ()>;
+}
+
+/// The audit trail: append-only (appended by [`KeyAdmin`]'s writes), read
+/// newest first in pages.
+pub trait AuditLog: Send + Sync + 'static {
+    /// One page of entries matching `query`, newest first.
+    fn audit<'a>(&'a self, query: &'a AuditQuery) -> StoreFuture<'a, AuditPage>;
 }
 
 /// Per-key usage counters.
@@ -111,7 +134,7 @@ pub trait ChangeFeed: Send + Sync + 'static {
 }
 
 /// A backend that does every job; what [`Store::new`] takes.
-pub trait Backend: KeyLookup + KeyAdmin + UsageStore + ChangeFeed {
+pub trait Backend: KeyLookup + KeyAdmin + UsageStore + ChangeFeed + AuditLog {
     /// A short name for logs and `/readyz`.
     fn name(&self) -> &'static str;
 }
@@ -123,6 +146,7 @@ pub struct Store {
     admin: Arc<dyn KeyAdmin>,
     usage: Arc<dyn UsageStore>,
     feed: Arc<dyn ChangeFeed>,
+    audit: Arc<dyn AuditLog>,
     name: &'static str,
 }
 
@@ -135,6 +159,7 @@ impl Store {
             lookup: b.clone(),
             admin: b.clone(),
             usage: b.clone(),
+            audit: b.clone(),
             feed: b,
         }
     }
@@ -161,14 +186,38 @@ impl Store {
         Ok(all)
     }
 
-    /// See [`KeyAdmin::insert`].
+    /// See [`KeyAdmin::insert`]; writes no audit entry.
     pub async fn insert(&self, hash: &KeyHash, record: &KeyRecord) -> Result<(), StoreError> {
-        self.admin.insert(hash, record).await
+        self.admin.insert(hash, record, None).await
     }
 
-    /// See [`KeyAdmin::replace`].
+    /// See [`KeyAdmin::replace`]; writes no audit entry.
     pub async fn replace(&self, record: &KeyRecord) -> Result<(), StoreError> {
-        self.admin.replace(record).await
+        self.admin.replace(record, None).await
+    }
+
+    /// [`KeyAdmin::insert`] with its audit entry, in one atomic write.
+    pub async fn insert_audited(
+        &self,
+        hash: &KeyHash,
+        record: &KeyRecord,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        self.admin.insert(hash, record, Some(audit)).await
+    }
+
+    /// [`KeyAdmin::replace`] with its audit entry, in one atomic write.
+    pub async fn replace_audited(
+        &self,
+        record: &KeyRecord,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        self.admin.replace(record, Some(audit)).await
+    }
+
+    /// See [`AuditLog::audit`].
+    pub async fn audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
+        self.audit.audit(query).await
     }
 
     /// See [`UsageStore::add_usage`].

@@ -330,6 +330,7 @@ fn changes(scopes: &[&str], ips: Option<&[&str]>) -> Changes {
         name: None,
         scopes: (!scopes.is_empty()).then(|| parse_scopes(&owned(scopes)).unwrap()),
         allowed_ips: ips.map(|i| parse_ips(&owned(i)).unwrap()),
+        ..Changes::default()
     }
 }
 

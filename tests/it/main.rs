@@ -15,7 +15,9 @@ mod sentinel;
 
 mod admin_api;
 mod admin_metrics;
+mod audit;
 mod check_cli;
+mod degraded;
 mod edge_admin;
 mod edge_config;
 mod edge_keys;
@@ -30,6 +32,7 @@ mod forwarding;
 mod h1_oracle;
 mod hostile;
 mod invalidation;
+mod key_model;
 mod limits;
 mod ops;
 mod ops_cli;

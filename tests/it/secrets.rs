@@ -36,6 +36,8 @@ fn redis_dump(redis: &RedisServer) -> String {
             "hash" => redis.cli(&["HGETALL", key]),
             "string" => redis.cli(&["GET", key]),
             "set" => redis.cli(&["SMEMBERS", key]),
+            // The audit trail: checked for secrets like everything else.
+            "stream" => redis.cli(&["XRANGE", key, "-", "+"]),
             other => panic!("unexpected redis type {other} for {key}"),
         };
         out.push_str(&format!("{key}\n{value}\n"));

@@ -5,6 +5,9 @@
 //! - `osir:id:<id>`: STRING, the hash hex: the id index.
 //! - `osir:ids`: SET of ids, for `list`.
 //! - `osir:usage:<id>`: HASH, `total`, `last_used_at`, `last_ip`, `d:YYYY-MM-DD`.
+//! - `osir:audit`: STREAM, the audit trail: one entry per key change, field
+//!   `entry` holding its JSON, added by the same script as the change;
+//!   never trimmed (append-only).
 //! - channel `osir:invalidate`: `<hash hex> <unix ms>` when a record is
 //!   replaced (revoked, updated; the write time feeds the revocation-delay
 //!   metric), the bare hash hex when one is added, or `*`. Hashes starting
@@ -39,6 +42,7 @@
 //!   that follows it and reports whether the store is up.
 
 mod conn;
+mod lazy;
 mod schema;
 mod scripts;
 mod sentinel;
@@ -46,6 +50,7 @@ mod subscribe;
 mod url;
 mod watch;
 
+pub use lazy::{connect_or_defer, LazyRedisStore};
 pub use url::{
     parse_cluster_url, parse_sentinel_url, ClusterUrl, SentinelUrl, CLUSTER_DEFAULT_PORT,
     SENTINEL_DEFAULT_PORT,
@@ -63,6 +68,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::{InvalidationSink, StoreError, StoreFuture};
 use crate::keys::KeyHash;
+use crate::keys::{AuditEntry, AuditPage, AuditQuery};
 use crate::keys::{KeyRecord, KeyUsage, Timestamp, UsageDelta};
 use conn::{finish_connect, Cluster, Conn};
 use schema::{
@@ -193,6 +199,37 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<RedisStore, StoreEr
     finish_connect(client, None, None, shown_url, timeout).await
 }
 
+/// Checks that `url` is one [`connect`] can use, without connecting: the
+/// same errors `connect` gives for a bad URL.
+pub fn check_url(url: &str) -> Result<(), StoreError> {
+    let shown_url = redact_url(url);
+    let bad = |e: String| StoreError::Unavailable(format!("invalid redis URL {shown_url}: {e}"));
+    if url.starts_with(SENTINEL_SCHEME) {
+        return parse_sentinel_url(url)
+            .map(|_| ())
+            .map_err(|e| bad(e.to_string()));
+    }
+    if url.starts_with(CLUSTER_SCHEME) {
+        let spec = parse_cluster_url(url).map_err(|e| bad(e.to_string()))?;
+        let (host, port) = spec.nodes[0].clone();
+        return spec
+            .node_client(host, port)
+            .map(|_| ())
+            .map_err(|e| bad(scrub(&e.to_string(), spec.password.as_deref())));
+    }
+    Client::open(url).map(|_| ()).map_err(|e| {
+        let mut msg = e.to_string();
+        if let Some(info) = userinfo(url) {
+            msg = info
+                .split(':')
+                .fold(msg.replace(info, "***"), |m, part| scrub(&m, Some(part)));
+        }
+        StoreError::Unavailable(format!(
+            "unsupported or invalid redis URL {shown_url}: {msg}"
+        ))
+    })
+}
+
 impl RedisStore {
     /// One HGETALL of `key` as field → value; `subject` names the record in
     /// a `Corrupt` answer.
@@ -312,6 +349,7 @@ impl RedisStore {
         &self,
         hash: &KeyHash,
         record: &KeyRecord,
+        audit: Option<&AuditEntry>,
     ) -> Result<(), StoreError> {
         let hex = hash.to_hex();
         let (set, _) = record_fields(record);
@@ -324,6 +362,9 @@ impl RedisStore {
             .arg(INVALIDATE_CHANNEL);
         for (field, value) in &set {
             inv.arg(*field).arg(value);
+        }
+        if let Some(entry) = audit {
+            inv.key(self.inner.schema.audit).arg(entry.to_json_line());
         }
         let mut conn = self.conn();
         let answer: i64 = self
@@ -342,7 +383,11 @@ impl RedisStore {
         }
     }
 
-    pub(super) async fn replace(&self, record: &KeyRecord) -> Result<(), StoreError> {
+    pub(super) async fn replace(
+        &self,
+        record: &KeyRecord,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), StoreError> {
         let id = record.id.as_str();
         let (set, absent) = record_fields(record);
         // The index moves only if someone deletes and re-creates the id
@@ -375,6 +420,9 @@ impl RedisStore {
             for field in &absent {
                 inv.arg(*field);
             }
+            if let Some(entry) = audit {
+                inv.key(self.inner.schema.audit).arg(entry.to_json_line());
+            }
             let done: i64 = self
                 .run("replace script", id, inv.invoke_async(&mut conn))
                 .await?;
@@ -385,6 +433,52 @@ impl RedisStore {
         Err(StoreError::Conflict(format!(
             "key id {id} changed while it was being updated; try again"
         )))
+    }
+
+    /// Newest first, one bounded XREVRANGE per chunk, filtered here; stops
+    /// at the first entry older than `since` (entries are in time order).
+    pub(super) async fn audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
+        let stream = self.inner.schema.audit;
+        let limit = query.limit.max(1);
+        let chunk = (limit + 1).clamp(50, LIST_CHUNK);
+        let mut end = query
+            .cursor
+            .map_or_else(|| "+".to_owned(), |c| format!("({c}"));
+        let mut entries = Vec::new();
+        loop {
+            let mut conn = self.conn();
+            let reply: Value = self
+                .run(
+                    "XREVRANGE",
+                    stream,
+                    ::redis::cmd("XREVRANGE")
+                        .arg(stream)
+                        .arg(&end)
+                        .arg("-")
+                        .arg("COUNT")
+                        .arg(chunk)
+                        .query_async(&mut conn),
+                )
+                .await?;
+            let items = schema::audit_items(reply).map_err(|reason| corrupt(stream, reason))?;
+            let exhausted = items.len() < chunk;
+            for entry in &items {
+                if query.since.is_some_and(|s| entry.time < s) {
+                    return Ok(AuditPage::new(entries, false));
+                }
+                if !query.matches(entry) {
+                    continue;
+                }
+                if entries.len() == limit {
+                    return Ok(AuditPage::new(entries, true));
+                }
+                entries.push(entry.clone());
+            }
+            match items.last() {
+                Some(last) if !exhausted => end = format!("({}", last.id),
+                _ => return Ok(AuditPage::new(entries, false)),
+            }
+        }
     }
 
     pub(super) async fn add_usage(&self, batch: &[UsageDelta]) -> Result<(), StoreError> {
@@ -441,11 +535,26 @@ impl crate::store::KeyAdmin for RedisStore {
     fn list(&self) -> StoreFuture<'_, Vec<KeyRecord>> {
         Box::pin(RedisStore::list(self))
     }
-    fn insert<'a>(&'a self, hash: &'a KeyHash, record: &'a KeyRecord) -> StoreFuture<'a, ()> {
-        Box::pin(RedisStore::insert(self, hash, record))
+    fn insert<'a>(
+        &'a self,
+        hash: &'a KeyHash,
+        record: &'a KeyRecord,
+        audit: Option<&'a AuditEntry>,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(RedisStore::insert(self, hash, record, audit))
     }
-    fn replace<'a>(&'a self, record: &'a KeyRecord) -> StoreFuture<'a, ()> {
-        Box::pin(RedisStore::replace(self, record))
+    fn replace<'a>(
+        &'a self,
+        record: &'a KeyRecord,
+        audit: Option<&'a AuditEntry>,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(RedisStore::replace(self, record, audit))
+    }
+}
+
+impl crate::store::AuditLog for RedisStore {
+    fn audit<'a>(&'a self, query: &'a AuditQuery) -> StoreFuture<'a, AuditPage> {
+        Box::pin(RedisStore::audit(self, query))
     }
 }
 

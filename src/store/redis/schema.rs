@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use ::redis::Value;
 
 use crate::keys::{parse_ip_or_cidr, valid_key_id, KeyRecord, KeyUsage, Scope, Timestamp};
-use crate::keys::{Env, KeyHash};
+use crate::keys::{AuditEntry, AuditId, Env, KeyHash};
 use crate::store::StoreError;
 
 /// The names of the schema's keys. A store uses [`Schema::PLAIN`], or
@@ -26,6 +26,8 @@ pub(super) struct Schema {
     pub(super) ids: &'static str,
     /// Prefix of a usage hash: `<usage><id>`.
     pub(super) usage: &'static str,
+    /// The audit trail: a STREAM, one `entry` field (JSON) per change.
+    pub(super) audit: &'static str,
 }
 
 impl Schema {
@@ -34,6 +36,7 @@ impl Schema {
         id: "osir:id:",
         ids: "osir:ids",
         usage: "osir:usage:",
+        audit: "osir:audit",
     };
     /// Everything under the hash tag `{osir}`: one slot.
     pub(super) const CLUSTER: Schema = Schema {
@@ -41,6 +44,7 @@ impl Schema {
         id: "{osir}:id:",
         ids: "{osir}:ids",
         usage: "{osir}:usage:",
+        audit: "{osir}:audit",
     };
 }
 
@@ -139,6 +143,8 @@ pub(super) fn record_fields(r: &KeyRecord) -> (Vec<(&'static str, String)>, Vec<
         ("account", r.account.clone()),
         ("expires_at", r.expires_at.map(|t| t.0.to_string())),
         ("revoked_at", r.revoked_at.map(|t| t.0.to_string())),
+        ("replaces", r.replaces.clone()),
+        ("replaced_by", r.replaced_by.clone()),
     ];
     for (field, value) in optional {
         match value {
@@ -161,6 +167,14 @@ impl Fields<'_> {
 
     fn req(&self, name: &str) -> Result<&str, String> {
         self.opt(name)?.ok_or_else(|| format!("{name}: missing"))
+    }
+
+    /// An optional key id linking to another record.
+    fn link(&self, name: &str) -> Result<Option<String>, String> {
+        match self.opt(name)? {
+            Some(id) if !valid_key_id(id) => Err(format!("{name}: not a valid key id")),
+            other => Ok(other.map(str::to_owned)),
+        }
     }
 
     fn time(&self, name: &str) -> Result<Option<Timestamp>, String> {
@@ -203,7 +217,39 @@ pub(super) fn parse_record(raw: &HashMap<Vec<u8>, Vec<u8>>) -> Result<KeyRecord,
         expires_at: f.time("expires_at")?,
         revoked_at: f.time("revoked_at")?,
         hint: f.req("hint")?.to_owned(),
+        replaces: f.link("replaces")?,
+        replaced_by: f.link("replaced_by")?,
     })
+}
+
+/// XREVRANGE's reply as entries, their ids taken from the stream.
+pub(super) fn audit_items(v: Value) -> Result<Vec<AuditEntry>, String> {
+    let mut out = Vec::new();
+    for item in list_items(v)? {
+        let mut parts = list_items(item)?.into_iter();
+        let (Some(id), Some(fields), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err("unexpected stream entry shape".into());
+        };
+        let id = bytes_of(id)
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or("stream entry id: not text")?;
+        let id: AuditId = id.parse().map_err(|e| format!("stream entry id: {e}"))?;
+        let fields = list_items(fields)?;
+        let mut json = None;
+        for pair in fields.chunks(2) {
+            if let [k, v] = pair {
+                if bytes_of(k.clone()).as_deref() == Some(b"entry") {
+                    json = bytes_of(v.clone());
+                }
+            }
+        }
+        let json = json.ok_or_else(|| format!("audit entry {id}: no entry field"))?;
+        let mut entry: AuditEntry =
+            serde_json::from_slice(&json).map_err(|e| format!("audit entry {id}: {e}"))?;
+        entry.id = id;
+        out.push(entry);
+    }
+    Ok(out)
 }
 
 pub(super) fn parse_usage(raw: &HashMap<Vec<u8>, Vec<u8>>) -> Result<KeyUsage, String> {
@@ -253,6 +299,7 @@ mod tests {
             Schema::CLUSTER.id,
             Schema::CLUSTER.ids,
             Schema::CLUSTER.usage,
+            Schema::CLUSTER.audit,
         ] {
             assert!(prefix.starts_with("{osir}:"), "{prefix}");
         }
@@ -276,6 +323,8 @@ mod tests {
             expires_at: Some(Timestamp(1_800_000_000_000)),
             revoked_at: None,
             hint: "osir_live_…o5p6".into(),
+            replaces: Some("key_old".into()),
+            replaced_by: None,
         }
     }
 
@@ -289,7 +338,7 @@ mod tests {
     fn records_roundtrip_through_fields() {
         let r = sample();
         let (set, absent) = record_fields(&r);
-        assert_eq!(absent, vec!["revoked_at"]);
+        assert_eq!(absent, vec!["revoked_at", "replaced_by"]);
         assert_eq!(parse_record(&as_raw(&set)).unwrap(), r);
     }
 

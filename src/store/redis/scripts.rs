@@ -5,26 +5,36 @@
 
 /// Adds a record, its id index and its id-set entry unless the hash or the id
 /// is taken; announces the hash (a gateway may hold it as "unknown").
-/// KEYS: record, id index, id set. ARGV: hash, id, channel, field/value pairs.
+/// KEYS: record, id index, id set, optionally the audit stream. ARGV: hash,
+/// id, channel, field/value pairs, then (with the audit stream) the audit
+/// entry's JSON, appended in the same script.
 pub(super) const INSERT_LUA: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return 2 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+local last = #ARGV
+if KEYS[4] then last = last - 1 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4, last))
 redis.call('SET', KEYS[2], ARGV[1])
 redis.call('SADD', KEYS[3], ARGV[2])
 redis.call('PUBLISH', ARGV[3], ARGV[1])
+if KEYS[4] then redis.call('XADD', KEYS[4], '*', 'entry', ARGV[#ARGV]) end
 return 0
 ";
 
 /// Rewrites a record if the id index still points at it, then announces it
-/// with the write time. KEYS: id index, record. ARGV: hash, channel, write
-/// time (Unix ms), n, n field/value pairs, then the optional fields to delete.
+/// with the write time. KEYS: id index, record, optionally the audit stream.
+/// ARGV: hash, channel, write time (Unix ms), n, n field/value pairs, the
+/// optional fields to delete, then (with the audit stream) the audit entry's
+/// JSON, appended in the same script.
 pub(super) const REPLACE_LUA: &str = r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local n = tonumber(ARGV[4])
+local last = #ARGV
+if KEYS[3] then last = last - 1 end
 redis.call('HSET', KEYS[2], unpack(ARGV, 5, 4 + 2 * n))
-if #ARGV > 4 + 2 * n then redis.call('HDEL', KEYS[2], unpack(ARGV, 5 + 2 * n)) end
+if last > 4 + 2 * n then redis.call('HDEL', KEYS[2], unpack(ARGV, 5 + 2 * n, last)) end
 redis.call('PUBLISH', ARGV[2], ARGV[1] .. ' ' .. ARGV[3])
+if KEYS[3] then redis.call('XADD', KEYS[3], '*', 'entry', ARGV[#ARGV]) end
 return 1
 ";
 

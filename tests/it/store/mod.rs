@@ -109,6 +109,8 @@ fn record(id: &str, key: &ApiKey, created_ms: i64) -> KeyRecord {
         expires_at: None,
         revoked_at: None,
         hint: key.hint(),
+        replaces: None,
+        replaced_by: None,
     }
 }
 

@@ -104,6 +104,11 @@ impl CliConfig {
     pub fn run(&self, args: &[&str]) -> CliRun {
         run_binary(&self.path, args)
     }
+
+    /// Like [`CliConfig::run`], with `env` added to the child's environment.
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> CliRun {
+        run_binary_env(&self.path, args, env)
+    }
 }
 
 /// One finished run of the binary.
@@ -130,11 +135,17 @@ impl CliRun {
 
 /// `osir-gateway -c CONFIG ARGS…`, waited for.
 pub fn run_binary(config: &Path, args: &[&str]) -> CliRun {
+    run_binary_env(config, args, &[])
+}
+
+/// [`run_binary`] with `env` added to the child's environment.
+pub fn run_binary_env(config: &Path, args: &[&str], env: &[(&str, &str)]) -> CliRun {
     let out = Command::new(env!("CARGO_BIN_EXE_osir-gateway"))
         .arg("-c")
         .arg(config)
         .args(args)
         .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
         .output()
         .unwrap_or_else(|e| panic!("cannot run osir-gateway: {e}"));
     CliRun {
