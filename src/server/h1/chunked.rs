@@ -6,7 +6,7 @@
 //! hex digits (no sign, no `0x`, no leading space), a bare LF or a missing
 //! CRLF after a size line or after chunk data, a size line or a trailer
 //! section over its bound. Chunk extensions are read past; trailers are
-//! checked (each line a `name: value` field) and dropped, since the gateway
+//! checked (each line a token name, `:`, a visible-ASCII value) and dropped, since the gateway
 //! forwards the body re-framed, never the client's spelling of it.
 
 use crate::error::Framing;
@@ -235,18 +235,24 @@ impl ChunkedDecoder {
                             total,
                         },
                         (b'\n' | b'\r', _) | (_, true) => return Err(Framing::Trailers),
-                        (b':', false) if line > 0 => State::Trailer {
+                        (b':', false) if line > 0 && !colon => State::Trailer {
                             line: line + 1,
                             colon: true,
                             cr: false,
                             total,
                         },
-                        (_, false) => State::Trailer {
-                            line: line + 1,
-                            colon,
-                            cr: false,
-                            total,
-                        },
+                        // The name is a token; the value visible ASCII,
+                        // space or tab. Anything else is refused, not read
+                        // past (and a name never starts with whitespace).
+                        (_, false) if (!colon && is_tchar(b)) || (colon && is_value_byte(b)) => {
+                            State::Trailer {
+                                line: line + 1,
+                                colon,
+                                cr: false,
+                                total,
+                            }
+                        }
+                        (_, false) => return Err(Framing::Trailers),
                     };
                 }
                 State::Done => return Ok(Step::Done { consumed: i }),
@@ -257,6 +263,16 @@ impl ChunkedDecoder {
         }
         Ok(Step::NeedMore { consumed: i })
     }
+}
+
+/// A token character (RFC 9110): what a field name is made of.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Visible ASCII, space or tab: what a trailer value may hold.
+fn is_value_byte(b: u8) -> bool {
+    b == b'\t' || (0x20..0x7f).contains(&b)
 }
 
 /// Decodes a whole chunked body held in `buf` (tests, the oracle check):
@@ -340,6 +356,9 @@ mod tests {
             ("5\r\nhello\n0\r\n\r\n", Framing::ChunkEnd),
             ("0\r\nno colon\r\n\r\n", Framing::Trailers),
             ("0\r\nX: 1\n\r\n", Framing::Trailers),
+            ("0\r\n\x7f-T: 1\r\n\r\n", Framing::Trailers),
+            ("0\r\n T: 1\r\n\r\n", Framing::Trailers),
+            ("0\r\nT: \x01\r\n\r\n", Framing::Trailers),
             ("5;a\nb\r\nhello\r\n0\r\n\r\n", Framing::ChunkSize),
         ];
         for (raw, want) in cases {
