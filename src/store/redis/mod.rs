@@ -40,6 +40,8 @@
 //! - `scripts.rs`: the Lua scripts every write goes through.
 //! - `subscribe.rs` and `watch.rs`: the invalidation channel and the task
 //!   that follows it and reports whether the store is up.
+//! - `lazy.rs`: the store `run` serves with while Redis is unreachable at
+//!   start, connecting in the background.
 
 mod conn;
 mod lazy;
