@@ -115,7 +115,7 @@ pub fn parse_duration(field: &'static str, text: &str) -> Result<Duration, KeyOp
 }
 
 fn check_name(name: &str) -> Result<(), KeyOpError> {
-    if name.trim().is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+    if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
         return Err(invalid(
             "name",
             format!("invalid name {name:?}: 1–200 characters, no control characters"),
@@ -286,6 +286,33 @@ impl ListCursor {
 pub const LIST_MAX_LIMIT: usize = 1000;
 /// The page size when only a cursor is given.
 pub const LIST_DEFAULT_LIMIT: usize = 100;
+
+/// Builds a list query from its text parts (flags or query parameters),
+/// checking each; `limit` defaults to [`LIST_DEFAULT_LIMIT`] when only a
+/// cursor is given. Returns the query and whether it asks for a page.
+pub fn list_query(
+    account: Option<&str>,
+    env: Option<&str>,
+    status: Option<&str>,
+    limit: Option<&str>,
+    cursor: Option<&str>,
+) -> Result<(ListQuery, bool), KeyOpError> {
+    if let Some(a) = account {
+        check_account(a)?;
+    }
+    let paged = limit.is_some() || cursor.is_some();
+    let query = ListQuery {
+        account: account.map(str::to_owned),
+        env: env.map(parse_env).transpose()?,
+        status: status.map(Status::parse).transpose()?,
+        limit: match limit {
+            Some(l) => Some(parse_list_limit(l)?),
+            None => paged.then_some(LIST_DEFAULT_LIMIT),
+        },
+        cursor: cursor.map(ListCursor::parse).transpose()?,
+    };
+    Ok((query, paged))
+}
 
 /// Parses a page size for `list` (1 to [`LIST_MAX_LIMIT`]).
 pub fn parse_list_limit(text: &str) -> Result<usize, KeyOpError> {

@@ -39,6 +39,10 @@ pub(crate) enum AdminError {
     /// parameter).
     #[error("{0}")]
     BadQuery(String),
+    /// The key is in a state the call cannot act on (rotating a revoked or
+    /// expired key): 409.
+    #[error("{0}")]
+    Conflict(#[source] KeyOpError),
     /// The body is not the JSON this call takes.
     #[error("body: {0}")]
     BadBody(#[source] serde_json::Error),
@@ -64,6 +68,9 @@ impl From<KeyOpError> for AdminError {
     fn from(e: KeyOpError) -> AdminError {
         match e {
             KeyOpError::NotFound(_) => AdminError::KeyNotFound,
+            // The key's own state, not the input, is what is wrong (only
+            // rotation names the field `id`, for a revoked or expired key).
+            KeyOpError::Invalid { field: "id", .. } => AdminError::Conflict(e),
             KeyOpError::Invalid { .. } | KeyOpError::NothingToChange(_) => AdminError::Invalid(e),
             KeyOpError::Store(s) => AdminError::StoreUnavailable(s),
             KeyOpError::Random(_) | KeyOpError::Partial { .. } => AdminError::Internal(e),
@@ -77,6 +84,7 @@ impl AdminError {
         match self {
             RouteNotFound | KeyNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Conflict(_) => StatusCode::CONFLICT,
             Unauthorized => StatusCode::UNAUTHORIZED,
             RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Invalid(_) | BadQuery(_) | BadBody(_) | BodyTooLarge { .. } | BodyUnreadable(_) => {
@@ -96,6 +104,7 @@ impl AdminError {
             Unauthorized => "unauthorized",
             RateLimited(_) => "rate_limited",
             KeyNotFound => "key_not_found",
+            Conflict(_) => "conflict",
             Invalid(_) | BadQuery(_) | BadBody(_) | BodyTooLarge { .. } | BodyUnreadable(_) => {
                 "invalid_request"
             }
@@ -113,6 +122,7 @@ impl AdminError {
             | MethodNotAllowed(_)
             | Unauthorized
             | KeyNotFound
+            | Conflict(_)
             | Invalid(_)
             | BadQuery(_)
             | BadBody(_)

@@ -5,9 +5,11 @@
 //! `/metrics` in Prometheus text format. The key API (contract §11) is off
 //! unless `[admin] token_env` names a variable holding a token; every call
 //! then needs `Authorization: Bearer <token>`, compared in constant time.
-//! It calls the same [`KeyService`] as the CLI.
+//! It calls the same [`KeyService`] as the CLI. `/openapi.json` describes
+//! the key API (see [`openapi`]).
 
 pub(crate) mod error;
+mod openapi;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +23,7 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 
 use crate::keys::Actor;
-use crate::manage::{self, Changes, KeyService, ListCursor, ListQuery, NewKey, Status};
+use crate::manage::{self, Changes, KeyService, NewKey};
 use crate::state::Gateway;
 use error::AdminError;
 
@@ -107,6 +109,15 @@ async fn route(
             );
             Ok(r)
         }
+        (&Method::GET, "/openapi.json") => {
+            // Served without the token, but only while the key API is on.
+            if admin_token(gw).is_none() {
+                return Err(AdminError::RouteNotFound);
+            }
+            let resources = gw.snapshot.load().config.known_resources();
+            Ok(json(StatusCode::OK, &openapi::document(&resources)))
+        }
+        (_, "/openapi.json") => Err(AdminError::MethodNotAllowed("GET, HEAD")),
         (_, p) if p == "/keys" || p.starts_with("/keys/") || p == "/audit" => {
             authenticate(gw, &req, peer)?;
             let actor = Actor::Api {
@@ -242,6 +253,13 @@ async fn read_json<T: for<'de> Deserialize<'de>>(req: Request<Incoming>) -> Resu
     } else {
         body
     };
+    // Every body is a JSON object: serde would also read a struct from an
+    // array (`[]`), which no client means.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(AdminError::BadBody(
+            <serde_json::Error as serde::de::Error>::custom("expected a JSON object"),
+        ));
+    }
     serde_json::from_slice(&body).map_err(AdminError::BadBody)
 }
 
@@ -250,6 +268,18 @@ fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
 ) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
+}
+
+/// A field that may be absent but not `null`.
+fn not_null<T>(field: &'static str, v: Option<Option<T>>) -> Result<Option<T>, AdminError> {
+    match v {
+        Some(None) => Err(AdminError::Invalid(manage::KeyOpError::Invalid {
+            field,
+            message: "must not be null (leave the field out to keep it)".into(),
+        })),
+        Some(Some(t)) => Ok(Some(t)),
+        None => Ok(None),
+    }
 }
 
 #[derive(Deserialize)]
@@ -272,12 +302,14 @@ struct CreateBody {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PatchBody {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    scopes: Option<Vec<String>>,
-    #[serde(default)]
-    allowed_ips: Option<Vec<String>>,
+    // `null` is refused for these (see `not_null`): it would read as "no
+    // change" while a client sending it means something else.
+    #[serde(default, deserialize_with = "present")]
+    name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    scopes: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    allowed_ips: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "present")]
     expires_in: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
@@ -393,17 +425,14 @@ async fn keys_api(
         }
         (Method::GET, []) => {
             let q = query_params(&req, &["limit", "cursor", "account", "env", "status"])?;
-            let paged = q.contains_key("limit") || q.contains_key("cursor");
-            let query = ListQuery {
-                account: q.get("account").cloned(),
-                env: q.get("env").map(|e| manage::parse_env(e)).transpose()?,
-                status: q.get("status").map(|s| Status::parse(s)).transpose()?,
-                limit: match q.get("limit") {
-                    Some(l) => Some(manage::parse_list_limit(l)?),
-                    None => paged.then_some(manage::LIST_DEFAULT_LIMIT),
-                },
-                cursor: q.get("cursor").map(|c| ListCursor::parse(c)).transpose()?,
-            };
+            let text = |name: &str| q.get(name).map(String::as_str);
+            let (query, paged) = manage::list_query(
+                text("account"),
+                text("env"),
+                text("status"),
+                text("limit"),
+                text("cursor"),
+            )?;
             let page = svc(false).list_page(&query).await?;
             let records: Vec<_> = page
                 .records
@@ -433,9 +462,13 @@ async fn keys_api(
             let id = (*id).to_owned();
             let b: PatchBody = read_json(req).await?;
             let changes = Changes {
-                name: b.name,
-                scopes: b.scopes.map(|s| manage::parse_scopes(&s)).transpose()?,
-                allowed_ips: b.allowed_ips.map(|s| manage::parse_ips(&s)).transpose()?,
+                name: not_null("name", b.name)?,
+                scopes: not_null("scopes", b.scopes)?
+                    .map(|s| manage::parse_scopes(&s))
+                    .transpose()?,
+                allowed_ips: not_null("allowed_ips", b.allowed_ips)?
+                    .map(|s| manage::parse_ips(&s))
+                    .transpose()?,
                 expires_in: b
                     .expires_in
                     .map(|e| {

@@ -484,23 +484,13 @@ pub async fn keys_op(store: &Store, cfg: &Config, cmd: KeysCommand) -> Result<St
             cursor,
             json,
         } => {
-            let paged = limit.is_some() || cursor.is_some();
-            let query = manage::ListQuery {
-                account,
-                env: env.as_deref().map(manage::parse_env).transpose()?,
-                status: status_filter
-                    .as_deref()
-                    .map(manage::Status::parse)
-                    .transpose()?,
-                limit: match &limit {
-                    Some(l) => Some(manage::parse_list_limit(l)?),
-                    None => paged.then_some(manage::LIST_DEFAULT_LIMIT),
-                },
-                cursor: cursor
-                    .as_deref()
-                    .map(manage::ListCursor::parse)
-                    .transpose()?,
-            };
+            let (query, paged) = manage::list_query(
+                account.as_deref(),
+                env.as_deref(),
+                status_filter.as_deref(),
+                limit.as_deref(),
+                cursor.as_deref(),
+            )?;
             let page = svc.list_page(&query).await?;
             let all = page.records;
             if json {

@@ -11,6 +11,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
+    /// The latest time an RFC 3339 text can show: 9999-12-31T23:59:59.999Z.
+    /// Times are clamped to it, so a huge lifetime is "practically never",
+    /// not an error.
+    pub const MAX: Timestamp = Timestamp(253_402_300_799_999);
+
     /// The current time.
     pub fn now() -> Timestamp {
         Timestamp::from_system(SystemTime::now())
@@ -24,16 +29,18 @@ impl Timestamp {
         )
     }
 
-    /// Back to `SystemTime`, for formatting.
+    /// Back to `SystemTime`, for formatting (clamped to the epoch and
+    /// [`Timestamp::MAX`], the range RFC 3339 can show).
     pub fn to_system(self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_millis(self.0.max(0) as u64)
+        UNIX_EPOCH + Duration::from_millis(self.0.clamp(0, Timestamp::MAX.0) as u64)
     }
 
-    /// `self + d`, saturating.
+    /// `self + d`, saturating at [`Timestamp::MAX`].
     pub fn plus(self, d: Duration) -> Timestamp {
         Timestamp(
             self.0
-                .saturating_add(d.as_millis().min(i64::MAX as u128) as i64),
+                .saturating_add(d.as_millis().min(i64::MAX as u128) as i64)
+                .min(Timestamp::MAX.0),
         )
     }
 
@@ -87,5 +94,13 @@ mod tests {
         assert_eq!(Timestamp(0).to_string(), "1970-01-01T00:00:00Z");
         assert_eq!(Timestamp(0).day(), "1970-01-01");
         assert!(Timestamp::parse("yesterday").is_err());
+    }
+
+    #[test]
+    fn far_times_clamp_instead_of_failing_to_show() {
+        let far = Timestamp(0).plus(Duration::from_secs(u64::MAX / 2));
+        assert_eq!(far, Timestamp::MAX);
+        assert_eq!(far.to_string(), "9999-12-31T23:59:59.999Z");
+        assert_eq!(Timestamp(i64::MAX).to_string(), "9999-12-31T23:59:59.999Z");
     }
 }

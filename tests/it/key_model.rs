@@ -298,9 +298,77 @@ async fn api_key_model_matches_the_cli() {
         "status=gone",
         "env=prod",
         "colour=red",
+        "account=",
+        "env=live&env=test",
     ] {
         let r = call(Method::GET, &format!("/keys?{q}"), None).await;
         r.assert_error(400, "invalid_request");
     }
+
+    // What schemathesis found: null is not "no change"; a revoked key
+    // cannot be rotated (409); a lifetime past year 9999 is clamped.
+    let r = call(
+        Method::PATCH,
+        &path,
+        Some(json!({"name": null, "account": "x"})),
+    )
+    .await;
+    r.assert_error(400, "invalid_request");
+    assert!(r.text().contains("name"), "{}", r.text());
+    let r = call(Method::POST, &format!("/keys/{new_id}/rotate"), None).await;
+    r.assert_error(409, "conflict");
+    let r = call(Method::POST, &format!("{path}/rotate"), Some(json!([]))).await;
+    r.assert_error(400, "invalid_request");
+    assert!(r.text().contains("JSON object"), "{}", r.text());
+    let r = call(
+        Method::POST,
+        "/keys",
+        Some(json!({"name": "far", "scopes": ["*"], "expires_in": "999999999d", "env": null})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["expires_at"], "9999-12-31T23:59:59.999Z");
+    assert_eq!(r.json()["env"], "test");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn openapi_json_is_served_without_the_token_while_the_api_is_on() {
+    let up = RecordingUpstream::start("up").await;
+    let off = TestGateway::builder()
+        .toml(&config(&up.url(), None, ""))
+        .store(crate::support::keys::memory_store())
+        .start()
+        .await;
+    crate::support::client::get(&off.admin_url("/openapi.json"), &[])
+        .await
+        .assert_error(404, "route_not_found");
+    off.shutdown().await;
+
+    let var = format!("OSIR_TEST_ADMIN_{}", random_hex(8).to_uppercase());
+    crate::support::set_test_env(&var, "openapi-admin-token");
+    let toml = config(&up.url(), None, "").replace(
+        "listen = \"127.0.0.1:2\"",
+        &format!("listen = \"127.0.0.1:2\"\ntoken_env = \"{var}\""),
+    );
+    let gw = TestGateway::builder()
+        .toml(&toml)
+        .store(crate::support::keys::memory_store())
+        .start()
+        .await;
+    let r = crate::support::client::get(&gw.admin_url("/openapi.json"), &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let doc = r.json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let pattern = doc["components"]["schemas"]["Scope"]["pattern"]
+        .as_str()
+        .unwrap();
+    assert!(pattern.contains("(billing|domains|vps))"), "{pattern}");
+    // The repository's document is the one served (narrowed).
+    let repo: Value = serde_json::from_str(include_str!("../../docs/openapi.json")).unwrap();
+    assert_eq!(doc["paths"], repo["paths"]);
+    let r = send(Method::POST, &gw.admin_url("/openapi.json"), &[], "").await;
+    assert_eq!(r.status, 405);
     gw.shutdown().await;
 }

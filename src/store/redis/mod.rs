@@ -40,6 +40,8 @@
 //! - `scripts.rs`: the Lua scripts every write goes through.
 //! - `subscribe.rs` and `watch.rs`: the invalidation channel and the task
 //!   that follows it and reports whether the store is up.
+//! - `lazy.rs`: the store `run` serves with while Redis is unreachable at
+//!   start, connecting in the background.
 
 mod conn;
 mod lazy;
@@ -439,6 +441,11 @@ impl RedisStore {
     /// at the first entry older than `since` (entries are in time order).
     pub(super) async fn audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
         let stream = self.inner.schema.audit;
+        if query.cursor.is_some_and(|c| c.is_unset()) {
+            // Nothing is older than the first possible id (and Redis
+            // refuses the exclusive range "(0-0").
+            return Ok(AuditPage::default());
+        }
         let limit = query.limit.max(1);
         let chunk = (limit + 1).clamp(50, LIST_CHUNK);
         let mut end = query
