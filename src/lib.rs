@@ -11,7 +11,7 @@
 //! | [`cli`] | argument parsing, the `keys` commands, human and JSON output |
 //! | [`app`] | building and running a gateway (`run`, `demo`), config reloads, logging, signals |
 //! | [`server`] | listeners, TLS, idle connections, the HTTP engines |
-//! | [`admin`] | the admin listener: health, metrics, the key API |
+//! | `admin` | the admin listener: health, metrics, the key API |
 //! | [`pipeline`] | [`pipeline::handle`]: one request through the stages, in order |
 //! | [`state`] | the gateway's shared state and its immutable config snapshot |
 //! | pipeline stages | one file per stage, each a plain function or type (below) |
@@ -29,15 +29,15 @@
 //!
 //! | stage | module |
 //! | --- | --- |
-//! | request shape and head size (405, 400, 431) | [`pipeline::shape`] |
+//! | request shape and head size (405, 400, 431) | `pipeline::shape` |
 //! | client IP (trusted proxies, X-Forwarded-For) | [`pipeline::client_ip`] |
 //! | canonical path check | [`pipeline::path`] |
 //! | route and required scope | [`pipeline::route`] |
 //! | credential extraction and stripping | [`pipeline::credential`] |
 //! | key lookup, expiry, revocation, IP, scope | [`pipeline::authorize`] |
-//! | unknown-key budget (flood defence) | [`pipeline::budget`] |
-//! | header hygiene and identity headers | [`pipeline::rewrite`] |
-//! | upstream exchange, connection pools | [`pipeline::upstream`] |
+//! | unknown-key budget (flood defence) | `pipeline::budget` |
+//! | header hygiene and identity headers | `pipeline::rewrite` |
+//! | upstream exchange, connection pools | `pipeline::upstream` |
 //! | access log (JSON lines, non-blocking) | [`pipeline::access_log`] |
 //!
 //! The stage files hold the long-lived tables they need (compiled routes,

@@ -64,14 +64,31 @@ async fn route(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Full<Byt
     match (req.method(), path.as_str()) {
         (&Method::GET, "/healthz") => Ok(Response::new(Full::new(Bytes::from_static(b"ok\n")))),
         (&Method::GET, "/readyz") => {
-            let ready = gw.ready.load(Ordering::SeqCst);
+            let started = gw.ready.load(Ordering::SeqCst);
             let snap = gw.snapshot.load();
+            // Serving while changes cannot reach us would keep revoked keys
+            // alive: not ready, and say why.
+            let feed_problem = gw.cache.feed_problem();
+            let ready = started && feed_problem.is_none();
+            let status_text = match (started, &feed_problem) {
+                (false, _) => "starting",
+                (true, Some(_)) => "feed_down",
+                (true, None) => "ready",
+            };
             let v = serde_json::json!({
-                "status": if ready { "ready" } else { "starting" },
+                "status": status_text,
                 "config_generation": snap.generation,
                 "store": {
                     "backend": gw.cache.store().backend_name(),
                     "up": gw.cache.store_is_up(),
+                },
+                "feed": {
+                    "up": feed_problem.is_none(),
+                    "reason": feed_problem,
+                },
+                "usage": {
+                    "writable": gw.cache.usage_problem().is_none(),
+                    "reason": gw.cache.usage_problem(),
                 },
             });
             let status = if ready {

@@ -233,6 +233,7 @@ impl Validator<'_> {
 
     fn store(&mut self, raw: raw::RawStore) -> StoreConfig {
         let timeout = self.duration("store.timeout", &raw.timeout, false);
+        let feed_max_len: u64 = self.count("store.feed_max_len", raw.feed_max_len, 1000);
         match raw.backend.as_str() {
             "redis" => {
                 if raw.path.is_some() {
@@ -247,7 +248,11 @@ impl Validator<'_> {
                         self.problem("store.url", message);
                     }
                 }
-                StoreConfig::Redis { url, timeout }
+                StoreConfig::Redis {
+                    url,
+                    timeout,
+                    feed_max_len,
+                }
             }
             "file" => {
                 if raw.url.is_some() {
@@ -310,6 +315,16 @@ impl Validator<'_> {
                 &raw.failed_lookup_window,
                 false,
             ),
+            failed_lookup_ipv6_prefix: {
+                let n = raw.failed_lookup_ipv6_prefix;
+                if !(1..=128).contains(&n) {
+                    self.problem(
+                        "auth.failed_lookup_ipv6_prefix",
+                        format!("must be between 1 and 128, got {n}"),
+                    );
+                }
+                n.clamp(1, 128) as u8
+            },
         }
     }
 

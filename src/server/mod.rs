@@ -13,7 +13,7 @@
 //! cannot hold up accepting; it counts against the connection limit and in
 //! `open_connections` like any open connection.
 //!
-//! Every API connection is driven by [`crate::server::idle::drive`], which closes it
+//! Every API connection is driven by `crate::server::idle::drive`, which closes it
 //! gracefully once no request has been in flight for `server.idle_timeout`
 //! (HTTP/1.1 keep-alive and HTTP/2 alike), and when the server stops.
 
@@ -72,7 +72,7 @@ pub fn builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
 /// incomplete): a quarter above `server.max_header_bytes`, at least the 8 KiB
 /// hyper requires. Heads up to this size reach the pipeline, which answers
 /// those over `max_header_bytes` with the contract's JSON 431
-/// ([`crate::pipeline::shape`]); beyond it hyper itself answers a bare 431 (no body, no
+/// (`crate::pipeline::shape`); beyond it hyper itself answers a bare 431 (no body, no
 /// `X-Request-Id`) and closes the connection. So is a head with more than 100
 /// header fields (hyper's parser limit).
 pub fn hyper_head_limit(max_header_bytes: usize) -> usize {

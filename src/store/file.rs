@@ -205,6 +205,7 @@ impl FileStore {
         let seen = self.inner.maps.read().by_hash.clone();
         let written = self.inner.written.subscribe();
         sink.store_up(true);
+        sink.feed_state(None);
         tokio::spawn(async move { watch_loop(store, path, seen, &*sink, written).await })
     }
 }

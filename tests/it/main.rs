@@ -5,6 +5,7 @@
 mod support;
 
 mod auth;
+mod budget_known;
 mod client_ips;
 mod cluster;
 mod keys_cli;
@@ -16,6 +17,8 @@ mod sentinel;
 mod admin_metrics;
 mod check_cli;
 mod faults;
+mod feed_acl;
+mod feed_faults;
 mod fleet;
 mod flood;
 mod forwarding;

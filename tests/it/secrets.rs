@@ -66,6 +66,7 @@ fn redis_dump(redis: &RedisServer) -> String {
             "hash" => redis.cli(&["HGETALL", key]),
             "string" => redis.cli(&["GET", key]),
             "set" => redis.cli(&["SMEMBERS", key]),
+            "stream" => redis.cli(&["XRANGE", key, "-", "+"]),
             other => panic!("unexpected redis type {other} for {key}"),
         };
         out.push_str(&format!("{key}\n{value}\n"));

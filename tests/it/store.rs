@@ -24,6 +24,7 @@ enum Seen {
     One(KeyHash),
     All,
     Up(bool),
+    Feed(bool),
 }
 
 #[derive(Default)]
@@ -39,11 +40,21 @@ impl InvalidationSink for Recorder {
     fn store_up(&self, up: bool) {
         self.0.lock().push(Seen::Up(up));
     }
+    fn feed_state(&self, problem: Option<&str>) {
+        self.0.lock().push(Seen::Feed(problem.is_none()));
+    }
 }
 
 impl Recorder {
     fn count(&self, what: &Seen) -> usize {
         self.0.lock().iter().filter(|s| *s == what).count()
+    }
+
+    fn last_feed(&self) -> Option<bool> {
+        self.0.lock().iter().rev().find_map(|s| match s {
+            Seen::Feed(up) => Some(*up),
+            _ => None,
+        })
     }
 
     fn last_up(&self) -> Option<bool> {
@@ -256,28 +267,29 @@ async fn redis_replace_reaches_every_watching_gateway() {
 }
 
 #[tokio::test]
-async fn redis_channel_messages_of_every_kind() {
+async fn redis_feed_entries_of_every_kind() {
     let server = RedisServer::start();
     let store = redis_store(&server).await;
     let sink = Arc::new(Recorder::default());
     let handle = store.watch(sink.clone());
-    sink.wait(Duration::from_secs(2), "subscribed", |r| {
-        r.count(&Seen::All) == 1
+    // The first position is taken with an empty cache: one flush, at start.
+    sink.wait(Duration::from_secs(2), "following", |r| {
+        r.count(&Seen::All) == 1 && r.last_feed() == Some(true)
     })
     .await;
 
     let (_, h) = new_key(Env::Test);
-    server.cli(&["PUBLISH", "osir:invalidate", &h.to_hex()]);
-    sink.wait(Duration::from_secs(1), "hash message", |r| {
+    server.cli(&["XADD", "osir:changes", "*", "h", &h.to_hex()]);
+    sink.wait(Duration::from_secs(1), "hash entry", |r| {
         r.count(&Seen::One(h)) == 1
     })
     .await;
-    server.cli(&["PUBLISH", "osir:invalidate", "*"]);
-    sink.wait(Duration::from_secs(1), "flush message", |r| {
+    server.cli(&["XADD", "osir:changes", "*", "h", "*"]);
+    sink.wait(Duration::from_secs(1), "flush entry", |r| {
         r.count(&Seen::All) == 2
     })
     .await;
-    server.cli(&["PUBLISH", "osir:invalidate", "not-a-hash"]);
+    server.cli(&["XADD", "osir:changes", "*", "h", "not-a-hash"]);
     sink.wait(Duration::from_secs(1), "garbage flushes", |r| {
         r.count(&Seen::All) == 3
     })
@@ -403,6 +415,7 @@ async fn redis_never_holds_the_key_text() {
             "hash" => server.cli(&["HGETALL", k]),
             "string" => server.cli(&["GET", k]),
             "set" => server.cli(&["SMEMBERS", k]),
+            "stream" => server.cli(&["XRANGE", k, "-", "+"]),
             other => panic!("unexpected type {other} for {k}"),
         };
         everything.push_str(k);
@@ -464,9 +477,13 @@ async fn redis_outage_is_unavailable_then_recovers_and_flushes() {
             }
         }
     }
-    sink.wait(Duration::from_secs(5), "flush after resubscribe", |r| {
-        r.count(&Seen::All) > flushes && r.last_up() == Some(true)
-    })
+    // The restarted server lost everything, its feed included: the feed is
+    // not the one this watcher read, so that (and only that) flushes.
+    sink.wait(
+        Duration::from_secs(5),
+        "flush after the feed was lost",
+        |r| r.count(&Seen::All) > flushes && r.last_up() == Some(true),
+    )
     .await;
     store.insert(&h, &record("key_out", &k, 1)).await.unwrap();
     assert!(store.lookup(&h).await.unwrap().is_some());
@@ -521,34 +538,41 @@ async fn redis_hung_server_times_out_then_recovers() {
             }
         }
     }
-    sink.wait(Duration::from_secs(5), "flush after resubscribe", |r| {
-        r.count(&Seen::All) > flushes && r.last_up() == Some(true)
+    // The feed resumes where it was: a pause loses nothing, so nothing is
+    // flushed (this used to flush on resubscribing).
+    sink.wait(Duration::from_secs(5), "feed back after the pause", |r| {
+        r.last_feed() == Some(true) && r.last_up() == Some(true)
     })
     .await;
+    assert_eq!(sink.count(&Seen::All), flushes, "a pause flushed the cache");
     handle.abort();
 }
 
 #[tokio::test]
-async fn redis_killed_subscriber_reconnects_and_flushes() {
+async fn redis_killed_feed_connection_resumes_without_a_flush() {
     let server = RedisServer::start();
     let store = redis_store(&server).await;
     let sink = Arc::new(Recorder::default());
     let handle = store.watch(sink.clone());
-    sink.wait(Duration::from_secs(2), "subscribed", |r| {
-        r.count(&Seen::All) == 1
+    sink.wait(Duration::from_secs(2), "following", |r| {
+        r.count(&Seen::All) == 1 && r.last_feed() == Some(true)
     })
     .await;
-
-    assert_eq!(
-        server.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]).trim(),
-        "1"
+    let seen = sink.count(&Seen::Feed(true));
+    assert!(
+        crate::support::eventually(Duration::from_secs(2), || server.feed_readers() == 1).await,
+        "no connection reads the feed"
     );
-    sink.wait(Duration::from_secs(2), "flush after resubscribe", |r| {
-        r.count(&Seen::All) == 2
+
+    assert_eq!(server.kill_feed_readers(), 1);
+    sink.wait(Duration::from_secs(2), "feed reconnected", |r| {
+        r.count(&Seen::Feed(true)) > seen
     })
     .await;
+    // Resumed, not flushed (this used to flush on resubscribing).
+    assert_eq!(sink.count(&Seen::All), 1);
 
-    // And the new subscription carries messages.
+    // And the new connection carries changes.
     let (k, h) = new_key(Env::Live);
     store.insert(&h, &record("key_k", &k, 1)).await.unwrap();
     store

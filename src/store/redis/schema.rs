@@ -26,6 +26,8 @@ pub(super) struct Schema {
     pub(super) ids: &'static str,
     /// Prefix of a usage hash: `<usage><id>`.
     pub(super) usage: &'static str,
+    /// The change feed: a stream every write appends to.
+    pub(super) changes: &'static str,
 }
 
 impl Schema {
@@ -34,6 +36,7 @@ impl Schema {
         id: "osir:id:",
         ids: "osir:ids",
         usage: "osir:usage:",
+        changes: "osir:changes",
     };
     /// Everything under the hash tag `{osir}`: one slot.
     pub(super) const CLUSTER: Schema = Schema {
@@ -41,6 +44,7 @@ impl Schema {
         id: "{osir}:id:",
         ids: "{osir}:ids",
         usage: "{osir}:usage:",
+        changes: "{osir}:changes",
     };
 }
 
