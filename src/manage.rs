@@ -99,9 +99,21 @@ pub fn parse_env(text: &str) -> Result<Env, KeyOpError> {
     })
 }
 
-/// Parses a duration such as `30d`, `24h`, `90m`.
+/// The longest duration a key input takes (`expires_in`, `grace`): 100
+/// years (of 365.25 days), far inside what a timestamp can show.
+pub const MAX_KEY_DURATION: Duration = Duration::from_secs(36_525 * 24 * 3600);
+
+/// Parses a duration such as `30d`, `24h`, `90m`: at most
+/// [`MAX_KEY_DURATION`].
 pub fn parse_duration(field: &'static str, text: &str) -> Result<Duration, KeyOpError> {
-    crate::config::units::parse_duration(text).map_err(|m| invalid(field, m))
+    let d = crate::config::units::parse_duration(text).map_err(|m| invalid(field, m))?;
+    if d > MAX_KEY_DURATION {
+        return Err(invalid(
+            field,
+            format!("{text:?} is too long: at most 100 years (36525d)"),
+        ));
+    }
+    Ok(d)
 }
 
 fn check_name(name: &str) -> Result<(), KeyOpError> {
@@ -208,9 +220,10 @@ impl<'a> KeyService<'a> {
         Ok(Issued { key, record })
     }
 
-    /// Every record (never a secret).
-    pub async fn list(&self) -> Result<Vec<KeyRecord>, KeyOpError> {
-        Ok(self.store.list().await?)
+    /// Every readable record (never a secret), and the records that could
+    /// not be read, by id: one bad record hides no other.
+    pub async fn list(&self) -> Result<crate::store::Listing, KeyOpError> {
+        Ok(self.store.list_all().await?)
     }
 
     /// One record with its usage.
@@ -376,7 +389,7 @@ mod tests {
             svc.rotate(&id, Duration::from_secs(1)).await,
             Err(KeyOpError::Invalid { .. })
         ));
-        assert_eq!(svc.list().await.unwrap().len(), 2);
+        assert_eq!(svc.list().await.unwrap().records.len(), 2);
     }
 
     #[test]

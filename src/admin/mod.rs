@@ -248,10 +248,30 @@ async fn keys_api(
         (Method::GET, []) => {
             let all = svc.list().await?;
             let v: Vec<_> = all
+                .records
                 .iter()
                 .map(|r| manage::record_json(r, None, None))
                 .collect();
-            Ok(json(StatusCode::OK, &serde_json::Value::Array(v)))
+            let mut resp = json(StatusCode::OK, &serde_json::Value::Array(v));
+            // One bad record hides no other: the readable ones are listed,
+            // the others named (by id) in a header and in the log.
+            if !all.corrupt.is_empty() {
+                let ids: Vec<String> = all
+                    .corrupt
+                    .iter()
+                    .map(|e| {
+                        tracing::error!(error = %e, "key record cannot be listed");
+                        match e {
+                            crate::store::StoreError::Corrupt { what, .. } => what.clone(),
+                            other => other.to_string(),
+                        }
+                    })
+                    .collect();
+                if let Ok(v) = HeaderValue::from_str(&ids.join(" ")) {
+                    resp.headers_mut().insert("x-osir-corrupt-keys", v);
+                }
+            }
+            Ok(resp)
         }
         (Method::GET, [id]) => {
             let (r, u) = svc.show(id).await?;

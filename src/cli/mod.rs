@@ -244,6 +244,9 @@ fn keys_command(path: &std::path::Path, cmd: KeysCommand) -> ExitCode {
             Ok(s) => s,
             Err(e) => return fail(e),
         };
+        if let KeysCommand::List { json } = cmd {
+            return list_command(&store, json).await;
+        }
         match keys_op(&store, cmd).await {
             Ok(out) => {
                 print!("{out}");
@@ -252,6 +255,63 @@ fn keys_command(path: &std::path::Path, cmd: KeysCommand) -> ExitCode {
             Err(e) => fail(e),
         }
     })
+}
+
+/// `keys list`: every readable record on stdout; each unreadable one named
+/// on stderr (then exit 1), so one bad record hides no other.
+async fn list_command(store: &Store, json: bool) -> ExitCode {
+    let all = match KeyService::new(store).list().await {
+        Ok(all) => all,
+        Err(e) => return fail(e),
+    };
+    print!("{}", render_list(&all.records, json));
+    if all.corrupt.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    for e in &all.corrupt {
+        eprintln!("error: {e}");
+    }
+    ExitCode::FAILURE
+}
+
+fn render_list(all: &[KeyRecord], json: bool) -> String {
+    if json {
+        let v: Vec<_> = all
+            .iter()
+            .map(|r| manage::record_json(r, None, None))
+            .collect();
+        return to_json(&serde_json::Value::Array(v));
+    }
+    let mut out = format!(
+        "{:<24}  {:<4}  {:<8}  {:<20}  {:<24}  {}\n",
+        "ID", "ENV", "STATUS", "HINT", "NAME", "SCOPES"
+    );
+    for r in all {
+        let scopes: Vec<String> = r.scopes.iter().map(ToString::to_string).collect();
+        out.push_str(&format!(
+            "{:<24}  {:<4}  {:<8}  {:<20}  {:<24}  {}\n",
+            r.id,
+            r.env,
+            status(r),
+            r.hint,
+            r.name,
+            scopes.join(" ")
+        ));
+    }
+    out
+}
+
+/// Parses `args` (without the program name) as the command line would and,
+/// when they name a `keys` command, runs it against `store`: what the CLI
+/// would print, or its error line. For tests that drive the CLI's inputs
+/// without a process per case.
+pub async fn run_keys_args(store: &Store, args: &[String]) -> Result<String, String> {
+    let argv = std::iter::once("osir-gateway".to_owned()).chain(args.iter().cloned());
+    let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+    match cli.command {
+        Some(Command::Keys(k)) => keys_op(store, k).await.map_err(|e| e.to_string()),
+        _ => Ok(String::new()),
+    }
 }
 
 fn or_dash(v: Option<impl std::fmt::Display>) -> String {
@@ -383,27 +443,10 @@ pub async fn keys_op(store: &Store, cmd: KeysCommand) -> Result<String, KeyOpErr
         }
         KeysCommand::List { json } => {
             let all = svc.list().await?;
-            if json {
-                let v: Vec<_> = all.iter().map(|r| record_json(r, None, None)).collect();
-                return Ok(to_json(&serde_json::Value::Array(v)));
+            match all.corrupt.into_iter().next() {
+                None => Ok(render_list(&all.records, json)),
+                Some(e) => Err(e.into()),
             }
-            let mut out = format!(
-                "{:<24}  {:<4}  {:<8}  {:<20}  {:<24}  {}\n",
-                "ID", "ENV", "STATUS", "HINT", "NAME", "SCOPES"
-            );
-            for r in &all {
-                let scopes: Vec<String> = r.scopes.iter().map(ToString::to_string).collect();
-                out.push_str(&format!(
-                    "{:<24}  {:<4}  {:<8}  {:<20}  {:<24}  {}\n",
-                    r.id,
-                    r.env,
-                    status(r),
-                    r.hint,
-                    r.name,
-                    scopes.join(" ")
-                ));
-            }
-            Ok(out)
         }
         KeysCommand::Show { id, json } => {
             let (r, u) = svc.show(&id).await?;

@@ -11,6 +11,16 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
+    /// The latest time a record may hold: 9999-12-31T23:59:59.999Z, the
+    /// last one RFC 3339 can write. A stored time past it (or before
+    /// 1970) is a corrupt field.
+    pub const MAX: Timestamp = Timestamp(253_402_300_799_999);
+
+    /// Whether RFC 3339 can show this time (1970 up to [`Timestamp::MAX`]).
+    pub fn in_range(self) -> bool {
+        (0..=Timestamp::MAX.0).contains(&self.0)
+    }
+
     /// The current time.
     pub fn now() -> Timestamp {
         Timestamp::from_system(SystemTime::now())
@@ -29,11 +39,12 @@ impl Timestamp {
         UNIX_EPOCH + Duration::from_millis(self.0.max(0) as u64)
     }
 
-    /// `self + d`, saturating.
+    /// `self + d`, saturating at [`Timestamp::MAX`].
     pub fn plus(self, d: Duration) -> Timestamp {
         Timestamp(
             self.0
-                .saturating_add(d.as_millis().min(i64::MAX as u128) as i64),
+                .saturating_add(d.as_millis().min(i64::MAX as u128) as i64)
+                .min(Timestamp::MAX.0),
         )
     }
 
@@ -46,13 +57,19 @@ impl Timestamp {
 
     /// The UTC day, `YYYY-MM-DD`, for daily usage counters.
     pub fn day(self) -> String {
-        let s = self.to_string();
+        let s = Timestamp(self.0.clamp(0, Timestamp::MAX.0)).to_string();
         s[..10].to_owned()
     }
 }
 
 impl fmt::Display for Timestamp {
+    /// RFC 3339; a time it cannot show (past year 9999, before 1970) is
+    /// clamped to the nearest it can, never a panic. Records never hold
+    /// one: reading a record checks its range.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.in_range() {
+            return Timestamp(self.0.clamp(0, Timestamp::MAX.0)).fmt(f);
+        }
         if self.0 % 1000 == 0 {
             write!(f, "{}", humantime::format_rfc3339_seconds(self.to_system()))
         } else {

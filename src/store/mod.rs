@@ -55,6 +55,15 @@ pub enum StoreError {
     Conflict(String),
 }
 
+/// What [`KeyAdmin::list_all`] found.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// The records that could be read.
+    pub records: Vec<KeyRecord>,
+    /// One [`StoreError::Corrupt`] per record that could not, naming it.
+    pub corrupt: Vec<StoreError>,
+}
+
 /// Told about every change a store sees, so cached records never outlive them.
 pub trait InvalidationSink: Send + Sync + 'static {
     /// The record behind this hash changed (updated, revoked, rotated).
@@ -140,8 +149,20 @@ pub trait KeyLookup: Send + Sync + 'static {
 pub trait KeyAdmin: Send + Sync + 'static {
     /// A record and its hash, by public id.
     fn get<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<(KeyHash, KeyRecord)>>;
-    /// Every record, in no particular order.
+    /// Every record, in no particular order; fails on the first one that
+    /// cannot be read.
     fn list(&self) -> StoreFuture<'_, Vec<KeyRecord>>;
+    /// Every readable record, and a [`StoreError::Corrupt`] (naming the id)
+    /// for each one that is not, so one bad record hides no other. By
+    /// default [`KeyAdmin::list`], for stores that cannot hold a bad record.
+    fn list_all(&self) -> StoreFuture<'_, Listing> {
+        Box::pin(async move {
+            Ok(Listing {
+                records: self.list().await?,
+                corrupt: Vec::new(),
+            })
+        })
+    }
     /// Adds a new record; fails with `Conflict` if the id or hash exists.
     fn insert<'a>(&'a self, hash: &'a KeyHash, record: &'a KeyRecord) -> StoreFuture<'a, ()>;
     /// Replaces the record with `record.id` (which must exist) and tells
@@ -214,6 +235,15 @@ impl Store {
     pub async fn list(&self) -> Result<Vec<KeyRecord>, StoreError> {
         let mut all = self.admin.list().await?;
         all.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(all)
+    }
+
+    /// Every readable record, sorted like [`Store::list`], and the records
+    /// that could not be read (see [`KeyAdmin::list_all`]).
+    pub async fn list_all(&self) -> Result<Listing, StoreError> {
+        let mut all = self.admin.list_all().await?;
+        all.records
+            .sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(all)
     }
 

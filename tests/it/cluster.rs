@@ -108,6 +108,7 @@ async fn a_cluster_store_serves_writes_revocations_and_usage() {
         .list()
         .await
         .unwrap()
+        .records
         .into_iter()
         .map(|r| r.id)
         .collect();

@@ -5,6 +5,7 @@
 mod support;
 
 mod auth;
+mod bounded_times;
 mod budget_known;
 mod client_ips;
 mod cluster;
@@ -35,6 +36,7 @@ mod outage;
 mod paths;
 mod pool;
 mod props;
+mod props_inputs;
 mod routing;
 mod smoke;
 mod smuggling;

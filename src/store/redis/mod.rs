@@ -64,7 +64,7 @@ use ::redis::cluster::ClusterClient;
 use ::redis::{Client, ProtocolVersion, Script, Value};
 use parking_lot::{Mutex, RwLock};
 
-use super::{InvalidationSink, StoreError, StoreFuture};
+use super::{InvalidationSink, Listing, StoreError, StoreFuture};
 use crate::keys::KeyHash;
 use crate::keys::{KeyRecord, KeyUsage, Timestamp, UsageDelta};
 use conn::{finish_connect, Cluster, Conn};
@@ -279,6 +279,16 @@ impl RedisStore {
     }
 
     pub(super) async fn list(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        self.list_with(true).await.map(|l| l.records)
+    }
+
+    pub(super) async fn list_all(&self) -> Result<Listing, StoreError> {
+        self.list_with(false).await
+    }
+
+    /// Lists every record. `strict`: the first unreadable one fails the
+    /// listing; else it is reported by id and the others are still listed.
+    async fn list_with(&self, strict: bool) -> Result<Listing, StoreError> {
         let ids_key = self.inner.schema.ids;
         let mut conn = self.conn();
         let members: Value = self
@@ -296,6 +306,15 @@ impl RedisStore {
             }
         }
         let mut out = Vec::with_capacity(ids.len());
+        let mut bad = Vec::new();
+        let mut keep = |e: StoreError| {
+            if strict {
+                Err(e)
+            } else {
+                bad.push(e);
+                Ok(())
+            }
+        };
         for chunk in ids.chunks(LIST_CHUNK) {
             let mut pipe = ::redis::pipe();
             for id in chunk {
@@ -306,9 +325,12 @@ impl RedisStore {
                 .await?;
             let mut found = Vec::with_capacity(chunk.len());
             for (id, index) in chunk.iter().zip(indexes) {
-                match parse_index(self.inner.schema.id, id, index)? {
-                    Some(hash) => found.push((id, hash)),
-                    None => tracing::warn!(id, "{ids_key} names an id with no index; ignoring it"),
+                match parse_index(self.inner.schema.id, id, index) {
+                    Ok(Some(hash)) => found.push((id, hash)),
+                    Ok(None) => {
+                        tracing::warn!(id, "{ids_key} names an id with no index; ignoring it")
+                    }
+                    Err(e) => keep(e)?,
                 }
             }
             let mut pipe = ::redis::pipe();
@@ -320,17 +342,34 @@ impl RedisStore {
                 .run("HGETALL (pipelined)", ids_key, pipe.query_async(&mut conn))
                 .await?;
             for ((id, _), value) in found.into_iter().zip(records) {
-                let fields = hash_fields(value).map_err(|reason| corrupt(id, reason))?;
+                let fields = match hash_fields(value) {
+                    Ok(f) => f,
+                    Err(reason) => {
+                        keep(corrupt(id, reason))?;
+                        continue;
+                    }
+                };
                 if fields.is_empty() {
                     tracing::warn!(id, "key id index points at a missing record; ignoring it");
                     continue;
                 }
-                let record = parse_record(&fields).map_err(|reason| corrupt(id, reason))?;
-                check_id(id, &record)?;
-                out.push(record);
+                let record = match parse_record(&fields) {
+                    Ok(r) => r,
+                    Err(reason) => {
+                        keep(corrupt(id, reason))?;
+                        continue;
+                    }
+                };
+                match check_id(id, &record) {
+                    Ok(()) => out.push(record),
+                    Err(e) => keep(e)?,
+                }
             }
         }
-        Ok(out)
+        Ok(Listing {
+            records: out,
+            corrupt: bad,
+        })
     }
 
     pub(super) async fn insert(
@@ -467,6 +506,9 @@ impl crate::store::KeyAdmin for RedisStore {
     }
     fn list(&self) -> StoreFuture<'_, Vec<KeyRecord>> {
         Box::pin(RedisStore::list(self))
+    }
+    fn list_all(&self) -> StoreFuture<'_, Listing> {
+        Box::pin(RedisStore::list_all(self))
     }
     fn insert<'a>(&'a self, hash: &'a KeyHash, record: &'a KeyRecord) -> StoreFuture<'a, ()> {
         Box::pin(RedisStore::insert(self, hash, record))

@@ -169,10 +169,13 @@ impl Fields<'_> {
 
     fn time(&self, name: &str) -> Result<Option<Timestamp>, String> {
         self.opt(name)?
-            .map(|s| {
-                s.parse::<i64>()
-                    .map(Timestamp)
-                    .map_err(|_| format!("{name}: not a whole number of milliseconds"))
+            .map(|s| match s.parse::<i64>().map(Timestamp) {
+                Ok(t) if t.in_range() => Ok(t),
+                Ok(_) => Err(format!(
+                    "{name}: out of range (Unix ms from 0 to {})",
+                    Timestamp::MAX.0
+                )),
+                Err(_) => Err(format!("{name}: not a whole number of milliseconds")),
             })
             .transpose()
     }
