@@ -20,6 +20,7 @@ mod check_cli;
 mod faults;
 mod feed_acl;
 mod feed_faults;
+mod feed_file;
 mod fleet;
 mod flood;
 mod forwarding;
