@@ -19,8 +19,15 @@ use crate::pipeline::budget::FailedLookups;
 use crate::pipeline::request_id::RequestIds;
 use crate::pipeline::route::RouteTable;
 use crate::pipeline::upstream::Upstream;
-use crate::server::tls::TlsAcceptor;
 use crate::store::Store;
+
+/// What a config reload needs of the TLS listener: re-reading its
+/// certificate and key from the paths in the new config (the server's
+/// acceptor implements it).
+pub trait CertificateReload: Send + Sync {
+    /// Loads the certificate `cfg` names; on error the old one keeps serving.
+    fn reload(&self, cfg: &crate::config::TlsConfig) -> Result<(), String>;
+}
 
 /// One config generation, compiled for the request path.
 pub struct Snapshot {
@@ -76,9 +83,10 @@ pub struct Gateway {
     /// The access log, when enabled (`run` opens it from `[log] access`).
     pub access_log: arc_swap::ArcSwapOption<AccessLog>,
     /// The TLS listener's acceptor, when one serves. [`crate::server::serve`]
-    /// sets it from its listeners so [`crate::app::run::reload`] can swap the
-    /// certificate together with the config.
-    pub tls: arc_swap::ArcSwapOption<TlsAcceptor>,
+    /// sets it from its listeners so [`crate::app::reload::reload`] can swap
+    /// the certificate together with the config. Seen through
+    /// [`CertificateReload`], so this layer needs nothing of the server's.
+    pub tls: arc_swap::ArcSwapOption<Box<dyn CertificateReload>>,
     /// Per-client-IP budgets of unknown keys (flood defence).
     pub failed_lookups: FailedLookups,
     /// Per-key usage, flushed to the store in batches.

@@ -2,5 +2,6 @@
 //! watching and reloads, logging and signals.
 
 pub mod demo;
+pub mod reload;
 pub mod run;
 pub mod watch;

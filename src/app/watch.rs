@@ -78,7 +78,7 @@ pub async fn watch_config(gw: Arc<Gateway>, path: PathBuf, initial: Vec<u8>) {
         };
         if now != last {
             last = now;
-            let _ = crate::app::run::reload(&gw, &path);
+            let _ = crate::app::reload::reload(&gw, &path);
         }
     }
 }

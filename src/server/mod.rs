@@ -105,7 +105,7 @@ pub async fn serve(gw: Arc<Gateway>, listeners: Listeners, shutdown: impl Future
         )));
     }
     if let Some((l, acceptor)) = listeners.tls {
-        gw.tls.store(Some(acceptor.clone()));
+        gw.tls.store(Some(Arc::new(Box::new(acceptor.clone()))));
         tasks.push(tokio::spawn(accept_api(
             api.clone(),
             l,

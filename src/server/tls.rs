@@ -7,7 +7,7 @@
 //! *new* handshake present the new certificate, while connections that
 //! already finished their handshake keep their session and carry on
 //! untouched. A certificate that cannot be loaded is refused and the old one
-//! keeps serving; [`crate::app::run::reload`] makes that refuse the whole config
+//! keeps serving; [`crate::app::reload::reload`] makes that refuse the whole config
 //! reload, so certificate and config change together or not at all.
 //!
 //! The handshake runs under `server.tls.handshake_timeout` and in the
@@ -43,6 +43,12 @@ pub struct TlsAcceptor {
 struct Loaded {
     rustls: Arc<ServerConfig>,
     handshake_timeout: Duration,
+}
+
+impl crate::state::CertificateReload for Arc<TlsAcceptor> {
+    fn reload(&self, cfg: &TlsConfig) -> Result<(), String> {
+        TlsAcceptor::reload(self, cfg)
+    }
 }
 
 impl TlsAcceptor {

@@ -82,7 +82,7 @@ impl TestCa {
 }
 
 /// The certificate and key files the gateway reads, in a temp dir that
-/// also holds the config file (for reload through `run::reload`).
+/// also holds the config file (for reload through `app::reload::reload`).
 struct TlsDir {
     dir: tempfile::TempDir,
     cert: PathBuf,

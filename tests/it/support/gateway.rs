@@ -98,7 +98,7 @@ impl TestGateway {
     /// serving the certificate and key named by `cfg`'s `[server.tls]`
     /// (which must be set; its `listen` is ignored).
     /// Returns once `serve` is running, so the gateway already holds the
-    /// acceptor and a `run::reload` reaches the certificate.
+    /// acceptor and a `app::reload::reload` reaches the certificate.
     pub async fn start_tls(cfg: Config, store: Store) -> TestGateway {
         let gw = TestGateway::launch(cfg, store, "127.0.0.1:0", true).await;
         let g = gw.gw.clone();
