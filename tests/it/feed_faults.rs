@@ -133,6 +133,15 @@ async fn normal_runs_revoke_well_within_a_second() {
     }
     report("normal", &mut delays);
     assert_eq!(flushes(&gw), 0);
+    // As an operator reads it.
+    let text = crate::support::client::get(&gw.admin_url("/metrics"), &[])
+        .await
+        .text();
+    for reason in ["trimmed", "reset", "requested", "unreadable"] {
+        let line = format!("osir_gateway_key_cache_flushes_total{{reason=\"{reason}\"}} 0");
+        assert!(text.contains(&line), "{line} not in\n{text}");
+    }
+    assert!(text.contains("osir_gateway_change_feed_up 1"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,6 +21,7 @@ mod faults;
 mod feed_acl;
 mod feed_faults;
 mod feed_file;
+mod feed_fleet;
 mod fleet;
 mod flood;
 mod forwarding;
