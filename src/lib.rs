@@ -37,9 +37,9 @@
 //! | route and required scope | [`pipeline::route`] |
 //! | credential extraction and stripping | [`pipeline::credential`] |
 //! | key lookup, expiry, revocation, IP, scope | [`pipeline::authorize`] |
-//! | unknown-key budget (flood defence) | [`pipeline::budget`] |
-//! | header hygiene and identity headers | [`pipeline::rewrite`] |
-//! | upstream exchange, connection pools | [`pipeline::upstream`] |
+//! | unknown-key budget (flood defence) | `pipeline::budget` |
+//! | header hygiene and identity headers | `pipeline::rewrite` |
+//! | upstream exchange, connection pools | `pipeline::upstream` |
 //! | access log (JSON lines, non-blocking) | [`pipeline::access_log`] |
 //!
 //! The stage files hold the long-lived tables they need (compiled routes,

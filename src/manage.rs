@@ -55,6 +55,16 @@ pub enum KeyOpError {
         /// What stopped the batch.
         source: Box<KeyOpError>,
     },
+    /// A listing in which some records could not be read: `listed` holds
+    /// the readable ones, as the command prints them; each bad one was
+    /// named on stderr.
+    #[error("{count} key record(s) could not be read")]
+    Unreadable {
+        /// The output for the readable records.
+        listed: String,
+        /// How many could not be read.
+        count: usize,
+    },
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> KeyOpError {
@@ -109,9 +119,21 @@ pub fn parse_env(text: &str) -> Result<Env, KeyOpError> {
     })
 }
 
-/// Parses a duration such as `30d`, `24h`, `90m`.
+/// The longest duration a key input takes (`expires_in`, `grace`): 100
+/// years (of 365.25 days), far inside what a timestamp can show.
+pub const MAX_KEY_DURATION: Duration = Duration::from_secs(36_525 * 24 * 3600);
+
+/// Parses a duration such as `30d`, `24h`, `90m`: at most
+/// [`MAX_KEY_DURATION`].
 pub fn parse_duration(field: &'static str, text: &str) -> Result<Duration, KeyOpError> {
-    crate::config::units::parse_duration(text).map_err(|m| invalid(field, m))
+    let d = crate::config::units::parse_duration(text).map_err(|m| invalid(field, m))?;
+    if d > MAX_KEY_DURATION {
+        return Err(invalid(
+            field,
+            format!("{text:?} is too long: at most 100 years (36525d)"),
+        ));
+    }
+    Ok(d)
 }
 
 fn check_name(name: &str) -> Result<(), KeyOpError> {
@@ -326,12 +348,15 @@ pub fn parse_list_limit(text: &str) -> Result<usize, KeyOpError> {
 }
 
 /// One page of records, in creation order.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct ListPage {
     /// The records.
     pub records: Vec<KeyRecord>,
     /// Pass as `cursor` for the next page; `None` on the last page.
     pub next_cursor: Option<ListCursor>,
+    /// Records that could not be read, each naming its id: one bad record
+    /// hides no other.
+    pub corrupt: Vec<crate::store::StoreError>,
 }
 
 /// The key operations over one store, made by one actor.
@@ -553,18 +578,18 @@ impl<'a> KeyService<'a> {
         Ok(Issued { key, record })
     }
 
-    /// Every record (never a secret).
-    pub async fn list(&self) -> Result<Vec<KeyRecord>, KeyOpError> {
-        Ok(self.store.list().await?)
+    /// Every readable record (never a secret), and the records that could
+    /// not be read, by id: one bad record hides no other.
+    pub async fn list(&self) -> Result<crate::store::Listing, KeyOpError> {
+        Ok(self.store.list_all().await?)
     }
 
     /// The records `query` selects, in creation order, one page.
     pub async fn list_page(&self, query: &ListQuery) -> Result<ListPage, KeyOpError> {
         let now = Timestamp::now();
-        let mut records: Vec<KeyRecord> = self
-            .store
-            .list()
-            .await?
+        let listing = self.store.list_all().await?;
+        let mut records: Vec<KeyRecord> = listing
+            .records
             .into_iter()
             .filter(|r| {
                 query
@@ -591,6 +616,7 @@ impl<'a> KeyService<'a> {
         Ok(ListPage {
             records,
             next_cursor,
+            corrupt: listing.corrupt,
         })
     }
 
@@ -797,7 +823,7 @@ mod tests {
             svc.rotate(&id, Duration::from_secs(1)).await,
             Err(KeyOpError::Invalid { .. })
         ));
-        assert_eq!(svc.list().await.unwrap().len(), 2);
+        assert_eq!(svc.list().await.unwrap().records.len(), 2);
     }
 
     #[test]

@@ -61,8 +61,8 @@ pub enum StoreOp {
     Lookup,
     /// A batch of usage counts.
     Usage,
-    /// The invalidation feed lost the store, or lost its subscription and
-    /// subscribed again.
+    /// The change feed was being followed and was lost (its connection
+    /// failed or went silent, or a permission was refused).
     Feed,
     /// A key operation of the admin API.
     Admin,
@@ -150,6 +150,13 @@ pub struct Metrics {
     pub store_up: IntGauge,
     /// `osir_gateway_store_errors_total{op}`.
     pub store_errors: StoreErrors,
+    /// `osir_gateway_change_feed_up`: 1 while changes reach this gateway
+    /// (the feed is followed), else 0 (and `/readyz` says why).
+    pub change_feed_up: IntGauge,
+    /// `osir_gateway_key_cache_flushes_total{reason}`: whole-cache flushes
+    /// the feed had to make (`trimmed`, `reset`, `requested`,
+    /// `unreadable`); a reconnect makes none.
+    pub cache_flushes: IntCounterVec,
     /// `osir_gateway_store_lookups_total`: reads that reached the store.
     pub store_lookups: IntCounter,
     /// `osir_gateway_store_duration_seconds`: latency of key lookups in the store.
@@ -261,6 +268,9 @@ impl Metrics {
             m.misplaced_keys.with_label_values(&[place]);
         }
         m.connections_refused.with_label_values(&["per_ip"]);
+        for reason in ["trimmed", "reset", "requested", "unreadable"] {
+            m.cache_flushes.with_label_values(&[reason]);
+        }
         m
     }
 
@@ -273,6 +283,19 @@ impl Metrics {
         .unwrap_or_else(|e| panic!("{e}"));
         r.register(Box::new(store_up.clone()))
             .unwrap_or_else(|e| panic!("{e}"));
+        let change_feed_up = IntGauge::new(
+            "osir_gateway_change_feed_up",
+            "1 while key changes reach this gateway through the store's change feed, else 0",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        r.register(Box::new(change_feed_up.clone()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let cache_flushes = counter_vec(
+            &r,
+            "osir_gateway_key_cache_flushes_total",
+            "Whole key-cache flushes, by reason (trimmed, reset, requested, unreadable)",
+            &["reason"],
+        );
         let store_errors = StoreErrors::new(&counter_vec(
             &r,
             "osir_gateway_store_errors_total",
@@ -360,6 +383,8 @@ impl Metrics {
                 &["cache"],
             ),
             store_up,
+            change_feed_up,
+            cache_flushes,
             store_errors,
             store_lookups,
             store_duration: histogram(
@@ -622,6 +647,8 @@ mod tests {
             "osir_gateway_key_cache_lookups_total",
             "osir_gateway_store_up",
             "osir_gateway_store_errors_total",
+            "osir_gateway_change_feed_up",
+            "osir_gateway_key_cache_flushes_total",
             "osir_gateway_config_reloads_total",
             "osir_gateway_access_log_dropped_total",
             "osir_gateway_build_info",

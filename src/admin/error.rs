@@ -58,6 +58,9 @@ pub(crate) enum AdminError {
     /// The store did not answer.
     #[error("the key store is unavailable; retry shortly")]
     StoreUnavailable(#[source] StoreError),
+    /// A stored record cannot be read; the message names it and the field.
+    #[error("{0}")]
+    CorruptRecord(#[source] StoreError),
     /// The operation failed in a way the caller cannot fix (the OS random
     /// source, a batch that stopped part-way); the text is safe to show.
     #[error("{0}")]
@@ -72,8 +75,11 @@ impl From<KeyOpError> for AdminError {
             // rotation names the field `id`, for a revoked or expired key).
             KeyOpError::Invalid { field: "id", .. } => AdminError::Conflict(e),
             KeyOpError::Invalid { .. } | KeyOpError::NothingToChange(_) => AdminError::Invalid(e),
+            KeyOpError::Store(s @ StoreError::Corrupt { .. }) => AdminError::CorruptRecord(s),
             KeyOpError::Store(s) => AdminError::StoreUnavailable(s),
-            KeyOpError::Random(_) | KeyOpError::Partial { .. } => AdminError::Internal(e),
+            KeyOpError::Random(_) | KeyOpError::Partial { .. } | KeyOpError::Unreadable { .. } => {
+                AdminError::Internal(e)
+            }
         }
     }
 }
@@ -91,7 +97,7 @@ impl AdminError {
                 StatusCode::BAD_REQUEST
             }
             StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            CorruptRecord(_) | Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -109,6 +115,7 @@ impl AdminError {
                 "invalid_request"
             }
             StoreUnavailable(_) => "key_store_unavailable",
+            CorruptRecord(_) => "corrupt_key_record",
             Internal(_) => "internal_error",
         }
     }
@@ -128,13 +135,14 @@ impl AdminError {
             | BadBody(_)
             | BodyTooLarge { .. }
             | BodyUnreadable(_)
+            | CorruptRecord(_)
             | Internal(_) => None,
         }
     }
 
     /// The response, in the contract's error shape.
     pub(crate) fn to_response(&self, request_id: &str) -> Response<Full<Bytes>> {
-        if let AdminError::StoreUnavailable(e) = self {
+        if let AdminError::StoreUnavailable(e) | AdminError::CorruptRecord(e) = self {
             tracing::error!(error = %e, "admin key operation failed");
         }
         let mut resp = crate::error::json_response(

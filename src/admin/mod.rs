@@ -80,14 +80,31 @@ async fn route(
     match (req.method(), path.as_str()) {
         (&Method::GET, "/healthz") => Ok(Response::new(Full::new(Bytes::from_static(b"ok\n")))),
         (&Method::GET, "/readyz") => {
-            let ready = gw.ready.load(Ordering::SeqCst);
+            let started = gw.ready.load(Ordering::SeqCst);
             let snap = gw.snapshot.load();
+            // Serving while changes cannot reach us would keep revoked keys
+            // alive: not ready, and say why.
+            let feed_problem = gw.cache.feed_problem();
+            let ready = started && feed_problem.is_none();
+            let status_text = match (started, &feed_problem) {
+                (false, _) => "starting",
+                (true, Some(_)) => "feed_down",
+                (true, None) => "ready",
+            };
             let v = serde_json::json!({
-                "status": if ready { "ready" } else { "starting" },
+                "status": status_text,
                 "config_generation": snap.generation,
                 "store": {
                     "backend": gw.cache.store().backend_name(),
                     "up": gw.cache.store_is_up(),
+                },
+                "feed": {
+                    "up": feed_problem.is_none(),
+                    "reason": feed_problem,
+                },
+                "usage": {
+                    "writable": gw.cache.usage_problem().is_none(),
+                    "reason": gw.cache.usage_problem(),
                 },
             });
             let status = if ready {
@@ -449,7 +466,26 @@ async fn keys_api(
             } else {
                 serde_json::Value::Array(records)
             };
-            Ok(json(StatusCode::OK, &v))
+            let mut resp = json(StatusCode::OK, &v);
+            // One bad record hides no other: the readable ones are listed,
+            // the others named (by id) in a header and in the log.
+            if !page.corrupt.is_empty() {
+                let ids: Vec<String> = page
+                    .corrupt
+                    .iter()
+                    .map(|e| {
+                        tracing::error!(error = %e, "key record cannot be listed");
+                        match e {
+                            crate::store::StoreError::Corrupt { what, .. } => what.clone(),
+                            other => other.to_string(),
+                        }
+                    })
+                    .collect();
+                if let Ok(v) = HeaderValue::from_str(&ids.join(" ")) {
+                    resp.headers_mut().insert("x-osir-corrupt-keys", v);
+                }
+            }
+            Ok(resp)
         }
         (Method::GET, [id]) => {
             let (r, u) = svc(false).show(id).await?;

@@ -144,9 +144,21 @@ pub fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
     differs("admin.listen", r.admin.listen != n.admin.listen);
     use crate::config::StoreConfig::{File, Redis};
     match (&r.store, &n.store) {
-        (Redis { url: a, timeout: x }, Redis { url: b, timeout: y }) => {
+        (
+            Redis {
+                url: a,
+                timeout: x,
+                feed_max_len: f,
+            },
+            Redis {
+                url: b,
+                timeout: y,
+                feed_max_len: g,
+            },
+        ) => {
             differs("store.url", a != b);
             differs("store.timeout", x != y);
+            differs("store.feed_max_len", f != g);
         }
         (
             File {

@@ -296,6 +296,11 @@ fn keys_command(path: &std::path::Path, cmd: KeysCommand) -> ExitCode {
             Err(e) => return fail(e),
         };
         match keys_op(&store, &cfg, cmd).await {
+            Err(KeyOpError::Unreadable { listed, .. }) => {
+                // The readable records were listed; each bad one was named.
+                print!("{listed}");
+                ExitCode::FAILURE
+            }
             Ok(out) => {
                 print!("{out}");
                 ExitCode::SUCCESS
@@ -308,6 +313,19 @@ fn keys_command(path: &std::path::Path, cmd: KeysCommand) -> ExitCode {
             Err(e) => fail(e),
         }
     })
+}
+
+/// Parses `args` (without the program name) as the command line would and,
+/// when they name a `keys` command, runs it against `store`: what the CLI
+/// would print, or its error line. For tests that drive the CLI's inputs
+/// without a process per case.
+pub async fn run_keys_args(store: &Store, cfg: &Config, args: &[String]) -> Result<String, String> {
+    let argv = std::iter::once("osir-gateway".to_owned()).chain(args.iter().cloned());
+    let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+    match cli.command {
+        Some(Command::Keys(k)) => keys_op(store, cfg, k).await.map_err(|e| e.to_string()),
+        _ => Ok(String::new()),
+    }
 }
 
 fn or_dash(v: Option<impl std::fmt::Display>) -> String {
@@ -492,32 +510,47 @@ pub async fn keys_op(store: &Store, cfg: &Config, cmd: KeysCommand) -> Result<St
                 cursor.as_deref(),
             )?;
             let page = svc.list_page(&query).await?;
+            // One bad record hides no other: the readable ones are printed,
+            // each bad one named on stderr, and the command fails (exit 1).
+            for e in &page.corrupt {
+                eprintln!("error: {e}");
+            }
+            let failed = !page.corrupt.is_empty();
             let all = page.records;
-            if json {
+            let out = if json {
                 let v: Vec<_> = all.iter().map(|r| record_json(r, None, None)).collect();
                 if paged {
-                    return Ok(to_json(&serde_json::json!({
+                    to_json(&serde_json::json!({
                         "keys": v,
                         "next_cursor": page.next_cursor.map(|c| c.to_string()),
-                    })));
+                    }))
+                } else {
+                    to_json(&serde_json::Value::Array(v))
                 }
-                return Ok(to_json(&serde_json::Value::Array(v)));
-            }
-            let mut out = format!(
-                "{:<24}  {:<4}  {:<8}  {:<20}  {:<24}  {}\n",
-                "ID", "ENV", "STATUS", "HINT", "NAME", "SCOPES"
-            );
-            for r in &all {
-                let scopes: Vec<String> = r.scopes.iter().map(ToString::to_string).collect();
-                out.push_str(&format!(
+            } else {
+                let mut out = format!(
                     "{:<24}  {:<4}  {:<8}  {:<20}  {:<24}  {}\n",
-                    r.id,
-                    r.env,
-                    status(r),
-                    r.hint,
-                    r.name,
-                    scopes.join(" ")
-                ));
+                    "ID", "ENV", "STATUS", "HINT", "NAME", "SCOPES"
+                );
+                for r in &all {
+                    let scopes: Vec<String> = r.scopes.iter().map(ToString::to_string).collect();
+                    out.push_str(&format!(
+                        "{:<24}  {:<4}  {:<8}  {:<20}  {:<24}  {}\n",
+                        r.id,
+                        r.env,
+                        status(r),
+                        r.hint,
+                        r.name,
+                        scopes.join(" ")
+                    ));
+                }
+                out
+            };
+            if failed {
+                return Err(KeyOpError::Unreadable {
+                    listed: out,
+                    count: page.corrupt.len(),
+                });
             }
             Ok(out)
         }

@@ -156,6 +156,10 @@ pub enum StoreConfig {
         url: String,
         /// Per-command timeout, so a stalled store fails fast into stale-if-error.
         timeout: Duration,
+        /// About how many entries the change feed keeps (`XADD … MAXLEN ~`):
+        /// how far a gateway may fall behind and still catch up without
+        /// flushing its cache.
+        feed_max_len: u64,
     },
     /// A JSON file on this host, for a single gateway.
     File {
@@ -194,6 +198,9 @@ pub struct AuthConfig {
     pub failed_lookup_budget: u32,
     /// The window `failed_lookup_budget` is counted over.
     pub failed_lookup_window: Duration,
+    /// IPv6 clients share one budget per prefix of this length (an IPv6
+    /// client usually has a whole /64); IPv4 clients have one each.
+    pub failed_lookup_ipv6_prefix: u8,
 }
 
 /// Where access-log lines go.
@@ -312,9 +319,13 @@ impl StoreConfig {
     pub async fn open(&self) -> Result<crate::store::Store, crate::store::StoreError> {
         use crate::store::{file::FileStore, redis, Store};
         match self {
-            StoreConfig::Redis { url, timeout } => {
-                redis::connect(url, *timeout).await.map(Store::new)
-            }
+            StoreConfig::Redis {
+                url,
+                timeout,
+                feed_max_len,
+            } => redis::connect_with(url, *timeout, *feed_max_len)
+                .await
+                .map(Store::new),
             StoreConfig::File { path, .. } => FileStore::open(path).map(Store::new),
         }
     }
@@ -326,7 +337,7 @@ impl StoreConfig {
     pub async fn open_serving(&self) -> Result<crate::store::Store, crate::store::StoreError> {
         use crate::store::{redis, Store};
         match self {
-            StoreConfig::Redis { url, timeout } => {
+            StoreConfig::Redis { url, timeout, .. } => {
                 redis::connect_or_defer(url, *timeout).await.map(Store::new)
             }
             StoreConfig::File { .. } => self.open().await,

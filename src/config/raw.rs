@@ -133,6 +133,7 @@ pub(super) struct RawStore {
     pub url: Option<String>,
     pub path: Option<String>,
     pub timeout: String,
+    pub feed_max_len: i64,
 }
 
 impl Default for RawStore {
@@ -142,6 +143,7 @@ impl Default for RawStore {
             url: None,
             path: None,
             timeout: "1s".to_owned(),
+            feed_max_len: 100_000,
         }
     }
 }
@@ -178,6 +180,7 @@ pub(super) struct RawAuth {
     pub trusted_proxies: Vec<String>,
     pub failed_lookup_budget: i64,
     pub failed_lookup_window: String,
+    pub failed_lookup_ipv6_prefix: i64,
 }
 
 impl Default for RawAuth {
@@ -188,6 +191,7 @@ impl Default for RawAuth {
             trusted_proxies: Vec::new(),
             failed_lookup_budget: 30,
             failed_lookup_window: "60s".to_owned(),
+            failed_lookup_ipv6_prefix: 64,
         }
     }
 }

@@ -48,6 +48,8 @@ pub(super) mod bounds {
     pub(crate) const BUDGET: i64 = 1_000_000;
     /// `upstreams.*.pool_max_idle`.
     pub(crate) const POOL_IDLE: i64 = 100_000;
+    /// Change-feed entries kept (`store.feed_max_len`).
+    pub(crate) const FEED_LEN: i64 = 100_000_000;
 }
 
 /// `1MiB`, `64GiB`: a bound as the file would write it.
@@ -333,6 +335,12 @@ impl Validator<'_> {
 
     fn store(&mut self, raw: raw::RawStore) -> StoreConfig {
         let timeout = self.duration("store.timeout", &raw.timeout, false);
+        let feed_max_len: u64 = self.count(
+            "store.feed_max_len",
+            raw.feed_max_len,
+            1000,
+            bounds::FEED_LEN,
+        );
         match raw.backend.as_str() {
             "redis" => {
                 if raw.path.is_some() {
@@ -347,7 +355,11 @@ impl Validator<'_> {
                         self.problem("store.url", message);
                     }
                 }
-                StoreConfig::Redis { url, timeout }
+                StoreConfig::Redis {
+                    url,
+                    timeout,
+                    feed_max_len,
+                }
             }
             "file" => {
                 if raw.url.is_some() {
@@ -416,6 +428,16 @@ impl Validator<'_> {
                 &raw.failed_lookup_window,
                 false,
             ),
+            failed_lookup_ipv6_prefix: {
+                let n = raw.failed_lookup_ipv6_prefix;
+                if !(1..=128).contains(&n) {
+                    self.problem(
+                        "auth.failed_lookup_ipv6_prefix",
+                        format!("must be between 1 and 128, got {n}"),
+                    );
+                }
+                n.clamp(1, 128) as u8
+            },
         }
     }
 

@@ -217,6 +217,14 @@ impl KeyHash {
     pub fn shard(&self, shards: usize) -> usize {
         self.0[0] as usize % shards
     }
+
+    /// 64 bits of the hash: enough to tell keys apart in a bounded set
+    /// (a SHA-256 is uniform, so any 8 bytes will do).
+    pub fn fingerprint(&self) -> u64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self.0[24..32]);
+        u64::from_le_bytes(b)
+    }
 }
 
 fn hex_val(c: u8) -> Option<u8> {

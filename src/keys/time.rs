@@ -11,10 +11,15 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
-    /// The latest time an RFC 3339 text can show: 9999-12-31T23:59:59.999Z.
-    /// Times are clamped to it, so a huge lifetime is "practically never",
-    /// not an error.
+    /// The latest time a record may hold: 9999-12-31T23:59:59.999Z, the
+    /// last one RFC 3339 can write. A stored time past it (or before
+    /// 1970) is a corrupt field.
     pub const MAX: Timestamp = Timestamp(253_402_300_799_999);
+
+    /// Whether RFC 3339 can show this time (1970 up to [`Timestamp::MAX`]).
+    pub fn in_range(self) -> bool {
+        (0..=Timestamp::MAX.0).contains(&self.0)
+    }
 
     /// The current time.
     pub fn now() -> Timestamp {
@@ -53,13 +58,19 @@ impl Timestamp {
 
     /// The UTC day, `YYYY-MM-DD`, for daily usage counters.
     pub fn day(self) -> String {
-        let s = self.to_string();
+        let s = Timestamp(self.0.clamp(0, Timestamp::MAX.0)).to_string();
         s[..10].to_owned()
     }
 }
 
 impl fmt::Display for Timestamp {
+    /// RFC 3339; a time it cannot show (past year 9999, before 1970) is
+    /// clamped to the nearest it can, never a panic. Records never hold
+    /// one: reading a record checks its range.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.in_range() {
+            return Timestamp(self.0.clamp(0, Timestamp::MAX.0)).fmt(f);
+        }
         if self.0 % 1000 == 0 {
             write!(f, "{}", humantime::format_rfc3339_seconds(self.to_system()))
         } else {

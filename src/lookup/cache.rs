@@ -33,7 +33,7 @@ use crate::keys::Env;
 use crate::keys::KeyHash;
 use crate::keys::{KeyRecord, Scope, Timestamp};
 use crate::metrics::{Metrics, StoreOp};
-use crate::store::{InvalidationSink, Store, StoreError};
+use crate::store::{FlushReason, InvalidationSink, Store, StoreError};
 use ipnet::IpNet;
 
 const EPOCH_SHARDS: usize = 64;
@@ -147,6 +147,11 @@ type Flight = Arc<OnceCell<Result<Lookup, Arc<StoreError>>>>;
 pub struct KeyCache {
     positive: moka::sync::Cache<KeyHash, Arc<CachedKey>>,
     negative: moka::sync::Cache<KeyHash, ()>,
+    /// Fingerprints (64 bits of the hash) of every key found in the store,
+    /// bounded like the cache and untouched by flushes: what makes a key
+    /// "known" to the unknown-key budget. 64 bits make a guess that
+    /// collides with a known key as likely as guessing a 64-bit secret.
+    seen: moka::sync::Cache<u64, ()>,
     epochs: [AtomicU64; EPOCH_SHARDS],
     inflight: Mutex<HashMap<KeyHash, Flight>>,
     store: Store,
@@ -159,9 +164,11 @@ pub struct KeyCache {
     ttl: Duration,
     stale_limit: Duration,
     store_up: AtomicBool,
-    /// Set by the feed's first report that the store is up (its first
-    /// subscription), so later ones can be told apart as resubscriptions.
-    feed_started: AtomicBool,
+    /// Why changes cannot reach this gateway (`None` while the feed is
+    /// followed): what `/readyz` answers 503 with.
+    feed_problem: Mutex<Option<String>>,
+    /// Why this gateway cannot write usage counters, if it cannot.
+    usage_problem: Mutex<Option<String>>,
     /// When the last store call failed (ms since `born`; 0 = never): while
     /// recent, stale records are served without waiting for another timeout.
     last_error_ms: AtomicU64,
@@ -184,6 +191,9 @@ impl KeyCache {
                 .max_capacity(cfg.negative_capacity)
                 .time_to_live(cfg.negative_ttl.max(Duration::from_millis(1)))
                 .build(),
+            seen: moka::sync::Cache::builder()
+                .max_capacity(cfg.capacity.max(1))
+                .build(),
             epochs: std::array::from_fn(|_| AtomicU64::new(0)),
             inflight: Mutex::new(HashMap::new()),
             store,
@@ -195,7 +205,8 @@ impl KeyCache {
             ttl: cfg.ttl,
             stale_limit,
             store_up: AtomicBool::new(true),
-            feed_started: AtomicBool::new(false),
+            feed_problem: Mutex::new(Some("the change feed has not started yet".to_owned())),
+            usage_problem: Mutex::new(None),
             last_error_ms: AtomicU64::new(0),
             born: Instant::now(),
         }
@@ -209,6 +220,16 @@ impl KeyCache {
     /// Is the store answering (as far as the invalidation channel knows)?
     pub fn store_is_up(&self) -> bool {
         self.store_up.load(Ordering::Relaxed)
+    }
+
+    /// Why key changes cannot reach this gateway now, if they cannot.
+    pub fn feed_problem(&self) -> Option<String> {
+        self.feed_problem.lock().clone()
+    }
+
+    /// Why this gateway cannot write usage counters, if it cannot.
+    pub fn usage_problem(&self) -> Option<String> {
+        self.usage_problem.lock().clone()
     }
 
     /// The hit path alone: a fresh cached record, or `None`. Synchronous so
@@ -226,6 +247,14 @@ impl KeyCache {
     /// Does the positive cache hold a record for `hash`, whatever its age?
     pub fn holds(&self, hash: &KeyHash) -> bool {
         self.positive.contains_key(hash)
+    }
+
+    /// Is `hash` a key this gateway knows: held now, or found in the store
+    /// before (and since dropped by a flush, an invalidation or eviction)?
+    /// Such a key is never a guess, so the unknown-key budget never refuses
+    /// it.
+    pub fn known(&self, hash: &KeyHash) -> bool {
+        self.holds(hash) || self.seen.contains_key(&hash.fingerprint())
     }
 
     /// The record for `hash`: from the cache, or from the store (once per
@@ -314,7 +343,10 @@ impl KeyCache {
                 .observe(started.elapsed().as_secs_f64());
             let lookup = match read {
                 Ok(Some(record)) => match CachedKey::new(record) {
-                    Ok(entry) => Lookup::Found(Arc::new(entry)),
+                    Ok(entry) => {
+                        self.seen.insert(hash.fingerprint(), ());
+                        Lookup::Found(Arc::new(entry))
+                    }
                     Err(e) => {
                         self.metrics.store_errors.inc(StoreOp::Lookup);
                         tracing::error!(error = %e, "unusable key record");
@@ -382,21 +414,35 @@ impl InvalidationSink for KeyCache {
         self.negative.invalidate_all();
     }
 
+    fn flush(&self, reason: FlushReason) {
+        self.metrics
+            .cache_flushes
+            .with_label_values(&[reason.label()])
+            .inc();
+        self.invalidate_all();
+    }
+
     fn store_up(&self, up: bool) {
-        // The feed reports the store's state on transitions, and "up" again
-        // on every (re)subscription. So a failed feed call shows as a fall
-        // from up to down (it lost the store and could not reach it), or as
-        // an "up" after the first while already up (it lost its channel
-        // while the store still answered, and subscribed again).
-        let was_up = self.store_up.swap(up, Ordering::Relaxed);
-        let resubscribed = up && was_up && self.feed_started.swap(true, Ordering::Relaxed);
-        if (was_up && !up) || resubscribed {
+        self.store_up.store(up, Ordering::Relaxed);
+        self.metrics.store_up.set(i64::from(up));
+    }
+
+    fn feed_state(&self, problem: Option<&str>) {
+        let mut current = self.feed_problem.lock();
+        // A feed that was followed and is lost is a failed feed call; the
+        // state before the first connection is not.
+        let was_followed = current.is_none();
+        if was_followed && problem.is_some() {
             self.metrics.store_errors.inc(StoreOp::Feed);
         }
-        if up {
-            self.feed_started.store(true, Ordering::Relaxed);
-        }
-        self.metrics.store_up.set(i64::from(up));
+        *current = problem.map(str::to_owned);
+        self.metrics
+            .change_feed_up
+            .set(i64::from(problem.is_none()));
+    }
+
+    fn usage_state(&self, problem: Option<&str>) {
+        *self.usage_problem.lock() = problem.map(str::to_owned);
     }
 }
 

@@ -15,7 +15,7 @@ use crate::error::GatewayError;
 use crate::keys::ApiKey;
 use crate::keys::{Scope, Timestamp};
 use crate::lookup::cache::{CachedKey, KeyCache, Lookup};
-use crate::pipeline::budget::FailedLookups;
+use crate::pipeline::budget::{client_group, FailedLookups};
 use crate::pipeline::credential::{self, Credential};
 
 /// The caller, once the key has passed every check.
@@ -68,7 +68,7 @@ pub fn check_grants(
     Ok(())
 }
 
-/// A client IP's allowance of unknown keys (see [`crate::pipeline::budget`]).
+/// A client IP's allowance of unknown keys (see `crate::pipeline::budget`).
 #[derive(Clone, Copy)]
 pub struct Budget<'a> {
     /// The per-IP counters.
@@ -77,6 +77,8 @@ pub struct Budget<'a> {
     pub limit: u32,
     /// The window.
     pub window: Duration,
+    /// IPv6 clients are counted per prefix of this length.
+    pub ipv6_prefix: u8,
 }
 
 /// A refused key decision, with the record when one was found: a key that
@@ -111,15 +113,14 @@ pub async fn authorize(
     let entry = match cache.get_fresh(&hash) {
         Some(e) => e,
         None => {
-            // A key the cache holds (past `ttl`, being refreshed) is known,
-            // not guessed: only lookups of keys it does not hold are
-            // subject to, and charged to, the client's budget.
-            let guessed = !cache.holds(&hash);
+            // A key the cache holds (past `ttl`, being refreshed), or has
+            // seen valid (before a flush, an eviction), is known, not
+            // guessed: only lookups of other keys are subject to, and
+            // charged to, the client's budget.
+            let guessed = !cache.known(&hash);
+            let group = client_group(client_ip, budget.ipv6_prefix);
             if guessed {
-                if let Some(retry) = budget
-                    .failures
-                    .check(client_ip, budget.limit, budget.window)
-                {
+                if let Some(retry) = budget.failures.check(group, budget.limit, budget.window) {
                     // Refused before any lookup: the key is not identified.
                     return Err(GatewayError::RateLimited(retry).into());
                 }
@@ -128,7 +129,7 @@ pub async fn authorize(
                 Ok(Lookup::Found(e)) => e,
                 Ok(Lookup::Unknown) => {
                     if guessed {
-                        budget.failures.record_failure(client_ip);
+                        budget.failures.record_failure(group);
                     }
                     return Err(GatewayError::InvalidApiKey.into());
                 }

@@ -7,13 +7,34 @@
 //! not already cached, until its window ends. Cached keys still work from
 //! that IP (the hit path never consults this), and other IPs are unaffected.
 //!
-//! The counters live in a bounded moka cache keyed by IP, so a flood from
-//! many addresses cannot grow memory without bound.
+//! Clients are grouped as an address plan gives them out: an IPv4 address
+//! is one client (/32), an IPv6 client is its whole prefix (`/64` by
+//! default, `auth.failed_lookup_ipv6_prefix`), since one host can pick any
+//! of 2^64 addresses in its /64. The counters live in a bounded moka cache
+//! keyed by that group, so a flood from many addresses cannot grow memory
+//! without bound.
+//!
+//! Keys the cache has seen valid never reach this budget (see
+//! [`crate::lookup::cache::KeyCache::known`]), so a flushed or evicted
+//! cache never turns a client's real keys into 429s.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The budget group of a (canonical) client address: IPv4 as is, IPv6
+/// with every bit past `ipv6_prefix` cleared.
+pub(crate) fn client_group(ip: IpAddr, ipv6_prefix: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let bits = u32::from(ipv6_prefix.min(128));
+            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+            IpAddr::V6((u128::from(v6) & mask).into())
+        }
+    }
+}
 
 /// Counters of one IP within its current window.
 #[derive(Debug)]
@@ -86,5 +107,27 @@ mod tests {
         let retry = f.check(a, 3, win);
         assert!(retry.is_some_and(|d| d >= Duration::from_secs(1) && d <= win));
         assert!(f.check(b, 3, win).is_none());
+    }
+
+    #[test]
+    fn ipv6_clients_are_grouped_by_prefix_and_ipv4_by_address() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let a = client_group(ip("2001:db8:1:2:aaaa::1"), 64);
+        assert_eq!(a, ip("2001:db8:1:2::"));
+        assert_eq!(client_group(ip("2001:db8:1:2:ffff:1:2:3"), 64), a);
+        assert_ne!(client_group(ip("2001:db8:1:3::1"), 64), a);
+        assert_eq!(client_group(ip("2001:db8:1:3::1"), 48), ip("2001:db8:1::"));
+        assert_eq!(client_group(ip("2001:db8::1"), 128), ip("2001:db8::1"));
+        assert_eq!(client_group(ip("192.0.2.7"), 64), ip("192.0.2.7"));
+        assert_ne!(client_group(ip("192.0.2.8"), 64), ip("192.0.2.7"));
+        // One budget for a whole /64: addresses across it spend it together.
+        let f = FailedLookups::new(100, Duration::from_secs(60));
+        let win = Duration::from_secs(60);
+        for i in 0..3u16 {
+            let g = client_group(ip(&format!("2001:db8:1:2:{i:x}::{i:x}")), 64);
+            assert!(f.check(g, 3, win).is_none());
+            f.record_failure(g);
+        }
+        assert!(f.check(a, 3, win).is_some());
     }
 }

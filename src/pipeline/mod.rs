@@ -194,6 +194,7 @@ async fn pipeline<'s>(
             failures: &gw.failed_lookups,
             limit: cfg.auth.failed_lookup_budget,
             window: cfg.auth.failed_lookup_window,
+            ipv6_prefix: cfg.auth.failed_lookup_ipv6_prefix,
         };
         let decided = authorize::authorize(&gw.cache, budget, &key, client_ip, required).await;
         gw.metrics

@@ -1,5 +1,5 @@
 //! Forwarding: header hygiene on the way to the upstream and back. The
-//! exchange itself and the connection pool are in [`crate::pipeline::upstream`].
+//! exchange itself and the connection pool are in `crate::pipeline::upstream`.
 //!
 //! Hygiene runs before the gateway adds anything, so no client header can
 //! forge or delete what the gateway says (HOSTILE §4): hop-by-hop headers and

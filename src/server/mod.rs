@@ -82,7 +82,7 @@ pub fn builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
 /// incomplete): a quarter above `server.max_header_bytes`, at least the 8 KiB
 /// hyper requires. Heads up to this size reach the pipeline, which answers
 /// those over `max_header_bytes` with the contract's JSON 431
-/// ([`crate::pipeline::shape`]); beyond it hyper itself answers a bare 431 (no body, no
+/// (`crate::pipeline::shape`); beyond it hyper itself answers a bare 431 (no body, no
 /// `X-Request-Id`) and closes the connection. So is a head with more than 100
 /// header fields (hyper's parser limit).
 pub fn hyper_head_limit(max_header_bytes: usize) -> usize {

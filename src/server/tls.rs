@@ -45,6 +45,12 @@ struct Loaded {
     handshake_timeout: Duration,
 }
 
+impl crate::state::CertificateReload for Arc<TlsAcceptor> {
+    fn reload(&self, cfg: &TlsConfig) -> Result<(), String> {
+        TlsAcceptor::reload(self, cfg)
+    }
+}
+
 impl TlsAcceptor {
     /// Loads the certificate and key named by `cfg`; the error names the
     /// file and what is wrong with it, for the operator to fix at startup.

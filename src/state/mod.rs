@@ -28,6 +28,14 @@ use per_ip::PerIp;
 /// attempts over.
 pub const ADMIN_FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// What a config reload needs of the TLS listener: re-reading its
+/// certificate and key from the paths in the new config (the server's
+/// acceptor implements it).
+pub trait CertificateReload: Send + Sync {
+    /// Loads the certificate `cfg` names; on error the old one keeps serving.
+    fn reload(&self, cfg: &crate::config::TlsConfig) -> Result<(), String>;
+}
+
 /// One config generation, compiled for the request path.
 pub struct Snapshot {
     /// The validated config it was built from.

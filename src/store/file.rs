@@ -52,6 +52,9 @@ struct Maps {
     usage: HashMap<String, KeyUsage>,
     /// The audit trail, oldest first.
     audit: Vec<AuditEntry>,
+    /// The file's change counter: bumped by every record write (not by
+    /// usage), so a watcher can tell the file went back to an older copy.
+    changes: u64,
 }
 
 struct Inner {
@@ -127,6 +130,7 @@ impl FileStore {
             maps.by_id.insert(record.id.clone(), *hash);
             maps.by_hash.insert(*hash, record.clone());
             append_audit(&mut maps.audit, audit);
+            maps.changes = maps.changes.saturating_add(1);
             Ok(())
         })
     }
@@ -145,6 +149,7 @@ impl FileStore {
             };
             maps.by_hash.insert(hash, record.clone());
             append_audit(&mut maps.audit, audit);
+            maps.changes = maps.changes.saturating_add(1);
             Ok(())
         })
     }
@@ -208,13 +213,15 @@ impl FileStore {
         outcome
     }
 
-    /// Re-reads the file into memory; returns the records now served.
-    fn reload(&self) -> Result<HashMap<KeyHash, KeyRecord>, StoreError> {
+    /// Re-reads the file into memory; returns the records now served and
+    /// the file's change counter.
+    fn reload(&self) -> Result<(HashMap<KeyHash, KeyRecord>, u64), StoreError> {
         let _gate = self.inner.gate.lock();
         let maps = load(&self.inner.path)?;
         let records = maps.by_hash.clone();
+        let changes = maps.changes;
         *self.inner.maps.write() = maps;
-        Ok(records)
+        Ok((records, changes))
     }
 
     /// The watcher holds only a weak handle: it ends when the handle is
@@ -222,9 +229,13 @@ impl FileStore {
     pub(super) fn watch(&self, sink: Arc<dyn InvalidationSink>) -> tokio::task::JoinHandle<()> {
         let store = Arc::downgrade(&self.inner);
         let path = self.inner.path.clone();
-        let seen = self.inner.maps.read().by_hash.clone();
+        let seen = {
+            let maps = self.inner.maps.read();
+            (maps.by_hash.clone(), maps.changes)
+        };
         let written = self.inner.written.subscribe();
         sink.store_up(true);
+        sink.feed_state(None);
         tokio::spawn(async move { watch_loop(store, path, seen, &*sink, written).await })
     }
 }
@@ -308,7 +319,7 @@ impl super::Backend for FileStore {
 async fn watch_loop(
     weak: Weak<Inner>,
     path: PathBuf,
-    mut seen: HashMap<KeyHash, KeyRecord>,
+    seen: (HashMap<KeyHash, KeyRecord>, u64),
     sink: &dyn InvalidationSink,
     mut written: generation::Receiver<u64>,
 ) {
@@ -320,6 +331,7 @@ async fn watch_loop(
     let mut poll = tokio::time::interval(POLL_EVERY);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut first = true;
+    let (mut seen, mut seen_changes) = seen;
     loop {
         tokio::select! {
             Some(()) = events.recv() => {
@@ -348,9 +360,19 @@ async fn watch_loop(
         // up as a new stamp at the next poll instead of being lost.
         stamp = file_stamp(&path);
         match tokio::task::spawn_blocking(move || store.reload()).await {
-            Ok(Ok(now)) => {
+            Ok(Ok((now, changes))) => {
+                if changes < seen_changes {
+                    // An older copy of the file (a restored backup) or a
+                    // deleted one: said so; the diff below still tells the
+                    // cache about every record that differs.
+                    tracing::warn!(
+                        "key file change counter went back from {seen_changes} to {changes} \
+                         (an older copy of the file?)"
+                    );
+                }
                 report_changes(&seen, &now, sink);
                 seen = now;
+                seen_changes = changes;
             }
             Ok(Err(e)) => {
                 tracing::error!("key file not reloaded, previous keys stay in force: {e}")
@@ -479,6 +501,8 @@ struct DocIn {
     #[serde(default)]
     keys: Vec<FileKey>,
     #[serde(default)]
+    changes: u64,
+    #[serde(default)]
     usage: BTreeMap<String, KeyUsage>,
     #[serde(default)]
     audit: Vec<AuditEntry>,
@@ -539,6 +563,7 @@ fn parse(bytes: &[u8]) -> Result<Maps, String> {
     let mut maps = Maps {
         usage: doc.usage.into_iter().collect(),
         audit: doc.audit,
+        changes: doc.changes,
         ..Maps::default()
     };
     for FileKey { hash, record } in doc.keys {
@@ -558,6 +583,7 @@ fn parse(bytes: &[u8]) -> Result<Maps, String> {
 #[derive(Serialize)]
 struct DocOut<'a> {
     version: u32,
+    changes: u64,
     keys: Vec<FileKeyOut<'a>>,
     usage: BTreeMap<&'a str, &'a KeyUsage>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
@@ -586,6 +612,7 @@ fn render(maps: &Maps) -> Result<Vec<u8>, StoreError> {
     });
     let doc = DocOut {
         version: VERSION,
+        changes: maps.changes,
         keys,
         usage: maps.usage.iter().map(|(k, v)| (k.as_str(), v)).collect(),
         audit: &maps.audit,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use tokio::sync::{broadcast, Semaphore};
 
-use super::{InvalidationSink, StoreError, StoreFuture};
+use super::{FlushReason, InvalidationSink, StoreError, StoreFuture};
 use crate::keys::KeyHash;
 use crate::keys::{AuditEntry, AuditId, AuditPage, AuditQuery};
 use crate::keys::{KeyRecord, KeyUsage, Timestamp, UsageDelta};
@@ -170,11 +170,12 @@ impl MemoryStore {
     pub(super) fn watch(&self, sink: Arc<dyn InvalidationSink>) -> tokio::task::JoinHandle<()> {
         let mut rx = self.inner.changes.subscribe();
         sink.store_up(true);
+        sink.feed_state(None);
         tokio::spawn(async move {
             loop {
                 match rx.recv().await {
                     Ok((hash, at)) => sink.invalidate_written_at(&hash, at),
-                    Err(broadcast::error::RecvError::Lagged(_)) => sink.invalidate_all(),
+                    Err(broadcast::error::RecvError::Lagged(_)) => sink.flush(FlushReason::Trimmed),
                     Err(broadcast::error::RecvError::Closed) => return,
                 }
             }

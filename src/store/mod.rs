@@ -16,7 +16,7 @@
 //! [`Store`] is an opened backend seen through all four
 //! ([`crate::config::StoreConfig::open`] opens the one a config names). Three backends:
 //! - [`redis::RedisStore`]: the shared store for many gateways; writes are
-//!   atomic and announce themselves on a pub/sub channel.
+//!   atomic and append themselves to a replayable change feed (a stream).
 //! - [`file::FileStore`]: one JSON file on one host, written atomically and
 //!   watched by the running gateway.
 //! - [`memory::MemoryStore`]: in-process, for the demo and unit tests.
@@ -51,9 +51,22 @@ pub enum StoreError {
         /// Which field and why.
         reason: String,
     },
+    /// The store refused the command for this user (a Redis ACL's
+    /// `NOPERM`): a write refused so has changed nothing.
+    #[error("the key store refused this (nothing was changed): {0}")]
+    Denied(String),
     /// The write would break an invariant (id already taken, id unknown).
     #[error("{0}")]
     Conflict(String),
+}
+
+/// What [`KeyAdmin::list_all`] found.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// The records that could be read.
+    pub records: Vec<KeyRecord>,
+    /// One [`StoreError::Corrupt`] per record that could not, naming it.
+    pub corrupt: Vec<StoreError>,
 }
 
 /// Told about every change a store sees, so cached records never outlive them.
@@ -67,11 +80,63 @@ pub trait InvalidationSink: Send + Sync + 'static {
         let _ = written_at;
         self.invalidate(hash);
     }
-    /// Anything may have changed (the channel reconnected, the file was
-    /// replaced): forget every cached record.
+    /// Anything may have changed: forget every cached record.
     fn invalidate_all(&self);
+    /// Like [`InvalidationSink::invalidate_all`], for a flush the feed had
+    /// to make (it was trimmed past this gateway, or replaced, or asked for
+    /// one), so the sink can count it by reason. By default just flushes.
+    fn flush(&self, reason: FlushReason) {
+        let _ = reason;
+        self.invalidate_all();
+    }
     /// The store's connection state, for `osir_gateway_store_up` and readiness.
     fn store_up(&self, up: bool);
+    /// Whether changes reach this gateway: `None` while the feed is
+    /// followed, else why not (a missing permission, a dead or silent
+    /// connection). For `osir_gateway_change_feed_up` and `/readyz`.
+    fn feed_state(&self, problem: Option<&str>) {
+        let _ = problem;
+    }
+    /// Whether this gateway may write usage counters: `None` when it may,
+    /// else why not. Reported by `/readyz`; revocations do not depend on it.
+    fn usage_state(&self, problem: Option<&str>) {
+        let _ = problem;
+    }
+}
+
+/// Why a change feed told its sink to forget everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushReason {
+    /// The feed was trimmed past this gateway's position: changes it never
+    /// read are gone.
+    Trimmed,
+    /// The feed is not the one this gateway read (the store lost its data,
+    /// or failed over to a copy that had not received the latest changes).
+    Reset,
+    /// An entry asked for it (`h *`, written after editing the store by hand).
+    Requested,
+    /// An entry this build cannot read: it may have been about any key.
+    Unreadable,
+}
+
+impl FlushReason {
+    /// Every reason, for pre-registering metric series.
+    pub const ALL: [FlushReason; 4] = [
+        FlushReason::Trimmed,
+        FlushReason::Reset,
+        FlushReason::Requested,
+        FlushReason::Unreadable,
+    ];
+
+    /// The `reason` label of `osir_gateway_key_cache_flushes_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            FlushReason::Trimmed => "trimmed",
+            FlushReason::Reset => "reset",
+            FlushReason::Requested => "requested",
+            FlushReason::Unreadable => "unreadable",
+        }
+    }
 }
 
 /// What a store call returns: a boxed future, so the jobs can be trait
@@ -89,8 +154,20 @@ pub trait KeyLookup: Send + Sync + 'static {
 pub trait KeyAdmin: Send + Sync + 'static {
     /// A record and its hash, by public id.
     fn get<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<(KeyHash, KeyRecord)>>;
-    /// Every record, in no particular order.
+    /// Every record, in no particular order; fails on the first one that
+    /// cannot be read.
     fn list(&self) -> StoreFuture<'_, Vec<KeyRecord>>;
+    /// Every readable record, and a [`StoreError::Corrupt`] (naming the id)
+    /// for each one that is not, so one bad record hides no other. By
+    /// default [`KeyAdmin::list`], for stores that cannot hold a bad record.
+    fn list_all(&self) -> StoreFuture<'_, Listing> {
+        Box::pin(async move {
+            Ok(Listing {
+                records: self.list().await?,
+                corrupt: Vec::new(),
+            })
+        })
+    }
     /// Adds a new record; fails with `Conflict` if the id or hash exists.
     /// With `audit`, appends that entry (its id assigned by the store) in
     /// the same atomic write.
@@ -128,7 +205,7 @@ pub trait UsageStore: Send + Sync + 'static {
 /// The changes a store sees, delivered to a gateway's cache.
 pub trait ChangeFeed: Send + Sync + 'static {
     /// Starts the background task that feeds `sink` with this store's
-    /// changes (pub/sub, file watch, or in-process notifications) until the
+    /// changes (a Redis stream, file watch, or in-process notifications) until the
     /// returned handle is aborted or the store is dropped.
     fn watch(&self, sink: Arc<dyn InvalidationSink>) -> tokio::task::JoinHandle<()>;
 }
@@ -183,6 +260,15 @@ impl Store {
     pub async fn list(&self) -> Result<Vec<KeyRecord>, StoreError> {
         let mut all = self.admin.list().await?;
         all.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(all)
+    }
+
+    /// Every readable record, sorted like [`Store::list`], and the records
+    /// that could not be read (see [`KeyAdmin::list_all`]).
+    pub async fn list_all(&self) -> Result<Listing, StoreError> {
+        let mut all = self.admin.list_all().await?;
+        all.records
+            .sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(all)
     }
 

@@ -1,8 +1,8 @@
 //! Redis Cluster: three masters on loopback. Keys made through the store
 //! and through the real binary (a `redis+cluster://` config) are found by a
 //! gateway on a cluster store; a revoke through another handle reaches it
-//! within 1 s (PUBLISH in a script on the slot's master, heard on whichever
-//! node the gateway subscribed to); list, show and usage work.
+//! within 1 s (XADD to `{osir}:changes` in a script on the slot's master,
+//! read there by the gateway's feed reader); list, show and usage work.
 
 use std::net::TcpListener;
 use std::time::Duration;
@@ -89,6 +89,7 @@ async fn a_cluster_store_serves_writes_revocations_and_usage() {
         .list()
         .await
         .unwrap()
+        .records
         .into_iter()
         .map(|r| r.id)
         .collect();

@@ -113,7 +113,8 @@ async fn run_starts_without_its_store_and_connects_when_it_appears() {
     let up = RecordingUpstream::start("up").await;
     let gw = Process::start(&url, &up.url());
 
-    // It serves: health, readiness (ready, store down), public routes.
+    // It serves: health, readiness (not ready: no change can reach it while
+    // the store is down, so 503 with the reason), public routes.
     assert!(
         eventually_async(Duration::from_secs(15), || async {
             gw.readyz().await.is_some()
@@ -123,8 +124,9 @@ async fn run_starts_without_its_store_and_connects_when_it_appears() {
         gw.stderr()
     );
     let (status, body) = gw.readyz().await.unwrap();
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["status"], "ready", "{body}");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "feed_down", "{body}");
+    assert!(body["feed"]["reason"].is_string(), "{body}");
     assert_eq!(body["store"]["up"], false, "{body}");
     let metrics = get(&gw.admin_url("/metrics"), &[]).await.text();
     assert!(

@@ -27,7 +27,7 @@ const CLIENTS_PER_GATEWAY: usize = 3;
 const WITHIN: Duration = Duration::from_secs(1);
 
 /// One `osir-gateway run` process over the shared redis-server.
-struct Process {
+pub struct Process {
     run: GatewayProcess,
     cfg: CliConfig,
     api: u16,
@@ -35,7 +35,7 @@ struct Process {
 }
 
 impl Process {
-    fn start(redis: &RedisServer, up: &RecordingUpstream) -> Process {
+    pub fn start(redis: &RedisServer, up: &RecordingUpstream) -> Process {
         let (api, admin) = (free_port(), free_port());
         let cfg = CliConfig::new(&run_config(
             api,
@@ -53,15 +53,15 @@ impl Process {
         }
     }
 
-    fn stderr(&self) -> String {
+    pub fn stderr(&self) -> String {
         self.run.stderr()
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.api)
     }
 
-    async fn admin_get(&self, path: &str) -> Option<(u16, String)> {
+    pub async fn admin_get(&self, path: &str) -> Option<(u16, String)> {
         let req = Request::get(format!("http://127.0.0.1:{}{path}", self.admin))
             .body(Full::new(Bytes::new()))
             .unwrap();
@@ -74,8 +74,8 @@ impl Process {
         Some((status, String::from_utf8_lossy(&body).into_owned()))
     }
 
-    /// Ready, and subscribed to the store's invalidation channel.
-    async fn ready(&self) -> bool {
+    /// Ready: the store answers and its change feed is followed.
+    pub async fn ready(&self) -> bool {
         match self.admin_get("/readyz").await {
             Some((200, body)) => {
                 let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();

@@ -1,7 +1,7 @@
-//! The invalidation channel at gateway level (contract §8, HOSTILE §8): the
-//! revocation-delay histogram measures each timed announcement; a message
-//! lost while the subscriber was away is made up for by the flush on
-//! resubscribe; and when no message comes at all (the channel gone for good,
+//! The change feed at gateway level (contract §8, HOSTILE §8): the
+//! revocation-delay histogram measures each timed entry; a change made
+//! while the gateway could not read the feed is replayed when it can again,
+//! with no flush; and when no entry comes at all (the feed refused for good,
 //! or Redis edited by hand), staleness is bounded by `cache.ttl`, never by
 //! `stale_if_error`.
 
@@ -11,7 +11,7 @@ use http::Method;
 use osir_gateway::keys::Env;
 use osir_gateway::keys::Timestamp;
 use osir_gateway::manage::KeyService;
-use osir_gateway::store::{redis::INVALIDATE_CHANNEL, Store};
+use osir_gateway::store::{redis::CHANGE_FEED, Store};
 
 use crate::support::client::{bearer, get};
 use crate::support::eventually_async;
@@ -43,16 +43,16 @@ async fn refused_within(gw: &TestGateway, key: &str, within: Duration) -> Option
     .then(|| started.elapsed())
 }
 
-fn subscribers(redis: &RedisServer) -> u64 {
-    let out = redis.cli(&["PUBSUB", "NUMSUB", INVALIDATE_CHANNEL]);
-    out.lines()
-        .nth(1)
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
+/// Whole-cache flushes this gateway made, whatever the reason.
+fn flushes(gw: &TestGateway) -> u64 {
+    ["trimmed", "reset", "requested", "unreadable"]
+        .iter()
+        .map(|r| gw.gw.metrics.cache_flushes.with_label_values(&[r]).get())
+        .sum()
 }
 
-/// A Redis user allowed everything, channels included, for writers; the
-/// gateways use the default user, whose channel rights the tests take away.
+/// A Redis user allowed everything, for writers; the gateways use the
+/// default user, whose right to read the feed the tests take away.
 async fn writer(redis: &RedisServer) -> Store {
     redis.cli(&[
         "ACL",
@@ -69,12 +69,18 @@ async fn writer(redis: &RedisServer) -> Store {
     Store::new(s.unwrap())
 }
 
-/// Takes the channel away from the gateways (the default user): Redis drops
-/// their subscriptions and refuses new ones, while commands still work.
-async fn block_channel(redis: &RedisServer) {
-    redis.cli(&["ACL", "SETUSER", "default", "resetchannels"]);
-    let gone = crate::support::eventually(Duration::from_secs(5), || subscribers(redis) == 0).await;
-    assert!(gone, "the gateway's subscription survived the ACL change");
+/// Takes the feed away from the gateways (the default user may no longer
+/// XREAD), while other commands still work; waits until the gateway says
+/// changes cannot reach it.
+async fn block_feed(redis: &RedisServer, gw: &TestGateway) {
+    redis.cli(&["ACL", "SETUSER", "default", "-xread"]);
+    let m = gw.gw.metrics.clone();
+    let down =
+        crate::support::eventually(Duration::from_secs(5), || m.change_feed_up.get() == 0).await;
+    assert!(
+        down,
+        "the gateway still says it follows a feed it may not read"
+    );
 }
 
 #[tokio::test]
@@ -99,7 +105,7 @@ async fn revocation_delay_is_measured_for_timed_messages_only() {
         "{text}"
     );
 
-    // The old bare-hash form still invalidates, unmeasured.
+    // An entry without a write time (added by hand) invalidates, unmeasured.
     let (key, rec) = create_key(&writer, Env::Live, &["domains:read"], &[]).await;
     cache(&gw, &key).await;
     let (hash, _) = writer.get(&rec.id).await.unwrap().unwrap();
@@ -107,7 +113,7 @@ async fn revocation_delay_is_measured_for_timed_messages_only() {
     let now = Timestamp::now().0.to_string();
     redis.cli(&["HSET", &format!("osir:key:{hex}"), "revoked_at", &now]);
     let before = invalidations.get();
-    redis.cli(&["PUBLISH", INVALIDATE_CHANNEL, &hex]);
+    redis.cli(&["XADD", CHANGE_FEED, "*", "h", &hex]);
     assert!(refused_within(&gw, &key, WITHIN).await.is_some());
     assert_eq!(invalidations.get(), before + 1);
     assert_eq!(delay.get_sample_count(), 1);
@@ -120,7 +126,7 @@ async fn revocation_delay_is_measured_for_timed_messages_only() {
     redis.cli(&["HSET", &format!("osir:key:{hex}"), "revoked_at", &now]);
     let sum = delay.get_sample_sum();
     let ahead = (Timestamp::now().0 + 3_600_000).to_string();
-    redis.cli(&["PUBLISH", INVALIDATE_CHANNEL, &format!("{hex} {ahead}")]);
+    redis.cli(&["XADD", CHANGE_FEED, "*", "h", &hex, "at", &ahead]);
     assert!(refused_within(&gw, &key, WITHIN).await.is_some());
     assert_eq!(delay.get_sample_count(), 2);
     assert_eq!(delay.get_sample_sum(), sum);
@@ -137,42 +143,39 @@ async fn revocation_delay_is_measured_on_the_memory_store_too() {
     assert_eq!(gw.gw.metrics.revocation_delay.get_sample_count(), 1);
 }
 
-/// The subscriber is killed, and the key revoked right away, while the
-/// gateway has not yet resubscribed: if the message is lost, the flush on
-/// resubscribe still refuses the key within 1 s.
+/// The feed connection is killed and the key revoked right away, before
+/// the gateway has reconnected: it resumes from the last entry it applied,
+/// so the revoke is replayed (heard, not made up for by a flush).
 #[tokio::test]
-async fn a_revoke_while_the_subscriber_is_killed_is_seen() {
+async fn a_revoke_while_the_feed_connection_is_killed_is_replayed() {
     let redis = RedisServer::start();
     let writer = redis_store(&redis).await;
     let Bench { up: _up, gw, .. } = Bench::start(redis_store(&redis).await, "").await;
     let (key, rec) = create_key(&writer, Env::Live, &["domains:read"], &[]).await;
     cache(&gw, &key).await;
     let messages = gw.gw.metrics.invalidations.get();
+    assert!(crate::support::eventually(WITHIN, || redis.feed_readers() == 1).await);
 
-    let killed = redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
-    assert_eq!(killed.trim(), "1", "no subscriber was killed");
+    assert_eq!(redis.kill_feed_readers(), 1, "no feed reader was killed");
     KeyService::new(&writer).revoke(&rec.id).await.unwrap();
     let took = refused_within(&gw, &key, WITHIN).await;
-    let heard = gw.gw.metrics.invalidations.get() > messages;
-    println!(
-        "killed subscriber: refused after {took:?}; the revoke message was {}",
-        if heard {
-            "heard"
-        } else {
-            "lost (the resubscribe flush did it)"
-        }
-    );
+    println!("killed feed connection: refused after {took:?}");
     assert!(
         took.is_some(),
         "revoked key still served 1 s after the revoke"
     );
+    assert!(
+        crate::support::eventually(WITHIN, || gw.gw.metrics.invalidations.get() > messages).await,
+        "the revoke was not replayed"
+    );
+    assert_eq!(flushes(&gw), 0, "a reconnect flushed the cache");
 }
 
-/// Deterministic version: the gateway cannot resubscribe until the test
-/// lets it, so the revoke's message is surely lost; once the gateway is
-/// back on the channel it refuses the key within 1 s.
+/// Deterministic version: the gateway may not read the feed until the
+/// test lets it, so the revoke surely lands while it is not reading; once
+/// it may again, it replays the revoke within 1 s, without a flush.
 #[tokio::test]
-async fn a_message_lost_while_unsubscribed_is_made_up_for_on_resubscribe() {
+async fn a_change_made_while_the_feed_is_refused_is_replayed_without_a_flush() {
     let redis = RedisServer::start();
     let writer = writer(&redis).await;
     let Bench { up: _up, gw, .. } = Bench::start(redis_store(&redis).await, "").await;
@@ -180,43 +183,49 @@ async fn a_message_lost_while_unsubscribed_is_made_up_for_on_resubscribe() {
     cache(&gw, &key).await;
     let m = &gw.gw.metrics;
     let (messages, delays) = (m.invalidations.get(), m.revocation_delay.get_sample_count());
-
     let (hash, _) = writer.get(&rec.id).await.unwrap().unwrap();
 
-    block_channel(&redis).await;
+    block_feed(&redis, &gw).await;
+    // Not ready, and saying why: revocations cannot reach this gateway.
+    let r = get(&gw.admin_url("/readyz"), &[]).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    let reason = r.json()["feed"]["reason"].as_str().unwrap_or("").to_owned();
+    assert!(
+        reason.contains("XREAD") && reason.contains("+xread"),
+        "{reason}"
+    );
     KeyService::new(&writer).revoke(&rec.id).await.unwrap();
-    // The message went nowhere, and nothing was flushed: the gateway knows
-    // it is not subscribed (a refused SUBSCRIBE is not taken for one). The
-    // store still answers, so it is up.
+    // Nothing reached the gateway, and nothing was flushed. The store still
+    // answers, so it is up.
     let held = crate::support::eventually(Duration::from_millis(500), || {
         gw.gw.cache.get_fresh(&hash).is_none()
     })
     .await;
-    assert!(!held, "the cache was flushed while no subscription existed");
+    assert!(!held, "the cache was flushed while the feed was refused");
     assert_eq!(m.store_up.get(), 1);
     assert_eq!(m.invalidations.get(), messages);
-    assert_eq!(m.revocation_delay.get_sample_count(), delays);
 
-    redis.cli(&["ACL", "SETUSER", "default", "allchannels"]);
-    let back =
-        crate::support::eventually(Duration::from_secs(10), || subscribers(&redis) == 1).await;
-    assert!(back, "the gateway never resubscribed");
+    redis.cli(&["ACL", "SETUSER", "default", "+xread"]);
     assert!(
         refused_within(&gw, &key, WITHIN).await.is_some(),
-        "revoked key still served 1 s after resubscribing"
+        "revoked key still served 1 s after the feed was allowed again"
     );
     assert_eq!(
         m.invalidations.get(),
-        messages,
-        "the lost message came back?"
+        messages + 1,
+        "the revoke was not replayed"
     );
+    assert_eq!(m.revocation_delay.get_sample_count(), delays + 1);
+    assert_eq!(flushes(&gw), 0, "catching up flushed the cache");
+    assert!(crate::support::eventually(WITHIN, || m.change_feed_up.get() == 1).await);
+    assert_eq!(get(&gw.admin_url("/readyz"), &[]).await.status, 200);
 }
 
-/// The channel gone for good while Redis answers: a revoked key is refused
+/// The feed refused for good while Redis answers: a revoked key is refused
 /// once its cached record is older than `cache.ttl`, not kept for
 /// `stale_if_error` as if the store were down.
 #[tokio::test]
-async fn without_the_channel_staleness_is_bounded_by_ttl() {
+async fn without_the_feed_staleness_is_bounded_by_ttl() {
     let redis = RedisServer::start();
     let writer = writer(&redis).await;
     let ttl = Duration::from_millis(300);
@@ -225,19 +234,19 @@ async fn without_the_channel_staleness_is_bounded_by_ttl() {
     let (key, rec) = create_key(&writer, Env::Live, &["domains:read"], &[]).await;
     cache(&gw, &key).await;
 
-    block_channel(&redis).await;
+    block_feed(&redis, &gw).await;
     KeyService::new(&writer).revoke(&rec.id).await.unwrap();
     let took = refused_within(&gw, &key, ttl + WITHIN).await;
     assert!(
         took.is_some(),
-        "revoked key still served {:?} after the revoke with the channel gone",
+        "revoked key still served {:?} after the revoke with the feed gone",
         ttl + WITHIN
     );
     assert_eq!(gw.gw.metrics.store_up.get(), 1);
     assert_eq!(
-        subscribers(&redis),
+        gw.gw.metrics.change_feed_up.get(),
         0,
-        "the channel came back during the test"
+        "the feed came back during the test"
     );
 }
 

@@ -5,6 +5,8 @@
 mod support;
 
 mod auth;
+mod bounded_times;
+mod budget_known;
 mod client_ips;
 mod cluster;
 mod keys_cli;
@@ -26,6 +28,10 @@ mod edge_paths;
 mod edge_reload;
 mod edge_slots;
 mod faults;
+mod feed_acl;
+mod feed_faults;
+mod feed_file;
+mod feed_fleet;
 mod fleet;
 mod flood;
 mod forwarding;
@@ -44,6 +50,7 @@ mod outage;
 mod paths;
 mod pool;
 mod props;
+mod props_inputs;
 mod reload;
 mod routing;
 mod smoke;

@@ -9,7 +9,9 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use ::redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
 use ::redis::cluster::ClusterClient;
 use ::redis::cluster_async::ClusterConnection;
 use ::redis::{Client, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Script, Value};
@@ -17,7 +19,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::schema::Schema;
 use super::scripts::{INSERT_LUA, REPLACE_LUA, USAGE_LUA};
-use super::url::{scrub, ClusterUrl, SentinelUrl};
+use super::url::{scrub, SentinelUrl};
 use super::{Inner, RedisStore};
 use crate::store::StoreError;
 
@@ -30,6 +32,9 @@ use crate::store::StoreError;
 pub(super) enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+    /// One plain connection that never reconnects by itself: the change
+    /// feed's, replaced as a whole when it fails or goes silent.
+    Plain(MultiplexedConnection),
 }
 
 impl ConnectionLike for Conn {
@@ -37,6 +42,7 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Plain(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -49,6 +55,7 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Plain(c) => c.req_packed_commands(cmd, offset, count),
         }
     }
 
@@ -56,14 +63,17 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
+            Conn::Plain(c) => c.get_db(),
         }
     }
 }
 
-/// A `redis+cluster://` store's cluster client and seed nodes.
+/// A `redis+cluster://` store's cluster clients.
 pub(super) struct Cluster {
     pub(super) client: ClusterClient,
-    pub(super) url: ClusterUrl,
+    /// The feed reader's client: like `client`, with a response timeout
+    /// that outlasts a blocking read.
+    pub(super) feed: ClusterClient,
 }
 
 /// A command connection: to the cluster if there is one, else to `client`.
@@ -86,6 +96,7 @@ pub(super) async fn finish_connect(
     cluster: Option<Cluster>,
     shown_url: String,
     timeout: Duration,
+    feed_max_len: u64,
 ) -> Result<RedisStore, StoreError> {
     let password = client.get_connection_info().redis.password.clone();
     // One connection attempt per reconnect (no retries inside redis-rs, whose
@@ -133,6 +144,7 @@ pub(super) async fn finish_connect(
             insert: Script::new(INSERT_LUA),
             replace: Script::new(REPLACE_LUA),
             usage: Script::new(USAGE_LUA),
+            feed_max_len,
         }),
     })
 }
@@ -156,6 +168,13 @@ impl RedisStore {
                 what: subject.to_owned(),
                 reason: format!("{op}: a redis key has the wrong type"),
             }),
+            Ok(Err(e)) if e.code() == Some("NOPERM") || e.to_string().contains("NOPERM") => {
+                Err(StoreError::Denied(format!(
+                    "redis {}: {op}: {}; see the ACL rules in docs/store.md",
+                    self.inner.shown_url,
+                    scrub(&e.to_string(), self.inner.password.as_deref())
+                )))
+            }
             Ok(Err(e)) => {
                 if lost_master(&e) {
                     self.kick_refresh();

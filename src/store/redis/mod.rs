@@ -8,10 +8,11 @@
 //! - `osir:audit`: STREAM, the audit trail: one entry per key change, field
 //!   `entry` holding its JSON, added by the same script as the change;
 //!   never trimmed (append-only).
-//! - channel `osir:invalidate`: `<hash hex> <unix ms>` when a record is
-//!   replaced (revoked, updated; the write time feeds the revocation-delay
-//!   metric), the bare hash hex when one is added, or `*`. Hashes starting
-//!   with 16 zero digits are subscription probes (see `RedisStore::confirm`).
+//! - `osir:changes`: STREAM, the change feed. Every write script appends
+//!   `h <hash hex>` (and `at <unix ms>` for a replace, which feeds the
+//!   revocation-delay metric) before it writes anything, trimmed to about
+//!   `[store] feed_max_len` entries; `h *` asks every gateway to flush.
+//!   Each gateway reads it from the last id it applied (see `watch.rs`).
 //!
 //! With a `redis+sentinel://` URL the server is the master the sentinels
 //! name, looked up again (and every connection moved) when it stops
@@ -20,10 +21,10 @@
 //! With a `redis+cluster://` URL every key above is put under one hash tag
 //! (`{osir}:key:<hash>`, `{osir}:id:<id>`, `{osir}:ids`, `{osir}:usage:<id>`)
 //! so each script's keys share a slot: the cluster gives failover through
-//! replicas, not sharding. Commands go through the cluster client; the
-//! watcher subscribes on any one node (a cluster broadcasts PUBLISH).
+//! replicas, not sharding. Commands go through the cluster client, and so
+//! does the feed reader (a cluster connection of its own).
 //!
-//! Writes are Lua scripts, so a record, its index and its announcement change
+//! Writes are Lua scripts, so a record, its index and its feed entry change
 //! together or not at all, and a check ("is this id free?") cannot race the
 //! write it guards. Every round trip is bounded by the configured timeout and
 //! any failure is [`StoreError::Unavailable`]: the caller decides what an
@@ -38,17 +39,20 @@
 //! - `sentinel.rs`: finding the master and following it when it moves.
 //! - `schema.rs`: key names and the record/usage hash encoding.
 //! - `scripts.rs`: the Lua scripts every write goes through.
-//! - `subscribe.rs` and `watch.rs`: the invalidation channel and the task
-//!   that follows it and reports whether the store is up.
+//! - `feed.rs`: reading the change feed (positions, XINFO, XREAD) and
+//!   checking this user's rights, with NOPERM turned into the rule to add.
+//! - `watch.rs`: the task that follows the feed from the last id it applied
+//!   and reports whether the store is up and the feed is live.
+
 //! - `lazy.rs`: the store `run` serves with while Redis is unreachable at
 //!   start, connecting in the background.
 
 mod conn;
+mod feed;
 mod lazy;
 mod schema;
 mod scripts;
 mod sentinel;
-mod subscribe;
 mod url;
 mod watch;
 
@@ -68,7 +72,7 @@ use ::redis::cluster::ClusterClient;
 use ::redis::{Client, ProtocolVersion, Script, Value};
 use parking_lot::{Mutex, RwLock};
 
-use super::{InvalidationSink, StoreError, StoreFuture};
+use super::{InvalidationSink, Listing, StoreError, StoreFuture};
 use crate::keys::KeyHash;
 use crate::keys::{AuditEntry, AuditPage, AuditQuery};
 use crate::keys::{KeyRecord, KeyUsage, Timestamp, UsageDelta};
@@ -80,10 +84,14 @@ use schema::{
 use sentinel::resolve_master;
 use url::{redact_url, scrub, userinfo, CLUSTER_SCHEME, SENTINEL_SCHEME};
 
-/// The pub/sub channel every writer announces changes on and every gateway
-/// listens to; a message is a record's hash hex, optionally followed by a
-/// space and the write time in Unix milliseconds, or `*` for "flush all".
-pub const INVALIDATE_CHANNEL: &str = "osir:invalidate";
+/// The change feed (a Redis Stream) every write appends to and every
+/// gateway reads; on a Cluster it is `{osir}:changes`.
+pub const CHANGE_FEED: &str = "osir:changes";
+
+/// The default bound on the feed's length (`XADD … MAXLEN ~`): how many
+/// changes a gateway may fall behind (a long pause, a slow reconnect) and
+/// still catch up without flushing its cache.
+pub const DEFAULT_FEED_MAX_LEN: u64 = 100_000;
 
 /// Ids per pipelined round trip in `list`, so one round trip stays small
 /// enough to finish within the timeout.
@@ -92,7 +100,7 @@ const LIST_CHUNK: usize = 500;
 struct Inner {
     /// The server to talk to: fixed for `redis://`, the current master for
     /// Sentinel (swapped together with `conn` when the master moves). With
-    /// Cluster, the node the watcher last subscribed on (first tried next).
+    /// Cluster, the first seed node.
     client: RwLock<Client>,
     /// Swapped as a whole only when the connection is found half-open or
     /// the master moved.
@@ -103,7 +111,7 @@ struct Inner {
     cluster: Option<Cluster>,
     /// The key names this store uses.
     schema: Schema,
-    /// Bumped whenever the master moves, so the watcher resubscribes there.
+    /// Bumped whenever the master moves, so the feed reader reconnects there.
     generation: AtomicU64,
     /// One master look-up at a time.
     refreshing: tokio::sync::Mutex<()>,
@@ -118,6 +126,8 @@ struct Inner {
     insert: Script,
     replace: Script,
     usage: Script,
+    /// `MAXLEN ~` of every feed append.
+    feed_max_len: u64,
 }
 
 /// A connection to the shared Redis store; cloning shares the connection.
@@ -146,7 +156,18 @@ pub struct RedisStore {
 /// made, so a misconfigured gateway says so at start; later outages are
 /// survived (the connection is re-established on demand).
 pub async fn connect(url: &str, timeout: Duration) -> Result<RedisStore, StoreError> {
+    connect_with(url, timeout, DEFAULT_FEED_MAX_LEN).await
+}
+
+/// [`connect`], with the bound on the change feed's length that this
+/// store's writes keep (`[store] feed_max_len`).
+pub async fn connect_with(
+    url: &str,
+    timeout: Duration,
+    feed_max_len: u64,
+) -> Result<RedisStore, StoreError> {
     let shown_url = redact_url(url);
+    let feed_max_len = feed_max_len.max(1);
     if url.starts_with(SENTINEL_SCHEME) {
         let spec = parse_sentinel_url(url)
             .map_err(|e| StoreError::Unavailable(format!("invalid redis URL {shown_url}: {e}")))?;
@@ -156,7 +177,7 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<RedisStore, StoreEr
                 scrub(&e, spec.password.as_deref())
             ))
         })?;
-        return finish_connect(client, Some(spec), None, shown_url, timeout).await;
+        return finish_connect(client, Some(spec), None, shown_url, timeout, feed_max_len).await;
     }
     if url.starts_with(CLUSTER_SCHEME) {
         let spec = parse_cluster_url(url)
@@ -165,26 +186,31 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<RedisStore, StoreEr
         let first = spec
             .node_client(host, port)
             .map_err(|e| StoreError::Unavailable(format!("invalid redis URL {shown_url}: {e}")))?;
-        let nodes = spec
-            .nodes
-            .iter()
-            .map(|(h, p)| spec.node_info(h.clone(), *p));
         // The seeds are dialled together and all awaited before the slot map
         // is read: half the budget each, so one seed that never answers does
-        // not use up the whole first-connection timeout.
-        let client = ClusterClient::builder(nodes)
-            .connection_timeout(timeout / 2)
-            .response_timeout(timeout)
-            .use_protocol(ProtocolVersion::RESP2)
-            .build()
-            .map_err(|e| {
-                StoreError::Unavailable(format!(
-                    "invalid redis URL {shown_url}: {}",
-                    scrub(&e.to_string(), spec.password.as_deref())
-                ))
-            })?;
-        let cluster = Cluster { client, url: spec };
-        return finish_connect(first, None, Some(cluster), shown_url, timeout).await;
+        // not use up the whole first-connection timeout. The feed reader has
+        // its own client, whose replies may wait out a blocking read.
+        let build = |response: Duration| {
+            let nodes = spec
+                .nodes
+                .iter()
+                .map(|(h, p)| spec.node_info(h.clone(), *p));
+            ClusterClient::builder(nodes)
+                .connection_timeout(timeout / 2)
+                .response_timeout(response)
+                .use_protocol(ProtocolVersion::RESP2)
+                .build()
+                .map_err(|e| {
+                    StoreError::Unavailable(format!(
+                        "invalid redis URL {shown_url}: {}",
+                        scrub(&e.to_string(), spec.password.as_deref())
+                    ))
+                })
+        };
+        let client = build(timeout)?;
+        let feed = build(feed::read_deadline(timeout))?;
+        let cluster = Cluster { client, feed };
+        return finish_connect(first, None, Some(cluster), shown_url, timeout, feed_max_len).await;
     }
     let client = Client::open(url).map_err(|e| {
         // The driver's message may quote the URL: scrub its userinfo.
@@ -198,7 +224,7 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<RedisStore, StoreEr
             "unsupported or invalid redis URL {shown_url}: {msg}"
         ))
     })?;
-    finish_connect(client, None, None, shown_url, timeout).await
+    finish_connect(client, None, None, shown_url, timeout, feed_max_len).await
 }
 
 /// Checks that `url` is one [`connect`] can use, without connecting: the
@@ -293,6 +319,16 @@ impl RedisStore {
     }
 
     pub(super) async fn list(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        self.list_with(true).await.map(|l| l.records)
+    }
+
+    pub(super) async fn list_all(&self) -> Result<Listing, StoreError> {
+        self.list_with(false).await
+    }
+
+    /// Lists every record. `strict`: the first unreadable one fails the
+    /// listing; else it is reported by id and the others are still listed.
+    async fn list_with(&self, strict: bool) -> Result<Listing, StoreError> {
         let ids_key = self.inner.schema.ids;
         let mut conn = self.conn();
         let members: Value = self
@@ -310,6 +346,15 @@ impl RedisStore {
             }
         }
         let mut out = Vec::with_capacity(ids.len());
+        let mut bad = Vec::new();
+        let mut keep = |e: StoreError| {
+            if strict {
+                Err(e)
+            } else {
+                bad.push(e);
+                Ok(())
+            }
+        };
         for chunk in ids.chunks(LIST_CHUNK) {
             let mut pipe = ::redis::pipe();
             for id in chunk {
@@ -320,9 +365,12 @@ impl RedisStore {
                 .await?;
             let mut found = Vec::with_capacity(chunk.len());
             for (id, index) in chunk.iter().zip(indexes) {
-                match parse_index(self.inner.schema.id, id, index)? {
-                    Some(hash) => found.push((id, hash)),
-                    None => tracing::warn!(id, "{ids_key} names an id with no index; ignoring it"),
+                match parse_index(self.inner.schema.id, id, index) {
+                    Ok(Some(hash)) => found.push((id, hash)),
+                    Ok(None) => {
+                        tracing::warn!(id, "{ids_key} names an id with no index; ignoring it")
+                    }
+                    Err(e) => keep(e)?,
                 }
             }
             let mut pipe = ::redis::pipe();
@@ -334,17 +382,34 @@ impl RedisStore {
                 .run("HGETALL (pipelined)", ids_key, pipe.query_async(&mut conn))
                 .await?;
             for ((id, _), value) in found.into_iter().zip(records) {
-                let fields = hash_fields(value).map_err(|reason| corrupt(id, reason))?;
+                let fields = match hash_fields(value) {
+                    Ok(f) => f,
+                    Err(reason) => {
+                        keep(corrupt(id, reason))?;
+                        continue;
+                    }
+                };
                 if fields.is_empty() {
                     tracing::warn!(id, "key id index points at a missing record; ignoring it");
                     continue;
                 }
-                let record = parse_record(&fields).map_err(|reason| corrupt(id, reason))?;
-                check_id(id, &record)?;
-                out.push(record);
+                let record = match parse_record(&fields) {
+                    Ok(r) => r,
+                    Err(reason) => {
+                        keep(corrupt(id, reason))?;
+                        continue;
+                    }
+                };
+                match check_id(id, &record) {
+                    Ok(()) => out.push(record),
+                    Err(e) => keep(e)?,
+                }
             }
         }
-        Ok(out)
+        Ok(Listing {
+            records: out,
+            corrupt: bad,
+        })
     }
 
     pub(super) async fn insert(
@@ -359,9 +424,10 @@ impl RedisStore {
         inv.key(format!("{}{hex}", self.inner.schema.key))
             .key(format!("{}{}", self.inner.schema.id, record.id))
             .key(self.inner.schema.ids)
+            .key(self.inner.schema.changes)
             .arg(&hex)
             .arg(&record.id)
-            .arg(INVALIDATE_CHANNEL);
+            .arg(self.inner.feed_max_len);
         for (field, value) in &set {
             inv.arg(*field).arg(value);
         }
@@ -412,8 +478,9 @@ impl RedisStore {
             let mut inv = self.inner.replace.prepare_invoke();
             inv.key(format!("{}{id}", self.inner.schema.id))
                 .key(format!("{}{hex}", self.inner.schema.key))
+                .key(self.inner.schema.changes)
                 .arg(&hex)
-                .arg(INVALIDATE_CHANNEL)
+                .arg(self.inner.feed_max_len)
                 .arg(Timestamp::now().0)
                 .arg(set.len());
             for (field, value) in &set {
@@ -541,6 +608,9 @@ impl crate::store::KeyAdmin for RedisStore {
     }
     fn list(&self) -> StoreFuture<'_, Vec<KeyRecord>> {
         Box::pin(RedisStore::list(self))
+    }
+    fn list_all(&self) -> StoreFuture<'_, Listing> {
+        Box::pin(RedisStore::list_all(self))
     }
     fn insert<'a>(
         &'a self,

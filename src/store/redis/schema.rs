@@ -28,6 +28,8 @@ pub(super) struct Schema {
     pub(super) usage: &'static str,
     /// The audit trail: a STREAM, one `entry` field (JSON) per change.
     pub(super) audit: &'static str,
+    /// The change feed: a stream every write appends to.
+    pub(super) changes: &'static str,
 }
 
 impl Schema {
@@ -37,6 +39,7 @@ impl Schema {
         ids: "osir:ids",
         usage: "osir:usage:",
         audit: "osir:audit",
+        changes: "osir:changes",
     };
     /// Everything under the hash tag `{osir}`: one slot.
     pub(super) const CLUSTER: Schema = Schema {
@@ -45,6 +48,7 @@ impl Schema {
         ids: "{osir}:ids",
         usage: "{osir}:usage:",
         audit: "{osir}:audit",
+        changes: "{osir}:changes",
     };
 }
 
@@ -179,10 +183,13 @@ impl Fields<'_> {
 
     fn time(&self, name: &str) -> Result<Option<Timestamp>, String> {
         self.opt(name)?
-            .map(|s| {
-                s.parse::<i64>()
-                    .map(Timestamp)
-                    .map_err(|_| format!("{name}: not a whole number of milliseconds"))
+            .map(|s| match s.parse::<i64>().map(Timestamp) {
+                Ok(t) if t.in_range() => Ok(t),
+                Ok(_) => Err(format!(
+                    "{name}: out of range (Unix ms from 0 to {})",
+                    Timestamp::MAX.0
+                )),
+                Err(_) => Err(format!("{name}: not a whole number of milliseconds")),
             })
             .transpose()
     }

@@ -195,7 +195,7 @@ impl ClusterUrl {
         }
     }
 
-    /// A plain (non-cluster) client for one node: for the subscription.
+    /// A plain (non-cluster) client for one node.
     pub(super) fn node_client(&self, host: String, port: u16) -> Result<Client, String> {
         Client::open(self.node_info(host, port))
             .map_err(|e| scrub(&e.to_string(), self.password.as_deref()))

@@ -1,25 +1,31 @@
-//! The invalidation watcher: the task that follows the channel, forwards
-//! each message to the cache, checks every second that both connections
-//! are alive (rebuilding or re-resolving the command connection when they
-//! are not), tells the sink when the store goes down or comes back, and
-//! resubscribes with backoff. It holds only a weak handle, so dropping the
-//! store ends it.
+//! The change-feed watcher: two loops for one store, ended when the store
+//! is dropped (they hold only a weak handle).
+//!
+//! - The feed loop opens a connection of its own, proves this user's rights
+//!   (`feed.rs`), then reads the feed with a bounded blocking `XREAD` from
+//!   the last entry id it applied, forwarding each entry to the cache. When
+//!   the connection fails or goes silent (no answer within the read
+//!   deadline) it is replaced, and reading resumes from that id: nothing is
+//!   missed and nothing is flushed. Only a feed trimmed past that id, or
+//!   one that is not the stream it read (lost, or older than its
+//!   position), flushes the cache, counted by reason.
+//! - The liveness loop asks the command connection every second whether
+//!   the store answers (rebuilding a half-open connection, following a
+//!   Sentinel master) and tells the sink when the store goes down or up.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Weak;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use ::redis::aio::{PubSubSink, PubSubStream};
 use ::redis::Value;
-use futures_util::StreamExt;
 
+use super::conn::Conn;
+use super::feed::{Change, EntryId, FeedInfo, COUNT};
 use super::sentinel::is_master_role;
-use super::subscribe::PROBE_PREFIX;
-use super::{Inner, RedisStore, INVALIDATE_CHANNEL};
-use crate::keys::KeyHash;
-use crate::keys::Timestamp;
-use crate::store::InvalidationSink;
+use super::{Inner, RedisStore};
+use crate::store::{FlushReason, InvalidationSink};
 
-/// How often the watcher proves both connections are alive.
+/// How often the watcher proves the command connection is alive.
 const LIVENESS_EVERY: Duration = Duration::from_secs(1);
 
 /// Consecutive command timeouts after which the command connection is
@@ -27,8 +33,15 @@ const LIVENESS_EVERY: Duration = Duration::from_secs(1);
 /// reconnect).
 const REBUILD_AFTER_TIMEOUTS: u32 = 3;
 
-const BACKOFF_MIN: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// After this long between two reads (the process stalled), the feed is
+/// checked for a trim before the next read.
+const STALL: Duration = Duration::from_secs(1);
+
+// Reconnecting is cheap (one connection per gateway), and every moment
+// without the feed is a moment a revoke waits: the cap stays well under
+// the contract's one second.
+const BACKOFF_MIN: Duration = Duration::from_millis(25);
+const BACKOFF_MAX: Duration = Duration::from_millis(400);
 
 impl RedisStore {
     /// Liveness of the command connection, as the watcher reports it. With
@@ -67,122 +80,199 @@ fn upgrade(store: &Weak<Inner>) -> Option<RedisStore> {
     store.upgrade().map(|inner| RedisStore { inner })
 }
 
-/// Subscribes, follows, and re-subscribes until the store is dropped. Every
-/// (re)subscription flushes the sink, because messages sent while nobody
-/// listened are lost; losing the channel does not flush, so cached keys keep
-/// serving through an outage. While the channel is down the store counts as
-/// down only if it does not answer a `PING` either.
+/// Follows the feed and watches the store until the store is dropped.
 pub(super) async fn watch_loop(weak: Weak<Inner>, sink: &dyn InvalidationSink) {
+    // Set by the feed loop on every (re)connection, so the liveness loop
+    // re-checks the usage right off the feed's path (a hung command
+    // connection must not delay reading the feed).
+    let recheck_usage = AtomicBool::new(true);
+    tokio::join!(
+        liveness_loop(weak.clone(), sink, &recheck_usage),
+        feed_loop(weak, sink, &recheck_usage)
+    );
+}
+
+/// Where this gateway is in the feed: `None` until the first connection.
+type Position = Option<EntryId>;
+
+/// Connects, proves rights, catches up, follows; on any failure reports
+/// why (once per distinct reason in the log, always to the sink), waits a
+/// jittered backoff and starts again from the same position.
+async fn feed_loop(weak: Weak<Inner>, sink: &dyn InvalidationSink, recheck_usage: &AtomicBool) {
+    let mut pos: Position = None;
     let mut backoff = Backoff::new();
-    let mut up = State::default();
-    // One warning per run of failed subscriptions.
-    let mut warned = false;
-    // Whether the last subscription failed or was lost: with Sentinel, the
-    // master is then looked up again before subscribing.
-    let mut lost = false;
+    let mut reported: Option<String> = None;
     loop {
         let Some(store) = upgrade(&weak) else {
             return;
         };
         let url = store.inner.shown_url.clone();
-        if lost {
-            store.refresh(false).await;
-        }
-        lost = true;
         let generation = store.generation();
-        let subscribed = store.subscribe().await;
-        // Not held while following or sleeping: dropping the store ends us.
-        drop(store);
-        match subscribed {
-            Ok((pubsub_sink, stream)) => {
-                backoff.reset();
-                warned = false;
-                sink.invalidate_all();
-                up.force(sink, true);
-                tracing::info!(%url, "listening for key invalidations");
-                match follow(&weak, pubsub_sink, stream, sink, &mut up, generation).await {
-                    Some(why) => tracing::warn!(
-                        %url,
-                        "lost the invalidation channel ({why}); reconnecting"
-                    ),
-                    None => return,
+        let why = match store.open_feed().await {
+            Err(e) => e,
+            Ok(mut conn) => match store.check_rights(&mut conn).await {
+                Err(e) => e,
+                Ok(info) => {
+                    catch_up(&mut pos, info, sink);
+                    sink.feed_state(None);
+                    if reported.take().is_some() {
+                        tracing::info!(%url, "change feed back; resumed at {}", pos.unwrap_or_default());
+                    } else {
+                        tracing::info!(%url, "following the change feed from {}", pos.unwrap_or_default());
+                    }
+                    backoff.reset();
+                    recheck_usage.store(true, Ordering::Relaxed);
+                    drop(store);
+                    match follow(&weak, conn, &mut pos, sink, generation).await {
+                        Some(why) => why,
+                        None => return,
+                    }
                 }
-            }
-            Err(e) => {
-                if !warned {
-                    tracing::warn!(%url, "cannot subscribe to {INVALIDATE_CHANNEL}: {e}");
-                    warned = true;
-                }
+            },
+        };
+        if reported.as_deref() != Some(why.as_str()) {
+            tracing::warn!(%url, "change feed: {why}; changes cannot reach this gateway until it is back");
+        }
+        sink.feed_state(Some(&why));
+        reported = Some(why);
+        if let Some(store) = upgrade(&weak) {
+            if store.inner.sentinel.is_some() {
+                store.refresh(false).await;
             }
         }
-        // Without the channel, whether the store is up is for the command
-        // connection to say. A store that answers while the channel is gone
-        // (an ACL without channel rights, a proxy without pub/sub) stays up:
-        // cached records are then trusted for `cache.ttl` and re-read from
-        // the store after that, never served stale as in an outage.
-        let Some(store) = upgrade(&weak) else {
-            return;
-        };
-        let answering = store.ping().await.is_ok();
-        drop(store);
-        up.set(sink, answering);
         tokio::time::sleep(backoff.next_delay()).await;
     }
 }
 
-/// Forwards messages until the subscription is lost (returns why) or the
-/// store is dropped (returns `None`).
+/// Puts `pos` where reading can safely go on, given what `XINFO STREAM`
+/// says (`None`: no feed yet). The first time, the cache is emptied (it may
+/// hold records read before the position was known) and reading starts at
+/// the newest entry. After that, the position stands unless the entries
+/// after it are gone (trimmed) or the stream is not the one read before.
+fn catch_up(pos: &mut Position, info: Option<FeedInfo>, sink: &dyn InvalidationSink) {
+    let newest = info.map_or(EntryId::default(), |i| i.last);
+    let Some(at) = *pos else {
+        sink.invalidate_all();
+        *pos = Some(newest);
+        return;
+    };
+    let reason = match info {
+        None if at != EntryId::default() => Some(FlushReason::Reset),
+        None => None,
+        Some(i) if i.last < at => Some(FlushReason::Reset),
+        Some(i) if i.trimmed_past(at) => Some(FlushReason::Trimmed),
+        Some(_) => None,
+    };
+    if let Some(reason) = reason {
+        tracing::warn!(
+            "the change feed {} this gateway's position {at}; flushing every cached key",
+            match reason {
+                FlushReason::Trimmed => "was trimmed past",
+                _ => "is older than",
+            }
+        );
+        sink.flush(reason);
+        *pos = Some(newest);
+    }
+}
+
+/// Reads and applies entries until the connection fails or goes silent, or
+/// the master moves (returns why), or the store is dropped (`None`).
 async fn follow(
     weak: &Weak<Inner>,
-    mut pubsub_sink: PubSubSink,
-    mut stream: PubSubStream,
+    mut conn: Conn,
+    pos: &mut Position,
     sink: &dyn InvalidationSink,
-    up: &mut State,
     generation: u64,
 ) -> Option<String> {
-    let start = tokio::time::Instant::now() + LIVENESS_EVERY;
-    let mut tick = tokio::time::interval_at(start, LIVENESS_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut timeouts = 0u32;
+    let mut last_read = Instant::now();
+    let mut full = false;
     loop {
-        tokio::select! {
-            msg = stream.next() => match msg {
-                Some(msg) => forward(msg.get_payload_bytes(), sink),
-                None => return Some("connection closed".into()),
-            },
-            _ = tick.tick() => {
-                let store = upgrade(weak)?;
-                if let Err(why) = store.check_subscription(&mut pubsub_sink).await {
-                    return Some(why);
+        let store = upgrade(weak)?;
+        if store.generation() != generation {
+            return Some("the redis master moved".into());
+        }
+        // Caught up at the last read and read again at once: no more than
+        // the feed's length can have been written since, so nothing unread
+        // was trimmed. Behind (a full batch) or stalled: check first.
+        if full || last_read.elapsed() > STALL {
+            let info = match store.feed_info(&mut conn).await {
+                Ok(info) => info,
+                Err(why) => return Some(why),
+            };
+            catch_up(pos, info, sink);
+        }
+        let read = store.read_feed(&mut conn, pos.unwrap_or_default()).await;
+        drop(store);
+        last_read = Instant::now();
+        let entries = match read {
+            Ok(entries) => entries,
+            Err(why) => return Some(why),
+        };
+        full = entries.len() >= COUNT;
+        for entry in entries {
+            apply(entry.change, sink);
+            *pos = Some(entry.id);
+        }
+    }
+}
+
+fn apply(change: Change, sink: &dyn InvalidationSink) {
+    match change {
+        Change::One(hash, None) => sink.invalidate(&hash),
+        Change::One(hash, Some(at)) => sink.invalidate_written_at(&hash, at),
+        Change::All => sink.flush(FlushReason::Requested),
+        Change::Unreadable => {
+            // The entry is not logged: it could hold anything, even a key.
+            tracing::warn!("unreadable change feed entry; flushing every cached key");
+            sink.flush(FlushReason::Unreadable);
+        }
+    }
+}
+
+/// Every second: does the command connection answer? Tells the sink on
+/// transitions; after each feed (re)connection, checks the usage right; replaces a connection that only times out; with Sentinel,
+/// looks the master up again on any failure.
+async fn liveness_loop(weak: Weak<Inner>, sink: &dyn InvalidationSink, recheck_usage: &AtomicBool) {
+    let mut up = State::default();
+    let mut timeouts = 0u32;
+    let mut tick = tokio::time::interval(LIVENESS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(store) = upgrade(&weak) else {
+            return;
+        };
+        match store.ping().await {
+            Ok(()) => {
+                timeouts = 0;
+                up.set(sink, true);
+                if recheck_usage.swap(false, Ordering::Relaxed) {
+                    let usage = store.check_usage_right().await.err();
+                    if let Some(problem) = &usage {
+                        tracing::error!(url = %store.inner.shown_url, "{problem}");
+                    }
+                    sink.usage_state(usage.as_deref());
                 }
-                match store.ping().await {
-                    Ok(()) => {
+            }
+            Err(failure) => {
+                if up.get() != Some(false) {
+                    tracing::warn!("{failure}");
+                }
+                up.set(sink, false);
+                let mut rebuild = false;
+                if matches!(failure, Liveness::TimedOut) {
+                    timeouts += 1;
+                    if timeouts >= REBUILD_AFTER_TIMEOUTS {
                         timeouts = 0;
-                        up.set(sink, true);
-                    }
-                    Err(failure) => {
-                        if up.get() != Some(false) {
-                            tracing::warn!("{failure}");
-                        }
-                        up.set(sink, false);
-                        let mut rebuild = false;
-                        if matches!(failure, Liveness::TimedOut) {
-                            timeouts += 1;
-                            if timeouts >= REBUILD_AFTER_TIMEOUTS {
-                                timeouts = 0;
-                                rebuild = true;
-                            }
-                        }
-                        // With Sentinel any failure asks where the master
-                        // is now; without, only a half-open connection is
-                        // replaced (redis-rs reconnects by itself otherwise).
-                        if rebuild || store.inner.sentinel.is_some() {
-                            store.refresh(rebuild).await;
-                        }
+                        rebuild = true;
                     }
                 }
-                if store.generation() != generation {
-                    return Some("the redis master moved".into());
+                // With Sentinel any failure asks where the master is now;
+                // without, only a half-open connection is replaced
+                // (redis-rs reconnects by itself otherwise).
+                if rebuild || store.inner.sentinel.is_some() {
+                    store.refresh(rebuild).await;
                 }
             }
         }
@@ -225,48 +315,6 @@ impl State {
     }
 }
 
-/// Applies one channel message: `<hash hex>`, `<hash hex> <unix ms>` or
-/// `*`. Anything unrecognised flushes everything: a message we cannot read
-/// may have been about any key.
-fn forward(payload: &[u8], sink: &dyn InvalidationSink) {
-    if payload == b"*" {
-        sink.invalidate_all();
-        return;
-    }
-    if payload.starts_with(PROBE_PREFIX.as_bytes()) {
-        // Another gateway proving its subscription.
-        return;
-    }
-    match parse_message(payload) {
-        Some((hash, None)) => sink.invalidate(&hash),
-        Some((hash, Some(written_at))) => sink.invalidate_written_at(&hash, written_at),
-        None => {
-            // The payload is not logged: it could be anything, even a key.
-            tracing::warn!(
-                len = payload.len(),
-                "unreadable message on {INVALIDATE_CHANNEL}; flushing every cached key"
-            );
-            sink.invalidate_all();
-        }
-    }
-}
-
-/// A hash message, with its write time when it carries one.
-fn parse_message(payload: &[u8]) -> Option<(KeyHash, Option<Timestamp>)> {
-    let text = std::str::from_utf8(payload).ok()?;
-    let (hex, written_at) = match text.split_once(' ') {
-        Some((hex, ms)) => {
-            let ms = ms
-                .parse::<u64>()
-                .ok()
-                .and_then(|ms| i64::try_from(ms).ok())?;
-            (hex, Some(Timestamp(ms)))
-        }
-        None => (text, None),
-    };
-    Some((KeyHash::from_hex(&hex.to_ascii_lowercase())?, written_at))
-}
-
 /// Exponential backoff with jitter, 50 ms doubling to 2 s, so a fleet of
 /// gateways does not reconnect in lockstep after an outage.
 struct Backoff {
@@ -303,47 +351,6 @@ fn random_unit() -> f64 {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::store::redis::subscribe::probe_message;
-
-    #[test]
-    fn messages_are_forwarded_or_flush() {
-        use parking_lot::Mutex;
-        #[derive(Default)]
-        struct Rec(Mutex<Vec<String>>);
-        impl InvalidationSink for Rec {
-            fn invalidate(&self, hash: &KeyHash) {
-                self.0.lock().push(hash.to_hex());
-            }
-            fn invalidate_written_at(&self, hash: &KeyHash, at: Timestamp) {
-                self.0.lock().push(format!("{}@{}", hash.to_hex(), at.0));
-            }
-            fn invalidate_all(&self) {
-                self.0.lock().push("*".into());
-            }
-            fn store_up(&self, _: bool) {}
-        }
-        let rec = Rec::default();
-        let hex = "ab".repeat(32);
-        forward(hex.as_bytes(), &rec);
-        forward(hex.to_ascii_uppercase().as_bytes(), &rec);
-        forward(b"*", &rec);
-        forward(b"nonsense", &rec);
-        forward(b"\xff", &rec);
-        assert_eq!(
-            *rec.0.lock(),
-            vec![hex.clone(), hex.clone(), "*".into(), "*".into(), "*".into()]
-        );
-        rec.0.lock().clear();
-        forward(format!("{hex} 1700000000123").as_bytes(), &rec);
-        for bad in ["-5", "", "12x", "1 2", "99999999999999999999"] {
-            forward(format!("{hex} {bad}").as_bytes(), &rec);
-        }
-        forward(format!("{} 1", &hex[1..]).as_bytes(), &rec);
-        forward(probe_message().as_bytes(), &rec);
-        let mut want = vec![format!("{hex}@1700000000123")];
-        want.extend(std::iter::repeat_n("*".to_owned(), 6));
-        assert_eq!(*rec.0.lock(), want);
-    }
 
     #[test]
     fn backoff_grows_to_its_cap_with_jitter() {

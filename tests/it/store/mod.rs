@@ -27,6 +27,7 @@ enum Seen {
     One(KeyHash),
     All,
     Up(bool),
+    Feed(bool),
 }
 
 #[derive(Default)]
@@ -42,11 +43,21 @@ impl InvalidationSink for Recorder {
     fn store_up(&self, up: bool) {
         self.0.lock().push(Seen::Up(up));
     }
+    fn feed_state(&self, problem: Option<&str>) {
+        self.0.lock().push(Seen::Feed(problem.is_none()));
+    }
 }
 
 impl Recorder {
     fn count(&self, what: &Seen) -> usize {
         self.0.lock().iter().filter(|s| *s == what).count()
+    }
+
+    fn last_feed(&self) -> Option<bool> {
+        self.0.lock().iter().rev().find_map(|s| match s {
+            Seen::Feed(up) => Some(*up),
+            _ => None,
+        })
     }
 
     fn last_up(&self) -> Option<bool> {
@@ -64,11 +75,12 @@ impl Recorder {
         .await;
     }
 
-    /// Waits until the watcher's first flush: subscribed, and nothing but
-    /// that flush seen yet.
+    /// Waits until the watcher follows the feed after its first flush (the
+    /// first position is taken with an empty cache: one flush, at start),
+    /// and nothing but that flush seen yet.
     async fn first_flush(&self) {
-        self.wait(Duration::from_secs(2), "subscribed", |r| {
-            r.count(&Seen::All) == 1
+        self.wait(Duration::from_secs(2), "following", |r| {
+            r.count(&Seen::All) == 1 && r.last_feed() == Some(true)
         })
         .await;
     }

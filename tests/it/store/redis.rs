@@ -140,24 +140,24 @@ async fn redis_replace_reaches_every_watching_gateway() {
 }
 
 #[tokio::test]
-async fn redis_channel_messages_of_every_kind() {
+async fn redis_feed_entries_of_every_kind() {
     let server = RedisServer::start();
     let store = redis_store(&server).await;
     let (sink, handle) = watch(&store);
     sink.first_flush().await;
 
     let (_, h) = new_key(Env::Test);
-    server.cli(&["PUBLISH", "osir:invalidate", &h.to_hex()]);
-    sink.wait(Duration::from_secs(1), "hash message", |r| {
+    server.cli(&["XADD", "osir:changes", "*", "h", &h.to_hex()]);
+    sink.wait(Duration::from_secs(1), "hash entry", |r| {
         r.count(&Seen::One(h)) == 1
     })
     .await;
-    server.cli(&["PUBLISH", "osir:invalidate", "*"]);
-    sink.wait(Duration::from_secs(1), "flush message", |r| {
+    server.cli(&["XADD", "osir:changes", "*", "h", "*"]);
+    sink.wait(Duration::from_secs(1), "flush entry", |r| {
         r.count(&Seen::All) == 2
     })
     .await;
-    server.cli(&["PUBLISH", "osir:invalidate", "not-a-hash"]);
+    server.cli(&["XADD", "osir:changes", "*", "h", "not-a-hash"]);
     sink.wait(Duration::from_secs(1), "garbage flushes", |r| {
         r.count(&Seen::All) == 3
     })
@@ -283,6 +283,7 @@ async fn redis_never_holds_the_key_text() {
             "hash" => server.cli(&["HGETALL", k]),
             "string" => server.cli(&["GET", k]),
             "set" => server.cli(&["SMEMBERS", k]),
+            "stream" => server.cli(&["XRANGE", k, "-", "+"]),
             other => panic!("unexpected type {other} for {k}"),
         };
         everything.push_str(k);

@@ -347,10 +347,13 @@ impl TestGateway {
     pub async fn wait_store_watched(&self) {
         let gw = self.gw.clone();
         let up = super::eventually(std::time::Duration::from_secs(5), move || {
-            gw.metrics.store_up.get() == 1
+            gw.metrics.store_up.get() == 1 && gw.metrics.change_feed_up.get() == 1
         })
         .await;
-        assert!(up, "the store watcher never reported the store up");
+        assert!(
+            up,
+            "the store watcher never reported the store up and its feed followed"
+        );
     }
 
     pub fn url(&self, path_and_query: &str) -> String {

@@ -25,6 +25,8 @@ pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// Extra options, kept for [`RedisServer::restart`].
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -50,7 +52,41 @@ impl RedisServer {
             port,
             child: Some(child),
             dir,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
         }
+    }
+
+    /// Starts a server that persists every write (AOF, fsync always), so a
+    /// kill and [`RedisServer::restart`] bring the same data back.
+    pub fn start_persistent() -> RedisServer {
+        RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"])
+    }
+
+    /// Kills the connections blocked reading the change feed (`XREAD`),
+    /// as a network blip would; returns how many.
+    pub fn kill_feed_readers(&self) -> usize {
+        let ids: Vec<String> = self
+            .cli(&["CLIENT", "LIST"])
+            .lines()
+            .filter(|l| l.contains("cmd=xread"))
+            .filter_map(|l| {
+                l.split(' ')
+                    .find_map(|f| f.strip_prefix("id="))
+                    .map(str::to_owned)
+            })
+            .collect();
+        for id in &ids {
+            self.cli(&["CLIENT", "KILL", "ID", id]);
+        }
+        ids.len()
+    }
+
+    /// How many connections are reading the change feed (`XREAD`) now.
+    pub fn feed_readers(&self) -> usize {
+        self.cli(&["CLIENT", "LIST"])
+            .lines()
+            .filter(|l| l.contains("cmd=xread"))
+            .count()
     }
 
     /// `redis://127.0.0.1:<port>/0`
@@ -70,8 +106,9 @@ impl RedisServer {
     pub fn restart(&mut self) {
         self.stop();
         let deadline = Instant::now() + READY_DEADLINE;
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
         loop {
-            match spawn_ready(self.port, self.dir.path()) {
+            match spawn_ready_with(self.port, self.dir.path(), &extra) {
                 Ok(child) => {
                     self.child = Some(child);
                     return;
@@ -204,13 +241,9 @@ fn ready_within(period: Duration, mut ready: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// Starts redis-server and waits for PONG; `Err` (with its log) when it
-/// exits first, as it does when the port was taken meanwhile.
-fn spawn_ready(port: u16, dir: &Path) -> Result<Child, String> {
-    spawn_ready_with(port, dir, &[])
-}
-
-/// [`spawn_ready`] with more command-line options (`--replicaof …`).
+/// Starts redis-server with more command-line options (`--replicaof …`)
+/// and waits for PONG; `Err` (with its log) when it exits first, as it
+/// does when the port was taken meanwhile.
 fn spawn_ready_with(port: u16, dir: &Path, extra: &[&str]) -> Result<Child, String> {
     let log = dir.join(format!("redis-{port}.log"));
     let mut cmd = Command::new("redis-server");
