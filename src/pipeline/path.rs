@@ -80,7 +80,11 @@ pub fn check(raw: &str) -> Result<CheckedPath<'_>, PathError> {
                 if c >= 0x80 {
                     return Err(PathError::NotUtf8);
                 }
-                if matches!(c, b'\\' | b';') {
+                // A raw `?` or `#` cannot be part of a request's path (the
+                // target's query and fragment start there); refused like
+                // their encoded forms, so a decoded path always re-encodes
+                // to one that passes.
+                if matches!(c, b'\\' | b';' | b'?' | b'#') {
                     return Err(PathError::Forbidden);
                 }
                 c
@@ -244,6 +248,8 @@ mod tests {
             ("/v1/cafe%cc%81", NotNormalized),
             ("/v1/transfers%3f", Forbidden),
             ("/v1/x%23", Forbidden),
+            ("/v1/x?", Forbidden),
+            ("/v1/x#y", Forbidden),
             ("/v1/transfers./x", TrailingDotOrSpace),
             ("/v1/...", TrailingDotOrSpace),
             ("/v1/x%20", TrailingDotOrSpace),
