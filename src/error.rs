@@ -8,6 +8,10 @@
 //! for diagnostics; the client sees only the code and the message. No
 //! variant carries a key or a raw path. The admin API's own causes are
 //! `admin::error::AdminError`, rendered through [`json_response`].
+//!
+//! Kept in one file on purpose: every cause's status, code and message are
+//! exhaustive matches side by side, and the detail enums (`PathError`,
+//! `BadRequest`, `Framing`, `UpstreamFailure`) are read with them.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -9,6 +9,10 @@
 //! which fields, never a secret) in the same atomic write as the change,
 //! and the entry goes to the diagnostics log as one JSON line at info,
 //! target `audit`.
+//!
+//! Over 400 lines: the key model's operations, input parsing, listing and
+//! audit; it grew with the one key model of issue 14, and its input
+//! parsing and listing are the next split.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

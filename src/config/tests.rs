@@ -1,5 +1,7 @@
 //! Tests of the whole file: parsing, defaults, and that every mistake is
 //! reported, once, naming its field.
+//!
+//! Long on purpose: table-driven cases for every validation message.
 
 use super::*;
 use crate::keys::Action;

@@ -4,6 +4,9 @@
 //! instead of stopping, so one reload reports everything wrong at once. The
 //! route table is built in `routes.rs`; single-value checks live in
 //! `checks.rs`.
+//!
+//! One `Validator` pass over every section, so every problem of a file is
+//! reported in one run; longer than 400 lines for that reason.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};

@@ -18,6 +18,10 @@
 //!   record can never put it back after a revoke or update landed.
 //!
 //! The hit path is one moka read plus a clock read; no lock, no allocation.
+//!
+//! Over 400 lines because the cache, its single flight and its epochs
+//! share one state and must be read together; the known-key fingerprints
+//! are the part that could move out.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

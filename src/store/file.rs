@@ -16,6 +16,9 @@
 //! `{"version":1,"keys":[{"hash":"<sha256 hex>", ...record}],"usage":{"<id>":{...}},"audit":[...]}`;
 //! `audit` (the trail, oldest first, written with the change it records)
 //! is left out while empty.
+//!
+//! Over 400 lines: it grew with the audit trail and the change counter; the
+//! on-disk format (serde types, parsing) is the next split.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};

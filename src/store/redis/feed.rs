@@ -3,6 +3,9 @@
 //! trimming, one bounded blocking read, and the rights a gateway needs,
 //! checked with real harmless commands so a refusal names the command and
 //! the ACL rule to add. The watcher in `watch.rs` drives these.
+//!
+//! Over 400 lines: the feed's positions, its bounded read and the permission
+//! probes with their ACL messages belong together.
 
 use std::time::Duration;
 

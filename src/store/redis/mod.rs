@@ -43,6 +43,10 @@
 //!   checking this user's rights, with NOPERM turned into the rule to add.
 //! - `watch.rs`: the task that follows the feed from the last id it applied
 //!   and reports whether the store is up and the feed is live.
+//!
+//! Over 400 lines: the store's operations and the four job traits; it grew
+//! with the change feed and the audit trail, and the trait impls and
+//! `connect` are the next split.
 
 //! - `lazy.rs`: the store `run` serves with while Redis is unreachable at
 //!   start, connecting in the background.
