@@ -26,7 +26,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("state/", 6),
     ("pipeline/", 7),
     ("lookup/", 8),
-    ("manage.rs", 8),
+    ("manage/", 8),
     ("diag.rs", 8),
     ("config/", 9),
     ("store/", 10),
