@@ -148,9 +148,16 @@ async fn normal_runs_revoke_well_within_a_second() {
     assert!(text.contains("osir_gateway_change_feed_up 1"), "{text}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_paused_redis_loses_no_revoke_and_flushes_nothing() {
-    let redis = RedisServer::start();
+/// Revokes three cached keys, each right after `fault` then `heal` hit the
+/// store (once the gateway noticed the fault): every revoke is refused
+/// within a second, a valid cached key from a client whose unknown-key
+/// budget is spent is served throughout, and nothing is flushed.
+async fn revokes_survive(
+    mut redis: RedisServer,
+    what: &str,
+    fault: impl Fn(&mut RedisServer),
+    heal: impl Fn(&mut RedisServer),
+) {
     let up = RecordingUpstream::start("up").await;
     let writer = redis_store(&redis).await;
     let gw = TestGateway::builder()
@@ -168,66 +175,43 @@ async fn a_paused_redis_loses_no_revoke_and_flushes_nothing() {
     spend_budget(&gw).await;
     let mut delays = Vec::new();
     for (key, id) in &doomed {
-        redis.pause();
-        // The silent connection is noticed (the read's deadline passes).
+        fault(&mut redis);
+        // The fault is noticed (a silent connection: the read's deadline passes).
         wait_feed(&gw, false, Duration::from_secs(3)).await;
         assert_eq!(code(&gw, &valid).await, "ok");
-        redis.resume();
+        heal(&mut redis);
         delays.push(revoke_and_time(&gw, &writer, key, id).await);
         assert_eq!(
             code(&gw, &valid).await,
             "ok",
-            "a valid cached key after a blip"
+            "a valid cached key after: {what}"
         );
         wait_feed(&gw, true, Duration::from_secs(3)).await;
     }
-    report(
+    report(what, &mut delays);
+    assert_eq!(flushes(&gw), 0, "{what}: the cache was flushed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_redis_loses_no_revoke_and_flushes_nothing() {
+    revokes_survive(
+        RedisServer::start(),
         "Redis paused (SIGSTOP) until the gateway noticed, revoke right after SIGCONT",
-        &mut delays,
-    );
-    assert_eq!(flushes(&gw), 0, "a pause flushed the cache");
+        |r| r.pause(),
+        |r| r.resume(),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_and_restarted_redis_loses_no_revoke_and_flushes_nothing() {
-    let mut redis = RedisServer::start_persistent();
-    let up = RecordingUpstream::start("up").await;
-    let writer = redis_store(&redis).await;
-    let gw = TestGateway::builder()
-        .toml(&config(&up.url(), None, BUDGET))
-        .store(redis_store(&redis).await)
-        .start()
-        .await;
-    gw.wait_store_watched().await;
-    let (valid, _) = cached_key(&gw, &writer).await;
-    let mut doomed = Vec::new();
-    for _ in 0..3 {
-        doomed.push(cached_key(&gw, &writer).await);
-    }
-    spend_budget(&gw).await;
-    let mut delays = Vec::new();
-    for (key, id) in &doomed {
-        redis.stop();
-        wait_feed(&gw, false, Duration::from_secs(3)).await;
-        assert_eq!(code(&gw, &valid).await, "ok");
-        redis.restart();
-        delays.push(revoke_and_time(&gw, &writer, key, id).await);
-        assert_eq!(
-            code(&gw, &valid).await,
-            "ok",
-            "a valid cached key after a restart"
-        );
-        wait_feed(&gw, true, Duration::from_secs(3)).await;
-    }
-    report(
+    revokes_survive(
+        RedisServer::start_persistent(),
         "Redis killed (SIGKILL) and restarted from its AOF",
-        &mut delays,
-    );
-    assert_eq!(
-        flushes(&gw),
-        0,
-        "a restart with the data intact flushed the cache"
-    );
+        RedisServer::stop,
+        RedisServer::restart,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
