@@ -145,10 +145,10 @@ struct ThrottleState {
 
 impl Throttle {
     /// One line per `every`.
-    pub fn new(every: Duration) -> Throttle {
+    pub const fn new(every: Duration) -> Throttle {
         Throttle {
             every,
-            state: Mutex::new(ThrottleState {
+            state: parking_lot::const_mutex(ThrottleState {
                 last: None,
                 suppressed: 0,
             }),

@@ -15,7 +15,7 @@ pub(crate) mod error;
 mod openapi;
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -181,7 +181,7 @@ fn authenticate(gw: &Gateway, req: &Request<Incoming>, peer: IpAddr) -> Result<(
     let budget = gw.snapshot.load().config.admin.failed_token_budget;
     if let Some(retry) = gw.admin_failures.check(peer, budget, FAILURE_WINDOW) {
         gw.metrics.admin_rate_limited.inc();
-        if LIMIT_LOG.due() {
+        if LIMIT_LOG.admit(std::time::Instant::now()).is_some() {
             tracing::warn!(client_ip = %peer, budget, "admin API: too many failed token attempts; refusing this client's calls (logged at most once a minute)");
         }
         return Err(AdminError::RateLimited(retry));
@@ -209,41 +209,7 @@ fn authenticate(gw: &Gateway, req: &Request<Incoming>, peer: IpAddr) -> Result<(
 
 /// At most one "too many failed token attempts" line per window, however
 /// many calls are refused.
-static LIMIT_LOG: LogEvery = LogEvery::new(FAILURE_WINDOW);
-
-/// A gate that opens at most once per interval (log rate limiting).
-struct LogEvery {
-    interval: Duration,
-    /// Next time it opens, in ms since [`LogEvery::epoch`]; 0 = open.
-    next_ms: AtomicU64,
-}
-
-impl LogEvery {
-    const fn new(interval: Duration) -> LogEvery {
-        LogEvery {
-            interval,
-            next_ms: AtomicU64::new(0),
-        }
-    }
-
-    fn epoch() -> std::time::Instant {
-        static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-        *EPOCH.get_or_init(std::time::Instant::now)
-    }
-
-    /// True for the first caller of each interval.
-    fn due(&self) -> bool {
-        let now = u64::try_from(Self::epoch().elapsed().as_millis()).unwrap_or(u64::MAX);
-        let next = self.next_ms.load(Ordering::Relaxed);
-        if now < next {
-            return false;
-        }
-        let until = now.saturating_add(u64::try_from(self.interval.as_millis()).unwrap_or(0));
-        self.next_ms
-            .compare_exchange(next, until, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    }
-}
+static LIMIT_LOG: crate::diag::Throttle = crate::diag::Throttle::new(FAILURE_WINDOW);
 
 /// Compares without an early exit, so timing tells nothing about the token.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
