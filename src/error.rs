@@ -82,66 +82,12 @@ pub enum BadRequest {
     /// The HTTP/1.1 framing is malformed or ambiguous.
     #[error(transparent)]
     Framing(Framing),
+    /// The request body is malformed or ended before its declared end.
+    #[error("the request body is malformed or ended early")]
+    Body,
 }
 
-/// What was wrong with a request's HTTP/1.1 framing. Each is refused rather
-/// than guessed at, since a gateway and its upstream reading one byte
-/// stream two ways is how requests are smuggled.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum Framing {
-    /// The request line is not `METHOD target HTTP/1.x`.
-    #[error("malformed request line")]
-    RequestLine,
-    /// Not HTTP/1.0 or HTTP/1.1.
-    #[error("unsupported HTTP version")]
-    Version,
-    /// A header line is malformed (bad name, bad value, obs-fold).
-    #[error("malformed header line")]
-    Header,
-    /// A line ends in LF without CR.
-    #[error("a line ends without CRLF")]
-    BareLf,
-    /// More header fields than the gateway reads.
-    #[error("too many header fields")]
-    TooManyHeaders,
-    /// `Content-Length` is not plain digits, has a leading zero or overflows.
-    #[error("Content-Length must be plain decimal digits")]
-    ContentLength,
-    /// `Content-Length` given twice.
-    #[error("more than one Content-Length")]
-    DuplicateLength,
-    /// `Transfer-Encoding` other than one `chunked`.
-    #[error("Transfer-Encoding must be exactly chunked")]
-    TransferEncoding,
-    /// Both `Transfer-Encoding` and `Content-Length`.
-    #[error("Content-Length together with Transfer-Encoding")]
-    LengthWithChunked,
-    /// HTTP/1.1 without `Host`.
-    #[error("HTTP/1.1 requires a Host header")]
-    MissingHost,
-    /// Two `Host` headers.
-    #[error("more than one Host header")]
-    DuplicateHost,
-    /// The request target is not origin-form, absolute-form (http or
-    /// https), `*`, or (for CONNECT) authority-form; or it has a fragment.
-    #[error("malformed request target")]
-    Target,
-    /// An absolute-form target with a scheme other than http or https.
-    #[error("the request target's scheme is not http")]
-    Scheme,
-    /// `Expect` with anything but `100-continue`.
-    #[error("unsupported Expect")]
-    Expect,
-    /// A chunk size line is malformed or too large.
-    #[error("malformed chunk size")]
-    ChunkSize,
-    /// Chunk data is not followed by CRLF.
-    #[error("chunk data not followed by CRLF")]
-    ChunkEnd,
-    /// The trailer section is malformed or too large.
-    #[error("malformed trailers")]
-    Trailers,
-}
+pub use crate::http1::Framing;
 
 /// How the upstream failed (502 `upstream_unavailable`).
 #[derive(Clone, Debug, thiserror::Error)]
@@ -152,6 +98,10 @@ pub enum UpstreamFailure {
     /// The connection broke before the response head was complete.
     #[error("the upstream connection broke")]
     Broken(#[source] Source),
+    /// Every connection the pool may open (`pool_max`) stayed busy for
+    /// all of `pool_wait`.
+    #[error("no upstream connection became free in time")]
+    Exhausted(#[source] Source),
     /// The route names an upstream the snapshot lacks (a validated config
     /// never does this).
     #[error("the route's upstream is not configured")]

@@ -54,6 +54,7 @@ pub mod cli;
 pub mod config;
 pub mod diag;
 pub mod error;
+pub mod http1;
 pub mod keys;
 pub mod lookup;
 pub mod manage;

@@ -1,4 +1,4 @@
-//! The HTTP/1.1 request parser and chunked decoder (`server::h1`): never
+//! The HTTP/1.1 request parser and chunked decoder (`http1`): never
 //! panic on any bytes; an accepted head lies within the input, reads the
 //! same when parsed again from its own bytes, and has spans inside it; the
 //! chunked decoder fed the rest one byte at a time finds the same body as
@@ -6,8 +6,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use osir_gateway::server::h1::chunked::{decode_all, ChunkedDecoder, Step};
-use osir_gateway::server::h1::head::{self, BodyFraming};
+use osir_gateway::http1::chunked::{decode_all, ChunkedDecoder, Step};
+use osir_gateway::http1::head::{self, BodyFraming};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(Some(h)) = head::parse(data) else {

@@ -96,6 +96,8 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// Idle keep-alive connections are closed after this.
     pub idle_timeout: Duration,
+    /// A client that accepts no response bytes for this long is disconnected.
+    pub send_timeout: Duration,
     /// Open connections beyond this wait to be accepted, bounding file descriptors.
     pub max_connections: usize,
     /// Open connections one peer IP may hold, so one client cannot take every
@@ -257,6 +259,11 @@ pub struct UpstreamConfig {
     pub connect_timeout: Duration,
     /// Time allowed for the whole upstream response head.
     pub timeout: Duration,
+    /// Connections open to each destination at most (busy and idle); a
+    /// request finding all busy waits up to `pool_wait`.
+    pub pool_max: usize,
+    /// How long a request waits for a connection when `pool_max` are busy.
+    pub pool_wait: Duration,
     /// Idle pooled connections kept for reuse.
     pub pool_max_idle: usize,
     /// Idle pooled connections are closed after this.

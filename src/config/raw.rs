@@ -38,6 +38,7 @@ pub(super) struct RawServer {
     pub header_read_timeout: String,
     pub max_header_bytes: String,
     pub idle_timeout: String,
+    pub send_timeout: String,
     pub max_connections: i64,
     pub max_connections_per_ip: i64,
     pub shutdown_grace: String,
@@ -54,6 +55,7 @@ impl Default for RawServer {
             header_read_timeout: "10s".to_owned(),
             max_header_bytes: "64KiB".to_owned(),
             idle_timeout: "60s".to_owned(),
+            send_timeout: "30s".to_owned(),
             max_connections: 10_000,
             max_connections_per_ip: 4096,
             shutdown_grace: "30s".to_owned(),
@@ -239,6 +241,8 @@ pub(super) struct RawUpstream {
     pub test_url: Option<String>,
     pub connect_timeout: String,
     pub timeout: String,
+    pub pool_max: i64,
+    pub pool_wait: String,
     pub pool_max_idle: i64,
     pub pool_idle_timeout: String,
 }
@@ -250,6 +254,8 @@ impl Default for RawUpstream {
             test_url: None,
             connect_timeout: "2s".to_owned(),
             timeout: "30s".to_owned(),
+            pool_max: 1024,
+            pool_wait: "1s".to_owned(),
             pool_max_idle: 256,
             pool_idle_timeout: "90s".to_owned(),
         }

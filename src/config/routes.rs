@@ -39,11 +39,22 @@ impl Validator<'_> {
             };
             let test_url =
                 (up.test_url.as_deref()).and_then(|t| self.upstream_url(at("test_url"), t));
+            if up.pool_max_idle > up.pool_max && up.pool_max >= 1 {
+                self.problem(
+                    at("pool_max_idle"),
+                    format!(
+                        "must not exceed pool_max ({}), got {}",
+                        up.pool_max, up.pool_max_idle
+                    ),
+                );
+            }
             upstreams.push(UpstreamConfig {
                 url: main.unwrap_or_else(placeholder_url),
                 test_url,
                 connect_timeout: self.duration(&at("connect_timeout"), &up.connect_timeout, false),
                 timeout: self.duration(&at("timeout"), &up.timeout, false),
+                pool_max: self.count(&at("pool_max"), up.pool_max, 1, bounds::POOL_IDLE),
+                pool_wait: self.duration(&at("pool_wait"), &up.pool_wait, true),
                 pool_max_idle: self.count(
                     &at("pool_max_idle"),
                     up.pool_max_idle,

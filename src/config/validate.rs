@@ -49,7 +49,7 @@ pub(super) mod bounds {
     pub(crate) const CACHE_ENTRIES: i64 = 100_000_000;
     /// `auth.failed_lookup_budget`, `admin.failed_token_budget`.
     pub(crate) const BUDGET: i64 = 1_000_000;
-    /// `upstreams.*.pool_max_idle`.
+    /// `upstreams.*.pool_max_idle`, `upstreams.*.pool_max`.
     pub(crate) const POOL_IDLE: i64 = 100_000;
     /// Change-feed entries kept (`store.feed_max_len`).
     pub(crate) const FEED_LEN: i64 = 100_000_000;
@@ -255,6 +255,7 @@ impl Validator<'_> {
                 bounds::HEADER_BYTES,
             ),
             idle_timeout: self.duration("server.idle_timeout", &raw.idle_timeout, false),
+            send_timeout: self.duration("server.send_timeout", &raw.send_timeout, false),
             max_connections,
             max_connections_per_ip: self.count(
                 "server.max_connections_per_ip",

@@ -27,8 +27,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response};
-use http_body_util::{Either, Full, Limited};
-use hyper::body::Incoming;
+use http_body_util::{Either, Full};
 
 use crate::error::{GatewayError, UpstreamFailure};
 use crate::keys::misplaced;
@@ -74,8 +73,14 @@ struct Trace<'s> {
     upstream: Option<std::time::Duration>,
 }
 
-/// Answers one client request.
-pub async fn handle(gw: &Gateway, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+/// Answers one client request. Both engines call this: the HTTP/1.1
+/// engine with its own body type, hyper's HTTP/2 server with its
+/// `Incoming`; nothing here depends on either.
+pub async fn handle<B>(gw: &Gateway, req: Request<B>, conn: ConnInfo) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
     let started = Instant::now();
     let snap = gw.snapshot.load_full();
     let request_id = gw.request_ids.for_request(req.headers().get(&X_REQUEST_ID));
@@ -133,15 +138,19 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>, conn: ConnInfo) -> Res
     resp
 }
 
-async fn pipeline<'s>(
+async fn pipeline<'s, B>(
     gw: &Gateway,
     snap: &'s Snapshot,
-    req: Request<Incoming>,
+    req: Request<B>,
     conn: ConnInfo,
     request_id: &HeaderValue,
     trace: &mut Trace<'s>,
     logging: bool,
-) -> Result<Response<ResponseBody>, GatewayError> {
+) -> Result<Response<ResponseBody>, GatewayError>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
     let (mut parts, body) = req.into_parts();
     let cfg = &snap.config;
     if shape::size(&parts) > cfg.server.max_header_bytes {
@@ -242,15 +251,19 @@ async fn pipeline<'s>(
         h.insert(X_OSIR_SCOPES.clone(), id.scopes_header.clone());
         id.env
     });
-    parts.version = http::Version::HTTP_11;
-    let limit = usize::try_from(route.max_body).unwrap_or(usize::MAX);
-    let upstream_req = Request::from_parts(parts, Limited::new(body, limit));
     let upstream = snap
         .upstreams
         .get(route.upstream)
         .ok_or(GatewayError::UpstreamUnavailable(UpstreamFailure::Missing))?;
     let (result, took) = upstream
-        .send(upstream_req, forwarded_path, stripped_query.as_deref(), env)
+        .send(
+            &parts,
+            body,
+            route.max_body,
+            forwarded_path,
+            stripped_query.as_deref(),
+            env,
+        )
         .await;
     trace.upstream = Some(took);
     let mut resp = result?;

@@ -11,12 +11,12 @@
 //! it is the bytes it sent, and an HTTP/2 request of the same content counts
 //! the same.
 //!
-//! hyper holds a head in a buffer a quarter larger than the limit (see
-//! [`crate::server::hyper_head_limit`]) so that heads a little over the limit
-//! reach this check; a head that overflows even that buffer, or has more
-//! than 100 fields, is answered by hyper itself: a bare 431 without a body,
-//! then the connection is closed. Over HTTP/2, a header block over
-//! `server.http2.max_header_list_size` is likewise refused by the HTTP/2
+//! The HTTP/1.1 engine reads a head up to a quarter more than the limit
+//! (`crate::server::h1`) so that heads a little over it reach this check
+//! and are counted as written; a head that overflows even that, or has more
+//! than 100 fields, is answered 431 `headers_too_large` by the engine itself
+//! (same JSON body), then the connection is closed. Over HTTP/2, a header
+//! block over `server.http2.max_header_list_size` is refused by the HTTP/2
 //! layer (431 and a stream reset).
 
 use http::header::{self, HeaderName};

@@ -3,8 +3,9 @@
 //! [`serve`] takes already-bound listeners and a shutdown future, so tests
 //! run a real gateway on `127.0.0.1:0` in-process, and `main` decides about
 //! sockets and signals. HTTP/1.1 and HTTP/2 (prior knowledge) share a port;
-//! a timer is set so the header-read timeout really fires (a slowloris
-//! defence; without a timer hyper ignores it).
+//! HTTP/1.1 runs on the gateway's own engine ([`h1`]); HTTP/2 (ALPN `h2` on
+//! the TLS listener, or the HTTP/2 preface on the plain one) on hyper's
+//! HTTP/2 server. Both run the same pipeline and share the upstream pools.
 //!
 //! The plain and the TLS listener share one accept loop (`accept_api`),
 //! generic over the step that turns a TCP stream into the stream HTTP runs
@@ -13,11 +14,12 @@
 //! cannot hold up accepting; it counts against the connection limit and in
 //! `open_connections` like any open connection.
 //!
-//! Every API connection is driven by [`crate::server::idle::drive_with`], which
-//! drops it if no complete request head arrives within
-//! `server.header_read_timeout`, closes it gracefully once no request has
-//! been in flight for `server.idle_timeout` (HTTP/1.1 keep-alive and HTTP/2
-//! alike) or when the server stops, and drops it if it ignores that close.
+//! The HTTP/1.1 engine keeps its connections' clocks itself (see [`h1`]).
+//! Every HTTP/2 connection is driven by [`crate::server::idle::drive_with`],
+//! which drops it if no complete request arrives within
+//! `server.header_read_timeout`, closes it gracefully (GOAWAY) once no
+//! request has been in flight for `server.idle_timeout` or when the server
+//! stops, and drops it if it ignores that close.
 //!
 //! Reloads apply to `[server]` live: each new connection is served with the
 //! settings of the config generation serving when it was accepted (timeouts,
@@ -28,6 +30,7 @@
 
 pub mod h1;
 pub(crate) mod idle;
+mod rewind;
 pub mod tls;
 
 use std::convert::Infallible;
@@ -37,10 +40,12 @@ use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper::server::conn::http2;
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
 use tokio::sync::Semaphore;
 
 use crate::admin;
@@ -61,16 +66,10 @@ pub struct Listeners {
     pub tls: Option<(TcpListener, Arc<TlsAcceptor>)>,
 }
 
-/// A connection builder configured from `[server]`.
-pub fn builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(cfg.header_read_timeout)
-        .max_buf_size(hyper_head_limit(cfg.max_header_bytes))
-        .keep_alive(true);
-    b.http2()
-        .timer(TokioTimer::new())
+/// The HTTP/2 connection builder configured from `[server]`.
+pub fn builder(cfg: &ServerConfig) -> http2::Builder<TokioExecutor> {
+    let mut b = http2::Builder::new(TokioExecutor::new());
+    b.timer(TokioTimer::new())
         .max_concurrent_streams(cfg.http2.max_concurrent_streams)
         .max_header_list_size(cfg.http2.max_header_list_size)
         .max_pending_accept_reset_streams(cfg.http2.max_pending_resets)
@@ -78,17 +77,22 @@ pub fn builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
     b
 }
 
-/// hyper's own cap on a request head (its read buffer while the head is
-/// incomplete): a quarter above `server.max_header_bytes`, at least the 8 KiB
-/// hyper requires. Heads up to this size reach the pipeline, which answers
-/// those over `max_header_bytes` with the contract's JSON 431
-/// (`crate::pipeline::shape`); beyond it hyper itself answers a bare 431 (no body, no
-/// `X-Request-Id`) and closes the connection. So is a head with more than 100
-/// header fields (hyper's parser limit).
-pub fn hyper_head_limit(max_header_bytes: usize) -> usize {
-    max_header_bytes
-        .saturating_add(max_header_bytes / 4)
-        .max(8192)
+/// A stream HTTP can run on, and whether it negotiated HTTP/2.
+pub trait Negotiated: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// TLS with ALPN `h2`.
+    fn is_h2(&self) -> bool;
+}
+
+impl Negotiated for TcpStream {
+    fn is_h2(&self) -> bool {
+        false
+    }
+}
+
+impl Negotiated for TlsStream<TcpStream> {
+    fn is_h2(&self) -> bool {
+        self.get_ref().1.alpn_protocol() == Some(b"h2")
+    }
 }
 
 /// Serves until `shutdown` completes, then stops accepting, lets open
@@ -183,11 +187,11 @@ struct Api {
 /// first accept after a reload (so `[server]` changes reach new connections
 /// without a builder per connection).
 struct Builders {
-    current: parking_lot::Mutex<(u64, Arc<auto::Builder<TokioExecutor>>)>,
+    current: parking_lot::Mutex<(u64, Arc<http2::Builder<TokioExecutor>>)>,
 }
 
 impl Builders {
-    fn for_snapshot(&self, snap: &crate::state::Snapshot) -> Arc<auto::Builder<TokioExecutor>> {
+    fn for_snapshot(&self, snap: &crate::state::Snapshot) -> Arc<http2::Builder<TokioExecutor>> {
         let mut current = self.current.lock();
         if current.0 != snap.generation {
             *current = (snap.generation, Arc::new(builder(&snap.config.server)));
@@ -253,7 +257,7 @@ async fn accept_api<H, F, S>(
 ) where
     H: Fn(TcpStream) -> F,
     F: Future<Output = std::io::Result<S>> + Send + 'static,
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Negotiated,
 {
     // The metric names the listener (`http`, `tls`); `proto` is the scheme.
     let label = if proto == "https" { "tls" } else { "http" };
@@ -303,7 +307,9 @@ async fn accept_api<H, F, S>(
             snap.config.server.idle_timeout,
             snap.config.server.header_read_timeout,
         );
+        let settings = h1::Settings::new(&snap.config.server);
         drop(snap);
+        let accepted = tokio::time::Instant::now();
         let open = open.clone();
         open.inc();
         tokio::spawn(async move {
@@ -313,38 +319,58 @@ async fn accept_api<H, F, S>(
                 _ = stop.changed() => Err(std::io::Error::other("shutting down")),
             };
             match stream {
+                Ok(stream) if stream.is_h2() => {
+                    serve_h2(gw, stream, info, &builder, timeouts, &mut stop).await;
+                }
                 Ok(stream) => {
-                    let tracker = idle::Tracker::new();
-                    let in_flight = tracker.clone();
-                    let service = service_fn(move |req| {
-                        let gw = gw.clone();
-                        let request = in_flight.start();
-                        async move {
-                            let resp = pipeline::handle(&gw, req, info).await;
-                            Ok::<_, Infallible>(resp.map(|body| request.track(body)))
-                        }
-                    });
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    // Closes the connection gracefully when idle or on stop;
-                    // `watcher` stays alive until then, so a graceful server
-                    // shutdown waits for this connection.
-                    let closed = idle::drive_with(conn, &tracker, timeouts, &mut stop, |c| {
-                        c.graceful_shutdown()
-                    })
-                    .await;
-                    if let Some(Err(e)) = closed {
-                        tracing::debug!(error = %e, "connection ended with an error");
+                    let plain = proto == "http";
+                    let ended =
+                        h1::serve(&gw, stream, info, settings, accepted, &mut stop, plain).await;
+                    if let h1::Ended::H2c(stream, read) = ended {
+                        let stream = rewind::Rewind::new(stream, read);
+                        serve_h2(gw, stream, info, &builder, timeouts, &mut stop).await;
                     }
-                    drop(watcher);
                 }
                 // Handshake failures are the client's business (scanners,
                 // wrong trust store, timeouts); debug only, nothing secret.
                 Err(e) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
             }
+            // Held until now, so a graceful server shutdown waits for this
+            // connection.
+            drop(watcher);
             open.dec();
             drop(slot);
             drop(permit);
         });
+    }
+}
+
+/// Serves one HTTP/2 connection with hyper until it ends; idle and
+/// stopping connections get GOAWAY (see [`idle`]).
+async fn serve_h2<S>(
+    gw: Arc<Gateway>,
+    stream: S,
+    info: ConnInfo,
+    builder: &http2::Builder<TokioExecutor>,
+    timeouts: idle::Timeouts,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let tracker = idle::Tracker::new();
+    let in_flight = tracker.clone();
+    let service = service_fn(move |req| {
+        let gw = gw.clone();
+        let request = in_flight.start();
+        async move {
+            let resp = pipeline::handle(&gw, req, info).await;
+            Ok::<_, Infallible>(resp.map(|body| request.track(body)))
+        }
+    });
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let closed = idle::drive_with(conn, &tracker, timeouts, stop, |c| c.graceful_shutdown()).await;
+    if let Some(Err(e)) = closed {
+        tracing::debug!(error = %e, "HTTP/2 connection ended with an error");
     }
 }
 

@@ -1,4 +1,4 @@
-//! The gateway's own HTTP/1.1 request parser (`server::h1`), checked
+//! The gateway's own HTTP/1.1 request parser (`http1`), checked
 //! against hyper's HTTP/1 server as the oracle: for any bytes from which
 //! the new parser takes one complete request (head and body), hyper must
 //! parse the same request from those bytes (method, target, header fields,
@@ -15,8 +15,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use osir_gateway::server::h1::chunked::decode_all;
-use osir_gateway::server::h1::head::{self, BodyFraming};
+use osir_gateway::http1::chunked::decode_all;
+use osir_gateway::http1::head::{self, BodyFraming};
 use parking_lot::Mutex;
 use proptest::prelude::*;
 use tokio::io::AsyncWriteExt;

@@ -33,6 +33,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("error.rs", 11),
     ("metrics.rs", 11),
     ("keys/", 12),
+    ("http1/", 12),
     ("version.rs", 12),
 ];
 

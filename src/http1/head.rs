@@ -20,7 +20,7 @@
 //! is delimited, and the upstream is given that framing, never the client's
 //! spelling of it.
 
-use crate::error::Framing;
+use super::Framing;
 
 /// The most header fields a request may have.
 pub const MAX_HEADERS: usize = 100;
@@ -74,7 +74,7 @@ impl Span {
         &buf[self.start..self.end]
     }
 
-    fn within(buf: &[u8], part: &[u8]) -> Span {
+    pub(crate) fn within(buf: &[u8], part: &[u8]) -> Span {
         let start = part.as_ptr() as usize - buf.as_ptr() as usize;
         Span {
             start,
@@ -237,7 +237,7 @@ fn check_target(method: &str, target: &str) -> Result<(), Framing> {
 
 /// Plain decimal digits, no sign, no leading zero (except `0` itself), no
 /// overflow.
-fn content_length(v: &[u8]) -> Result<u64, Framing> {
+pub(crate) fn content_length(v: &[u8]) -> Result<u64, Framing> {
     if v.is_empty() || !v.iter().all(u8::is_ascii_digit) || (v.len() > 1 && v[0] == b'0') {
         return Err(Framing::ContentLength);
     }
@@ -248,7 +248,7 @@ fn content_length(v: &[u8]) -> Result<u64, Framing> {
     })
 }
 
-fn trim(v: &[u8]) -> &[u8] {
+pub(crate) fn trim(v: &[u8]) -> &[u8] {
     let start = v
         .iter()
         .position(|b| !matches!(b, b' ' | b'\t'))

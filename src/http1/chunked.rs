@@ -9,7 +9,7 @@
 //! checked (each line a token name, `:`, a visible-ASCII value) and dropped, since the gateway
 //! forwards the body re-framed, never the client's spelling of it.
 
-use crate::error::Framing;
+use super::Framing;
 
 /// The longest size line read, extensions included.
 pub const MAX_SIZE_LINE: usize = 4096;

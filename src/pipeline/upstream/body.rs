@@ -1,0 +1,188 @@
+//! The upstream's response body, streamed to the client as it arrives.
+//!
+//! The body owns its pooled connection. It reads only when polled, so a
+//! client that stops reading stops the reads from the upstream too (the
+//! memory it can pin is one read buffer). When the last byte has been read
+//! and the exchange allows reuse, the connection goes back to the pool at
+//! once, before the client has even received the data; a body dropped
+//! early (the client went away) closes its connection, so no later request
+//! can read the rest of this one.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, Bytes};
+use http_body::{Frame, SizeHint};
+
+use super::pool::Lease;
+use crate::http1::chunked::{ChunkedDecoder, Step};
+use crate::http1::response::ResponseFraming;
+
+/// Bytes asked of the socket per read.
+const READ: usize = 16 * 1024;
+
+/// Why an upstream body could not be read to its end.
+#[derive(Debug, thiserror::Error)]
+pub enum ResponseBodyError {
+    /// The upstream closed before the declared end.
+    #[error("the upstream closed the connection before the body ended")]
+    Truncated,
+    /// The chunked coding was malformed.
+    #[error("the upstream's chunked body is malformed: {0}")]
+    Framing(crate::http1::Framing),
+    /// The socket failed.
+    #[error("reading the upstream body failed: {0}")]
+    Io(#[from] io::Error),
+}
+
+enum State {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    Close,
+    Done,
+}
+
+/// A streamed upstream response body.
+pub struct ResponseBody {
+    state: State,
+    lease: Option<Lease>,
+    keep_alive: bool,
+}
+
+impl ResponseBody {
+    pub(super) fn new(lease: Lease, framing: ResponseFraming, keep_alive: bool) -> ResponseBody {
+        let state = match framing {
+            ResponseFraming::Empty => State::Done,
+            ResponseFraming::Length(n) => State::Length(n),
+            ResponseFraming::Chunked => State::Chunked(ChunkedDecoder::new()),
+            ResponseFraming::Close => State::Close,
+        };
+        let mut body = ResponseBody {
+            state,
+            lease: Some(lease),
+            keep_alive,
+        };
+        if matches!(body.state, State::Done) {
+            body.finish();
+        }
+        body
+    }
+
+    /// The body has ended cleanly: reuse the connection if allowed.
+    fn finish(&mut self) {
+        self.state = State::Done;
+        if let Some(lease) = self.lease.take() {
+            if self.keep_alive {
+                lease.check_in();
+            }
+        }
+    }
+
+    fn fail(&mut self, e: ResponseBodyError) -> Poll<Option<Result<Frame<Bytes>, ResponseBodyError>>> {
+        self.state = State::Done;
+        self.lease = None;
+        Poll::Ready(Some(Err(e)))
+    }
+}
+
+impl http_body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = ResponseBodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ResponseBodyError>>> {
+        let this = self.get_mut();
+        loop {
+            let Some(conn) = this.lease.as_mut().and_then(Lease::conn) else {
+                return Poll::Ready(None);
+            };
+            if !conn.buf.is_empty() {
+                match &mut this.state {
+                    State::Done => return Poll::Ready(None),
+                    State::Length(left) => {
+                        let n = usize::try_from(*left).unwrap_or(usize::MAX).min(conn.buf.len());
+                        *left -= n as u64;
+                        let data = conn.buf.split_to(n).freeze();
+                        if *left == 0 {
+                            // Bytes after the body belong to no request.
+                            this.keep_alive &= conn.buf.is_empty();
+                            this.finish();
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    State::Close => {
+                        let data = conn.buf.split().freeze();
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    State::Chunked(decoder) => match decoder.decode(&conn.buf) {
+                        Err(f) => return this.fail(ResponseBodyError::Framing(f)),
+                        Ok(Step::Data {
+                            start,
+                            end,
+                            consumed,
+                        }) => {
+                            let mut taken = conn.buf.split_to(consumed);
+                            taken.advance(start);
+                            taken.truncate(end - start);
+                            return Poll::Ready(Some(Ok(Frame::data(taken.freeze()))));
+                        }
+                        Ok(Step::Done { consumed }) => {
+                            conn.buf.advance(consumed);
+                            let leftover = !conn.buf.is_empty();
+                            if leftover {
+                                // Bytes after the body belong to no request.
+                                this.keep_alive = false;
+                            }
+                            this.finish();
+                            return Poll::Ready(None);
+                        }
+                        Ok(Step::NeedMore { consumed }) => {
+                            conn.buf.advance(consumed);
+                            if consumed > 0 && !conn.buf.is_empty() {
+                                continue;
+                            }
+                        }
+                    },
+                }
+            } else if let State::Length(0) | State::Done = this.state {
+                this.finish();
+                return Poll::Ready(None);
+            }
+            // More bytes are needed.
+            if conn.buf.capacity() - conn.buf.len() < READ / 4 {
+                conn.buf.reserve(READ);
+            }
+            let n = match ready!(tokio_util::io::poll_read_buf(
+                Pin::new(&mut conn.io),
+                cx,
+                &mut conn.buf
+            )) {
+                Ok(n) => n,
+                Err(e) => return this.fail(ResponseBodyError::Io(e)),
+            };
+            if n == 0 {
+                if let State::Close = this.state {
+                    this.state = State::Done;
+                    this.lease = None;
+                    return Poll::Ready(None);
+                }
+                return this.fail(ResponseBodyError::Truncated);
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.state, State::Done | State::Length(0))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.state {
+            State::Done => SizeHint::with_exact(0),
+            State::Length(n) => SizeHint::with_exact(n),
+            State::Chunked(_) | State::Close => SizeHint::default(),
+        }
+    }
+}
