@@ -39,7 +39,11 @@ impl Validator<'_> {
             };
             let test_url =
                 (up.test_url.as_deref()).and_then(|t| self.upstream_url(at("test_url"), t));
-            if up.pool_max_idle > up.pool_max && up.pool_max >= 1 {
+            let in_bounds = |n: i64| (1..=bounds::POOL_IDLE).contains(&n);
+            if up.pool_max_idle > up.pool_max
+                && in_bounds(up.pool_max)
+                && in_bounds(up.pool_max_idle)
+            {
                 self.problem(
                     at("pool_max_idle"),
                     format!(

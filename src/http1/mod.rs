@@ -75,4 +75,3 @@ pub enum Framing {
     #[error("the request body ended early")]
     Truncated,
 }
-

@@ -137,13 +137,25 @@ mod tests {
     #[test]
     fn framing_follows_rfc_9112() {
         let h = ok("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello", false);
-        assert_eq!((h.framing, h.keep_alive), (ResponseFraming::Length(5), true));
-        assert_eq!(&"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello"[h.len..], "hello");
+        assert_eq!(
+            (h.framing, h.keep_alive),
+            (ResponseFraming::Length(5), true)
+        );
+        assert_eq!(
+            &"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello"[h.len..],
+            "hello"
+        );
         let h = ok("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", true);
         assert_eq!(h.framing, ResponseFraming::Empty);
-        let h = ok("HTTP/1.1 304 Not Modified\r\ncontent-length: 5\r\n\r\n", false);
+        let h = ok(
+            "HTTP/1.1 304 Not Modified\r\ncontent-length: 5\r\n\r\n",
+            false,
+        );
         assert_eq!(h.framing, ResponseFraming::Empty);
-        let h = ok("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n", false);
+        let h = ok(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
+            false,
+        );
         assert_eq!((h.framing, h.keep_alive), (ResponseFraming::Chunked, true));
         let h = ok(
             "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n",
@@ -154,7 +166,10 @@ mod tests {
         assert_eq!((h.framing, h.keep_alive), (ResponseFraming::Close, false));
         let h = ok("HTTP/1.1 200 OK\r\n\r\n", false);
         assert_eq!((h.framing, h.keep_alive), (ResponseFraming::Close, false));
-        let h = ok("HTTP/1.1 200 OK\r\nConnection: close\r\ncontent-length: 0\r\n\r\n", false);
+        let h = ok(
+            "HTTP/1.1 200 OK\r\nConnection: close\r\ncontent-length: 0\r\n\r\n",
+            false,
+        );
         assert_eq!((h.framing, h.keep_alive), (ResponseFraming::Empty, false));
         let h = ok("HTTP/1.0 200 OK\r\ncontent-length: 1\r\n\r\n", false);
         assert!(!h.keep_alive);
@@ -164,7 +179,10 @@ mod tests {
     #[test]
     fn unusable_heads_are_refused() {
         for (raw, want) in [
-            ("HTTP/1.1 200 OK\r\ncontent-length: +5\r\n\r\n", BadResponse::Length),
+            (
+                "HTTP/1.1 200 OK\r\ncontent-length: +5\r\n\r\n",
+                BadResponse::Length,
+            ),
             (
                 "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n",
                 BadResponse::Length,
@@ -176,7 +194,10 @@ mod tests {
         }
         assert_eq!(parse(b"HTTP/1.1 200 OK\r\ncont", false).unwrap(), None);
         // Two equal lengths are one length.
-        let h = ok("HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 2\r\n\r\nok", false);
+        let h = ok(
+            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 2\r\n\r\nok",
+            false,
+        );
         assert_eq!(h.framing, ResponseFraming::Length(2));
     }
 }

@@ -79,7 +79,10 @@ impl ResponseBody {
         }
     }
 
-    fn fail(&mut self, e: ResponseBodyError) -> Poll<Option<Result<Frame<Bytes>, ResponseBodyError>>> {
+    fn fail(
+        &mut self,
+        e: ResponseBodyError,
+    ) -> Poll<Option<Result<Frame<Bytes>, ResponseBodyError>>> {
         self.state = State::Done;
         self.lease = None;
         Poll::Ready(Some(Err(e)))
@@ -103,7 +106,9 @@ impl http_body::Body for ResponseBody {
                 match &mut this.state {
                     State::Done => return Poll::Ready(None),
                     State::Length(left) => {
-                        let n = usize::try_from(*left).unwrap_or(usize::MAX).min(conn.buf.len());
+                        let n = usize::try_from(*left)
+                            .unwrap_or(usize::MAX)
+                            .min(conn.buf.len());
                         *left -= n as u64;
                         let data = conn.buf.split_to(n).freeze();
                         if *left == 0 {

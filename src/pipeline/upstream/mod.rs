@@ -207,18 +207,33 @@ impl Upstream {
                 Ok(lease) => lease,
                 Err(CheckoutError::Exhausted { max }) => {
                     let why = format!("all {max} connections (pool_max) busy");
-                    return Err(self.failure(target, "pool", Some(Arc::new(io::Error::other(why)))));
+                    return Err(self.failure(
+                        target,
+                        "pool",
+                        Some(Arc::new(io::Error::other(why))),
+                    ));
                 }
                 Err(CheckoutError::Connect(e)) => {
                     return Err(self.failure(target, "connect", Some(Arc::new(e))));
                 }
             };
-            let attempt =
-                round_trip(&mut lease, target, head, &mut body, framing, max_body, path, query, head_request)
-                    .await;
+            let attempt = round_trip(
+                &mut lease,
+                target,
+                head,
+                &mut body,
+                framing,
+                max_body,
+                path,
+                query,
+                head_request,
+            )
+            .await;
             match attempt {
-                Ok(parsed) => return build_response(lease, parsed, head_request)
-                    .map_err(|e| self.failure(target, "broken", Some(e))),
+                Ok(parsed) => {
+                    return build_response(lease, parsed, head_request)
+                        .map_err(|e| self.failure(target, "broken", Some(e)))
+                }
                 Err(Failed::Stale(_)) if replayable && !retried => {
                     retried = true;
                     continue;

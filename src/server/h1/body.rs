@@ -98,7 +98,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> http_body::Body for RequestBody<'_, S> {
                 match &mut c.body {
                     BodyState::Done => return Poll::Ready(None),
                     BodyState::Length(left) => {
-                        let n = usize::try_from(*left).unwrap_or(usize::MAX).min(c.rbuf.len());
+                        let n = usize::try_from(*left)
+                            .unwrap_or(usize::MAX)
+                            .min(c.rbuf.len());
                         *left -= n as u64;
                         if *left == 0 {
                             c.body = BodyState::Done;

@@ -45,13 +45,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Sleep};
 
 use crate::config::ServerConfig;
-use crate::error::{BadRequest, GatewayError};
+use crate::error::{BadRequest, GatewayError, PathError};
 use crate::http1::head::{self, BodyFraming, RequestHead};
 use crate::http1::{date, Framing};
 use crate::pipeline::{self, Body, ConnInfo};
 use crate::state::Gateway;
-pub use body::{RequestBody, RequestBodyError};
 use body::BodyState;
+pub use body::{RequestBody, RequestBodyError};
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 pub(crate) const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -77,6 +77,13 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
+    /// How long a connection may wait for a complete head, from accept or
+    /// from the end of the previous answer: an idle connection is one
+    /// without a complete head, so both clocks run and the earlier wins.
+    fn head_deadline(&self) -> Duration {
+        self.idle_timeout.min(self.header_read_timeout)
+    }
+
     pub(crate) fn new(cfg: &ServerConfig) -> Settings {
         Settings {
             header_read_timeout: cfg.header_read_timeout,
@@ -116,14 +123,6 @@ pub(crate) struct Conn<S> {
     idle_timeout: Duration,
 }
 
-/// What the head-reading timer is set for.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Armed {
-    Nothing,
-    Idle,
-    Head,
-}
-
 /// Serves HTTP/1.1 on `io` until the connection ends, the client or a
 /// timer closes it, or `stop` fires between requests.
 pub(crate) async fn serve<S>(
@@ -146,7 +145,7 @@ where
         continue_sent: None,
         failed: false,
         timer: Box::pin(tokio::time::sleep_until(
-            accepted + settings.header_read_timeout,
+            accepted + settings.head_deadline(),
         )),
         body_timer_armed: false,
         idle_timeout: settings.idle_timeout,
@@ -168,8 +167,14 @@ where
         let parts = match request_parts(&head, &raw) {
             Ok(p) => p,
             Err(f) => {
-                refuse(&mut c, gw, settings, GatewayError::InvalidRequest(BadRequest::Framing(f)), None)
-                    .await;
+                refuse(
+                    &mut c,
+                    gw,
+                    settings,
+                    GatewayError::InvalidRequest(BadRequest::Framing(f)),
+                    None,
+                )
+                .await;
                 return Ended::Closed;
             }
         };
@@ -184,7 +189,11 @@ where
         let mut req = Request::new(RequestBody { conn: &mut c });
         *req.method_mut() = parts.0;
         *req.uri_mut() = parts.1;
-        *req.version_mut() = if http10 { Version::HTTP_10 } else { Version::HTTP_11 };
+        *req.version_mut() = if http10 {
+            Version::HTTP_10
+        } else {
+            Version::HTTP_11
+        };
         *req.headers_mut() = parts.2;
         let resp = pipeline::handle(gw, req, info).await;
         // A body left unread is skipped if it is all here already; else
@@ -230,10 +239,16 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     // The first head's deadline was set at accept.
-    let mut armed = if first { Armed::Head } else { Armed::Nothing };
+    // The first head's deadline was set at accept; later ones are set
+    // when the first read would wait.
+    let mut armed = first;
     loop {
         if !c.rbuf.is_empty() {
-            if first && h2c && c.rbuf.starts_with(&H2_PREFACE[..c.rbuf.len().min(H2_PREFACE.len())]) {
+            if first
+                && h2c
+                && c.rbuf
+                    .starts_with(&H2_PREFACE[..c.rbuf.len().min(H2_PREFACE.len())])
+            {
                 if c.rbuf.len() >= H2_PREFACE.len() {
                     return Read::H2c;
                 }
@@ -251,7 +266,10 @@ where
                     }
                     Err(f) => {
                         let method = method_of(&c.rbuf);
-                        let e = GatewayError::InvalidRequest(BadRequest::Framing(f));
+                        let e = match raw_path_error(&c.rbuf) {
+                            Some(p) => GatewayError::InvalidPath(p),
+                            None => GatewayError::InvalidRequest(BadRequest::Framing(f)),
+                        };
                         refuse(c, gw, settings, e, method.as_ref()).await;
                         return Read::Closed;
                     }
@@ -279,15 +297,11 @@ where
                 if idle && *stop.borrow() {
                     return Read::Closed;
                 }
-                let want = if idle { Armed::Idle } else { Armed::Head };
-                if armed != want {
-                    let limit = if idle {
-                        settings.idle_timeout
-                    } else {
-                        settings.header_read_timeout
-                    };
-                    c.timer.as_mut().reset(Instant::now() + limit);
-                    armed = want;
+                if !armed {
+                    c.timer
+                        .as_mut()
+                        .reset(Instant::now() + settings.head_deadline());
+                    armed = true;
                 }
                 tokio::select! {
                     biased;
@@ -301,6 +315,27 @@ where
             Ok(0) | Err(_) => return Read::Closed,
             Ok(_) => {}
         }
+    }
+}
+
+/// A request line refused for a raw control or non-ASCII byte in its
+/// target is a bad path (contract: raw controls and invalid UTF-8 in a
+/// path are `invalid_path`), whatever else the parser objected to.
+fn raw_path_error(buf: &[u8]) -> Option<PathError> {
+    let line = &buf[..buf.iter().position(|b| *b == b'\n')?];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let start = line.iter().position(|b| *b == b' ')? + 1;
+    let end = start + line[start..].iter().rposition(|b| *b == b' ')?;
+    let target = &line[start..end];
+    if !target.starts_with(b"/") {
+        return None;
+    }
+    if target.iter().any(|b| *b >= 0x80) {
+        Some(PathError::NotUtf8)
+    } else if target.iter().any(|b| *b < 0x20 || *b == 0x7f) {
+        Some(PathError::Control)
+    } else {
+        None
     }
 }
 
@@ -347,7 +382,10 @@ async fn refuse<S>(
             .record_request(None, m, resp.status(), e.code(), 0.0);
     }
     tracing::debug!(error = %e, "request refused before parsing");
-    if respond(c, resp, false, false, false, settings).await.is_ok() {
+    if respond(c, resp, false, false, false, settings)
+        .await
+        .is_ok()
+    {
         let _ = shutdown(c, settings).await;
     }
 }
@@ -378,7 +416,7 @@ where
     let chunked = !no_body && length.is_none() && !http10;
     let w = &mut c.wbuf;
     w.clear();
-    w.extend_from_slice(b"HTTP/1.1 ");
+    w.extend_from_slice(if http10 { b"HTTP/1.0 " } else { b"HTTP/1.1 " });
     w.extend_from_slice(status.as_str().as_bytes());
     w.push(b' ');
     w.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
@@ -505,8 +543,11 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let io = &mut c.io;
-    match tokio::time::timeout(settings.send_timeout, poll_fn(|cx| Pin::new(&mut *io).poll_shutdown(cx)))
-        .await
+    match tokio::time::timeout(
+        settings.send_timeout,
+        poll_fn(|cx| Pin::new(&mut *io).poll_shutdown(cx)),
+    )
+    .await
     {
         Ok(r) => r,
         Err(_) => Err(io::ErrorKind::TimedOut.into()),
