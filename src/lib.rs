@@ -10,7 +10,7 @@
 //! | --- | --- |
 //! | [`cli`] | argument parsing, the `keys` commands, human and JSON output |
 //! | [`app`] | building and running a gateway (`run`, `demo`), config reloads, logging, signals |
-//! | [`server`] | listeners, TLS, idle connections, the HTTP engines (hyper today; [`server::h1`], the gateway's own HTTP/1.1 parts, not wired in yet) |
+//! | [`server`] | listeners, TLS, idle connections, the HTTP engines: [`server::h1`], the gateway's own HTTP/1.1 engine, and hyper for HTTP/2 |
 //! | [`admin`] | the admin listener: health, metrics, the key API |
 //! | [`pipeline`] | [`pipeline::handle`]: one request through the stages, in order |
 //! | [`state`] | the gateway's shared state, its immutable config snapshot, per-IP connection slots |
@@ -20,6 +20,7 @@
 //! | [`config`] | `gateway.toml`: a serde mirror, validated into runtime types |
 //! | [`store`] | key stores, one trait per job; memory, file, Redis backends |
 //! | [`diag`] | diagnostics: the process log on stderr (text or JSON, one line per event) |
+//! | [`http1`] | HTTP/1.1 on the wire without I/O: strict request heads, chunked bodies, upstream response heads |
 //! | [`keys`], [`error`], [`metrics`], [`version`] | the key model; every answer the gateway makes itself; metrics; the build's version and commit |
 //!
 //! # The request pipeline
