@@ -11,9 +11,11 @@
 //! it parsed (or chunked when the length is not known), never the client's
 //! spelling; `Expect` is answered by the gateway and not forwarded.
 //!
-//! `timeout` bounds everything up to the response head (waiting for a
-//! connection, connecting, sending the request, the upstream's answer); one
-//! timer per exchange. A request body that is malformed or ends early is
+//! `timeout` bounds each exchange from the moment it has a connection:
+//! sending the request and the upstream's answer, up to the complete
+//! response head. It is the connection's own timer, reset per exchange.
+//! Waiting for a connection is bounded by `pool_wait`, opening one by
+//! `connect_timeout`. A request body that is malformed or ends early is
 //! the client's error (400), never counted as an upstream failure. An
 //! idempotent request without a body is retried once, on another
 //! connection, when a reused connection turns out to have been closed by
@@ -160,15 +162,9 @@ impl Upstream {
             (Some(Env::Test), Some(t)) => t,
             _ => &self.live,
         };
-        let result = match tokio::time::timeout(
-            self.config.timeout,
-            self.exchange(target, head, body, max_body, path, query),
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(_) => Err(self.failure(target, "timeout", None)),
-        };
+        let result = self
+            .exchange(target, head, body, max_body, path, query)
+            .await;
         let took = started.elapsed();
         if result.is_ok() {
             self.duration.observe(took.as_secs_f64());
@@ -217,18 +213,36 @@ impl Upstream {
                     return Err(self.failure(target, "connect", Some(Arc::new(e))));
                 }
             };
-            let attempt = round_trip(
-                &mut lease,
-                target,
-                head,
-                &mut body,
-                framing,
-                max_body,
-                path,
-                query,
-                head_request,
-            )
-            .await;
+            // The connection's own timer, reset for this exchange.
+            let deadline = tokio::time::Instant::now() + self.config.timeout;
+            let mut timer = match lease.conn().and_then(|c| c.timer.take()) {
+                Some(mut t) => {
+                    t.as_mut().reset(deadline);
+                    t
+                }
+                None => Box::pin(tokio::time::sleep_until(deadline)),
+            };
+            let attempt = tokio::select! {
+                biased;
+                r = round_trip(
+                    &mut lease,
+                    target,
+                    head,
+                    &mut body,
+                    framing,
+                    max_body,
+                    path,
+                    query,
+                    head_request,
+                ) => Some(r),
+                () = timer.as_mut() => None,
+            };
+            if let Some(conn) = lease.conn() {
+                conn.timer = Some(timer);
+            }
+            let Some(attempt) = attempt else {
+                return Err(self.failure(target, "timeout", None));
+            };
             match attempt {
                 Ok(parsed) => {
                     return build_response(lease, parsed, head_request)

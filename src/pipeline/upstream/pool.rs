@@ -39,6 +39,9 @@ pub(crate) struct Conn {
     pub(super) wbuf: Vec<u8>,
     /// Has it carried an exchange before this one?
     pub(super) reused: bool,
+    /// The exchange deadline (`timeout`), one timer per connection, reset
+    /// for each exchange; made by the first exchange.
+    pub(super) timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Conn {
@@ -239,6 +242,7 @@ impl Pool {
             buf: BytesMut::with_capacity(8 * 1024),
             wbuf: Vec::with_capacity(1024),
             reused: false,
+            timer: None,
         })
     }
 
