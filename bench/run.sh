@@ -570,10 +570,16 @@ sys.exit(1)' "$1"
 
 KEY_RE='^osir_(live|test)_[a-z0-9]{32}$'
 
+# The reject-403 key's scope (vps:read) names a resource no bench route has;
+# since da79eab `keys create` refuses that unless --allow-unknown-scope (an
+# older binary, BENCH_GW_BIN, has no such flag and needs none).
 create_key() {  # create_key SCOPE NAME -> prints the key
-  local out key
+  local out key extra=()
+  if "$GW_BIN" keys create --help 2>/dev/null | grep -q -- --allow-unknown-scope; then
+    extra=(--allow-unknown-scope)
+  fi
   out=$("$GW_BIN" -c "$RUN/conf/gw-w1.toml" keys create --name "$2" --env live --scope "$1" --json \
-        2>>"$RUN/logs/gw-keys.log") || return 1
+        "${extra[@]}" 2>>"$RUN/logs/gw-keys.log") || return 1
   key=$(json_field key <<<"$out") || return 1
   [[ $key =~ $KEY_RE ]] || return 1
   printf '%s\n' "$key"
