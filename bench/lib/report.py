@@ -10,6 +10,7 @@ Reads from RUN_DIR (all written by run.sh):
   open.tsv      one row per open-loop run (see oha_parse.py)
   idle.tsv      server name, VmRSS KiB at rest (after one request, before load)
   threads.tsv   osir-gateway CPU per request by thread name (round, job, name, µs/req)
+  h2.txt        "job|protocol=… cipher=… alpn=…" as h2load negotiated it (h2-tls)
   flood.json    the flood scenario's figures (lib/flood.py analyze), when it ran
   settings.txt, machine.txt, tls.txt   "key|value" lines
   notes.txt, failures.txt     one line each
@@ -40,6 +41,9 @@ TLS_CROSS = [
     ("osir-gateway public", "osir-w1/public+tls", "osir-w1/public"),
     ("osir-gateway cache-hit", "osir-w1/cache-hit+tls", "osir-w1/cache-hit"),
 ]
+# HTTP/2 over TLS (h2load -c4 -m10): osir-gateway cache-hit against the nginx http2 peer
+H2_PAIR = ("osir-w1/h2-tls", "nginx-proxy/h2-tls")
+
 ACCESS_LABEL = {"off": "off", "file": "**on (file)**"}
 LOADGEN_BUSY = 90.0   # % of its CPU past which wrk may be the bottleneck
 SERVER_FULL = 90.0    # % of one CPU below which a server was not given the whole CPU
@@ -510,6 +514,57 @@ def flood_section(w, run_dir):
     return summary
 
 
+def h2_section(w, by_round, runs, h2_info):
+    """HTTP/2 over TLS: osir-gateway against the nginx http2 peer; returns summary lines."""
+    job, base = H2_PAIR
+    if job not in runs and base not in runs:
+        return []
+    w("## HTTP/2 over TLS (h2load)")
+    w("")
+    w("h2load, 4 connections × 10 concurrent streams (`-c4 -m10`), one thread pinned to the "
+      "load-generator CPU, ALPN h2, TLS with the run's self-signed certificate; "
+      "osir-gateway's TLS instance on a cache-hit request (`Authorization: Bearer`, "
+      "`/v1/domains`) against nginx `listen … ssl` with HTTP/2 and the keepalive pool "
+      "to the same upstream (`peers/proxy-h2.conf.tmpl`). Both speak HTTP/1.1 to the upstream.")
+    w("")
+    w("| job | req/s median (min–max) | CPU µs/req | server CPU % | h2load CPU % | negotiated |")
+    w("| --- | --- | --- | --- | --- | --- |")
+    info = dict(h2_info)
+    for jid in (base, job):
+        good = [r for r in runs.get(jid, []) if r["ok"]]
+        if not good:
+            state = "FAILED" if jid in runs else "not run"
+            w(f"| {jid} | {state} | – | – | – | {info.get(jid, '–')} |")
+            continue
+        lg = [r["wrk_pct"] for r in good if r["wrk_pct"] >= 0]
+        w(f"| {jid} | {med_range([r['rps'] for r in good], '{:.0f}')} | "
+          f"{med_range([r['cpu'] for r in good], '{:.1f}')} | "
+          f"{statistics.median(r['server_pct'] for r in good):.0f} | "
+          f"{(f'{statistics.median(lg):.0f}' if lg else '–')} | {info.get(jid, '–')} |")
+    w("")
+    ps = paired(by_round, job, base)
+    summary = []
+    if ps:
+        ratio = statistics.median(p["ratio"] for p in ps)
+        norm = statistics.median(p["norm"] for p in ps)
+        w(f"- **osir-gateway / nginx over HTTP/2, req/s: {med_range([p['ratio'] for p in ps])}**; "
+          f"CPU-normalised (req/s per CPU-second): {med_range([p['norm'] for p in ps])}; "
+          f"CPU per request {med_range([p['cpu_delta'] for p in ps], '{:+.1f}')} µs "
+          f"(× {med_range([p['cpu_ratio'] for p in ps])}), over {len(ps)} round(s).")
+        busy = [p for p in ps if max(p["wrk_job"], p["wrk_base"]) >= LOADGEN_BUSY]
+        if busy:
+            w(f"- h2load used ≥ {LOADGEN_BUSY:.0f}% of its CPU in {len(busy)} round(s): there the "
+              "load generator may have set the pace; the CPU µs/req figures stay valid.")
+        contention_note(w, [ps])
+        summary.append(f"HTTP/2: osir-w1/h2-tls / nginx-proxy/h2-tls = {ratio:.2f}× req/s, "
+                       f"{norm:.2f}× CPU-normalised")
+    w("- h2load counts statuses by class only (2xx … 5xx) and prints no latency "
+      "percentiles; a run fails on any non-2xx, failed, errored or timed-out request, "
+      "or if ALPN did not select h2.")
+    w("")
+    return summary
+
+
 def main(run_dir, out_path):
     jobs = OrderedDict()
     for row in read_tsv(os.path.join(run_dir, "jobs.tsv")):
@@ -632,6 +687,7 @@ def main(run_dir, out_path):
     threads = [(int(r[0]), r[1], r[2], float(r[3]))
                for r in read_tsv(os.path.join(run_dir, "threads.tsv")) if len(r) >= 4]
     issue_summary = issue_figures(w, jobs, by_round, tls_info, threads)
+    issue_summary += h2_section(w, by_round, runs, read_kv(os.path.join(run_dir, "h2.txt")))
     issue_summary += flood_section(w, run_dir)
     osir_idle = [f"{n} {k / 1024:.1f} MiB" for n, k in idle if n.startswith("osir")]
     if osir_idle:
@@ -690,16 +746,19 @@ def main(run_dir, out_path):
             ok = "yes" if r["ok"] else f"NO: {r['note']}"
             wp = f"{r['wrk_pct']:.0f}" if r["wrk_pct"] >= 0 else "–"
             ll = str(r["log_lines"]) if r["log_lines"] >= 0 else "–"
+            # h2load prints no percentiles (0)
+            p50 = f"{r['p50_us'] / 1000:.3f}" if r["p50_us"] > 0 else "–"
+            p99 = f"{r['p99_us'] / 1000:.3f}" if r["p99_us"] > 0 else "–"
             w(f"| {rnd} | {jid} | {r['rps']:.0f} | {r['requests']} | {r['cpu']:.2f} | {sc} | "
               f"{r['server_pct']:.0f} | {wp} | {ll} | "
-              f"{r['hwm_kib'] / 1024:.1f} | {r['p50_us'] / 1000:.3f} | {r['p99_us'] / 1000:.3f} | {ok} |")
+              f"{r['hwm_kib'] / 1024:.1f} | {p50} | {p99} | {ok} |")
     w("")
     w("wrk's latency percentiles are closed-loop (queueing inside the load generator "
       "at saturation), kept for reference only; latency is the open-loop table's job. "
       "Server CPU % = CPU µs/req × req/s, the share of one CPU the server used (all "
       "its threads; near 100 it was the bottleneck). wrk CPU % = wrk's user+system "
       "time over the run's wall time, on its own CPU (both threads: up to 100 on one "
-      "pinned CPU); near 100 the load generator may have been the limit. "
+      "pinned CPU; for the h2-tls rows the same for h2load); near 100 the load generator may have been the limit. "
       "Access-log lines: lines in the access-log file after the run (emptied before it).")
     w("")
 
