@@ -795,10 +795,15 @@ define_jobs() {  # every job that exists, in the order they run
   add_job osir-w1 query-key "$u:$PORT_GW1/v1/domains?api_key=@KEY_OK@" 200 "" "" gw-store "one key, ?api_key="
   add_job osir-w1 reject-401 "$u:$PORT_GW1/v1/domains" 401 "" "count=1" gw-store "no key at full rate"
   add_job osir-w1 reject-403 "$u:$PORT_GW1/v1/domains" 403 "Bearer @KEY_403@" "count=1" gw-store "key with vps:read on /v1/domains"
+  # the Goals (lib/report.py) read reject-* against cache-hit, store-path
+  # against the Kong-like Redis-every-request peer: selected along with them
+  job_opts osir-w1/reject-401 with=osir-w1/cache-hit
+  job_opts osir-w1/reject-403 with=osir-w1/cache-hit
   add_job osir-w1 population "$u:$PORT_GW1/v1/domains" 200 "" "keys=@KEYS@ n=$POP_KEYS dist=zipf s=$ZIPF_S" gw-store \
     "Zipf(s=$ZIPF_S) over $POP_KEYS keys"
   add_job osir-small store-path "$u:$PORT_GWS/v1/domains" 200 "" "keys=@KEYS@ n=$STORE_KEYS dist=uniform" gw-store \
     "$STORE_KEYS keys uniform, cache capacity $CACHE_SMALL"
+  job_opts osir-small/store-path with=kong-redis/bearer
   add_job osir-default public "$u:$PORT_GWD/public" 200 "" "" gw-store "public route, no key"
   add_job osir-default cache-hit "$u:$PORT_GWD/v1/domains" 200 "Bearer @KEY_OK@" "" gw-store "one key, Authorization: Bearer"
 }
