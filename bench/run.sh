@@ -85,7 +85,10 @@ usage: bash bench/run.sh [--quick|--full] [--scenarios LIST] [options]
                      kong-redis, osir-w1, osir-default, osir-small), a
                      target/scenario pair (e.g. osir-w1/cache-hit+tls), or "all".
                      direct and nginx-proxy/plain are always measured: the
-                     ratios need them; a group brings its plain baselines along.
+                     ratios need them; a group brings its plain baselines along,
+                     and so do the jobs the Goals compare (reject-401/403:
+                     osir-w1/cache-hit; store-path: kong-redis; osir-w1/h2-tls:
+                     nginx-proxy/h2-tls). --quick skips h2-tls unless named.
   --open-loop        run the open-loop latency runs even in --quick
   --no-open-loop     skip them even in --full
   --no-install       do not apt-get / cargo install anything
