@@ -640,7 +640,7 @@ def goals_section(runs, by_round, open_rows, idle):
            "Issue 11's goals, each from this run alone: a ratio is the median over rounds "
            "of the ratio of the two jobs in the same round (min–max in brackets), as "
            "in \"× nginx proxy\" below.", "",
-           "| figure | goal | measured | |", "| --- | --- | --- | --- |"]
+           "| figure | goal | measured | met? |", "| --- | --- | --- | --- |"]
     out += [f"| {f} | {g} | {m} | {v} |" for f, g, m, v in rows]
     out += ["",
             "Sources: cache-hit = `osir-w1/cache-hit` (workers=1) against `nginx-proxy/plain` "
