@@ -29,6 +29,7 @@ PORT_HAPROXY=18083        # HAProxy
 PORT_KONG_CACHED=18084    # Kong-like, LRU + shared dict, Redis on miss
 PORT_KONG_REDIS=18085     # Kong-like, Redis on every request
 PORT_PROXY_TLS=18086      # nginx proxy_pass, TLS listener (scenario group tls)
+PORT_PROXY_H2=18087       # nginx proxy_pass, TLS listener with HTTP/2 (scenario h2-tls)
 PORT_GW_STORE=18090       # redis-server for osir-gateway
 PORT_KONG_STORE=18091     # redis-server for the Kong-like peer
 PORT_GW1=18100            # osir-gateway, workers = 1        (admin: +1)
@@ -44,6 +45,10 @@ LOADGEN_CPU=${BENCH_LOADGEN_CPU:-1}    # wrk / oha are pinned here
 GWD_CPUS=${BENCH_GW_DEFAULT_CPUS:-$SERVER_CPU}   # CPUs for the default-workers gateway
 WRK_THREADS=2
 WRK_CONNS=50
+# h2-tls: h2load -t1 -c4 -m10 (4 connections x 10 concurrent streams), ALPN h2
+H2_THREADS=1
+H2_CONNS=4
+H2_STREAMS=10
 OPEN_RATE=${BENCH_OPEN_RATE:-5000}
 OPEN_SHARE=${BENCH_OPEN_SHARE:-40}   # second open-loop rate: % of the nginx proxy's max (0: off)
 OPEN_SECONDS=${BENCH_OPEN_SECONDS:-10}
@@ -73,12 +78,17 @@ usage: bash bench/run.sh [--quick|--full] [--scenarios LIST] [options]
                      flood: valid keys under a flood of random well-formed keys),
                      a scenario group (access-log: osir-w1 cache-hit with the
                      access log to a file vs off; tls: nginx proxy and osir-w1
-                     public and cache-hit over https vs plain), a target
+                     public and cache-hit over https vs plain; h2-tls: h2load
+                     -c4 -m10 over TLS with HTTP/2 to an nginx http2 peer and
+                     to osir-w1's TLS listener, cache-hit), a target
                      (direct, nginx-proxy, nginx-keymap, haproxy, kong-cached,
                      kong-redis, osir-w1, osir-default, osir-small), a
                      target/scenario pair (e.g. osir-w1/cache-hit+tls), or "all".
                      direct and nginx-proxy/plain are always measured: the
-                     ratios need them; a group brings its plain baselines along.
+                     ratios need them; a group brings its plain baselines along,
+                     and so do the jobs the Goals compare (reject-401/403:
+                     osir-w1/cache-hit; store-path: kong-redis; osir-w1/h2-tls:
+                     nginx-proxy/h2-tls). --quick skips h2-tls unless named.
   --open-loop        run the open-loop latency runs even in --quick
   --no-open-loop     skip them even in --full
   --no-install       do not apt-get / cargo install anything
@@ -187,7 +197,7 @@ wait_port() {  # wait_port PORT SECONDS [PID]: until something listens on PORT
 check_ports_free() {
   local p busy=()
   for p in $PORT_PROXY $PORT_UPSTREAM $PORT_KEYMAP $PORT_HAPROXY $PORT_KONG_CACHED \
-           $PORT_KONG_REDIS $PORT_PROXY_TLS $PORT_GW_STORE $PORT_KONG_STORE \
+           $PORT_KONG_REDIS $PORT_PROXY_TLS $PORT_PROXY_H2 $PORT_GW_STORE $PORT_KONG_STORE \
            $PORT_GW1 $((PORT_GW1 + 1)) $PORT_GWD $((PORT_GWD + 1)) $PORT_GWS $((PORT_GWS + 1)) \
            $PORT_GWL $((PORT_GWL + 1)) $PORT_GWT $((PORT_GWT + 1)) $PORT_GWT_TLS \
            $(seq "$PORT_GWF" $((PORT_GWF + 5))); do
@@ -327,7 +337,8 @@ render() {  # render TEMPLATE OUT
       -e "s|@PORT_KEYMAP@|$PORT_KEYMAP|g" -e "s|@PORT_HAPROXY@|$PORT_HAPROXY|g" \
       -e "s|@PORT_KONG_CACHED@|$PORT_KONG_CACHED|g" -e "s|@PORT_KONG_REDIS@|$PORT_KONG_REDIS|g" \
       -e "s|@PORT_KONG_STORE@|$PORT_KONG_STORE|g" -e "s|@PEER_KEY@|$PEER_KEY|g" \
-      -e "s|@PORT_PROXY_TLS@|$PORT_PROXY_TLS|g" \
+      -e "s|@PORT_PROXY_TLS@|$PORT_PROXY_TLS|g" -e "s|@PORT_PROXY_H2@|$PORT_PROXY_H2|g" \
+      -e "s|@H2_LISTEN@|$H2_LISTEN|g" -e "s|@H2_ON@|$H2_ON|g" \
       "$1" >"$2"
   if grep -q '@[A-Z_]*@' "$2"; then die "unsubstituted placeholder left in $2"; fi
 }
@@ -428,6 +439,15 @@ start_peers() {
       drop_server_jobs proxy-tls "did not start"
     fi
   fi
+  if server_wanted proxy-h2; then
+    nginx_h2_syntax
+    if start_nginx proxy-h2 "$PORT_PROXY_H2"; then
+      tls_note proxy-h2 "$PORT_PROXY_H2" "nginx http2"
+    else
+      note "nginx HTTP/2 peer skipped: its nginx did not start (see logs/proxy-h2.* in the run folder; nginx -V must list --with-http_v2_module)."
+      drop_server_jobs proxy-h2 "did not start"
+    fi
+  fi
   if target_wanted nginx-keymap; then
     start_nginx keymap "$PORT_KEYMAP" || die "the nginx key-map peer did not start"
     SERVER_PID[nginx-keymap]=${SERVER_PID[keymap]}
@@ -443,15 +463,19 @@ start_peers() {
 # osir-gateway TLS instance.
 
 TLS_DIR=""
+drop_tls_jobs() {  # drop_tls_jobs WHY: both groups that need the certificate
+  drop_group_jobs tls "$1"
+  drop_group_jobs h2-tls "$1"
+}
 setup_tls() {
-  any_group_job tls || return 0
+  any_group_job tls || any_group_job h2-tls || return 0
   if ! command -v openssl >/dev/null && ((DO_INSTALL)); then
     apt_update_once
     apt_install openssl || true
   fi
   if ! command -v openssl >/dev/null; then
     note "TLS scenarios skipped: openssl is not installed$( ((DO_INSTALL)) || echo ' (and --no-install)')."
-    drop_group_jobs tls "no openssl"
+    drop_tls_jobs "no openssl"
     return 0
   fi
   TLS_DIR=$RUN/tls
@@ -460,7 +484,7 @@ setup_tls() {
       -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost \
       -keyout "$TLS_DIR/key.pem" -out "$TLS_DIR/cert.pem" >"$RUN/logs/openssl-req.log" 2>&1; then
     note "TLS scenarios skipped: openssl req failed ($(tail -n 1 "$RUN/logs/openssl-req.log"))."
-    drop_group_jobs tls "no certificate"
+    drop_tls_jobs "no certificate"
     TLS_DIR=""
     return 0
   fi
@@ -480,6 +504,44 @@ tls_note() {  # tls_note NAME PORT LABEL: what an OpenSSL client (like wrk's) ne
   verify=$(grep -m1 -oE 'Verify return code: .*' <<<"$out") || true
   printf '%s|%s (%s)\n' "$3 on 127.0.0.1:$2" "${proto:-handshake not understood, see logs/s_client.$1.log}" \
     "${verify:-no verify result}" >>"$RUN/tls.txt"
+}
+
+# ------------------------------------------------------------------ h2-tls --
+#
+# Scenario h2-tls: h2load (nghttp2-client) with H2_CONNS connections of
+# H2_STREAMS concurrent streams each, HTTP/2 over TLS (ALPN h2), against the
+# nginx http2 peer (peers/proxy-h2.conf.tmpl, port PORT_PROXY_H2) and the
+# osir-gateway TLS instance (PORT_GWT_TLS), the certificate of setup_tls.
+
+H2LOAD=""
+H2_LISTEN=""   # peers/proxy-h2.conf.tmpl: " http2" on the listen line (nginx < 1.25.1)
+H2_ON=""       #   ... or "http2 on;" in the server block (nginx >= 1.25.1)
+
+ensure_h2load() {
+  any_group_job h2-tls || return 0
+  if ! command -v h2load >/dev/null && ((DO_INSTALL)); then
+    apt_update_once
+    apt_install nghttp2-client || true
+  fi
+  if ! command -v h2load >/dev/null; then
+    note "h2-tls scenario skipped: h2load (Debian package nghttp2-client) is not installed$( ((DO_INSTALL)) || echo ' (and --no-install)')."
+    drop_group_jobs h2-tls "no h2load"
+    return 0
+  fi
+  H2LOAD=$(command -v h2load)
+}
+
+nginx_h2_syntax() {  # how this nginx turns HTTP/2 on (the directive is 1.25.1+)
+  local v
+  v=$(nginx -v 2>&1 | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -n 1)
+  # older than 1.25.1: "v, 1.25.1" is in version order (sort -V -C) and v is not 1.25.1
+  if [[ -n $v && $v != 1.25.1 ]] && printf '%s\n1.25.1\n' "$v" | sort -V -C; then
+    H2_LISTEN=" http2"
+    H2_ON="# nginx $v: no \`http2 on;\` (1.25.1+), http2 is a parameter of listen above"
+  else
+    H2_LISTEN=""
+    H2_ON="http2 on;"
+  fi
 }
 
 # ----------------------------------------------------------------- gateway --
@@ -570,10 +632,16 @@ sys.exit(1)' "$1"
 
 KEY_RE='^osir_(live|test)_[a-z0-9]{32}$'
 
+# The reject-403 key's scope (vps:read) names a resource no bench route has;
+# since da79eab `keys create` refuses that unless --allow-unknown-scope (an
+# older binary, BENCH_GW_BIN, has no such flag and needs none).
 create_key() {  # create_key SCOPE NAME -> prints the key
-  local out key
+  local out key extra=()
+  if "$GW_BIN" keys create --help 2>/dev/null | grep -q -- --allow-unknown-scope; then
+    extra=(--allow-unknown-scope)
+  fi
   out=$("$GW_BIN" -c "$RUN/conf/gw-w1.toml" keys create --name "$2" --env live --scope "$1" --json \
-        2>>"$RUN/logs/gw-keys.log") || return 1
+        "${extra[@]}" 2>>"$RUN/logs/gw-keys.log") || return 1
   key=$(json_field key <<<"$out") || return 1
   [[ $key =~ $KEY_RE ]] || return 1
   printf '%s\n' "$key"
@@ -689,8 +757,9 @@ declare -A J_SCEN=() J_URL=() J_EXPECT=() J_HDR=() J_LUA=() J_STORE=() J_DESC=()
 # J_SRV: the SERVER_PID name measured (default: the target); J_ACCESS: the
 # server's access log ("off" or "file"); J_GROUP: a scenario group --scenarios
 # accepts (access-log, tls); J_WITH: the plain baseline jobs selected along
-# with it (the report's pairs are in lib/report.py).
-declare -A J_SRV=() J_ACCESS=() J_GROUP=() J_WITH=()
+# with it (the report's pairs are in lib/report.py); J_TOOL: the load
+# generator of the rounds (wrk, or h2load for h2-tls).
+declare -A J_SRV=() J_ACCESS=() J_GROUP=() J_WITH=() J_TOOL=()
 
 define_jobs() {  # every job that exists, in the order they run
   local u=http://127.0.0.1
@@ -699,6 +768,9 @@ define_jobs() {  # every job that exists, in the order they run
   add_job nginx-proxy tls "https://127.0.0.1:$PORT_PROXY_TLS/" 200 "" "" "" \
     "the same nginx proxy_pass behind \`listen ssl\` (port $PORT_PROXY_TLS, HTTP/1.1 keep-alive, self-signed P-256)"
   job_opts nginx-proxy/tls srv=proxy-tls group=tls with=nginx-proxy/plain
+  add_job nginx-proxy h2-tls "https://127.0.0.1:$PORT_PROXY_H2/" 200 "" "" "" \
+    "the same nginx proxy_pass behind \`listen ssl\` with HTTP/2 (port $PORT_PROXY_H2, \`peers/proxy-h2.conf.tmpl\`), h2load -c$H2_CONNS -m$H2_STREAMS"
+  job_opts nginx-proxy/h2-tls srv=proxy-h2 group=h2-tls tool=h2load with=nginx-proxy/plain
   add_job nginx-keymap bearer "$u:$PORT_KEYMAP/" 200 "Bearer @PEER_KEY@" "" "" "nginx map of one Authorization value"
   add_job haproxy plain "$u:$PORT_HAPROXY/" 200 "" "" "" "HAProxy, one thread, no auth"
   add_job kong-cached bearer "$u:$PORT_KONG_CACHED/" 200 "Bearer @PEER_KEY@" "" kong-store "nginx+Lua: LRU, shared dict, Redis on miss"
@@ -720,13 +792,21 @@ define_jobs() {  # every job that exists, in the order they run
   add_job osir-w1 cache-hit+tls "https://127.0.0.1:$PORT_GWT_TLS/v1/domains" 200 "Bearer @KEY_OK@" "" gw-store \
     "cache-hit over https to the TLS instance (port $PORT_GWT_TLS)"
   job_opts osir-w1/cache-hit+tls srv=osir-tls group=tls with="osir-w1/cache-hit@tls-instance osir-w1/cache-hit"
+  add_job osir-w1 h2-tls "https://127.0.0.1:$PORT_GWT_TLS/v1/domains" 200 "Bearer @KEY_OK@" "" gw-store \
+    "cache-hit over HTTP/2 over TLS (ALPN h2) to the TLS instance (port $PORT_GWT_TLS), h2load -c$H2_CONNS -m$H2_STREAMS"
+  job_opts osir-w1/h2-tls srv=osir-tls group=h2-tls tool=h2load with=nginx-proxy/h2-tls
   add_job osir-w1 query-key "$u:$PORT_GW1/v1/domains?api_key=@KEY_OK@" 200 "" "" gw-store "one key, ?api_key="
   add_job osir-w1 reject-401 "$u:$PORT_GW1/v1/domains" 401 "" "count=1" gw-store "no key at full rate"
   add_job osir-w1 reject-403 "$u:$PORT_GW1/v1/domains" 403 "Bearer @KEY_403@" "count=1" gw-store "key with vps:read on /v1/domains"
+  # the Goals (lib/report.py) read reject-* against cache-hit, store-path
+  # against the Kong-like Redis-every-request peer: selected along with them
+  job_opts osir-w1/reject-401 with=osir-w1/cache-hit
+  job_opts osir-w1/reject-403 with=osir-w1/cache-hit
   add_job osir-w1 population "$u:$PORT_GW1/v1/domains" 200 "" "keys=@KEYS@ n=$POP_KEYS dist=zipf s=$ZIPF_S" gw-store \
     "Zipf(s=$ZIPF_S) over $POP_KEYS keys"
   add_job osir-small store-path "$u:$PORT_GWS/v1/domains" 200 "" "keys=@KEYS@ n=$STORE_KEYS dist=uniform" gw-store \
     "$STORE_KEYS keys uniform, cache capacity $CACHE_SMALL"
+  job_opts osir-small/store-path with=kong-redis/bearer
   add_job osir-default public "$u:$PORT_GWD/public" 200 "" "" gw-store "public route, no key"
   add_job osir-default cache-hit "$u:$PORT_GWD/v1/domains" 200 "Bearer @KEY_OK@" "" gw-store "one key, Authorization: Bearer"
 }
@@ -737,10 +817,10 @@ add_job() {  # add_job TARGET SCENARIO URL EXPECT HEADER LUAARGS STORE DESCRIPTI
   ALL_JOBS+=("$id")
   J_SCEN[$id]=$2; J_URL[$id]=$3; J_EXPECT[$id]=$4; J_HDR[$id]=$5; J_LUA[$id]=$6
   J_STORE[$id]=$7; J_DESC[$id]=$8
-  J_SRV[$id]=$1; J_ACCESS[$id]=off; J_GROUP[$id]=""; J_WITH[$id]=""
+  J_SRV[$id]=$1; J_ACCESS[$id]=off; J_GROUP[$id]=""; J_WITH[$id]=""; J_TOOL[$id]=wrk
 }
 
-job_opts() {  # job_opts ID srv=NAME access=off|file group=NAME with="JOB..."
+job_opts() {  # job_opts ID srv=NAME access=off|file group=NAME with="JOB..." tool=wrk|h2load
   local id=$1 kv; shift
   for kv in "$@"; do
     case ${kv%%=*} in
@@ -748,6 +828,7 @@ job_opts() {  # job_opts ID srv=NAME access=off|file group=NAME with="JOB..."
       access) J_ACCESS[$id]=${kv#*=} ;;
       group) J_GROUP[$id]=${kv#*=} ;;
       with) J_WITH[$id]=${kv#*=} ;;
+      tool) J_TOOL[$id]=${kv#*=} ;;
       *) die "job_opts: unknown option $kv" ;;
     esac
   done
@@ -869,10 +950,23 @@ sanity_check() {  # one request, its status must be the expected one
   [[ -n $hdr ]] && args=(-H "Authorization: $hdr")
   if [[ ${J_LUA[$id]} == *keys=* ]]; then args=(-H "Authorization: Bearer $(first_pool_key)"); fi
   # https: the certificate must verify for 127.0.0.1 (wrk itself does not verify)
-  [[ $url == https:* ]] && args+=(--cacert "$TLS_DIR/cert.pem" --http1.1)
-  code=$(curl -s -o "$RUN/logs/sanity.body" -w '%{http_code}' --max-time 5 "${args[@]}" "$url") || code=000
+  # h2load: HTTP/2 over TLS, negotiated by ALPN (curl --http2 falls back to
+  # HTTP/1.1 if the server does not take h2: the version is checked below)
+  local want_version=""
+  if [[ $url == https:* && ${J_TOOL[$id]} == h2load ]]; then
+    args+=(--cacert "$TLS_DIR/cert.pem" --http2); want_version=2
+  elif [[ $url == https:* ]]; then
+    args+=(--cacert "$TLS_DIR/cert.pem" --http1.1)
+  fi
+  local got version
+  got=$(curl -s -o "$RUN/logs/sanity.body" -w '%{http_code} %{http_version}' --max-time 5 "${args[@]}" "$url") || got="000 ?"
+  code=${got%% *}; version=${got#* }
   if [[ $code != "${J_EXPECT[$id]}" ]]; then
     fail_note "$id: one-request check answered $code, expected ${J_EXPECT[$id]} ($(head -c 200 "$RUN/logs/sanity.body" | tr '\n' ' '))"
+    return 1
+  fi
+  if [[ -n $want_version && $version != "$want_version" ]]; then
+    fail_note "$id: one-request check spoke HTTP/$version, expected HTTP/$want_version (ALPN h2 not negotiated)"
     return 1
   fi
 }
@@ -894,7 +988,7 @@ access_log_settle() {
 # round job rps requests duration_us cpu_us_per_req store_cpu_us_per_req hwm_kib p50_us p99_us ok
 #   access_log_lines(-1: no log) loadgen_cpu_us(-1: unknown) note
 run_wrk() {  # run_wrk JOB SECONDS ROUND(0 = warm-up)
-  local id=$1 secs=$2 round=$3 pid store_pid url hdr lua out rc=0
+  local id=$1 secs=$2 round=$3 pid store_pid url hdr lua out rc=0 tool=${J_TOOL[$1]}
   pid=${SERVER_PID[${J_SRV[$id]}]}
   store_pid=""
   [[ -n ${J_STORE[$id]} ]] && store_pid=${SERVER_PID[${J_STORE[$id]}]:-}
@@ -918,7 +1012,20 @@ run_wrk() {  # run_wrk JOB SECONDS ROUND(0 = warm-up)
   [[ ${J_SRV[$id]} == osir-* ]] && t0=$(python3 "$LIB/procstat.py" threads "$pid")
   c0=$(python3 "$LIB/procstat.py" cpu "$pid")
   [[ -n $store_pid ]] && s0=$(python3 "$LIB/procstat.py" cpu "$store_pid")
-  out=$(taskset -c "$LOADGEN_CPU" python3 "$LIB/rusage.py" wrk "${wrk_args[@]}" "$url" -- "${lua_args[@]}" 2>&1) || rc=$?
+  local cmd=(wrk "${wrk_args[@]}" "$url" -- "${lua_args[@]}")
+  if [[ $tool == h2load ]]; then
+    # h2load: the same duration, HTTP/2 over TLS (ALPN h2), H2_CONNS x H2_STREAMS
+    cmd=("$H2LOAD" -t"$H2_THREADS" -c"$H2_CONNS" -m"$H2_STREAMS" -D "$secs")
+    [[ -n $hdr ]] && cmd+=(-H "Authorization: $hdr")
+    cmd+=("$url")
+  fi
+  out=$(taskset -c "$LOADGEN_CPU" python3 "$LIB/rusage.py" "${cmd[@]}" 2>&1) || rc=$?
+  if [[ $tool == h2load ]]; then
+    # its summary as the BENCH_* lines bench.lua prints for wrk
+    local parsed
+    parsed=$(python3 "$LIB/h2load_parse.py" <<<"$out" 2>&1) || parsed=""
+    out+=$'\n'"$parsed"
+  fi
   # the CPU the log writer spends catching up after the last response belongs to this run
   ((is_log)) && access_log_settle
   c1=$(python3 "$LIB/procstat.py" cpu "$pid")
@@ -927,8 +1034,15 @@ run_wrk() {  # run_wrk JOB SECONDS ROUND(0 = warm-up)
   [[ -n $store_pid ]] && s1=$(python3 "$LIB/procstat.py" cpu "$store_pid")
   hwm=$(python3 "$LIB/procstat.py" hwm "$pid")
   local safe_id=${id//\//_}
-  printf '%s\n' "$out" >"$RUN/logs/wrk.$safe_id.r$round.log"
+  printf '%s\n' "$out" >"$RUN/logs/$tool.$safe_id.r$round.log"
   ((round == 0)) && return 0
+  local h2_line alpn=""
+  h2_line=$(grep -m1 '^BENCH_H2 ' <<<"$out" || true)
+  [[ -n $h2_line ]] && alpn=$( (grep -oE 'alpn=[^ ]*' <<<"$h2_line" || true) | cut -d= -f2)
+  # what h2load negotiated, once per job (the report's HTTP/2 section)
+  if [[ -n $h2_line ]] && ! grep -q "^$id|" "$RUN/h2.txt" 2>/dev/null; then
+    printf '%s|%s\n' "$id" "${h2_line#BENCH_H2 }" >>"$RUN/h2.txt"
+  fi
 
   local line status_line problem="" loadgen_us=-1 lg
   line=$(grep -m1 '^BENCH_RESULT ' <<<"$out" || true)
@@ -936,12 +1050,13 @@ run_wrk() {  # run_wrk JOB SECONDS ROUND(0 = warm-up)
   lg=$(grep -m1 -oE '^BENCH_LOADGEN cpu_us=[0-9]+' <<<"$out" || true)
   [[ -n $lg ]] && loadgen_us=${lg#*=}
   local requests=0 duration_us=1 connect=0 read=0 write=0 status=0 timeout=0 p50_us=0 p99_us=0 kv
+  local failed=0 errored=0
   if [[ -z $line ]]; then
-    problem="wrk exited $rc without a result: $(tail -n 2 <<<"$out" | tr '\n' ' ')"
+    problem="$tool exited $rc without a result: $(grep -v '^BENCH_' <<<"$out" | tail -n 2 | tr '\n' ' ')"
   else
     for kv in ${line#BENCH_RESULT }; do
       case ${kv%%=*} in
-        requests|duration_us|connect|read|write|status|timeout|p50_us|p99_us) printf -v "${kv%%=*}" '%s' "${kv#*=}" ;;
+        requests|duration_us|connect|read|write|status|timeout|p50_us|p99_us|failed|errored) printf -v "${kv%%=*}" '%s' "${kv#*=}" ;;
       esac
     done
     local statuses=${status_line#BENCH_STATUS }
@@ -949,6 +1064,11 @@ run_wrk() {  # run_wrk JOB SECONDS ROUND(0 = warm-up)
       problem="no request completed"
     elif ((connect + read + write + timeout > 0)); then
       problem="socket errors: connect $connect, read $read, write $write, timeout $timeout"
+    elif ((failed + errored > 0)); then
+      # h2load: failed = every request without a 2xx/3xx (HTTP errors included), errored = the others
+      problem="h2load: $failed failed, $errored errored requests (statuses: ${statuses:-none})"
+    elif [[ $tool == h2load && $alpn != h2 ]]; then
+      problem="h2load did not negotiate h2 (application protocol: ${alpn:-none})"
     elif [[ ${J_EXPECT[$id]} == 2* ]]; then
       ((status == 0)) || problem="$status responses with status >= 400 (expected ${J_EXPECT[$id]}; wrk: Non-2xx or 3xx responses)"
       local non2xx='(^|,)[^2]'
@@ -967,7 +1087,7 @@ run_wrk() {  # run_wrk JOB SECONDS ROUND(0 = warm-up)
   local ok=1 note=""
   if [[ -n $problem ]]; then
     ok=0; note=$problem
-    fail_note "$id round $round: $problem (wrk output: logs/wrk.$safe_id.r$round.log)"
+    fail_note "$id round $round: $problem ($tool output: logs/$tool.$safe_id.r$round.log)"
   fi
   awk -v round="$round" -v id="$id" -v req="$requests" -v dur="$duration_us" \
       -v c0="$c0" -v c1="$c1" -v s0="$s0" -v s1="$s1" -v tck="$CLK_TCK" -v hwm="$hwm" \
@@ -1293,6 +1413,7 @@ machine_info() {
     echo "haproxy|$(haproxy -v 2>&1 | head -n 1 | awk '{print $3}')"
     echo "redis-server|$(redis-server --version | awk '{print $3}' | sed 's/v=//')"
     echo "wrk|$(wrk -v 2>&1 | head -n 1 | awk '{print $2}')"
+    echo "h2load|$(if [[ -n $H2LOAD ]]; then "$H2LOAD" --version 2>&1 | head -n 1; else echo 'not used'; fi)"
     echo "openssl|$(openssl version 2>/dev/null || echo 'not installed')"
     echo "libnginx-mod-http-lua|$(dpkg-query -W -f '${Version}' libnginx-mod-http-lua 2>/dev/null || echo 'not installed')"
     echo "oha|$(if [[ -n $OHA ]]; then "$OHA" --version 2>&1 | head -n 1; else echo 'not used'; fi)"
@@ -1314,6 +1435,7 @@ write_report() {
     echo "repetitions|$REPS"
     echo "seconds per run|$SECONDS_PER_RUN"
     echo "wrk|-t$WRK_THREADS -c$WRK_CONNS -d${SECONDS_PER_RUN}s, pinned to CPU $LOADGEN_CPU"
+    any_group_job h2-tls && echo "h2load|-t$H2_THREADS -c$H2_CONNS -m$H2_STREAMS -D $SECONDS_PER_RUN (HTTP/2 over TLS, ALPN h2), pinned to CPU $LOADGEN_CPU"
     echo "servers|pinned to CPU $SERVER_CPU, one worker each (osir-gateway default workers: CPUs $GWD_CPUS)"
     echo "open loop|$( ((OPEN_LOOP)) && echo "oha -q $OPEN_RATE and -q ${OPEN_SHARE}% of the nginx proxy's median max -z ${OPEN_SECONDS}s -c $WRK_CONNS --latency-correction -w, pinned to CPU $LOADGEN_CPU, $OPEN_REPS round(s)" || echo 'not run')"
     echo "clock ticks per second|$CLK_TCK"
@@ -1349,6 +1471,7 @@ main() {
   if any_gateway_job; then build_gateway; fi
 
   PEER_KEY=$(python3 "$LIB/keys.py" gen 1 live)
+  ensure_h2load
   setup_tls
   start_peers
   if ! ((KONG_OK)); then drop_target_jobs kong-cached "Kong-like peer not running"; drop_target_jobs kong-redis "Kong-like peer not running"; fi

@@ -10,6 +10,7 @@ Reads from RUN_DIR (all written by run.sh):
   open.tsv      one row per open-loop run (see oha_parse.py)
   idle.tsv      server name, VmRSS KiB at rest (after one request, before load)
   threads.tsv   osir-gateway CPU per request by thread name (round, job, name, µs/req)
+  h2.txt        "job|protocol=… cipher=… alpn=…" as h2load negotiated it (h2-tls)
   flood.json    the flood scenario's figures (lib/flood.py analyze), when it ran
   settings.txt, machine.txt, tls.txt   "key|value" lines
   notes.txt, failures.txt     one line each
@@ -40,6 +41,19 @@ TLS_CROSS = [
     ("osir-gateway public", "osir-w1/public+tls", "osir-w1/public"),
     ("osir-gateway cache-hit", "osir-w1/cache-hit+tls", "osir-w1/cache-hit"),
 ]
+# HTTP/2 over TLS (h2load -c4 -m10): osir-gateway cache-hit against the nginx http2 peer
+H2_PAIR = ("osir-w1/h2-tls", "nginx-proxy/h2-tls")
+
+# The goals of issue 11, each from ratios measured in this run.
+CACHE_HIT = "osir-w1/cache-hit"
+KONG_CACHED = "kong-cached/bearer"
+KONG_REDIS = "kong-redis/bearer"
+STORE_PATH = "osir-small/store-path"
+REJECT_401 = "osir-w1/reject-401"
+REJECT_403 = "osir-w1/reject-403"
+IDLE_SERVER = "osir-w1"           # idle.tsv name of the instance the RSS goal reads
+GOAL_OPEN_RATE = "5000"           # open.tsv target rate of the latency goal
+GOAL_RSS_BYTES = 20_000_000       # "≤ 20 MB", read as 10^6 bytes (the stricter reading)
 ACCESS_LABEL = {"off": "off", "file": "**on (file)**"}
 LOADGEN_BUSY = 90.0   # % of its CPU past which wrk may be the bottleneck
 SERVER_FULL = 90.0    # % of one CPU below which a server was not given the whole CPU
@@ -510,6 +524,191 @@ def flood_section(w, run_dir):
     return summary
 
 
+def paired_ratio(by_round, runs, job, base, key="ratio"):
+    """(median, per-round values) of job/base in the same rounds; None if either
+    never ran, "failed" if they ran but no round has both fine."""
+    if job not in runs or base not in runs:
+        return None
+    ps = paired(by_round, job, base)
+    if not ps:
+        return "failed"
+    vals = [p[key] for p in ps]
+    return statistics.median(vals), vals, ps
+
+
+def verdict(parts):
+    """parts: [(name, measured?, met?)] -> met / not met / not run, with the parts' state"""
+    run = [(n, ok) for n, m, ok in parts if m]
+    missing = [n for n, m, _ in parts if not m]
+    if not run:
+        return "not run"
+    failed = [n for n, ok in run if not ok]
+    gap = f" ({', '.join(missing)}: not run)" if missing else ""
+    if failed:
+        which = f": {', '.join(failed)}" if len(parts) > 1 else ""
+        return f"**not met**{which}{gap}"
+    return f"met{gap}" if not missing else f"met as far as run{gap}"
+
+
+def goals_section(runs, by_round, open_rows, idle):
+    """The "Goals" section (issue 11): rows of (figure, goal, measured, verdict);
+    returns (markdown lines, summary lines)."""
+    rows = []
+
+    def ratio_part(name, job, base, goal, key="ratio", higher=True, fmt="{:.2f}×", prefix=""):
+        """(part for verdict(), text): the median of job/base against the goal"""
+        r = paired_ratio(by_round, runs, job, base, key)
+        if r is None:
+            missing = ", ".join(f"`{j}`" for j in (job, base) if j not in runs)
+            return (prefix or name, False, False), f"{prefix}not run ({missing})"
+        if r == "failed":
+            return ((prefix or name, False, False),
+                    f"{prefix}failed: no round where `{job}` and `{base}` both ran fine (see Failures)")
+        med, vals, _ = r
+        ok = med >= goal if higher else med <= goal
+        rng = f" ({fmt.format(min(vals))}–{fmt.format(max(vals))})" if len(vals) > 1 else ""
+        return (prefix or name, True, ok), f"{prefix}{fmt.format(med)}{rng} {name}"
+
+    # cache-hit throughput
+    a, ta = ratio_part("nginx proxy_pass", CACHE_HIT, REFERENCE, 1.10)
+    b, tb = ratio_part("Kong-like cached", CACHE_HIT, KONG_CACHED, 1.35)
+    rows.append(("cache-hit throughput", "≥ 1.10× nginx `proxy_pass`, ≥ 1.35× the Kong-like cached peer",
+                 f"{ta}; {tb}", verdict([a, b])))
+
+    # CPU per request
+    c, tc = ratio_part("nginx proxy_pass", CACHE_HIT, REFERENCE, 0.90, key="cpu_ratio", higher=False)
+    r = paired_ratio(by_round, runs, CACHE_HIT, REFERENCE, "cpu_ratio")
+    if isinstance(r, tuple):
+        ps = r[2]
+        tc += (f" ({statistics.median(p['cpu_job'] for p in ps):.1f} / "
+               f"{statistics.median(p['cpu_base'] for p in ps):.1f} µs/req)")
+    rows.append(("CPU per request, cache hit", "≤ 0.90× nginx `proxy_pass`", tc, verdict([c])))
+
+    # added latency over direct at 5k req/s (open loop)
+    groups = open_by_rate(open_rows)
+    lat_goal = "p50 ≤ +0.08 ms, p99 ≤ +0.20 ms"
+    if GOAL_OPEN_RATE not in groups:
+        ran = ", ".join(k for k in groups) if groups else ""
+        rows.append(("added latency over direct at 5k req/s", lat_goal,
+                     f"not run at {int(GOAL_OPEN_RATE):,} req/s" + (f" (open loop ran at {ran})" if ran else ""),
+                     "not run"))
+    else:
+        med = open_medians(groups[GOAL_OPEN_RATE])
+        d, g = med.get(DIRECT), med.get(CACHE_HIT)
+        if not d or not g:
+            rows.append(("added latency over direct at 5k req/s", lat_goal,
+                         f"not run ({'direct' if not d else 'osir-gateway cache-hit'} missing from the open loop)",
+                         "not run"))
+        elif d[0] is None or g[0] is None:
+            rows.append(("added latency over direct at 5k req/s", lat_goal,
+                         "failed (see Failures)", "not run"))
+        else:
+            a50, a99 = g[0] - d[0], g[1] - d[1]
+            parts = [("p50", True, a50 <= 0.08), ("p99", True, a99 <= 0.20)]
+            rows.append(("added latency over direct at 5k req/s", lat_goal,
+                         f"p50 {a50:+.3f} ms, p99 {a99:+.3f} ms (osir-gateway cache-hit "
+                         f"{g[0]:.3f} / {g[1]:.3f} ms, direct {d[0]:.3f} / {d[1]:.3f} ms; "
+                         f"medians of {g[3]} round(s))", verdict(parts)))
+
+    # store path
+    s_, ts = ratio_part("Kong-like Redis every request", STORE_PATH, KONG_REDIS, 1.5)
+    rows.append(("store path", "≥ 1.5× the Kong-like Redis-every-request peer", ts, verdict([s_])))
+
+    # 401 / 403 at full rate
+    r1, t1 = ratio_part("cache-hit", REJECT_401, CACHE_HIT, 3.0, prefix="401: ")
+    r3, t3 = ratio_part("cache-hit", REJECT_403, CACHE_HIT, 3.0, prefix="403: ")
+    rows.append(("401/403 at full rate", "≥ 3× cache-hit", f"{t1}; {t3}",
+                 verdict([("401",) + r1[1:], ("403",) + r3[1:]])))
+
+    # HTTP/2 over TLS
+    h, th = ratio_part("nginx http2", *H2_PAIR, 1.0)
+    rows.append(("HTTP/2 over TLS (h2load, 10 streams × 4 connections)",
+                 "≥ 1.0× nginx with `http2 on` proxying to the same upstream", th, verdict([h])))
+
+    # idle RSS
+    idle_d = dict(idle)
+    if IDLE_SERVER in idle_d:
+        kib = idle_d[IDLE_SERVER]
+        others = [f"{n} {k / 1024:.1f} MiB" for n, k in idle if n.startswith("osir") and n != IDLE_SERVER]
+        text = (f"{kib / 1024:.1f} MiB = {kib * 1024 / 1e6:.1f} MB ({IDLE_SERVER}"
+                + (f"; other instances: {', '.join(others)}" if others else "") + ")")
+        rows.append(("idle RSS", "≤ 20 MB", text, verdict([("idle", True, kib * 1024 <= GOAL_RSS_BYTES)])))
+    else:
+        rows.append(("idle RSS", "≤ 20 MB", f"not run ({IDLE_SERVER} did not run)", "not run"))
+
+    out = ["## Goals", "",
+           "Issue 11's goals, each from this run alone: a ratio is the median over rounds "
+           "of the ratio of the two jobs in the same round (min–max in brackets), as "
+           "in \"× nginx proxy\" below.", "",
+           "| figure | goal | measured | met? |", "| --- | --- | --- | --- |"]
+    out += [f"| {f} | {g} | {m} | {v} |" for f, g, m, v in rows]
+    out += ["",
+            "Sources: cache-hit = `osir-w1/cache-hit` (workers=1) against `nginx-proxy/plain` "
+            "and `kong-cached/bearer`; CPU per request = the same runs' CPU µs/req, "
+            "gateway / nginx; added latency = the open loop (oha, latency-corrected) at "
+            f"{int(GOAL_OPEN_RATE):,} req/s, medians of `osir-w1/cache-hit` minus `direct/plain`; "
+            "store path = `osir-small/store-path` (cache 1,000, keys drawn from Redis) against "
+            "`kong-redis/bearer`; 401/403 = `osir-w1/reject-401` and `osir-w1/reject-403` req/s "
+            "over `osir-w1/cache-hit`; HTTP/2 = `osir-w1/h2-tls` against `nginx-proxy/h2-tls` "
+            f"(see \"HTTP/2 over TLS\"); idle RSS = VmRSS of `{IDLE_SERVER}` at rest "
+            "(\"Memory at rest\"), 20 MB read as 20 × 10⁶ bytes. \"not run\": the scenario was "
+            "not selected in this run (or its peer could not start, see Notes).", ""]
+    summary = [f"goal {f}: " + (m if v == "not run" else f"{v.replace('**', '')} ({m})")
+               for f, _, m, v in rows]
+    return out, summary
+
+
+def h2_section(w, by_round, runs, h2_info):
+    """HTTP/2 over TLS: osir-gateway against the nginx http2 peer; returns summary lines."""
+    job, base = H2_PAIR
+    if job not in runs and base not in runs:
+        return []
+    w("## HTTP/2 over TLS (h2load)")
+    w("")
+    w("h2load, 4 connections × 10 concurrent streams (`-c4 -m10`), one thread pinned to the "
+      "load-generator CPU, ALPN h2, TLS with the run's self-signed certificate; "
+      "osir-gateway's TLS instance on a cache-hit request (`Authorization: Bearer`, "
+      "`/v1/domains`) against nginx `listen … ssl` with HTTP/2 and the keepalive pool "
+      "to the same upstream (`peers/proxy-h2.conf.tmpl`). Both speak HTTP/1.1 to the upstream.")
+    w("")
+    w("| job | req/s median (min–max) | CPU µs/req | server CPU % | h2load CPU % | negotiated |")
+    w("| --- | --- | --- | --- | --- | --- |")
+    info = dict(h2_info)
+    for jid in (base, job):
+        good = [r for r in runs.get(jid, []) if r["ok"]]
+        if not good:
+            state = "FAILED" if jid in runs else "not run"
+            w(f"| {jid} | {state} | – | – | – | {info.get(jid, '–')} |")
+            continue
+        lg = [r["wrk_pct"] for r in good if r["wrk_pct"] >= 0]
+        w(f"| {jid} | {med_range([r['rps'] for r in good], '{:.0f}')} | "
+          f"{med_range([r['cpu'] for r in good], '{:.1f}')} | "
+          f"{statistics.median(r['server_pct'] for r in good):.0f} | "
+          f"{(f'{statistics.median(lg):.0f}' if lg else '–')} | {info.get(jid, '–')} |")
+    w("")
+    ps = paired(by_round, job, base)
+    summary = []
+    if ps:
+        ratio = statistics.median(p["ratio"] for p in ps)
+        norm = statistics.median(p["norm"] for p in ps)
+        w(f"- **osir-gateway / nginx over HTTP/2, req/s: {med_range([p['ratio'] for p in ps])}**; "
+          f"CPU-normalised (req/s per CPU-second): {med_range([p['norm'] for p in ps])}; "
+          f"CPU per request {med_range([p['cpu_delta'] for p in ps], '{:+.1f}')} µs "
+          f"(× {med_range([p['cpu_ratio'] for p in ps])}), over {len(ps)} round(s).")
+        busy = [p for p in ps if max(p["wrk_job"], p["wrk_base"]) >= LOADGEN_BUSY]
+        if busy:
+            w(f"- h2load used ≥ {LOADGEN_BUSY:.0f}% of its CPU in {len(busy)} round(s): there the "
+              "load generator may have set the pace; the CPU µs/req figures stay valid.")
+        contention_note(w, [ps])
+        summary.append(f"HTTP/2: osir-w1/h2-tls / nginx-proxy/h2-tls = {ratio:.2f}× req/s, "
+                       f"{norm:.2f}× CPU-normalised")
+    w("- h2load counts statuses by class only (2xx … 5xx) and prints no latency "
+      "percentiles; a run fails on any non-2xx, failed, errored or timed-out request, "
+      "or if ALPN did not select h2.")
+    w("")
+    return summary
+
+
 def main(run_dir, out_path):
     jobs = OrderedDict()
     for row in read_tsv(os.path.join(run_dir, "jobs.tsv")):
@@ -558,6 +757,7 @@ def main(run_dir, out_path):
     for k, v in settings:
         w(f"- {k}: {v}")
     w("")
+    goals_at = len(out)   # the Goals section goes here, once every figure is read
 
     # ---------------------------------------------------------- closed loop
     w("## Closed loop: maximum throughput (wrk)")
@@ -632,6 +832,7 @@ def main(run_dir, out_path):
     threads = [(int(r[0]), r[1], r[2], float(r[3]))
                for r in read_tsv(os.path.join(run_dir, "threads.tsv")) if len(r) >= 4]
     issue_summary = issue_figures(w, jobs, by_round, tls_info, threads)
+    issue_summary += h2_section(w, by_round, runs, read_kv(os.path.join(run_dir, "h2.txt")))
     issue_summary += flood_section(w, run_dir)
     osir_idle = [f"{n} {k / 1024:.1f} MiB" for n, k in idle if n.startswith("osir")]
     if osir_idle:
@@ -652,6 +853,10 @@ def main(run_dir, out_path):
           "is a share of the nginx proxy's median closed-loop maximum in this run "
           "(`BENCH_OPEN_SHARE`, default 40%).")
         w("")
+
+    goal_lines, goal_summary = goals_section(runs, by_round, open_rows, idle)
+    out[goals_at:goals_at] = goal_lines
+    issue_summary = goal_summary + issue_summary
 
     # ------------------------------------------------------ failures, notes
     if failures:
@@ -690,16 +895,19 @@ def main(run_dir, out_path):
             ok = "yes" if r["ok"] else f"NO: {r['note']}"
             wp = f"{r['wrk_pct']:.0f}" if r["wrk_pct"] >= 0 else "–"
             ll = str(r["log_lines"]) if r["log_lines"] >= 0 else "–"
+            # h2load prints no percentiles (0)
+            p50 = f"{r['p50_us'] / 1000:.3f}" if r["p50_us"] > 0 else "–"
+            p99 = f"{r['p99_us'] / 1000:.3f}" if r["p99_us"] > 0 else "–"
             w(f"| {rnd} | {jid} | {r['rps']:.0f} | {r['requests']} | {r['cpu']:.2f} | {sc} | "
               f"{r['server_pct']:.0f} | {wp} | {ll} | "
-              f"{r['hwm_kib'] / 1024:.1f} | {r['p50_us'] / 1000:.3f} | {r['p99_us'] / 1000:.3f} | {ok} |")
+              f"{r['hwm_kib'] / 1024:.1f} | {p50} | {p99} | {ok} |")
     w("")
     w("wrk's latency percentiles are closed-loop (queueing inside the load generator "
       "at saturation), kept for reference only; latency is the open-loop table's job. "
       "Server CPU % = CPU µs/req × req/s, the share of one CPU the server used (all "
       "its threads; near 100 it was the bottleneck). wrk CPU % = wrk's user+system "
       "time over the run's wall time, on its own CPU (both threads: up to 100 on one "
-      "pinned CPU); near 100 the load generator may have been the limit. "
+      "pinned CPU; for the h2-tls rows the same for h2load); near 100 the load generator may have been the limit. "
       "Access-log lines: lines in the access-log file after the run (emptied before it).")
     w("")
 
