@@ -87,11 +87,13 @@ fn defaults_apply_to_a_minimal_file() {
     assert_eq!(c.auth.failed_lookup_budget, 30);
     assert_eq!(c.log.access, AccessLog::Stdout);
     assert_eq!(c.usage.flush_interval, Duration::from_secs(10));
+    assert_eq!(c.server.send_timeout, Duration::from_secs(30));
     let up = &c.upstreams[0];
     assert_eq!(
         (up.pool_max_idle, up.timeout),
         (256, Duration::from_secs(30))
     );
+    assert_eq!((up.pool_max, up.pool_wait), (1024, Duration::from_secs(1)));
     assert_eq!(up.url.base_path, "");
 }
 
@@ -567,4 +569,36 @@ fn load_resolves_paths_against_the_file() {
     assert_eq!(errs.len(), 1);
     assert_eq!(errs[0].path, missing.display().to_string());
     assert!(errs[0].message.starts_with("cannot read the file"));
+}
+
+#[test]
+fn the_pool_bound_holds_its_idle_connections() {
+    let with = |extra: &str| {
+        BASE.replace(
+            "url = \"http://127.0.0.1:7001\"\n",
+            &format!("url = \"http://127.0.0.1:7001\"\n{extra}\n"),
+        )
+    };
+    one(
+        &with("pool_max = 8\npool_max_idle = 9"),
+        "upstreams.domains.pool_max_idle",
+        "must not exceed pool_max (8), got 9",
+    );
+    one(
+        &with("pool_max = 0"),
+        "upstreams.domains.pool_max",
+        "at least 1",
+    );
+    one(
+        &with("pool_wait = \"soon\""),
+        "upstreams.domains.pool_wait",
+        "",
+    );
+    let c = parse(&with("pool_max = 8\npool_max_idle = 8\npool_wait = \"0s\"")).unwrap();
+    assert_eq!(c.upstreams[0].pool_wait, Duration::ZERO);
+    one(
+        &BASE.replace("[server]\n", "[server]\nsend_timeout = \"0s\"\n"),
+        "server.send_timeout",
+        "greater than zero",
+    );
 }

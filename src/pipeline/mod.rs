@@ -35,7 +35,7 @@ use crate::lookup::cache::CachedKey;
 use crate::state::{Gateway, Snapshot};
 use client_ip::is_trusted;
 use credential::strip_key_param;
-use rewrite::{incoming_chain, prepare_request_headers, prepare_response_headers};
+use rewrite::{incoming_chain, prepare_request_headers};
 use route::Route;
 use upstream::ResponseBody;
 
@@ -131,7 +131,7 @@ where
             duration_ms: access_log::millis(elapsed),
             upstream_ms: trace.upstream.map(access_log::millis),
             bytes_in,
-            bytes_out: content_length(resp.headers()),
+            bytes_out: response_length(&resp),
         });
     }
     resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
@@ -266,9 +266,30 @@ where
         )
         .await;
     trace.upstream = Some(took);
-    let mut resp = result?;
-    prepare_response_headers(resp.headers_mut());
-    Ok(resp)
+    // The upstream's fields stay in its head, already cleaned of hop-by-hop
+    // ones (`rewrite::keep_forwardable_response_fields`); see
+    // [`headers_into_map`].
+    result
+}
+
+/// Moves an upstream answer's fields from its head into its header map,
+/// behind the gateway's own. The HTTP/2 engine needs them there; the
+/// HTTP/1.1 engine writes them straight from the head instead.
+pub fn headers_into_map(resp: &mut Response<Body>) {
+    if let Either::Left(body) = resp.body_mut() {
+        if let Some(head) = body.take_raw_head() {
+            head.append_to(resp.headers_mut());
+        }
+    }
+}
+
+/// The answer's `Content-Length`, wherever its fields are.
+fn response_length(resp: &Response<Body>) -> Option<u64> {
+    match resp.body() {
+        Either::Left(body) => body.raw_head().and_then(|h| h.content_length()),
+        Either::Right(_) => content_length(resp.headers()),
+    }
+    .or_else(|| content_length(resp.headers()))
 }
 
 fn content_length(h: &http::HeaderMap) -> Option<u64> {

@@ -17,6 +17,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 
 use crate::error::{BadRequest, GatewayError};
+use crate::http1::head::Span;
 
 /// Is this a hop-by-hop header (RFC 9110 §7.6.1, plus the `Proxy-*` family)?
 fn is_hop_by_hop(name: &HeaderName) -> bool {
@@ -109,9 +110,46 @@ impl std::fmt::Write for BytesWriter<'_> {
     }
 }
 
-/// Response hygiene: hop-by-hop headers and those named in `Connection`.
-pub(crate) fn prepare_response_headers(headers: &mut HeaderMap) {
-    scrub(headers, is_hop_by_hop);
+/// Response hygiene on an upstream's head as it was read: drops the
+/// hop-by-hop fields and those the upstream named in `Connection`, keeping
+/// the rest in order. `raw` is the head the spans index.
+pub(crate) fn keep_forwardable_response_fields(raw: &[u8], fields: &mut Vec<(Span, Span)>) {
+    let hop = |name: &[u8]| {
+        let n = name;
+        n.eq_ignore_ascii_case(b"connection")
+            || n.eq_ignore_ascii_case(b"keep-alive")
+            || n.eq_ignore_ascii_case(b"te")
+            || n.eq_ignore_ascii_case(b"trailer")
+            || n.eq_ignore_ascii_case(b"transfer-encoding")
+            || n.eq_ignore_ascii_case(b"upgrade")
+            || (n.len() >= 6 && n[..6].eq_ignore_ascii_case(b"proxy-"))
+    };
+    // The values of `Connection` (almost always one field), kept aside
+    // without allocating for the usual few.
+    let mut lists = [Span { start: 0, end: 0 }; 4];
+    let mut more = Vec::new();
+    let mut count = 0;
+    for (n, v) in fields.iter() {
+        if n.of(raw).eq_ignore_ascii_case(b"connection") {
+            if count < lists.len() {
+                lists[count] = *v;
+                count += 1;
+            } else {
+                more.push(*v);
+            }
+        }
+    }
+    let named = |name: &[u8]| {
+        lists[..count]
+            .iter()
+            .chain(&more)
+            .flat_map(|v| v.of(raw).split(|b| *b == b','))
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(name))
+    };
+    fields.retain(|(n, _)| {
+        let n = n.of(raw);
+        !hop(n) && !named(n)
+    });
 }
 
 /// The client's X-Forwarded-For lines joined, to extend when the peer is a

@@ -363,7 +363,8 @@ async fn serve_h2<S>(
         let gw = gw.clone();
         let request = in_flight.start();
         async move {
-            let resp = pipeline::handle(&gw, req, info).await;
+            let mut resp = pipeline::handle(&gw, req, info).await;
+            pipeline::headers_into_map(&mut resp);
             Ok::<_, Infallible>(resp.map(|body| request.track(body)))
         }
     });

@@ -13,10 +13,12 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http_body::{Frame, SizeHint};
 
 use super::pool::Lease;
 use crate::http1::chunked::{ChunkedDecoder, Step};
+use crate::http1::head::Span;
 use crate::http1::response::ResponseFraming;
 
 /// Bytes asked of the socket per read.
@@ -43,15 +45,78 @@ enum State {
     Done,
 }
 
+/// The upstream's response fields as they were read (hop-by-hop ones and
+/// those named in `Connection` already dropped): the HTTP/1.1 engine writes
+/// them straight to the client, HTTP/2 moves them into a header map.
+pub(crate) struct RawHead {
+    bytes: Bytes,
+    fields: Vec<(Span, Span)>,
+}
+
+impl RawHead {
+    pub(super) fn new(bytes: Bytes, fields: Vec<(Span, Span)>) -> RawHead {
+        RawHead { bytes, fields }
+    }
+
+    /// Name and value of each field, in the upstream's order and spelling.
+    pub(crate) fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.fields
+            .iter()
+            .map(|(n, v)| (n.of(&self.bytes), v.of(&self.bytes)))
+    }
+
+    /// The `Content-Length` the upstream gave, if any and well formed.
+    pub(crate) fn content_length(&self) -> Option<u64> {
+        let (_, v) = self
+            .fields()
+            .find(|(n, _)| n.eq_ignore_ascii_case(b"content-length"))?;
+        std::str::from_utf8(v).ok()?.parse().ok()
+    }
+
+    /// Appends the fields to `map`, except those `map` already names (the
+    /// gateway's own, such as `X-Request-Id`, win). Values share the head's
+    /// bytes; a field `http` would not hold is dropped.
+    pub(crate) fn append_to(self, map: &mut HeaderMap) {
+        let own: Vec<HeaderName> = map.keys().cloned().collect();
+        for (n, v) in &self.fields {
+            let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(n.of(&self.bytes)),
+                HeaderValue::from_maybe_shared(self.bytes.slice(v.start..v.end)),
+            ) else {
+                continue;
+            };
+            if !own.contains(&name) {
+                map.append(name, value);
+            }
+        }
+    }
+}
+
 /// A streamed upstream response body.
 pub struct ResponseBody {
     state: State,
     lease: Option<Lease>,
     keep_alive: bool,
+    head: Option<RawHead>,
 }
 
 impl ResponseBody {
-    pub(super) fn new(lease: Lease, framing: ResponseFraming, keep_alive: bool) -> ResponseBody {
+    /// The upstream's fields, while they have not been moved to a map.
+    pub(crate) fn raw_head(&self) -> Option<&RawHead> {
+        self.head.as_ref()
+    }
+
+    /// Takes the upstream's fields (to move them into a header map).
+    pub(crate) fn take_raw_head(&mut self) -> Option<RawHead> {
+        self.head.take()
+    }
+
+    pub(super) fn new(
+        lease: Lease,
+        framing: ResponseFraming,
+        keep_alive: bool,
+        head: RawHead,
+    ) -> ResponseBody {
         let state = match framing {
             ResponseFraming::Empty => State::Done,
             ResponseFraming::Length(n) => State::Length(n),
@@ -62,6 +127,7 @@ impl ResponseBody {
             state,
             lease: Some(lease),
             keep_alive,
+            head: Some(head),
         };
         if matches!(body.state, State::Done) {
             body.finish();

@@ -36,7 +36,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header;
 use http::{Method, StatusCode};
 use http_body::Body;
 use prometheus::{Histogram, IntCounterVec};
@@ -163,7 +163,7 @@ impl Upstream {
             _ => &self.live,
         };
         let result = self
-            .exchange(target, head, body, max_body, path, query)
+            .exchange(target, head, body, max_body, path, query, started)
             .await;
         let took = started.elapsed();
         if result.is_ok() {
@@ -180,6 +180,7 @@ impl Upstream {
         max_body: u64,
         path: &str,
         query: Option<&str>,
+        started: Instant,
     ) -> Result<http::Response<ResponseBody>, GatewayError>
     where
         B: Body<Data = Bytes> + Unpin,
@@ -199,7 +200,7 @@ impl Upstream {
         let head_request = head.method == Method::HEAD;
         let mut retried = false;
         loop {
-            let mut lease = match target.pool.check_out().await {
+            let mut lease = match target.pool.check_out(started).await {
                 Ok(lease) => lease,
                 Err(CheckoutError::Exhausted { max }) => {
                     let why = format!("all {max} connections (pool_max) busy");
@@ -214,7 +215,7 @@ impl Upstream {
                 }
             };
             // The connection's own timer, reset for this exchange.
-            let deadline = tokio::time::Instant::now() + self.config.timeout;
+            let deadline = tokio::time::Instant::from_std(started) + self.config.timeout;
             let mut timer = match lease.conn().and_then(|c| c.timer.take()) {
                 Some(mut t) => {
                     t.as_mut().reset(deadline);
@@ -245,7 +246,7 @@ impl Upstream {
             };
             match attempt {
                 Ok(parsed) => {
-                    return build_response(lease, parsed, head_request)
+                    return build_response(lease, parsed)
                         .map_err(|e| self.failure(target, "broken", Some(e)))
                 }
                 Err(Failed::Stale(_)) if replayable && !retried => {
@@ -529,30 +530,28 @@ pub(crate) fn write_hex(out: &mut Vec<u8>, n: usize) {
     out.extend_from_slice(&digits[i..]);
 }
 
-/// The response for the client: status and headers from the parsed head
-/// (values share the head's bytes), the body streaming from the connection.
+/// The response for the client: the status from the parsed head, its
+/// forwardable fields kept as read (see [`body::RawHead`]), the body
+/// streaming from the connection.
 fn build_response(
     mut lease: Lease,
     parsed: ResponseHead,
-    head_request: bool,
 ) -> Result<http::Response<ResponseBody>, Source> {
     let Some(conn) = lease.conn() else {
         return Err(Arc::new(io::Error::other("no connection")));
     };
     let raw = conn.buf.split_to(parsed.len).freeze();
     let status = StatusCode::from_u16(parsed.status).map_err(|e| Arc::new(e) as Source)?;
-    let mut headers = HeaderMap::with_capacity(parsed.headers.len() + 4);
-    for (name, value) in &parsed.headers {
-        let name = HeaderName::from_bytes(name.of(&raw)).map_err(|e| Arc::new(e) as Source)?;
-        let value = HeaderValue::from_maybe_shared(raw.slice(value.start..value.end))
-            .map_err(|e| Arc::new(e) as Source)?;
-        headers.append(name, value);
-    }
-    let _ = head_request;
-    let body = ResponseBody::new(lease, parsed.framing, parsed.keep_alive);
+    let mut fields = parsed.headers;
+    crate::pipeline::rewrite::keep_forwardable_response_fields(&raw, &mut fields);
+    let body = ResponseBody::new(
+        lease,
+        parsed.framing,
+        parsed.keep_alive,
+        body::RawHead::new(raw, fields),
+    );
     let mut resp = http::Response::new(body);
     *resp.status_mut() = status;
-    *resp.headers_mut() = headers;
     Ok(resp)
 }
 

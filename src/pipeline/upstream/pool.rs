@@ -160,10 +160,10 @@ impl Pool {
     /// A connection: the warmest idle one that is still open, else a new
     /// one if fewer than `pool_max` are open, else the next one checked in
     /// or freed within `pool_wait`.
-    pub(crate) async fn check_out(self: &Arc<Self>) -> Result<Lease, CheckoutError> {
+    /// `now` is the request's clock reading, for the idle ages.
+    pub(crate) async fn check_out(self: &Arc<Self>, now: Instant) -> Result<Lease, CheckoutError> {
         let waiting = {
             let mut inner = self.inner.lock();
-            let now = Instant::now();
             let mut stale = Vec::new();
             let mut found = None;
             while let Some(idle) = inner.idle.pop() {
@@ -346,16 +346,20 @@ mod tests {
     async fn at_most_pool_max_are_open_and_a_waiter_gets_the_next_one() {
         let (_l, addr) = listener().await;
         let pool = Pool::new(&addr, settings(2, 2), IntCounter::new("c", "c").unwrap());
-        let a = pool.check_out().await.unwrap();
-        let b = pool.check_out().await.unwrap();
+        let a = pool.check_out(Instant::now()).await.unwrap();
+        let b = pool.check_out(Instant::now()).await.unwrap();
         assert_eq!(pool.open(), 2);
         assert!(matches!(
-            pool.check_out().await,
+            pool.check_out(Instant::now()).await,
             Err(CheckoutError::Exhausted { max: 2 })
         ));
         let waiting = tokio::spawn({
             let pool = pool.clone();
-            async move { pool.check_out().await.map(|l| l.conn.is_some()) }
+            async move {
+                pool.check_out(Instant::now())
+                    .await
+                    .map(|l| l.conn.is_some())
+            }
         });
         tokio::task::yield_now().await;
         a.check_in();

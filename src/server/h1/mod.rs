@@ -423,6 +423,32 @@ where
     w.extend_from_slice(b"\r\n");
     let mut has_date = false;
     let mut has_length = false;
+    // An upstream's fields, straight from its head (already cleaned of
+    // hop-by-hop ones); those the gateway sets itself are skipped here.
+    if let http_body_util::Either::Left(up) = &body {
+        if let Some(head) = up.raw_head() {
+            for (name, value) in head.fields() {
+                if name.eq_ignore_ascii_case(b"content-length") {
+                    if !no_body || status == StatusCode::NO_CONTENT || status.is_informational() {
+                        continue;
+                    }
+                    has_length = true;
+                } else if name.eq_ignore_ascii_case(b"date") {
+                    has_date = true;
+                } else if parts
+                    .headers
+                    .keys()
+                    .any(|own| own.as_str().as_bytes().eq_ignore_ascii_case(name))
+                {
+                    continue;
+                }
+                w.extend_from_slice(name);
+                w.extend_from_slice(b": ");
+                w.extend_from_slice(value);
+                w.extend_from_slice(b"\r\n");
+            }
+        }
+    }
     for (name, value) in &parts.headers {
         if *name == header::CONTENT_LENGTH {
             // A bodiless answer keeps the length it names (HEAD, 304);
