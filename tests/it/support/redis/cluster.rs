@@ -73,7 +73,7 @@ impl RedisCluster {
             .arg(dir)
             .arg("--logfile")
             .arg(&log);
-        wait_ready(cmd, port, &log, None)
+        wait_ready(cmd, port, &log, &[])
     }
 
     /// `redis+cluster://127.0.0.1:a,127.0.0.1:b,127.0.0.1:c/`

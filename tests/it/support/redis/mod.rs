@@ -193,7 +193,7 @@ impl RedisServer {
         let out = Command::new("redis-cli")
             .arg("-p")
             .arg(self.port.to_string())
-            .args(self.tls.iter().flat_map(|t| t.cli_args()))
+            .args(cli_args(self.tls.as_deref(), &self.extra))
             .args(args)
             .output()
             .unwrap_or_else(|e| panic!("cannot run redis-cli: {e}"));
@@ -292,17 +292,28 @@ fn spawn_ready_with(
         .arg("--logfile")
         .arg(&log)
         .args(extra);
-    wait_ready(cmd, port, &log, tls)
+    wait_ready(cmd, port, &log, &cli_args(tls, extra))
+}
+
+/// The redis-cli options that reach a server started with `extra` (and
+/// `tls`): TLS, and `--requirepass`'s password.
+fn cli_args(tls: Option<&TlsFiles>, extra: &[impl AsRef<str>]) -> Vec<String> {
+    let mut args: Vec<String> = tls.iter().flat_map(|t| t.cli_args()).collect();
+    if let Some(i) = extra.iter().position(|a| a.as_ref() == "--requirepass") {
+        if let Some(pw) = extra.get(i + 1) {
+            args.extend([
+                "--no-auth-warning".to_owned(),
+                "-a".to_owned(),
+                pw.as_ref().to_owned(),
+            ]);
+        }
+    }
+    args
 }
 
 /// Spawns `cmd` (a redis-server, or a sentinel, listening on `port` and
 /// logging to `log`) and waits for PONG from that very process.
-fn wait_ready(
-    mut cmd: Command,
-    port: u16,
-    log: &Path,
-    tls: Option<&TlsFiles>,
-) -> Result<Child, String> {
+fn wait_ready(mut cmd: Command, port: u16, log: &Path, cli: &[String]) -> Result<Child, String> {
     let spawned = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -321,10 +332,10 @@ fn wait_ready(
             let log = std::fs::read_to_string(log).unwrap_or_default();
             return Err(format!("redis-server exited ({status}): {log}"));
         }
-        if pong(port, tls) {
+        if pong(port, cli) {
             // Someone else's server may hold the port while ours is failing
             // to bind it: make sure the answer came from our process.
-            if serving_pid(port, tls) == Some(child.id()) {
+            if serving_pid(port, cli) == Some(child.id()) {
                 return Ok(child);
             }
             if Instant::now() > deadline {
@@ -344,10 +355,10 @@ fn wait_ready(
     }
 }
 
-fn serving_pid(port: u16, tls: Option<&TlsFiles>) -> Option<u32> {
+fn serving_pid(port: u16, cli: &[String]) -> Option<u32> {
     let out = Command::new("redis-cli")
         .args(["-p", &port.to_string()])
-        .args(tls.iter().flat_map(|t| t.cli_args()))
+        .args(cli)
         .args(["INFO", "server"])
         .output()
         .ok()?;
@@ -356,11 +367,11 @@ fn serving_pid(port: u16, tls: Option<&TlsFiles>) -> Option<u32> {
         .find_map(|l| l.trim().strip_prefix("process_id:")?.parse().ok())
 }
 
-fn pong(port: u16, tls: Option<&TlsFiles>) -> bool {
-    if let Some(t) = tls {
+fn pong(port: u16, cli: &[String]) -> bool {
+    if !cli.is_empty() {
         return Command::new("redis-cli")
             .args(["-p", &port.to_string()])
-            .args(t.cli_args())
+            .args(cli)
             .arg("PING")
             .output()
             .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG");

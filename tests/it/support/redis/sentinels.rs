@@ -79,7 +79,8 @@ impl Sentinels {
         std::fs::write(&conf, body).map_err(|e| format!("cannot write {conf:?}: {e}"))?;
         let mut cmd = Command::new("redis-server");
         cmd.arg(&conf).arg("--sentinel");
-        wait_ready(cmd, port, &log, self.tls.as_deref())
+        let cli: Vec<String> = self.tls.iter().flat_map(|t| t.cli_args()).collect();
+        wait_ready(cmd, port, &log, &cli)
     }
 
     /// `redis-cli -p <port> [--tls …]`.
