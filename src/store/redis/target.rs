@@ -52,15 +52,15 @@ impl Plan {
                     .to_owned(),
             ));
         }
-        let ca = match &options.tls_ca {
-            Some(path) => Some(read_ca(path)?),
-            None => None,
-        };
-        if ca.is_some() && !tls {
+        if options.tls_ca.is_some() && !tls {
             return Err(StoreError::Unavailable(format!(
                 "store.tls_ca is set but {shown_url} does not use TLS; use rediss://, rediss+sentinel:// or rediss+cluster://"
             )));
         }
+        let ca = match &options.tls_ca {
+            Some(path) => Some(read_ca(path)?),
+            None => None,
+        };
         let clash = |has_password: bool| -> Result<(), StoreError> {
             match (&options.password_env, has_password) {
                 (Some(var), true) => Err(StoreError::Unavailable(format!(
@@ -218,5 +218,76 @@ pub(super) fn install_crypto_provider() {
     if rustls::crypto::CryptoProvider::get_default().is_none() {
         // Losing a race to another installer is fine: one is installed.
         let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn refused(url: &str, options: &RedisOptions) -> String {
+        match Plan::new(url, options) {
+            Ok(_) => panic!("{url} was accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn ring_is_the_process_provider_for_tls() {
+        install_crypto_provider();
+        let installed = rustls::crypto::CryptoProvider::get_default().unwrap();
+        let ring = rustls::crypto::ring::default_provider();
+        let names = |p: &rustls::crypto::CryptoProvider| {
+            p.cipher_suites
+                .iter()
+                .map(|s| format!("{:?}", s.suite()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(installed), names(&ring));
+        // Installing again is harmless, and a TLS client can be built.
+        install_crypto_provider();
+        assert!(Plan::new(
+            "rediss://127.0.0.1:6380/0",
+            &RedisOptions::new(Duration::from_secs(1))
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn what_cannot_work_is_refused_before_dialling() {
+        let opts = RedisOptions::new(Duration::from_secs(1));
+        let with_env = |var: &str| RedisOptions {
+            password_env: Some(var.to_owned()),
+            ..opts.clone()
+        };
+        let var = "OSIR_UNIT_TEST_SURELY_UNSET_VARIABLE_5c1";
+        let err = refused("redis://127.0.0.1/0", &with_env(var));
+        assert!(err.contains(var) && err.contains("not set"), "{err}");
+        let err = refused("rediss://127.0.0.1/0#insecure", &opts);
+        assert!(err.contains("#insecure"), "{err}");
+        let ca = |path: &str| RedisOptions {
+            tls_ca: Some(path.into()),
+            ..opts.clone()
+        };
+        let err = refused("redis://127.0.0.1/0", &ca("/nonexistent/ca.pem"));
+        assert!(err.contains("does not use TLS"), "{err}");
+        let err = refused("rediss://127.0.0.1/0", &ca("/nonexistent/ca.pem"));
+        assert!(
+            err.contains("store.tls_ca: /nonexistent/ca.pem: cannot read"),
+            "{err}"
+        );
+        for url in [
+            "rediss+sentinel://127.0.0.1/m",
+            "rediss+cluster://127.0.0.1:7000",
+            "rediss://127.0.0.1:6380/0",
+            "redis+sentinel://127.0.0.1/m",
+        ] {
+            assert!(Plan::new(url, &opts).is_ok(), "{url}");
+        }
+        let plan = Plan::new("rediss://gw:s3cret@127.0.0.1:6380/2", &opts).unwrap();
+        assert_eq!(plan.shown_url, "rediss://127.0.0.1:6380/2");
+        assert_eq!(plan.username.as_deref(), Some("gw"));
+        assert_eq!(plan.password.as_deref(), Some("s3cret"));
     }
 }
