@@ -31,6 +31,8 @@ use crate::store::StoreError;
 const KICK_EVERY: Duration = Duration::from_millis(200);
 
 /// A server, a Sentinel master set, or a Cluster, ready to dial.
+// One per store, built once and never moved: a box would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Target {
     /// `redis://`, `rediss://`, `redis+unix://`: one fixed server.
     Single(Client),
