@@ -15,8 +15,11 @@
 //!   Each gateway reads it from the last id it applied (see `watch.rs`).
 //!
 //! With a `redis+sentinel://` URL the server is the master the sentinels
-//! name, looked up again (and every connection moved) when it stops
-//! answering or is demoted; see [`connect`].
+//! name (asked through redis-rs's Sentinel client), looked up again (and
+//! every connection moved) when it stops answering or is demoted; see
+//! [`connect`]. Every `rediss` form is the same over TLS (rustls, `ring`),
+//! checked against `[store] tls_ca` or the system's roots; the password
+//! may come from the variable `[store] password_env` names.
 //!
 //! With a `redis+cluster://` URL every key above is put under one hash tag
 //! (`{osir}:key:<hash>`, `{osir}:id:<id>`, `{osir}:ids`, `{osir}:usage:<id>`)
@@ -46,13 +49,12 @@
 //!   checking this user's rights, with NOPERM turned into the rule to add.
 //! - `watch.rs`: the task that follows the feed from the last id it applied
 //!   and reports whether the store is up and the feed is live.
-//!
-//! Over 400 lines: the store's operations and the four job traits; it grew
-//! with the change feed and the audit trail, and the trait impls and
-//! `connect` are the next split.
-
 //! - `lazy.rs`: the store `run` serves with while Redis is unreachable at
 //!   start, connecting in the background.
+//!
+//! Over 400 lines: the store's operations and the four job traits; it grew
+//! with the change feed and the audit trail, and the trait impls are the
+//! next split (`connect` already moved out: `target.rs` and `conn.rs`).
 
 mod conn;
 mod feed;
