@@ -165,7 +165,7 @@ pub enum StoreConfig {
         feed_max_len: u64,
         /// The CA bundle (PEM) a `rediss` server's certificate must chain
         /// to, resolved against the config file's directory; `None`: the
-        /// system's roots.
+        /// public (Mozilla) roots built in.
         tls_ca: Option<PathBuf>,
         /// The environment variable that holds the password (read when the
         /// store is opened, never stored here); the URL then holds none.

@@ -18,7 +18,8 @@
 //! name (asked through redis-rs's Sentinel client), looked up again (and
 //! every connection moved) when it stops answering or is demoted; see
 //! [`connect`]. Every `rediss` form is the same over TLS (rustls, `ring`),
-//! checked against `[store] tls_ca` or the system's roots; the password
+//! checked against `[store] tls_ca` or the public (Mozilla) roots built
+//! in; the password
 //! may come from the variable `[store] password_env` names.
 //!
 //! With a `redis+cluster://` URL every key above is put under one hash tag
@@ -131,7 +132,7 @@ pub struct RedisOptions {
     /// `MAXLEN ~` of every feed append (`[store] feed_max_len`).
     pub feed_max_len: u64,
     /// The CA bundle (PEM) a `rediss` server's certificate must chain to;
-    /// `None`: the system's roots.
+    /// `None`: the public (Mozilla) roots built in (webpki-roots).
     pub tls_ca: Option<PathBuf>,
     /// The environment variable holding the password (`[store]
     /// password_env`); the URL then must hold none.
@@ -139,7 +140,8 @@ pub struct RedisOptions {
 }
 
 impl RedisOptions {
-    /// `timeout`, the default feed length, system roots, no password variable.
+    /// `timeout`, the default feed length, the built-in roots, no password
+    /// variable.
     pub fn new(timeout: Duration) -> RedisOptions {
         RedisOptions {
             timeout,

@@ -23,7 +23,7 @@ pub(super) struct Sentinel {
 impl Sentinel {
     /// Builds the sentinel client for `spec` (nothing is dialled yet). With
     /// `rediss+sentinel://`, sentinels and master are reached over TLS and
-    /// checked against `ca` (the system's roots when `None`).
+    /// checked against `ca` (the built-in public roots when `None`).
     pub(super) fn new(spec: &SentinelUrl, ca: Option<&[u8]>) -> Result<Sentinel, String> {
         let addrs = spec
             .sentinels
