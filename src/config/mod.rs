@@ -343,15 +343,23 @@ impl StoreConfig {
         }
     }
 
+    /// [`StoreConfig::redis_options`], for the Redis arm of a match on
+    /// `self` (where it is always `Some`).
+    fn redis_or_default(&self) -> crate::store::redis::RedisOptions {
+        let timeout = match self {
+            StoreConfig::Redis { timeout, .. } | StoreConfig::File { timeout, .. } => *timeout,
+        };
+        self.redis_options()
+            .unwrap_or_else(|| crate::store::redis::RedisOptions::new(timeout))
+    }
+
     /// Opens this store (no change feed is started: a one-shot command never
     /// needs one; [`crate::state::Gateway::new`] starts it).
     pub async fn open(&self) -> Result<crate::store::Store, crate::store::StoreError> {
         use crate::store::{file::FileStore, redis, Store};
         match self {
             StoreConfig::Redis { url, .. } => {
-                let options = self
-                    .redis_options()
-                    .unwrap_or_else(|| redis::RedisOptions::new(std::time::Duration::from_secs(1)));
+                let options = self.redis_or_default();
                 redis::connect_with(url, &options).await.map(Store::new)
             }
             StoreConfig::File { path, .. } => FileStore::open(path).map(Store::new),
@@ -366,9 +374,7 @@ impl StoreConfig {
         use crate::store::{redis, Store};
         match self {
             StoreConfig::Redis { url, .. } => {
-                let options = self
-                    .redis_options()
-                    .unwrap_or_else(|| redis::RedisOptions::new(std::time::Duration::from_secs(1)));
+                let options = self.redis_or_default();
                 redis::connect_or_defer(url, &options).await.map(Store::new)
             }
             StoreConfig::File { .. } => self.open().await,
