@@ -149,16 +149,22 @@ pub fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
                 url: a,
                 timeout: x,
                 feed_max_len: f,
+                tls_ca: c,
+                password_env: p,
             },
             Redis {
                 url: b,
                 timeout: y,
                 feed_max_len: g,
+                tls_ca: d,
+                password_env: q,
             },
         ) => {
             differs("store.url", a != b);
             differs("store.timeout", x != y);
             differs("store.feed_max_len", f != g);
+            differs("store.tls_ca", c != d);
+            differs("store.password_env", p != q);
         }
         (
             File {

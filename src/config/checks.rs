@@ -43,26 +43,27 @@ pub(super) fn is_resource_name(name: &str) -> bool {
 }
 
 /// Checks the scheme and that something follows it: the redis client parses
-/// the rest of a `redis://` URL; a `redis+sentinel://` URL is parsed whole
-/// (at least one sentinel and a master name), and so is a `redis+cluster://`
-/// one (at least one seed node). The URL is never quoted back because it may
-/// hold a password.
+/// the rest of a `redis://` or `rediss://` URL; a `redis[s]+sentinel://` URL
+/// is parsed whole (at least one sentinel and a master name), and so is a
+/// `redis[s]+cluster://` one (at least one seed node). The URL is never
+/// quoted back because it may hold a password.
 pub(super) fn check_redis_url(url: &str) -> Result<(), String> {
-    const SCHEMES: [&str; 5] = [
+    const SCHEMES: [&str; 8] = [
         "redis",
+        "rediss",
         "redis+unix",
         "unix",
         "redis+sentinel",
+        "rediss+sentinel",
         "redis+cluster",
+        "rediss+cluster",
     ];
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err("must be a URL such as \"redis://127.0.0.1:6379/0\"".to_owned());
     };
     if !SCHEMES.contains(&scheme) {
-        // rediss:// needs client features this build does not have yet;
-        // refusing it here beats failing at start.
         return Err(format!(
-            "unsupported scheme {scheme:?}; use redis://, redis+unix://, redis+sentinel:// or redis+cluster:// (TLS is not supported yet)"
+            "unsupported scheme {scheme:?}; use redis://, rediss://, redis+unix://, redis[s]+sentinel:// or redis[s]+cluster://"
         ));
     }
     if rest.is_empty() {
@@ -70,13 +71,32 @@ pub(super) fn check_redis_url(url: &str) -> Result<(), String> {
             "nothing follows {scheme}://; expected a host such as {scheme}://127.0.0.1:6379/0"
         ));
     }
-    if scheme == "redis+sentinel" {
+    if url.contains("#insecure") {
+        return Err(
+            "#insecure (no certificate check) is not supported; give the CA with store.tls_ca"
+                .to_owned(),
+        );
+    }
+    if scheme.ends_with("+sentinel") {
         crate::store::redis::parse_sentinel_url(url)?;
     }
-    if scheme == "redis+cluster" {
+    if scheme.ends_with("+cluster") {
         crate::store::redis::parse_cluster_url(url)?;
     }
     Ok(())
+}
+
+/// Whether a redis URL's userinfo holds a password (`user:password@`, or
+/// `:password@`).
+pub(super) fn url_has_password(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    authority
+        .rfind('@')
+        .and_then(|at| authority[..at].split_once(':'))
+        .is_some_and(|(_, pass)| !pass.is_empty())
 }
 
 /// A CIDR, or a bare IP meaning just that host (/32 or /128).

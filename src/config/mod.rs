@@ -165,6 +165,13 @@ pub enum StoreConfig {
         /// how far a gateway may fall behind and still catch up without
         /// flushing its cache.
         feed_max_len: u64,
+        /// The CA bundle (PEM) a `rediss` server's certificate must chain
+        /// to, resolved against the config file's directory; `None`: the
+        /// public (Mozilla) roots built in.
+        tls_ca: Option<PathBuf>,
+        /// The environment variable that holds the password (read when the
+        /// store is opened, never stored here); the URL then holds none.
+        password_env: Option<String>,
     },
     /// A JSON file on this host, for a single gateway.
     File {
@@ -324,18 +331,44 @@ impl Config {
 }
 
 impl StoreConfig {
+    /// The Redis store's options (`None` for a file store).
+    pub fn redis_options(&self) -> Option<crate::store::redis::RedisOptions> {
+        match self {
+            StoreConfig::Redis {
+                timeout,
+                feed_max_len,
+                tls_ca,
+                password_env,
+                ..
+            } => Some(crate::store::redis::RedisOptions {
+                timeout: *timeout,
+                feed_max_len: *feed_max_len,
+                tls_ca: tls_ca.clone(),
+                password_env: password_env.clone(),
+            }),
+            StoreConfig::File { .. } => None,
+        }
+    }
+
+    /// [`StoreConfig::redis_options`], for the Redis arm of a match on
+    /// `self` (where it is always `Some`).
+    fn redis_or_default(&self) -> crate::store::redis::RedisOptions {
+        let timeout = match self {
+            StoreConfig::Redis { timeout, .. } | StoreConfig::File { timeout, .. } => *timeout,
+        };
+        self.redis_options()
+            .unwrap_or_else(|| crate::store::redis::RedisOptions::new(timeout))
+    }
+
     /// Opens this store (no change feed is started: a one-shot command never
     /// needs one; [`crate::state::Gateway::new`] starts it).
     pub async fn open(&self) -> Result<crate::store::Store, crate::store::StoreError> {
         use crate::store::{file::FileStore, redis, Store};
         match self {
-            StoreConfig::Redis {
-                url,
-                timeout,
-                feed_max_len,
-            } => redis::connect_with(url, *timeout, *feed_max_len)
-                .await
-                .map(Store::new),
+            StoreConfig::Redis { url, .. } => {
+                let options = self.redis_or_default();
+                redis::connect_with(url, &options).await.map(Store::new)
+            }
             StoreConfig::File { path, .. } => FileStore::open(path).map(Store::new),
         }
     }
@@ -347,8 +380,9 @@ impl StoreConfig {
     pub async fn open_serving(&self) -> Result<crate::store::Store, crate::store::StoreError> {
         use crate::store::{redis, Store};
         match self {
-            StoreConfig::Redis { url, timeout, .. } => {
-                redis::connect_or_defer(url, *timeout).await.map(Store::new)
+            StoreConfig::Redis { url, .. } => {
+                let options = self.redis_or_default();
+                redis::connect_or_defer(url, &options).await.map(Store::new)
             }
             StoreConfig::File { .. } => self.open().await,
         }

@@ -136,6 +136,8 @@ pub(super) struct RawStore {
     pub path: Option<String>,
     pub timeout: String,
     pub feed_max_len: i64,
+    pub tls_ca: Option<String>,
+    pub password_env: Option<String>,
 }
 
 impl Default for RawStore {
@@ -146,6 +148,8 @@ impl Default for RawStore {
             path: None,
             timeout: "1s".to_owned(),
             feed_max_len: 100_000,
+            tls_ca: None,
+            password_env: None,
         }
     }
 }

@@ -436,10 +436,17 @@ fn store_backends_are_checked() {
         "redis+sentinel://u:pw@h1:26379,h2:26380,[::1]:26381/mymaster/2",
         "redis+cluster://h:7000",
         "redis+cluster://u:pw@h1:7000,h2:7001,[::1]:7002/",
+        "rediss://h:6380",
+        "rediss+sentinel://h/m",
+        "rediss+cluster://h:7000",
     ] {
         assert!(parse(&file(&format!("url = \"{url}\""))).is_ok(), "{url}");
     }
-    for url in ["rediss://h:6380", "redis+clustr://h:7000"] {
+    for url in [
+        "redis+clustr://h:7000",
+        "rediss://h:6380/#insecure",
+        "redis+sentinels://h/m",
+    ] {
         assert!(parse(&file(&format!("url = \"{url}\""))).is_err(), "{url}");
     }
     for (url, needle) in [
@@ -462,6 +469,60 @@ fn store_backends_are_checked() {
         let errs = parse(&file(&format!("url = \"{url}\""))).unwrap_err();
         assert!(!errs.to_string().contains("s3cret"), "{url}: {errs}");
     }
+}
+
+#[test]
+fn store_tls_ca_and_password_env_are_checked() {
+    let file = |body: &str| BASE.replace("url = \"redis://127.0.0.1:6379/0\"", body);
+    let c = parse(&file(
+        "url = \"rediss://gw@h:6380/0\"\ntls_ca = \"ca.pem\"\npassword_env = \"OSIR_REDIS_PASSWORD\"",
+    ))
+    .unwrap();
+    match &c.store {
+        StoreConfig::Redis {
+            tls_ca,
+            password_env,
+            ..
+        } => {
+            assert_eq!(tls_ca.as_deref(), Some(Path::new("/etc/osir/ca.pem")));
+            assert_eq!(password_env.as_deref(), Some("OSIR_REDIS_PASSWORD"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let options = c.store.redis_options().unwrap();
+    assert_eq!(options.password_env.as_deref(), Some("OSIR_REDIS_PASSWORD"));
+    one(
+        &file("url = \"redis://h/0\"\npassword_env = \"1BAD\""),
+        "store.password_env",
+        "environment variable name",
+    );
+    one(
+        &file("url = \"redis://h/0\"\npassword_env = \"A B\""),
+        "store.password_env",
+        "environment variable name",
+    );
+    one(
+        &file("url = \"redis://u:s3cret@h/0\"\npassword_env = \"PW\""),
+        "store.password_env",
+        "already holds a password",
+    );
+    let errs = parse(&file(
+        "url = \"redis://u:s3cret@h/0\"\npassword_env = \"PW\"",
+    ))
+    .unwrap_err();
+    assert!(!errs.to_string().contains("s3cret"), "{errs}");
+    // A user without a password in the URL is fine with password_env.
+    assert!(parse(&file("url = \"redis://gw@h/0\"\npassword_env = \"PW\"")).is_ok());
+    one(
+        &file("url = \"redis://h/0\"\ntls_ca = \"ca.pem\""),
+        "store.tls_ca",
+        "only used with a TLS URL",
+    );
+    one(
+        &file("backend = \"file\"\npath = \"k.json\"\npassword_env = \"PW\""),
+        "store.password_env",
+        "only used with backend = \"redis\"",
+    );
 }
 
 #[test]

@@ -12,7 +12,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::checks::{check_redis_url, is_env_name, overlaps, parse_net, parse_upstream_url};
+use super::checks::{
+    check_redis_url, is_env_name, overlaps, parse_net, parse_upstream_url, url_has_password,
+};
 use super::units::{parse_duration, parse_size};
 use super::{
     raw, AccessLog, AdminConfig, AuthConfig, CacheConfig, Config, ConfigProblem, Http2Config,
@@ -359,15 +361,46 @@ impl Validator<'_> {
                         self.problem("store.url", message);
                     }
                 }
+                let tls = url.starts_with("rediss");
+                let tls_ca = raw.tls_ca.map(|text| {
+                    if !tls && !url.is_empty() {
+                        self.problem(
+                            "store.tls_ca",
+                            "only used with a TLS URL (rediss://, rediss+sentinel://, rediss+cluster://)",
+                        );
+                    }
+                    self.file_path("store.tls_ca", &text)
+                });
+                if let Some(var) = &raw.password_env {
+                    if !is_env_name(var) {
+                        self.problem(
+                            "store.password_env",
+                            "must be an environment variable name such as \"OSIR_REDIS_PASSWORD\" (letters, digits, _; not starting with a digit)",
+                        );
+                    } else if url_has_password(&url) {
+                        self.problem(
+                            "store.password_env",
+                            "store.url already holds a password: give it one way only (remove it from the URL)",
+                        );
+                    }
+                }
                 StoreConfig::Redis {
                     url,
                     timeout,
                     feed_max_len,
+                    tls_ca,
+                    password_env: raw.password_env,
                 }
             }
             "file" => {
                 if raw.url.is_some() {
                     self.problem("store.url", "only used with backend = \"redis\"");
+                }
+                if raw.tls_ca.is_some() {
+                    self.problem("store.tls_ca", "only used with backend = \"redis\"");
+                }
+                if raw.password_env.is_some() {
+                    self.problem("store.password_env", "only used with backend = \"redis\"");
                 }
                 let path = match raw.path {
                     Some(text) => self.file_path("store.path", &text),

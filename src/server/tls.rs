@@ -138,7 +138,7 @@ fn read_file(field: &str, path: &Path) -> Result<Vec<u8>, String> {
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let pem = read_file("cert", path)?;
-    let certs = rustls_pemfile::certs(&mut pem.as_slice())
+    let certs = <CertificateDer<'static> as rustls_pki_types::pem::PemObject>::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("server.tls.cert: {}: invalid PEM: {e}", path.display()))?;
     if certs.is_empty() {
@@ -152,9 +152,9 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
     let pem = read_file("key", path)?;
-    match rustls_pemfile::private_key(&mut pem.as_slice()) {
-        Ok(Some(key)) => Ok(key),
-        Ok(None) => Err(format!(
+    match <PrivateKeyDer<'static> as rustls_pki_types::pem::PemObject>::from_pem_slice(&pem) {
+        Ok(key) => Ok(key),
+        Err(rustls_pki_types::pem::Error::NoItemsFound) => Err(format!(
             "server.tls.key: {}: no private key in file (expected a PEM \"BEGIN PRIVATE KEY\", \"BEGIN RSA PRIVATE KEY\" or \"BEGIN EC PRIVATE KEY\" block)",
             path.display()
         )),

@@ -299,3 +299,57 @@ fn refused_writes_change_nothing(redis: &RedisServer, url: &str, id: &str) {
         assert_eq!(snapshot(redis), before, "{args:?} changed the store");
     }
 }
+
+/// The real binary: `run` as a user that may not read the feed (its
+/// password from `[store] password_env`) does not exit. It starts
+/// degraded: `/readyz` answers 503 naming the command and the rule to
+/// add, and the log says the same once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_starts_degraded_when_a_right_is_missing() {
+    use crate::support::process::{free_port, run_config, GatewayProcess};
+    let redis = RedisServer::start();
+    let up = RecordingUpstream::start("up").await;
+    user(&redis, "deafgw", &["~*", "+@all", "-xread"]);
+    let var = crate::redis_password::var_name("ACL_RUN_PW");
+    let url = format!("redis://deafgw@127.0.0.1:{}/0", redis.port);
+    let (api, admin) = (free_port(), free_port());
+    let text = run_config(api, admin, &url, &up.url(), "access = \"off\"", "").replace(
+        &format!("url = \"{url}\"\n"),
+        &format!("url = \"{url}\"\npassword_env = \"{var}\"\n"),
+    );
+    let cfg = CliConfig::new(&text);
+    let mut gw = GatewayProcess::start_env(&cfg, &[(var.as_str(), "deafgw-pw")]);
+    let readyz = format!("http://127.0.0.1:{admin}/readyz");
+    let listening = eventually_async(Duration::from_secs(10), || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", admin))
+            .await
+            .is_ok()
+    })
+    .await;
+    assert!(listening, "run did not start: {}", gw.stderr());
+    let degraded = eventually_async(Duration::from_secs(10), || async {
+        let r = get(&readyz, &[]).await;
+        r.status == 503 && r.text().contains("ACL SETUSER deafgw")
+    })
+    .await;
+    assert!(degraded, "no 503 naming the rule: {}", gw.stderr());
+    let body = get(&readyz, &[]).await.json();
+    let reason = body["feed"]["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("XREAD") && reason.contains("+xread"),
+        "{reason}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        matches!(gw.child.try_wait(), Ok(None)),
+        "run exited: {}",
+        gw.stderr()
+    );
+    let log = gw.stderr();
+    assert!(
+        log.contains("may not read the change feed: XREAD was refused")
+            && log.contains("ACL SETUSER deafgw"),
+        "{log}"
+    );
+    assert!(!log.contains("deafgw-pw") && !reason.contains("deafgw-pw"));
+}

@@ -51,6 +51,8 @@ mod paths;
 mod pool;
 mod props;
 mod props_inputs;
+mod redis_password;
+mod redis_tls;
 mod reload;
 mod routing;
 mod smoke;

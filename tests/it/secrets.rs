@@ -210,3 +210,115 @@ async fn api_keys_redact_themselves() {
         );
     }
 }
+
+/// `[store] password_env`: the real binary, logging at debug, reads the
+/// Redis password from its environment; through a Redis outage and back,
+/// the password is never in its stdout or stderr, `/readyz`, `/metrics`,
+/// the `keys` commands' output, or `check`'s. Without the variable, the
+/// commands refuse to start, naming the variable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_password_from_the_environment_is_never_shown() {
+    const PASSWORD: &str = "env-secret-redis-pw-5d7e21";
+    let mut redis = RedisServer::start_with(&["--requirepass", PASSWORD]);
+    let up = RecordingUpstream::start("up").await;
+    let (api, admin) = (free_port(), free_port());
+    let var = crate::redis_password::var_name("SECRETS_PW");
+    let url = redis.url();
+    let text = run_config(
+        api,
+        admin,
+        &url,
+        &up.url(),
+        "level = \"debug\"\naccess = \"stdout\"",
+        "",
+    )
+    .replace(
+        &format!("url = \"{url}\"\n"),
+        &format!("url = \"{url}\"\npassword_env = \"{var}\"\ntimeout = \"200ms\"\n"),
+    );
+    let cfg = CliConfig::new(&text);
+    let env = [(var.as_str(), PASSWORD)];
+    let mut seen = String::new();
+
+    // Without the variable: refused at start, the variable named.
+    let refused = cfg.run(&["keys", "list"]);
+    assert_ne!(refused.code, 0, "{refused:?}");
+    assert!(refused.stderr.contains(&var), "{refused:?}");
+    seen.push_str(&format!("{refused:?}\n"));
+    let check = cfg.run(&["check"]);
+    assert_eq!(check.code, 0, "check reads no environment: {check:?}");
+    seen.push_str(&format!("{check:?}\n"));
+
+    let mut gateway = GatewayProcess::start_env(&cfg, &env);
+    let readyz = format!("http://127.0.0.1:{admin}/readyz");
+    assert!(
+        eventually_async(Duration::from_secs(10), || ready(&readyz)).await,
+        "the gateway never became ready: {}",
+        gateway.stderr()
+    );
+    let created = cfg
+        .run_env(
+            &[
+                "keys",
+                "create",
+                "--name",
+                "n",
+                "--env",
+                "live",
+                "--scope",
+                "domains:read",
+                "--json",
+            ],
+            &env,
+        )
+        .ok();
+    seen.push_str(&format!("{created:?}\n"));
+    let key = created.json()["key"].as_str().unwrap().to_owned();
+    let r = get(
+        &format!("http://127.0.0.1:{api}/v1/domains"),
+        &[("authorization", &bearer(&key))],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // An outage: the reasons /readyz and the log give must not quote it.
+    redis.stop();
+    let down = eventually_async(Duration::from_secs(10), || async {
+        get(&readyz, &[]).await.status == 503
+    })
+    .await;
+    assert!(down, "/readyz stayed 200 with redis down");
+    seen.push_str(&get(&readyz, &[]).await.text());
+    seen.push_str(
+        &get(&format!("http://127.0.0.1:{admin}/metrics"), &[])
+            .await
+            .text(),
+    );
+    redis.restart();
+    assert!(
+        eventually_async(Duration::from_secs(10), || ready(&readyz)).await,
+        "the gateway did not recover: {}",
+        gateway.stderr()
+    );
+    seen.push_str(&get(&readyz, &[]).await.text());
+    seen.push_str(
+        &get(&format!("http://127.0.0.1:{admin}/metrics"), &[])
+            .await
+            .text(),
+    );
+
+    let _ = gateway.child.kill();
+    let _ = gateway.child.wait();
+    let stdout = std::fs::read_to_string(cfg.dir.path().join("stdout")).unwrap();
+    let stderr = std::fs::read_to_string(cfg.dir.path().join("stderr")).unwrap();
+    assert!(
+        stderr.contains("serving"),
+        "the gateway logged nothing: {stderr}"
+    );
+    for (place, text) in [("stdout", &stdout), ("stderr", &stderr), ("answers", &seen)] {
+        assert!(
+            !text.contains(PASSWORD),
+            "the redis password appears in {place}:\n{text}"
+        );
+    }
+}

@@ -131,11 +131,16 @@ async fn a_primary_killed_under_load_fails_over_without_a_wrong_answer() {
             .status,
         200
     );
+    let revoked = Instant::now();
     KeyService::new(&store)
         .revoke(&doomed_rec.id)
         .await
         .unwrap();
     let r = until_status(&gw, &doomed, 401, Duration::from_secs(1)).await;
+    println!(
+        "Sentinel failover (plain TCP): a revoke on the new master reached the gateway in {:?}",
+        revoked.elapsed()
+    );
     assert_eq!(
         (r.status.as_u16(), r.code().as_str()),
         (401, "revoked_api_key"),

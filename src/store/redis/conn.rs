@@ -1,29 +1,53 @@
-//! The command connection: one enum over a single-server connection
-//! (plain or Sentinel) and a cluster connection, how it is first opened,
-//! how every round trip is bounded by the timeout and its failure turned
-//! into a [`StoreError`], and how a half-open connection is replaced.
-//! Commands never touch a connection except through here.
+//! The connection to Redis: one [`Link`] owns what the store talks to (the
+//! [`Target`]: a server, a Sentinel master set or a Cluster), the client
+//! for the server commands go to now, the command connection, and the
+//! generation that moves when the master does. It opens the first
+//! connection, bounds every round trip by the timeout and turns its failure
+//! into a [`StoreError`], replaces a half-open connection, follows a
+//! Sentinel master, and opens the feed reader's own connection. Commands
+//! never touch a connection except through here.
 
 use std::future::Future;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ::redis::aio::{
     ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
 };
 use ::redis::cluster::ClusterClient;
 use ::redis::cluster_async::ClusterConnection;
-use ::redis::{Client, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Script, Value};
+use ::redis::{
+    AsyncConnectionConfig, Client, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value,
+};
 use parking_lot::{Mutex, RwLock};
 
-use super::schema::Schema;
-use super::scripts::{INSERT_LUA, REPLACE_LUA, USAGE_LUA};
-use super::url::{scrub, SentinelUrl};
-use super::{Inner, RedisStore};
+use super::sentinel::Sentinel;
+use super::url::scrub;
 use crate::store::StoreError;
 
-/// The command connection: one server (plain or Sentinel), or a Cluster.
+/// The least time between two master look-ups a failing command starts, so
+/// a burst of failing lookups asks the sentinels once, not once each.
+const KICK_EVERY: Duration = Duration::from_millis(200);
+
+/// A server, a Sentinel master set, or a Cluster, ready to dial.
+// One per store, built once and never moved: a box would buy nothing.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Target {
+    /// `redis://`, `rediss://`, `redis+unix://`: one fixed server.
+    Single(Client),
+    /// `redis+sentinel://`, `rediss+sentinel://`: the master the sentinels name.
+    Sentinel(Sentinel),
+    /// `redis+cluster://`, `rediss+cluster://`.
+    Cluster {
+        /// Commands.
+        client: ClusterClient,
+        /// The feed reader's: a reply timeout that outlasts a blocking read.
+        feed: ClusterClient,
+    },
+}
+
+/// A command connection: one server (plain or Sentinel), or a Cluster.
 /// Both reconnect by themselves; clones share the connection.
 // Not boxed: the large variant is the common one, and every command clones
 // the connection, so a box would cost an allocation per lookup.
@@ -68,72 +92,73 @@ impl ConnectionLike for Conn {
     }
 }
 
-/// A `redis+cluster://` store's cluster clients.
-pub(super) struct Cluster {
-    pub(super) client: ClusterClient,
-    /// The feed reader's client: like `client`, with a response timeout
-    /// that outlasts a blocking read.
-    pub(super) feed: ClusterClient,
+/// Everything about reaching Redis, for one store.
+pub(super) struct Link {
+    target: Target,
+    /// The server commands go to: fixed for one server, the current master
+    /// with Sentinel (swapped together with `conn` when it moves), `None`
+    /// for a Cluster.
+    client: RwLock<Option<Client>>,
+    /// Swapped as a whole only when the connection is found half-open or
+    /// the master moved.
+    conn: RwLock<Conn>,
+    /// Bumped whenever the master moves, so the feed reader reconnects there.
+    generation: AtomicU64,
+    /// One master look-up at a time.
+    refreshing: tokio::sync::Mutex<()>,
+    /// When a failing command last started a master look-up.
+    last_kick: Mutex<Option<Instant>>,
+    config: ConnectionManagerConfig,
+    /// The bound on every round trip.
+    pub(super) timeout: Duration,
+    /// The URL without userinfo: the only form that appears in messages.
+    pub(super) shown_url: String,
+    /// Scrubbed from any driver message that might echo it.
+    password: Option<String>,
+    /// The ACL user, for permission messages (`None`: `default`).
+    pub(super) username: Option<String>,
 }
 
-/// A command connection: to the cluster if there is one, else to `client`.
-pub(super) async fn open_conn(
-    client: &Client,
-    cluster: Option<&Cluster>,
-    config: &ConnectionManagerConfig,
-) -> RedisResult<Conn> {
-    match cluster {
-        Some(c) => c.client.get_async_connection().await.map(Conn::Cluster),
-        None => ConnectionManager::new_with_config(client.clone(), config.clone())
-            .await
-            .map(Conn::Single),
-    }
-}
-
-pub(super) async fn finish_connect(
-    client: Client,
-    sentinel: Option<SentinelUrl>,
-    cluster: Option<Cluster>,
-    shown_url: String,
-    timeout: Duration,
-    feed_max_len: u64,
-) -> Result<RedisStore, StoreError> {
-    let password = client.get_connection_info().redis.password.clone();
-    // One connection attempt per reconnect (no retries inside redis-rs, whose
-    // backoff starts at seconds): a command waiting on a reconnect must not
-    // outwait the timeout, and the next command or the watcher's liveness
-    // check retries soon enough.
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(timeout)
-        .set_response_timeout(timeout)
-        .set_number_of_retries(0);
-    let inner_msg = |e: &dyn std::fmt::Display| scrub(&e.to_string(), password.as_deref());
-    let conn =
-        match tokio::time::timeout(timeout, open_conn(&client, cluster.as_ref(), &config)).await {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => {
-                return Err(StoreError::Unavailable(format!(
-                    "cannot connect to redis {shown_url}: {}",
-                    inner_msg(&e)
-                )))
-            }
-            Err(_) => {
-                return Err(StoreError::Unavailable(format!(
-                    "cannot connect to redis {shown_url}: timed out after {timeout:?}"
-                )))
-            }
+impl Link {
+    /// Makes the first connection to `target` (with Sentinel: asks for the
+    /// master first), within `timeout` for each step.
+    pub(super) async fn open(
+        target: Target,
+        shown_url: String,
+        password: Option<String>,
+        username: Option<String>,
+        timeout: Duration,
+    ) -> Result<Arc<Link>, StoreError> {
+        // One connection attempt per reconnect (no retries inside redis-rs,
+        // whose backoff starts at seconds): a command waiting on a reconnect
+        // must not outwait the timeout, and the next command or the
+        // watcher's liveness check retries soon enough.
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(0);
+        let fail = |why: String| {
+            StoreError::Unavailable(format!("cannot connect to redis {shown_url}: {why}"))
         };
-    Ok(RedisStore {
-        inner: Arc::new(Inner {
+        let client = match &target {
+            Target::Single(c) => Some(c.clone()),
+            Target::Sentinel(s) => Some(
+                s.master(timeout)
+                    .await
+                    .map_err(|e| fail(scrub(&e, password.as_deref())))?,
+            ),
+            Target::Cluster { .. } => None,
+        };
+        let first = tokio::time::timeout(timeout, open_conn(&target, client.as_ref(), &config));
+        let conn = match first.await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Err(fail(scrub(&e.to_string(), password.as_deref()))),
+            Err(_) => return Err(fail(format!("timed out after {timeout:?}"))),
+        };
+        Ok(Arc::new(Link {
+            target,
             client: RwLock::new(client),
             conn: RwLock::new(conn),
-            sentinel,
-            schema: if cluster.is_some() {
-                Schema::CLUSTER
-            } else {
-                Schema::PLAIN
-            },
-            cluster,
             generation: AtomicU64::new(0),
             refreshing: tokio::sync::Mutex::new(()),
             last_kick: Mutex::new(None),
@@ -141,28 +166,42 @@ pub(super) async fn finish_connect(
             timeout,
             shown_url,
             password,
-            insert: Script::new(INSERT_LUA),
-            replace: Script::new(REPLACE_LUA),
-            usage: Script::new(USAGE_LUA),
-            feed_max_len,
-        }),
-    })
-}
+            username,
+        }))
+    }
 
-impl RedisStore {
+    /// The command connection (a cheap clone).
     pub(super) fn conn(&self) -> Conn {
-        self.inner.conn.read().clone()
+        self.conn.read().clone()
+    }
+
+    /// How many times the master has moved since the store connected.
+    pub(super) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn is_sentinel(&self) -> bool {
+        matches!(self.target, Target::Sentinel(_))
+    }
+
+    pub(super) fn is_cluster(&self) -> bool {
+        matches!(self.target, Target::Cluster { .. })
+    }
+
+    /// A driver error as text, without the password.
+    pub(super) fn scrubbed(&self, e: &RedisError) -> String {
+        scrub(&e.to_string(), self.password.as_deref())
     }
 
     /// Runs one round trip under the timeout. `subject` names the record for
     /// a `Corrupt` answer (a key of the wrong type).
     pub(super) async fn run<T>(
-        &self,
+        self: &Arc<Self>,
         op: &str,
         subject: &str,
         fut: impl Future<Output = RedisResult<T>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.inner.timeout, fut).await {
+        match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) if e.code() == Some("WRONGTYPE") => Err(StoreError::Corrupt {
                 what: subject.to_owned(),
@@ -171,8 +210,8 @@ impl RedisStore {
             Ok(Err(e)) if e.code() == Some("NOPERM") || e.to_string().contains("NOPERM") => {
                 Err(StoreError::Denied(format!(
                     "redis {}: {op}: {}; see the ACL rules in docs/store.md",
-                    self.inner.shown_url,
-                    scrub(&e.to_string(), self.inner.password.as_deref())
+                    self.shown_url,
+                    self.scrubbed(&e)
                 )))
             }
             Ok(Err(e)) => {
@@ -185,7 +224,7 @@ impl RedisStore {
                 self.kick_refresh();
                 Err(StoreError::Unavailable(format!(
                     "redis {}: {op} timed out after {:?}",
-                    self.inner.shown_url, self.inner.timeout
+                    self.shown_url, self.timeout
                 )))
             }
         }
@@ -194,30 +233,154 @@ impl RedisStore {
     pub(super) fn unavailable(&self, op: &str, e: &RedisError) -> StoreError {
         StoreError::Unavailable(format!(
             "redis {}: {op}: {}",
-            self.inner.shown_url,
-            scrub(&e.to_string(), self.inner.password.as_deref())
+            self.shown_url,
+            self.scrubbed(e)
         ))
     }
 
-    /// Replaces a command connection that only times out: redis-rs treats a
-    /// timeout as the server's slowness and keeps a half-open socket forever.
-    pub(super) async fn rebuild_connection(&self) {
-        let client = self.inner.client.read().clone();
+    /// With Sentinel, a command that could not reach the master (or reached
+    /// a demoted one) starts a look-up of the master in the background, at
+    /// most once per [`KICK_EVERY`]; the watcher also looks every second.
+    pub(super) fn kick_refresh(self: &Arc<Self>) {
+        if !self.is_sentinel() {
+            return;
+        }
+        {
+            let mut last = self.last_kick.lock();
+            if last.is_some_and(|t| t.elapsed() < KICK_EVERY) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let link = Arc::clone(self);
+        tokio::spawn(async move { link.refresh(false).await });
+    }
+
+    /// With Sentinel: asks for the master again and, if it moved (or
+    /// `rebuild` asks for a fresh connection anyway), points every new
+    /// command at it. Without: `rebuild` replaces the command connection
+    /// (redis-rs treats a timeout as the server's slowness and keeps a
+    /// half-open socket forever). Failures are logged; the next failure
+    /// tries again.
+    pub(super) async fn refresh(&self, rebuild: bool) {
+        let Target::Sentinel(sentinel) = &self.target else {
+            if rebuild {
+                self.rebuild_connection().await;
+            }
+            return;
+        };
+        let _one = self.refreshing.lock().await;
+        let client = match sentinel.master(self.timeout).await {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::debug!(
+                    url = %self.shown_url,
+                    "cannot find the redis master through the sentinels: {}",
+                    scrub(&e, self.password.as_deref())
+                );
+                return;
+            }
+        };
+        let addr = client.get_connection_info().addr().to_string();
+        let moved = self
+            .client
+            .read()
+            .as_ref()
+            .is_none_or(|c| c.get_connection_info().addr().to_string() != addr);
+        if !moved && !rebuild {
+            return;
+        }
         let fresh = tokio::time::timeout(
-            self.inner.timeout,
-            open_conn(&client, self.inner.cluster.as_ref(), &self.inner.config),
+            self.timeout,
+            open_conn(&self.target, Some(&client), &self.config),
         )
         .await;
         if let Ok(Ok(conn)) = fresh {
-            tracing::warn!(url = %self.inner.shown_url, "replaced an unresponsive redis connection");
-            *self.inner.conn.write() = conn;
+            *self.client.write() = Some(client);
+            *self.conn.write() = conn;
+            if moved {
+                self.generation.fetch_add(1, Ordering::SeqCst);
+                tracing::warn!(url = %self.shown_url, master = %addr, "the redis master moved; following it");
+            } else {
+                tracing::warn!(url = %self.shown_url, "replaced an unresponsive redis connection");
+            }
         }
+    }
+
+    /// Replaces a command connection that only times out.
+    async fn rebuild_connection(&self) {
+        let client = self.client.read().clone();
+        let fresh = tokio::time::timeout(
+            self.timeout,
+            open_conn(&self.target, client.as_ref(), &self.config),
+        )
+        .await;
+        if let Ok(Ok(conn)) = fresh {
+            tracing::warn!(url = %self.shown_url, "replaced an unresponsive redis connection");
+            *self.conn.write() = conn;
+        }
+    }
+
+    /// A connection of the feed's own (a blocking read would stall every
+    /// other command on a shared one), to the server commands go to now;
+    /// replies may take up to `deadline`.
+    pub(super) async fn open_feed(&self, deadline: Duration) -> Result<Conn, String> {
+        let attempt = async {
+            match &self.target {
+                Target::Cluster { feed, .. } => {
+                    feed.get_async_connection().await.map(Conn::Cluster)
+                }
+                _ => {
+                    let Some(client) = self.client.read().clone() else {
+                        return Err(RedisError::from((
+                            ::redis::ErrorKind::InvalidClientConfig,
+                            "no server to read the feed from",
+                        )));
+                    };
+                    let config = AsyncConnectionConfig::new()
+                        .set_connection_timeout(Some(self.timeout))
+                        .set_response_timeout(Some(deadline));
+                    client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await
+                        .map(Conn::Plain)
+                }
+            }
+        };
+        match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(format!("cannot connect: {}", self.scrubbed(&e))),
+            Err(_) => Err(format!(
+                "cannot connect: timed out after {:?}",
+                self.timeout
+            )),
+        }
+    }
+}
+
+/// A command connection: to the cluster if there is one, else to `client`.
+async fn open_conn(
+    target: &Target,
+    client: Option<&Client>,
+    config: &ConnectionManagerConfig,
+) -> RedisResult<Conn> {
+    match (target, client) {
+        (Target::Cluster { client, .. }, _) => {
+            client.get_async_connection().await.map(Conn::Cluster)
+        }
+        (_, Some(client)) => ConnectionManager::new_with_config(client.clone(), config.clone())
+            .await
+            .map(Conn::Single),
+        (_, None) => Err(RedisError::from((
+            ::redis::ErrorKind::InvalidClientConfig,
+            "no server to connect to",
+        ))),
     }
 }
 
 /// Whether a command error means the master may have moved: the connection
 /// failed, or the server refused a write as a replica.
-pub(super) fn lost_master(e: &RedisError) -> bool {
+fn lost_master(e: &RedisError) -> bool {
     e.is_io_error()
         || e.is_connection_refusal()
         || e.is_connection_dropped()

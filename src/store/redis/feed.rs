@@ -9,11 +9,10 @@
 
 use std::time::Duration;
 
-use ::redis::{AsyncConnectionConfig, RedisError, Value};
+use ::redis::{RedisError, Value};
 
 use super::conn::Conn;
 use super::schema::{bytes_of, list_items};
-use super::url::scrub;
 use super::RedisStore;
 use crate::keys::{KeyHash, Timestamp};
 
@@ -124,34 +123,12 @@ impl RedisStore {
     /// A connection of the feed's own: a blocking read would stall every
     /// other command on a shared one.
     pub(super) async fn open_feed(&self) -> Result<Conn, String> {
-        let deadline = read_deadline(self.inner.timeout);
-        let attempt = async {
-            match &self.inner.cluster {
-                Some(c) => c.feed.get_async_connection().await.map(Conn::Cluster),
-                None => {
-                    let client = self.inner.client.read().clone();
-                    let config = AsyncConnectionConfig::new()
-                        .set_connection_timeout(self.inner.timeout)
-                        .set_response_timeout(deadline);
-                    client
-                        .get_multiplexed_async_connection_with_config(&config)
-                        .await
-                        .map(Conn::Plain)
-                }
-            }
-        };
-        match tokio::time::timeout(self.inner.timeout, attempt).await {
-            Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(e)) => Err(format!("cannot connect: {}", self.scrubbed(&e))),
-            Err(_) => Err(format!(
-                "cannot connect: timed out after {:?}",
-                self.inner.timeout
-            )),
-        }
+        let link = &self.inner.link;
+        link.open_feed(read_deadline(link.timeout)).await
     }
 
     fn scrubbed(&self, e: &RedisError) -> String {
-        scrub(&e.to_string(), self.inner.password.as_deref())
+        self.inner.link.scrubbed(e)
     }
 
     fn rights(&self) -> Rights {
@@ -171,8 +148,7 @@ impl RedisStore {
     fn refusal(&self, what: &str, cmd: &str, rule: &str, e: &RedisError) -> String {
         let msg = self.scrubbed(e);
         if e.code() == Some("NOPERM") || msg.contains("NOPERM") {
-            let info = self.inner.client.read().get_connection_info().redis.clone();
-            let user = info.username.unwrap_or_else(|| "default".to_owned());
+            let user = self.inner.link.username.as_deref().unwrap_or("default");
             format!(
                 "redis user {user} may not {what}: {cmd} was refused ({msg}); \
                  add `ACL SETUSER {user} {rule}` (see docs/store.md)"
@@ -184,7 +160,7 @@ impl RedisStore {
 
     /// Runs one command on `conn` under the store timeout.
     async fn ask(&self, conn: &mut Conn, cmd: &::redis::Cmd) -> Result<Value, Failure> {
-        match tokio::time::timeout(self.inner.timeout, cmd.query_async::<Value>(conn)).await {
+        match tokio::time::timeout(self.inner.link.timeout, cmd.query_async::<Value>(conn)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(Failure::Error(e)),
             Err(_) => Err(Failure::TimedOut),
@@ -248,7 +224,7 @@ impl RedisStore {
             .arg("STREAMS")
             .arg(self.inner.schema.changes)
             .arg(after.to_string());
-        let deadline = read_deadline(self.inner.timeout);
+        let deadline = read_deadline(self.inner.link.timeout);
         match tokio::time::timeout(deadline, cmd.query_async::<Value>(conn)).await {
             Ok(Ok(v)) => parse_read(v),
             Ok(Err(e)) => Err(self.refusal("read the change feed", "XREAD", &self.rights().feed, &e)),
@@ -268,7 +244,9 @@ impl RedisStore {
             .arg(0)
             .arg(0);
         let mut conn = self.conn();
-        match tokio::time::timeout(self.inner.timeout, inv.invoke_async::<i64>(&mut conn)).await {
+        match tokio::time::timeout(self.inner.link.timeout, inv.invoke_async::<i64>(&mut conn))
+            .await
+        {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(self.refusal(
                 "write usage counters",
@@ -278,7 +256,7 @@ impl RedisStore {
             )),
             Err(_) => Err(format!(
                 "cannot write usage counters: timed out after {:?}",
-                self.inner.timeout
+                self.inner.link.timeout
             )),
         }
     }
@@ -296,7 +274,7 @@ impl Failure {
             Failure::Error(e) => store.refusal(what, cmd, rule, e),
             Failure::TimedOut => format!(
                 "cannot {what}: {cmd} timed out after {:?}",
-                store.inner.timeout
+                store.inner.link.timeout
             ),
         }
     }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
-use super::{connect, RedisStore};
+use super::{connect_with, RedisOptions, RedisStore};
 use crate::keys::KeyHash;
 use crate::keys::{AuditEntry, AuditPage, AuditQuery};
 use crate::keys::{KeyRecord, KeyUsage, UsageDelta};
@@ -28,7 +28,7 @@ const RETRY_MAX: Duration = Duration::from_secs(2);
 
 struct Inner {
     url: String,
-    timeout: Duration,
+    options: RedisOptions,
     /// Set once, by the first successful connection.
     ready: RwLock<Option<RedisStore>>,
     /// Why the last attempt failed (already free of passwords), for the
@@ -42,12 +42,16 @@ pub struct LazyRedisStore {
     inner: Arc<Inner>,
 }
 
-/// Like [`connect`], but a server that cannot be reached yet is not an
-/// error: the store connects later (see the module docs). A URL that cannot
-/// work (bad form, unsupported scheme) still fails here.
-pub async fn connect_or_defer(url: &str, timeout: Duration) -> Result<LazyRedisStore, StoreError> {
-    super::check_url(url)?;
-    let (ready, last_error) = match connect(url, timeout).await {
+/// Like [`connect_with`], but a server that cannot be reached yet is not an
+/// error: the store connects later (see the module docs). What cannot work
+/// (a bad URL, an unsupported scheme, an unset password variable, an
+/// unreadable CA file) still fails here.
+pub async fn connect_or_defer(
+    url: &str,
+    options: &RedisOptions,
+) -> Result<LazyRedisStore, StoreError> {
+    super::check_url(url, options)?;
+    let (ready, last_error) = match connect_with(url, options).await {
         Ok(s) => (Some(s), String::new()),
         Err(e) => {
             tracing::warn!(
@@ -60,7 +64,7 @@ pub async fn connect_or_defer(url: &str, timeout: Duration) -> Result<LazyRedisS
     Ok(LazyRedisStore {
         inner: Arc::new(Inner {
             url: url.to_owned(),
-            timeout,
+            options: options.clone(),
             ready: RwLock::new(ready),
             last_error: Mutex::new(last_error),
         }),
@@ -95,7 +99,7 @@ impl LazyRedisStore {
                 if let Some(s) = inner.ready.read().clone() {
                     break s;
                 }
-                match connect(&inner.url, inner.timeout).await {
+                match connect_with(&inner.url, &inner.options).await {
                     Ok(s) => {
                         tracing::info!("key store connected");
                         *inner.ready.write() = Some(s.clone());

@@ -15,8 +15,12 @@
 //!   Each gateway reads it from the last id it applied (see `watch.rs`).
 //!
 //! With a `redis+sentinel://` URL the server is the master the sentinels
-//! name, looked up again (and every connection moved) when it stops
-//! answering or is demoted; see [`connect`].
+//! name (asked through redis-rs's Sentinel client), looked up again (and
+//! every connection moved) when it stops answering or is demoted; see
+//! [`connect`]. Every `rediss` form is the same over TLS (rustls, `ring`),
+//! checked against `[store] tls_ca` or the public (Mozilla) roots built
+//! in; the password
+//! may come from the variable `[store] password_env` names.
 //!
 //! With a `redis+cluster://` URL every key above is put under one hash tag
 //! (`{osir}:key:<hash>`, `{osir}:id:<id>`, `{osir}:ids`, `{osir}:usage:<id>`)
@@ -32,24 +36,26 @@
 //! a bad field is [`StoreError::Corrupt`] naming the record and the field.
 //!
 //! Files:
-//! - `url.rs`: the URL forms (`redis://`, `redis+unix://`,
-//!   `redis+sentinel://`, `redis+cluster://`) and keeping passwords out of
-//!   messages.
-//! - `conn.rs`: the command connection, its timeout and its replacement.
-//! - `sentinel.rs`: finding the master and following it when it moves.
+//! - `url.rs`: the URL forms (`redis://`, `rediss://`, `redis+unix://`,
+//!   `redis[s]+sentinel://`, `redis[s]+cluster://`) and keeping passwords
+//!   out of messages.
+//! - `target.rs`: a URL and its options (password variable, CA file)
+//!   turned into clients, before anything is dialled.
+//! - `conn.rs`: the connection (target, current server, command
+//!   connection, generation): timeouts, replacement, following the master.
+//! - `sentinel.rs`: asking the sentinels (through redis-rs) for the master.
 //! - `schema.rs`: key names and the record/usage hash encoding.
 //! - `scripts.rs`: the Lua scripts every write goes through.
 //! - `feed.rs`: reading the change feed (positions, XINFO, XREAD) and
 //!   checking this user's rights, with NOPERM turned into the rule to add.
 //! - `watch.rs`: the task that follows the feed from the last id it applied
 //!   and reports whether the store is up and the feed is live.
-//!
-//! Over 400 lines: the store's operations and the four job traits; it grew
-//! with the change feed and the audit trail, and the trait impls and
-//! `connect` are the next split.
-
 //! - `lazy.rs`: the store `run` serves with while Redis is unreachable at
 //!   start, connecting in the background.
+//!
+//! Over 400 lines: the store's operations and the four job traits; it grew
+//! with the change feed and the audit trail, and the trait impls are the
+//! next split (`connect` already moved out: `target.rs` and `conn.rs`).
 
 mod conn;
 mod feed;
@@ -57,6 +63,7 @@ mod lazy;
 mod schema;
 mod scripts;
 mod sentinel;
+mod target;
 mod url;
 mod watch;
 
@@ -67,26 +74,23 @@ pub use url::{
 };
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ::redis::aio::ConnectionManagerConfig;
-use ::redis::cluster::ClusterClient;
-use ::redis::{Client, ProtocolVersion, Script, Value};
-use parking_lot::{Mutex, RwLock};
+use ::redis::{Script, Value};
 
 use super::{InvalidationSink, Listing, StoreError, StoreFuture};
 use crate::keys::KeyHash;
 use crate::keys::{AuditEntry, AuditPage, AuditQuery};
 use crate::keys::{KeyRecord, KeyUsage, Timestamp, UsageDelta};
-use conn::{finish_connect, Cluster, Conn};
+use conn::{Conn, Link};
 use schema::{
     bytes_of, check_id, corrupt, hash_fields, list_items, parse_index, parse_record, parse_usage,
     record_fields, Schema,
 };
-use sentinel::resolve_master;
-use url::{redact_url, scrub, userinfo, CLUSTER_SCHEME, SENTINEL_SCHEME};
+use scripts::{INSERT_LUA, REPLACE_LUA, USAGE_LUA};
+use target::Plan;
 
 /// The change feed (a Redis Stream) every write appends to and every
 /// gateway reads; on a Cluster it is `{osir}:changes`.
@@ -102,31 +106,11 @@ pub const DEFAULT_FEED_MAX_LEN: u64 = 100_000;
 const LIST_CHUNK: usize = 500;
 
 struct Inner {
-    /// The server to talk to: fixed for `redis://`, the current master for
-    /// Sentinel (swapped together with `conn` when the master moves). With
-    /// Cluster, the first seed node.
-    client: RwLock<Client>,
-    /// Swapped as a whole only when the connection is found half-open or
-    /// the master moved.
-    conn: RwLock<Conn>,
-    /// Where to ask for the master, for a `redis+sentinel://` URL.
-    sentinel: Option<SentinelUrl>,
-    /// The cluster, for a `redis+cluster://` URL.
-    cluster: Option<Cluster>,
+    /// The connection: target, current server, command connection and
+    /// generation.
+    link: Arc<Link>,
     /// The key names this store uses.
     schema: Schema,
-    /// Bumped whenever the master moves, so the feed reader reconnects there.
-    generation: AtomicU64,
-    /// One master look-up at a time.
-    refreshing: tokio::sync::Mutex<()>,
-    /// When a failing command last started a master look-up.
-    last_kick: Mutex<Option<Instant>>,
-    config: ConnectionManagerConfig,
-    timeout: Duration,
-    /// The URL without userinfo: the only form that appears in messages.
-    shown_url: String,
-    /// The password, scrubbed from any driver message that might echo it.
-    password: Option<String>,
     insert: Script,
     replace: Script,
     usage: Script,
@@ -140,129 +124,109 @@ pub struct RedisStore {
     inner: Arc<Inner>,
 }
 
+/// How to reach Redis, besides the URL: `[store]` in `gateway.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisOptions {
+    /// The bound on every round trip.
+    pub timeout: Duration,
+    /// `MAXLEN ~` of every feed append (`[store] feed_max_len`).
+    pub feed_max_len: u64,
+    /// The CA bundle (PEM) a `rediss` server's certificate must chain to;
+    /// `None`: the public (Mozilla) roots built in (webpki-roots).
+    pub tls_ca: Option<PathBuf>,
+    /// The environment variable holding the password (`[store]
+    /// password_env`); the URL then must hold none.
+    pub password_env: Option<String>,
+}
+
+impl RedisOptions {
+    /// `timeout`, the default feed length, the built-in roots, no password
+    /// variable.
+    pub fn new(timeout: Duration) -> RedisOptions {
+        RedisOptions {
+            timeout,
+            feed_max_len: DEFAULT_FEED_MAX_LEN,
+            tls_ca: None,
+            password_env: None,
+        }
+    }
+}
+
 /// Connects to `url` (`redis://[user:password@]host:port/db`,
-/// `redis+unix:///socket`,
-/// `redis+sentinel://[user:password@]host:port,host:port/<master>[/<db>]`, or
-/// `redis+cluster://[user:password@]host:port,host:port/`) with `timeout` on
-/// every round trip.
+/// `rediss://…` (TLS), `redis+unix:///socket`,
+/// `redis[s]+sentinel://[user:password@]host:port,host:port/<master>[/<db>]`, or
+/// `redis[s]+cluster://[user:password@]host:port,host:port/`) with `timeout` on
+/// every round trip and the other options at their defaults.
 ///
-/// With Sentinel, the sentinels are asked in turn for the master of the
-/// set, which must answer `ROLE` as a master; the credentials and the db
-/// are the master's (sentinels are asked without credentials). When the
-/// master stops answering, it is looked up again and every connection moves
-/// to the new one.
+/// With Sentinel, redis-rs asks the sentinels for the master of the set,
+/// which must answer `ROLE` as a master; the credentials and the db are the
+/// master's (sentinels are asked without credentials). When the master
+/// stops answering, it is looked up again and every connection moves to
+/// the new one.
 ///
 /// With Cluster, the seed nodes are where the cluster client learns the
 /// topology; it follows slot moves and failovers by itself.
 ///
-/// Fails with [`StoreError::Unavailable`] if the URL is not supported (this
-/// build has no TLS client) or the first connection cannot be
-/// made, so a misconfigured gateway says so at start; later outages are
-/// survived (the connection is re-established on demand).
+/// Fails with [`StoreError::Unavailable`] if the URL is not supported or
+/// the first connection cannot be made, so a misconfigured gateway says so
+/// at start; later outages are survived (the connection is re-established
+/// on demand).
 pub async fn connect(url: &str, timeout: Duration) -> Result<RedisStore, StoreError> {
-    connect_with(url, timeout, DEFAULT_FEED_MAX_LEN).await
+    connect_with(url, &RedisOptions::new(timeout)).await
 }
 
-/// [`connect`], with the bound on the change feed's length that this
-/// store's writes keep (`[store] feed_max_len`).
-pub async fn connect_with(
-    url: &str,
-    timeout: Duration,
-    feed_max_len: u64,
-) -> Result<RedisStore, StoreError> {
-    let shown_url = redact_url(url);
-    let feed_max_len = feed_max_len.max(1);
-    if url.starts_with(SENTINEL_SCHEME) {
-        let spec = parse_sentinel_url(url)
-            .map_err(|e| StoreError::Unavailable(format!("invalid redis URL {shown_url}: {e}")))?;
-        let client = resolve_master(&spec, timeout).await.map_err(|e| {
-            StoreError::Unavailable(format!(
-                "cannot connect to redis {shown_url}: {}",
-                scrub(&e, spec.password.as_deref())
-            ))
-        })?;
-        return finish_connect(client, Some(spec), None, shown_url, timeout, feed_max_len).await;
-    }
-    if url.starts_with(CLUSTER_SCHEME) {
-        let spec = parse_cluster_url(url)
-            .map_err(|e| StoreError::Unavailable(format!("invalid redis URL {shown_url}: {e}")))?;
-        let (host, port) = spec.nodes[0].clone();
-        let first = spec
-            .node_client(host, port)
-            .map_err(|e| StoreError::Unavailable(format!("invalid redis URL {shown_url}: {e}")))?;
-        // The seeds are dialled together and all awaited before the slot map
-        // is read: half the budget each, so one seed that never answers does
-        // not use up the whole first-connection timeout. The feed reader has
-        // its own client, whose replies may wait out a blocking read.
-        let build = |response: Duration| {
-            let nodes = spec
-                .nodes
-                .iter()
-                .map(|(h, p)| spec.node_info(h.clone(), *p));
-            ClusterClient::builder(nodes)
-                .connection_timeout(timeout / 2)
-                .response_timeout(response)
-                .use_protocol(ProtocolVersion::RESP2)
-                .build()
-                .map_err(|e| {
-                    StoreError::Unavailable(format!(
-                        "invalid redis URL {shown_url}: {}",
-                        scrub(&e.to_string(), spec.password.as_deref())
-                    ))
-                })
-        };
-        let client = build(timeout)?;
-        let feed = build(feed::read_deadline(timeout))?;
-        let cluster = Cluster { client, feed };
-        return finish_connect(first, None, Some(cluster), shown_url, timeout, feed_max_len).await;
-    }
-    let client = Client::open(url).map_err(|e| {
-        // The driver's message may quote the URL: scrub its userinfo.
-        let mut msg = e.to_string();
-        if let Some(info) = userinfo(url) {
-            msg = info
-                .split(':')
-                .fold(msg.replace(info, "***"), |m, part| scrub(&m, Some(part)));
-        }
-        StoreError::Unavailable(format!(
-            "unsupported or invalid redis URL {shown_url}: {msg}"
-        ))
-    })?;
-    finish_connect(client, None, None, shown_url, timeout, feed_max_len).await
-}
-
-/// Checks that `url` is one [`connect`] can use, without connecting: the
-/// same errors `connect` gives for a bad URL.
-pub fn check_url(url: &str) -> Result<(), StoreError> {
-    let shown_url = redact_url(url);
-    let bad = |e: String| StoreError::Unavailable(format!("invalid redis URL {shown_url}: {e}"));
-    if url.starts_with(SENTINEL_SCHEME) {
-        return parse_sentinel_url(url)
-            .map(|_| ())
-            .map_err(|e| bad(e.to_string()));
-    }
-    if url.starts_with(CLUSTER_SCHEME) {
-        let spec = parse_cluster_url(url).map_err(|e| bad(e.to_string()))?;
-        let (host, port) = spec.nodes[0].clone();
-        return spec
-            .node_client(host, port)
-            .map(|_| ())
-            .map_err(|e| bad(scrub(&e.to_string(), spec.password.as_deref())));
-    }
-    Client::open(url).map(|_| ()).map_err(|e| {
-        let mut msg = e.to_string();
-        if let Some(info) = userinfo(url) {
-            msg = info
-                .split(':')
-                .fold(msg.replace(info, "***"), |m, part| scrub(&m, Some(part)));
-        }
-        StoreError::Unavailable(format!(
-            "unsupported or invalid redis URL {shown_url}: {msg}"
-        ))
+/// [`connect`] with every option: the feed's length bound, the TLS roots,
+/// the password variable.
+pub async fn connect_with(url: &str, options: &RedisOptions) -> Result<RedisStore, StoreError> {
+    let plan = Plan::new(url, options)?;
+    let cluster = matches!(plan.target, conn::Target::Cluster { .. });
+    let link = Link::open(
+        plan.target,
+        plan.shown_url,
+        plan.password,
+        plan.username,
+        options.timeout,
+    )
+    .await?;
+    Ok(RedisStore {
+        inner: Arc::new(Inner {
+            link,
+            schema: if cluster {
+                Schema::CLUSTER
+            } else {
+                Schema::PLAIN
+            },
+            insert: Script::new(INSERT_LUA),
+            replace: Script::new(REPLACE_LUA),
+            usage: Script::new(USAGE_LUA),
+            feed_max_len: options.feed_max_len.max(1),
+        }),
     })
 }
 
+/// Checks that `url` and `options` are ones [`connect_with`] can use,
+/// without connecting: the same errors it gives for a bad URL, an unset
+/// password variable or an unreadable CA file.
+pub fn check_url(url: &str, options: &RedisOptions) -> Result<(), StoreError> {
+    Plan::new(url, options).map(|_| ())
+}
+
 impl RedisStore {
+    /// The command connection (a cheap clone).
+    fn conn(&self) -> Conn {
+        self.inner.link.conn()
+    }
+
+    /// One round trip under the timeout; see [`Link::run`].
+    async fn run<T>(
+        &self,
+        op: &str,
+        subject: &str,
+        fut: impl std::future::Future<Output = ::redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        self.inner.link.run(op, subject, fut).await
+    }
+
     /// One HGETALL of `key` as field → value; `subject` names the record in
     /// a `Corrupt` answer.
     async fn hgetall(

@@ -1,18 +1,70 @@
 //! Redis URLs: parsing the multi-host forms this store adds to redis-rs
-//! (`redis+sentinel://` and `redis+cluster://`; plain `redis://` and
-//! `redis+unix://` are the driver's), and keeping credentials out of every
-//! message. They live apart from the connection code because both config
-//! validation and `connect` parse them, and because the redaction rules are
-//! easiest to check, and to test, in one place.
+//! (`redis+sentinel://` and `redis+cluster://`, and their TLS forms
+//! `rediss+sentinel://` and `rediss+cluster://`; plain `redis://`,
+//! `rediss://` and `redis+unix://` are the driver's), and keeping
+//! credentials out of every message. They live apart from the connection
+//! code because both config validation and `connect` parse them, and
+//! because the redaction rules are easiest to check, and to test, in one
+//! place.
+//!
+//! Over 400 lines: a third of it is the parsers' tests.
 
-use ::redis::{Client, ConnectionAddr, ConnectionInfo, ProtocolVersion, RedisConnectionInfo};
+use ::redis::{
+    ConnectionAddr, ConnectionInfo, IntoConnectionInfo, ProtocolVersion, RedisConnectionInfo,
+};
 
 /// The port a sentinel listens on when a `redis+sentinel://` host names none.
 pub const SENTINEL_DEFAULT_PORT: u16 = 26379;
 pub(super) const SENTINEL_SCHEME: &str = "redis+sentinel://";
+/// [`SENTINEL_SCHEME`] over TLS: sentinels and master alike.
+pub(super) const SENTINEL_TLS_SCHEME: &str = "rediss+sentinel://";
 /// The port a `redis+cluster://` node listens on when the URL names none.
 pub const CLUSTER_DEFAULT_PORT: u16 = 6379;
 pub(super) const CLUSTER_SCHEME: &str = "redis+cluster://";
+/// [`CLUSTER_SCHEME`] over TLS: every node.
+pub(super) const CLUSTER_TLS_SCHEME: &str = "rediss+cluster://";
+
+/// Whether `url` is a Sentinel URL (`redis+sentinel://` or `rediss+sentinel://`).
+pub(super) fn is_sentinel(url: &str) -> bool {
+    url.starts_with(SENTINEL_SCHEME) || url.starts_with(SENTINEL_TLS_SCHEME)
+}
+
+/// Whether `url` is a Cluster URL (`redis+cluster://` or `rediss+cluster://`).
+pub(super) fn is_cluster(url: &str) -> bool {
+    url.starts_with(CLUSTER_SCHEME) || url.starts_with(CLUSTER_TLS_SCHEME)
+}
+
+/// A TCP address, over TLS (certificate and host name checked) or not.
+fn tcp_addr(host: String, port: u16, tls: bool) -> ConnectionAddr {
+    if tls {
+        ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure: false,
+            tls_params: None,
+        }
+    } else {
+        ConnectionAddr::Tcp(host, port)
+    }
+}
+
+/// RESP2, `db`, and the user and password if any.
+pub(super) fn redis_settings(
+    db: i64,
+    username: Option<&str>,
+    password: Option<&str>,
+) -> RedisConnectionInfo {
+    let mut info = RedisConnectionInfo::default()
+        .set_protocol(ProtocolVersion::RESP2)
+        .set_db(db);
+    if let Some(user) = username {
+        info = info.set_username(user);
+    }
+    if let Some(pass) = password {
+        info = info.set_password(pass);
+    }
+    info
+}
 
 /// A parsed `redis+sentinel://[user:password@]host[:port][,host[:port]…]/<master>[/<db>]`
 /// URL: where to ask for the master, and how to talk to it.
@@ -28,6 +80,8 @@ pub struct SentinelUrl {
     pub username: Option<String>,
     /// The master's password, if any; never printed.
     pub password: Option<String>,
+    /// `rediss+sentinel://`: sentinels and master are spoken to over TLS.
+    pub tls: bool,
 }
 
 impl std::fmt::Debug for SentinelUrl {
@@ -38,24 +92,16 @@ impl std::fmt::Debug for SentinelUrl {
             .field("db", &self.db)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("tls", &self.tls)
             .finish()
     }
 }
 
 impl SentinelUrl {
-    /// A client for the master at `host:port`, with this URL's credentials
-    /// and db.
-    pub(super) fn master_client(&self, host: String, port: u16) -> Result<Client, String> {
-        Client::open(ConnectionInfo {
-            addr: ConnectionAddr::Tcp(host, port),
-            redis: RedisConnectionInfo {
-                db: self.db,
-                username: self.username.clone(),
-                password: self.password.clone(),
-                protocol: ProtocolVersion::RESP2,
-            },
-        })
-        .map_err(|e| scrub(&e.to_string(), self.password.as_deref()))
+    /// Where the sentinel at `host:port` listens (over TLS for
+    /// `rediss+sentinel://`).
+    pub(super) fn sentinel_addr(&self, host: String, port: u16) -> ConnectionAddr {
+        tcp_addr(host, port, self.tls)
     }
 }
 
@@ -122,9 +168,14 @@ fn parse_multi_host<'a>(
 pub fn parse_sentinel_url(url: &str) -> Result<SentinelUrl, String> {
     const FORM: &str =
         "redis+sentinel://[user:password@]host:26379[,host:26379…]/<master-name>[/<db>]";
-    let rest = url
-        .strip_prefix(SENTINEL_SCHEME)
-        .ok_or_else(|| format!("not a Sentinel URL; expected {FORM}"))?;
+    let (rest, tls) = match url.strip_prefix(SENTINEL_SCHEME) {
+        Some(rest) => (rest, false),
+        None => (
+            url.strip_prefix(SENTINEL_TLS_SCHEME)
+                .ok_or_else(|| format!("not a Sentinel URL; expected {FORM}"))?,
+            true,
+        ),
+    };
     let MultiHostUrl {
         username,
         password,
@@ -156,6 +207,7 @@ pub fn parse_sentinel_url(url: &str) -> Result<SentinelUrl, String> {
         db,
         username,
         password,
+        tls,
     })
 }
 
@@ -169,6 +221,8 @@ pub struct ClusterUrl {
     pub username: Option<String>,
     /// The password, if any; never printed.
     pub password: Option<String>,
+    /// `rediss+cluster://`: every node is spoken to over TLS.
+    pub tls: bool,
 }
 
 impl std::fmt::Debug for ClusterUrl {
@@ -177,27 +231,18 @@ impl std::fmt::Debug for ClusterUrl {
             .field("nodes", &self.nodes)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("tls", &self.tls)
             .finish()
     }
 }
 
 impl ClusterUrl {
     /// How to reach the node at `host:port` with this URL's credentials.
-    pub(super) fn node_info(&self, host: String, port: u16) -> ConnectionInfo {
-        ConnectionInfo {
-            addr: ConnectionAddr::Tcp(host, port),
-            redis: RedisConnectionInfo {
-                db: 0,
-                username: self.username.clone(),
-                password: self.password.clone(),
-                protocol: ProtocolVersion::RESP2,
-            },
-        }
-    }
-
-    /// A plain (non-cluster) client for one node.
-    pub(super) fn node_client(&self, host: String, port: u16) -> Result<Client, String> {
-        Client::open(self.node_info(host, port))
+    pub(super) fn node_info(&self, host: String, port: u16) -> Result<ConnectionInfo, String> {
+        let settings = redis_settings(0, self.username.as_deref(), self.password.as_deref());
+        tcp_addr(host, port, self.tls)
+            .into_connection_info()
+            .map(|info| info.set_redis_settings(settings))
             .map_err(|e| scrub(&e.to_string(), self.password.as_deref()))
     }
 }
@@ -206,9 +251,14 @@ impl ClusterUrl {
 /// path is empty or `0`. Errors never quote the userinfo.
 pub fn parse_cluster_url(url: &str) -> Result<ClusterUrl, String> {
     const FORM: &str = "redis+cluster://[user:password@]host:6379[,host:6379…]/";
-    let rest = url
-        .strip_prefix(CLUSTER_SCHEME)
-        .ok_or_else(|| format!("not a Cluster URL; expected {FORM}"))?;
+    let (rest, tls) = match url.strip_prefix(CLUSTER_SCHEME) {
+        Some(rest) => (rest, false),
+        None => (
+            url.strip_prefix(CLUSTER_TLS_SCHEME)
+                .ok_or_else(|| format!("not a Cluster URL; expected {FORM}"))?,
+            true,
+        ),
+    };
     let parsed = parse_multi_host(rest, FORM, "cluster node", CLUSTER_DEFAULT_PORT)?;
     if !matches!(parsed.path, "" | "0" | "0/") {
         return Err(format!(
@@ -219,6 +269,7 @@ pub fn parse_cluster_url(url: &str) -> Result<ClusterUrl, String> {
         nodes: parsed.hosts,
         username: parsed.username,
         password: parsed.password,
+        tls,
     })
 }
 
@@ -326,7 +377,11 @@ mod tests {
         assert_eq!(s.password.as_deref(), Some("p@ss"));
         assert!(!format!("{s:?}").contains("p@ss"));
         let one = parse_sentinel_url("redis+sentinel://h:26379/m").unwrap();
+        assert!(!one.tls);
         assert_eq!((one.sentinels.len(), one.db, one.password), (1, 0, None));
+        let tls = parse_sentinel_url("rediss+sentinel://h:26379/m/1").unwrap();
+        assert!(tls.tls && is_sentinel("rediss+sentinel://h/m"));
+        assert_eq!((tls.master.as_str(), tls.db), ("m", 1));
         for (bad, why) in [
             ("redis+sentinel:///m", "no sentinel"),
             ("redis+sentinel://h", "no master"),
@@ -362,6 +417,16 @@ mod tests {
         assert!(!format!("{c:?}").contains("p@ss"));
         let one = parse_cluster_url("redis+cluster://h:7000").unwrap();
         assert_eq!((one.nodes.len(), one.password), (1, None));
+        assert!(!one.tls);
+        let tls = parse_cluster_url("rediss+cluster://h:7000,g").unwrap();
+        assert!(tls.tls && is_cluster("rediss+cluster://h"));
+        assert!(matches!(
+            tls.node_info("h".into(), 7000).unwrap().addr(),
+            ConnectionAddr::TcpTls {
+                insecure: false,
+                ..
+            }
+        ));
         assert!(parse_cluster_url("redis+cluster://h:7000/0").is_ok());
         for (bad, why) in [
             ("redis+cluster://", "no cluster node"),

@@ -51,9 +51,9 @@ impl RedisStore {
     /// slot holding every key answers (`PING` would ask every master).
     async fn ping(&self) -> Result<(), Liveness> {
         let mut conn = self.conn();
-        let cmd = if self.inner.sentinel.is_some() {
+        let cmd = if self.inner.link.is_sentinel() {
             "ROLE"
-        } else if self.inner.cluster.is_some() {
+        } else if self.inner.link.is_cluster() {
             "EXISTS"
         } else {
             "PING"
@@ -62,15 +62,20 @@ impl RedisStore {
         if cmd == "EXISTS" {
             question.arg(self.inner.schema.ids);
         }
-        match tokio::time::timeout(self.inner.timeout, question.query_async::<Value>(&mut conn))
-            .await
+        match tokio::time::timeout(
+            self.inner.link.timeout,
+            question.query_async::<Value>(&mut conn),
+        )
+        .await
         {
             Ok(Ok(v)) if cmd == "ROLE" && !is_master_role(&v) => Err(Liveness::Failed(format!(
                 "redis {}: the server is no longer the master",
-                self.inner.shown_url
+                self.inner.link.shown_url
             ))),
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(Liveness::Failed(self.unavailable(cmd, &e).to_string())),
+            Ok(Err(e)) => Err(Liveness::Failed(
+                self.inner.link.unavailable(cmd, &e).to_string(),
+            )),
             Err(_) => Err(Liveness::TimedOut),
         }
     }
@@ -106,8 +111,8 @@ async fn feed_loop(weak: Weak<Inner>, sink: &dyn InvalidationSink, recheck_usage
         let Some(store) = upgrade(&weak) else {
             return;
         };
-        let url = store.inner.shown_url.clone();
-        let generation = store.generation();
+        let url = store.inner.link.shown_url.clone();
+        let generation = store.inner.link.generation();
         let why = match store.open_feed().await {
             Err(e) => e,
             Ok(mut conn) => match store.check_rights(&mut conn).await {
@@ -136,8 +141,8 @@ async fn feed_loop(weak: Weak<Inner>, sink: &dyn InvalidationSink, recheck_usage
         sink.feed_state(Some(&why));
         reported = Some(why);
         if let Some(store) = upgrade(&weak) {
-            if store.inner.sentinel.is_some() {
-                store.refresh(false).await;
+            if store.inner.link.is_sentinel() {
+                store.inner.link.refresh(false).await;
             }
         }
         tokio::time::sleep(backoff.next_delay()).await;
@@ -189,7 +194,7 @@ async fn follow(
     let mut full = false;
     loop {
         let store = upgrade(weak)?;
-        if store.generation() != generation {
+        if store.inner.link.generation() != generation {
             return Some("the redis master moved".into());
         }
         // Caught up at the last read and read again at once: no more than
@@ -250,7 +255,7 @@ async fn liveness_loop(weak: Weak<Inner>, sink: &dyn InvalidationSink, recheck_u
                 if recheck_usage.swap(false, Ordering::Relaxed) {
                     let usage = store.check_usage_right().await.err();
                     if let Some(problem) = &usage {
-                        tracing::error!(url = %store.inner.shown_url, "{problem}");
+                        tracing::error!(url = %store.inner.link.shown_url, "{problem}");
                     }
                     sink.usage_state(usage.as_deref());
                 }
@@ -271,8 +276,8 @@ async fn liveness_loop(weak: Weak<Inner>, sink: &dyn InvalidationSink, recheck_u
                 // With Sentinel any failure asks where the master is now;
                 // without, only a half-open connection is replaced
                 // (redis-rs reconnects by itself otherwise).
-                if rebuild || store.inner.sentinel.is_some() {
-                    store.refresh(rebuild).await;
+                if rebuild || store.inner.link.is_sentinel() {
+                    store.inner.link.refresh(rebuild).await;
                 }
             }
         }

@@ -48,12 +48,19 @@ pub struct GatewayProcess {
 
 impl GatewayProcess {
     pub fn start(cfg: &CliConfig) -> GatewayProcess {
+        GatewayProcess::start_env(cfg, &[])
+    }
+
+    /// Like [`GatewayProcess::start`], with `env` added to the child's
+    /// environment (a password variable, say).
+    pub fn start_env(cfg: &CliConfig, env: &[(&str, &str)]) -> GatewayProcess {
         let dir = cfg.dir.path().to_path_buf();
         let child = Command::new(env!("CARGO_BIN_EXE_osir-gateway"))
             .arg("-c")
             .arg(&cfg.path)
             .arg("run")
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(File::create(dir.join("stdout")).unwrap())
             .stderr(File::create(dir.join("stderr")).unwrap())

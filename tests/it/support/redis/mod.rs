@@ -12,9 +12,13 @@ use super::process::free_port;
 
 mod cluster;
 mod sentinels;
+mod tls;
 
 pub use cluster::RedisCluster;
 pub use sentinels::Sentinels;
+pub use tls::TlsFiles;
+
+use std::sync::Arc;
 
 const READY_DEADLINE: Duration = Duration::from_secs(10);
 const START_ATTEMPTS: usize = 3;
@@ -27,6 +31,8 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
     /// Extra options, kept for [`RedisServer::restart`].
     extra: Vec<String>,
+    /// Set when it serves TLS only (`rediss://`).
+    tls: Option<Arc<TlsFiles>>,
 }
 
 impl RedisServer {
@@ -43,16 +49,33 @@ impl RedisServer {
         RedisServer::start_with(&["--replicaof", "127.0.0.1", &primary.to_string()])
     }
 
-    fn start_with(extra: &[&str]) -> RedisServer {
+    /// Starts a server with more options (`--requirepass`, ACL users…).
+    pub fn start_with(extra: &[&str]) -> RedisServer {
+        RedisServer::start_full(extra, None)
+    }
+
+    /// Starts a server that speaks TLS only (`--port 0 --tls-port …`),
+    /// with `tls`'s certificate, and more options.
+    pub fn start_tls(tls: &Arc<TlsFiles>, extra: &[&str]) -> RedisServer {
+        RedisServer::start_full(extra, Some(tls.clone()))
+    }
+
+    /// A TLS-only replica of the TLS server on `primary`.
+    pub fn start_tls_replica_of(tls: &Arc<TlsFiles>, primary: u16) -> RedisServer {
+        RedisServer::start_tls(tls, &["--replicaof", "127.0.0.1", &primary.to_string()])
+    }
+
+    fn start_full(extra: &[&str], tls: Option<Arc<TlsFiles>>) -> RedisServer {
         let dir = tempfile::tempdir().expect("temp dir for redis-server");
         let (port, child) = start_on_a_free_port("redis-server", |port| {
-            spawn_ready_with(port, dir.path(), extra)
+            spawn_ready_with(port, dir.path(), extra, tls.as_deref())
         });
         RedisServer {
             port,
             child: Some(child),
             dir,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            tls,
         }
     }
 
@@ -89,9 +112,14 @@ impl RedisServer {
             .count()
     }
 
-    /// `redis://127.0.0.1:<port>/0`
+    /// `redis://127.0.0.1:<port>/0`, or `rediss://…` for a TLS server.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}/0", self.port)
     }
 
     /// Kills the server (an abrupt outage) and reaps it.
@@ -108,7 +136,7 @@ impl RedisServer {
         let deadline = Instant::now() + READY_DEADLINE;
         let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
         loop {
-            match spawn_ready_with(self.port, self.dir.path(), &extra) {
+            match spawn_ready_with(self.port, self.dir.path(), &extra, self.tls.as_deref()) {
                 Ok(child) => {
                     self.child = Some(child);
                     return;
@@ -165,6 +193,7 @@ impl RedisServer {
         let out = Command::new("redis-cli")
             .arg("-p")
             .arg(self.port.to_string())
+            .args(cli_args(self.tls.as_deref(), &self.extra))
             .args(args)
             .output()
             .unwrap_or_else(|e| panic!("cannot run redis-cli: {e}"));
@@ -244,22 +273,47 @@ fn ready_within(period: Duration, mut ready: impl FnMut() -> bool) -> bool {
 /// Starts redis-server with more command-line options (`--replicaof …`)
 /// and waits for PONG; `Err` (with its log) when it exits first, as it
 /// does when the port was taken meanwhile.
-fn spawn_ready_with(port: u16, dir: &Path, extra: &[&str]) -> Result<Child, String> {
+fn spawn_ready_with(
+    port: u16,
+    dir: &Path,
+    extra: &[&str],
+    tls: Option<&TlsFiles>,
+) -> Result<Child, String> {
     let log = dir.join(format!("redis-{port}.log"));
     let mut cmd = Command::new("redis-server");
-    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+    match tls {
+        Some(t) => cmd.args(t.server_args(port)),
+        None => cmd.args(["--port", &port.to_string()]),
+    };
+    cmd.args(["--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no"])
         .arg("--dir")
         .arg(dir)
         .arg("--logfile")
         .arg(&log)
         .args(extra);
-    wait_ready(cmd, port, &log)
+    wait_ready(cmd, port, &log, &cli_args(tls, extra))
+}
+
+/// The redis-cli options that reach a server started with `extra` (and
+/// `tls`): TLS, and `--requirepass`'s password.
+fn cli_args(tls: Option<&TlsFiles>, extra: &[impl AsRef<str>]) -> Vec<String> {
+    let mut args: Vec<String> = tls.iter().flat_map(|t| t.cli_args()).collect();
+    if let Some(i) = extra.iter().position(|a| a.as_ref() == "--requirepass") {
+        if let Some(pw) = extra.get(i + 1) {
+            args.extend([
+                "--no-auth-warning".to_owned(),
+                "-a".to_owned(),
+                pw.as_ref().to_owned(),
+            ]);
+        }
+    }
+    args
 }
 
 /// Spawns `cmd` (a redis-server, or a sentinel, listening on `port` and
 /// logging to `log`) and waits for PONG from that very process.
-fn wait_ready(mut cmd: Command, port: u16, log: &Path) -> Result<Child, String> {
+fn wait_ready(mut cmd: Command, port: u16, log: &Path, cli: &[String]) -> Result<Child, String> {
     let spawned = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -278,10 +332,10 @@ fn wait_ready(mut cmd: Command, port: u16, log: &Path) -> Result<Child, String> 
             let log = std::fs::read_to_string(log).unwrap_or_default();
             return Err(format!("redis-server exited ({status}): {log}"));
         }
-        if pong(port) {
+        if pong(port, cli) {
             // Someone else's server may hold the port while ours is failing
             // to bind it: make sure the answer came from our process.
-            if serving_pid(port) == Some(child.id()) {
+            if serving_pid(port, cli) == Some(child.id()) {
                 return Ok(child);
             }
             if Instant::now() > deadline {
@@ -301,9 +355,11 @@ fn wait_ready(mut cmd: Command, port: u16, log: &Path) -> Result<Child, String> 
     }
 }
 
-fn serving_pid(port: u16) -> Option<u32> {
+fn serving_pid(port: u16, cli: &[String]) -> Option<u32> {
     let out = Command::new("redis-cli")
-        .args(["-p", &port.to_string(), "INFO", "server"])
+        .args(["-p", &port.to_string()])
+        .args(cli)
+        .args(["INFO", "server"])
         .output()
         .ok()?;
     String::from_utf8_lossy(&out.stdout)
@@ -311,7 +367,15 @@ fn serving_pid(port: u16) -> Option<u32> {
         .find_map(|l| l.trim().strip_prefix("process_id:")?.parse().ok())
 }
 
-fn pong(port: u16) -> bool {
+fn pong(port: u16, cli: &[String]) -> bool {
+    if !cli.is_empty() {
+        return Command::new("redis-cli")
+            .args(["-p", &port.to_string()])
+            .args(cli)
+            .arg("PING")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG");
+    }
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };

@@ -1,9 +1,10 @@
 //! Three sentinels watching one primary, for failover tests.
 
 use std::process::{Child, Command};
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::{ready_within, start_on_a_free_port, wait_ready, Children, READY_DEADLINE};
+use super::{ready_within, start_on_a_free_port, wait_ready, Children, TlsFiles, READY_DEADLINE};
 
 /// Three sentinels (`redis-server <conf> --sentinel`) watching one primary
 /// as master set [`Sentinels::MASTER`] (quorum 2, down after 500 ms), each
@@ -13,6 +14,8 @@ pub struct Sentinels {
     pub ports: Vec<u16>,
     children: Children,
     dir: tempfile::TempDir,
+    /// Set when they speak TLS only (and reach the servers over TLS).
+    tls: Option<Arc<TlsFiles>>,
 }
 
 impl Sentinels {
@@ -23,11 +26,22 @@ impl Sentinels {
     /// (up to 10 s) until each knows the other two and at least one replica,
     /// so a failover can be agreed on.
     pub fn start(primary: u16) -> Sentinels {
+        Sentinels::start_full(primary, None)
+    }
+
+    /// Like [`Sentinels::start`], over TLS only: the sentinels listen with
+    /// `tls`'s certificate and reach the (TLS) servers over TLS.
+    pub fn start_tls(primary: u16, tls: &Arc<TlsFiles>) -> Sentinels {
+        Sentinels::start_full(primary, Some(tls.clone()))
+    }
+
+    fn start_full(primary: u16, tls: Option<Arc<TlsFiles>>) -> Sentinels {
         let dir = tempfile::tempdir().expect("temp dir for sentinels");
         let mut sentinels = Sentinels {
             ports: Vec::new(),
             children: Children(Vec::new()),
             dir,
+            tls,
         };
         for _ in 0..3 {
             let (port, child) =
@@ -36,7 +50,7 @@ impl Sentinels {
             sentinels.children.0.push(child);
         }
         let ready = ready_within(Duration::from_millis(50), || {
-            sentinels.ports.iter().all(|p| sentinel_ready(*p))
+            sentinels.ports.iter().all(|p| sentinels.ready(*p))
         });
         assert!(
             ready,
@@ -49,8 +63,12 @@ impl Sentinels {
         let conf = self.dir.path().join(format!("sentinel-{port}.conf"));
         let log = self.dir.path().join(format!("sentinel-{port}.log"));
         let m = Sentinels::MASTER;
+        let listen = match &self.tls {
+            Some(t) => t.conf_lines(port),
+            None => format!("port {port}\n"),
+        };
         let body = format!(
-            "port {port}\nbind 127.0.0.1\ndir {dir}\nlogfile {log}\n\
+            "{listen}bind 127.0.0.1\ndir {dir}\nlogfile {log}\n\
              sentinel monitor {m} 127.0.0.1 {primary} 2\n\
              sentinel down-after-milliseconds {m} 500\n\
              sentinel failover-timeout {m} 3000\n\
@@ -61,28 +79,39 @@ impl Sentinels {
         std::fs::write(&conf, body).map_err(|e| format!("cannot write {conf:?}: {e}"))?;
         let mut cmd = Command::new("redis-server");
         cmd.arg(&conf).arg("--sentinel");
-        wait_ready(cmd, port, &log)
+        let cli: Vec<String> = self.tls.iter().flat_map(|t| t.cli_args()).collect();
+        wait_ready(cmd, port, &log, &cli)
+    }
+
+    /// `redis-cli -p <port> [--tls …]`.
+    fn cli(&self, port: u16) -> Command {
+        let mut cmd = Command::new("redis-cli");
+        cmd.args(["-p", &port.to_string()])
+            .args(self.tls.iter().flat_map(|t| t.cli_args()));
+        cmd
     }
 
     /// `redis+sentinel://127.0.0.1:a,127.0.0.1:b,127.0.0.1:c/m/0`
+    /// (`rediss+sentinel://…` over TLS).
     pub fn url(&self) -> String {
         let hosts: Vec<String> = self
             .ports
             .iter()
             .map(|p| format!("127.0.0.1:{p}"))
             .collect();
-        format!(
-            "redis+sentinel://{}/{}/0",
-            hosts.join(","),
-            Sentinels::MASTER
-        )
+        let scheme = if self.tls.is_some() {
+            "rediss+sentinel"
+        } else {
+            "redis+sentinel"
+        };
+        format!("{scheme}://{}/{}/0", hosts.join(","), Sentinels::MASTER)
     }
 
     /// The master's port as the first sentinel that answers reports it.
     pub fn master_port(&self) -> Option<u16> {
         self.ports.iter().find_map(|p| {
-            let out = Command::new("redis-cli")
-                .args(["-p", &p.to_string()])
+            let out = self
+                .cli(*p)
                 .args(["SENTINEL", "get-master-addr-by-name", Sentinels::MASTER])
                 .output()
                 .ok()?;
@@ -94,15 +123,15 @@ impl Sentinels {
                 .ok()
         })
     }
+
+    /// Whether the sentinel on `port` knows two other sentinels and a replica.
+    fn ready(&self, port: u16) -> bool {
+        sentinel_ready(self.cli(port))
+    }
 }
 
-/// Whether the sentinel on `port` knows two other sentinels and a replica.
-fn sentinel_ready(port: u16) -> bool {
-    let Ok(out) = Command::new("redis-cli")
-        .args(["-p", &port.to_string()])
-        .args(["SENTINEL", "master", Sentinels::MASTER])
-        .output()
-    else {
+fn sentinel_ready(mut cli: Command) -> bool {
+    let Ok(out) = cli.args(["SENTINEL", "master", Sentinels::MASTER]).output() else {
         return false;
     };
     let text = String::from_utf8_lossy(&out.stdout);
