@@ -172,6 +172,7 @@ impl Upstream {
         (result, took)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn exchange<B>(
         &self,
         target: &Target,
