@@ -27,6 +27,7 @@ mod edge_overrides;
 mod edge_paths;
 mod edge_reload;
 mod edge_slots;
+mod engine;
 mod faults;
 mod feed_acl;
 mod feed_faults;
