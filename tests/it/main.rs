@@ -28,6 +28,7 @@ mod edge_paths;
 mod edge_reload;
 mod edge_slots;
 mod engine;
+mod engine_conn;
 mod faults;
 mod feed_acl;
 mod feed_faults;
