@@ -29,6 +29,7 @@ mod edge_reload;
 mod edge_slots;
 mod engine;
 mod engine_conn;
+mod engine_pool;
 mod faults;
 mod feed_acl;
 mod feed_faults;
