@@ -30,6 +30,7 @@ mod edge_slots;
 mod engine;
 mod engine_conn;
 mod engine_pool;
+mod engine_slow;
 mod faults;
 mod feed_acl;
 mod feed_faults;
