@@ -317,4 +317,29 @@ async fn expect_100_continue_is_answered_only_when_forwarding() {
         "a 100 Continue after the refusal"
     );
     assert_eq!(up.count(), 1, "the refused request was forwarded");
+
+    // Over the route's body limit by its Content-Length: 413, no 100.
+    let mut c = RawConn::connect(gw.addr).await;
+    let head = gw.raw_request(
+        "POST /v1/small HTTP/1.1",
+        "Content-Length: 2000\r\nExpect: 100-continue\r\n",
+        "",
+    );
+    c.send(&head).await;
+    let r = c.response(false).await.expect("closed without an answer");
+    r.assert_error(413, "payload_too_large");
+    assert_eq!(up.count(), 1, "the refused request was forwarded");
+
+    // An HTTP/1.0 client's expectation is ignored (RFC 9110 §10.1.1): no
+    // 100 (a 1.0 client cannot read one), just the answer.
+    let mut c = RawConn::connect(gw.addr).await;
+    let req = gw.raw_request(
+        "POST /v1/status HTTP/1.0",
+        "Content-Length: 5\r\nExpect: 100-continue\r\n",
+        "hello",
+    );
+    c.send(&req).await;
+    let r = c.response(false).await.expect("closed without an answer");
+    assert_eq!(r.status, 200, "a 100 Continue to an HTTP/1.0 client: {r:?}");
+    assert_eq!(r.text(), "hello");
 }

@@ -183,7 +183,9 @@ where
             BodyFraming::Length(n) => BodyState::Length(n),
             BodyFraming::Chunked => BodyState::Chunked(Default::default()),
         };
-        c.continue_sent = (head.expect_continue && !matches!(c.body, BodyState::Done)).then_some(0);
+        // An HTTP/1.0 client's expectation is ignored (RFC 9110 §10.1.1).
+        c.continue_sent =
+            (head.expect_continue && !http10 && !matches!(c.body, BodyState::Done)).then_some(0);
         c.failed = false;
         c.body_timer_armed = false;
         let mut req = Request::new(RequestBody { conn: &mut c });
