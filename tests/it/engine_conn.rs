@@ -14,7 +14,8 @@ use crate::support::scripted::{Conn, ScriptedUpstream};
 use crate::support::upstream::WireUpstream;
 use crate::support::wire::RawConn;
 
-/// Answers by target: `HEAD` gets `content-length: 1234` and no body;
+/// Answers by target: `HEAD` gets `content-length: 1234` and no body
+/// (`transfer-encoding: chunked` for `/chunked`);
 /// `/204` and `/304` those statuses; `/chunked` a chunked body in three
 /// writes, with a trailer; `/eof` a body delimited by closing; `/close`
 /// its target with `connection: close` (the script itself keeps reading,
@@ -24,6 +25,10 @@ async fn script(mut c: Conn) {
     while let Some(req) = c.request().await {
         let target = req.target.as_str();
         let ok = match (req.method.as_str(), target.rsplit('/').next().unwrap_or("")) {
+            ("HEAD", "chunked") => {
+                c.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+                    .await
+            }
             ("HEAD", _) => {
                 c.write(b"HTTP/1.1 200 OK\r\ncontent-length: 1234\r\n\r\n")
                     .await
@@ -110,6 +115,18 @@ async fn bodiless_answers_have_no_body_and_keep_the_connection() {
         "HEAD lost the upstream's length"
     );
     assert!(r.header("transfer-encoding").is_none(), "{r:?}");
+
+    // A HEAD whose GET would be chunked: no length is known, so none may
+    // be claimed (RFC 9110 §8.6: only the length the GET would have).
+    c.send(&gw.raw_request("HEAD /v1/status/chunked HTTP/1.1", "", ""))
+        .await;
+    let r = c.response(true).await.expect("closed after HEAD");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-length"),
+        None,
+        "HEAD of a chunked answer claims a length: {r:?}"
+    );
 
     for (target, status) in [("/v1/status/204", 204), ("/v1/status/304", 304)] {
         c.send(&get(&gw, target, "")).await;

@@ -449,7 +449,10 @@ where
         w.extend_from_slice(b"\r\n");
     }
     match length {
-        Some(n) if !no_body || (head_request && !has_length) => {
+        // A HEAD answer claims only a length it was given or knows: an
+        // upstream's HEAD body is always empty, which says nothing about
+        // the GET's length (RFC 9110 §8.6).
+        Some(n) if !no_body || (head_request && !has_length && n > 0) => {
             w.extend_from_slice(b"content-length: ");
             w.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
             w.extend_from_slice(b"\r\n");
