@@ -13,6 +13,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Method;
 
+use tokio::net::{TcpSocket, TcpStream};
+
 use crate::engine::{answered, upstream_errors};
 use crate::support::client::{get, h2_client, send, send_with};
 use crate::support::gateway::TestGateway;
@@ -174,4 +176,57 @@ async fn a_reused_connection_closed_unanswered_is_retried_only_for_idempotent_re
     r.assert_error(502, "upstream_unavailable");
     assert_eq!(up.accepted(), 2, "the POST was retried");
     assert_eq!(upstream_errors(&gw, Some("broken")), 1.0);
+}
+
+/// Requests cancelled while their connection is opening (here by the
+/// upstream timeout, shorter than `connect_timeout`; an HTTP/2 client
+/// resetting its stream does the same) give their place in the pool back:
+/// the pool does not fill up with connections that never opened.
+#[tokio::test]
+async fn requests_cancelled_while_connecting_give_their_place_back() {
+    // An upstream whose accept queue is full: new connects hang (Linux
+    // drops their SYNs) until it accepts.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut queued = Vec::new();
+    while let Ok(Ok(s)) =
+        tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await
+    {
+        queued.push(s);
+        assert!(queued.len() < 64, "the accept queue never filled");
+    }
+    let gw = TestGateway::builder()
+        .upstream(&format!("http://{addr}"))
+        .edit(|c| {
+            let u = &mut c.upstreams[0];
+            u.pool_max = 2;
+            u.pool_max_idle = 2;
+            u.pool_wait = Duration::from_millis(200);
+            u.connect_timeout = Duration::from_secs(5);
+            u.timeout = Duration::from_millis(300);
+        })
+        .start()
+        .await;
+    for i in 0..3 {
+        let r = get(&gw.url(&format!("/v1/status/{i}")), &[]).await;
+        assert_eq!(
+            r.status,
+            504,
+            "request {i}: {} (kind=pool errors: {})",
+            r.text(),
+            upstream_errors(&gw, Some("pool"))
+        );
+        r.assert_error(504, "upstream_timeout");
+    }
+    assert_eq!(upstream_errors(&gw, Some("pool")), 0.0);
+
+    // The upstream recovers: the pool has both places to offer.
+    let up = ScriptedUpstream::serve(listener, slow);
+    let r = get(&gw.url("/v1/status/back"), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "/v1/status/back");
+    drop(queued);
+    drop(up);
 }

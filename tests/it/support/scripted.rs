@@ -98,7 +98,16 @@ impl ScriptedUpstream {
             socket.set_send_buffer_size(n).unwrap();
         }
         socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let listener = socket.listen(1024).unwrap();
+        ScriptedUpstream::serve(socket.listen(1024).unwrap(), script)
+    }
+
+    /// Runs `script` for every connection `listener` accepts (one the test
+    /// made itself, e.g. to hold connections back first).
+    pub fn serve<F, Fut>(listener: tokio::net::TcpListener, script: F) -> ScriptedUpstream
+    where
+        F: Fn(Conn) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         let addr = listener.local_addr().unwrap();
         let counts = Arc::new(Counts::default());
         let c = counts.clone();
