@@ -15,7 +15,9 @@ use crate::support::upstream::WireUpstream;
 use crate::support::wire::RawConn;
 
 /// Answers by target: `HEAD` gets `content-length: 1234` and no body
-/// (`transfer-encoding: chunked` for `/chunked`);
+/// (`transfer-encoding: chunked` for `/chunked`; for `/stray`, a body it
+/// should not have); `/stray` gets bytes after its body; `/early` a `103`
+/// before its answer;
 /// `/204` and `/304` those statuses; `/chunked` a chunked body in three
 /// writes, with a trailer; `/eof` a body delimited by closing; `/close`
 /// its target with `connection: close` (the script itself keeps reading,
@@ -27,6 +29,10 @@ async fn script(mut c: Conn) {
         let ok = match (req.method.as_str(), target.rsplit('/').next().unwrap_or("")) {
             ("HEAD", "chunked") => {
                 c.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+                    .await
+            }
+            ("HEAD", "stray") => {
+                c.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
                     .await
             }
             ("HEAD", _) => {
@@ -49,6 +55,16 @@ async fn script(mut c: Conn) {
                     .await;
                 c.write(b"the end").await;
                 return;
+            }
+            (_, "stray") => {
+                c.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokEXTRA")
+                    .await
+            }
+            (_, "early") => {
+                c.write(b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n")
+                    .await
+                    && c.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfinal")
+                        .await
             }
             (_, "close") => {
                 let reply = format!(
@@ -256,5 +272,83 @@ async fn connection_close_from_the_upstream_keeps_that_connection_out_of_the_poo
         up.settles_at(1, DEADLINE).await,
         "the gateway did not close the connection the upstream asked to close ({} open)",
         up.open()
+    );
+}
+
+/// An interim `103` from the upstream is not passed on as the answer.
+#[tokio::test]
+async fn an_upstream_interim_answer_is_skipped() {
+    let (_up, gw) = start().await;
+    let mut c = RawConn::connect(gw.addr).await;
+    c.send(&get(&gw, "/v1/status/early", "")).await;
+    let r = c.response(false).await.expect("closed");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.text(), "final");
+}
+
+/// An HTTP/1.0 client gets an HTTP/1.0 answer: a body of unknown length
+/// delimited by closing (1.0 has no chunking), a known one kept alive when
+/// it asked for keep-alive.
+#[tokio::test]
+async fn http10_clients_get_bodies_they_can_frame() {
+    let (_up, gw) = start().await;
+    let mut c = RawConn::connect(gw.addr).await;
+    c.send(&gw.raw_request(
+        "GET /v1/status/a HTTP/1.0",
+        "Connection: keep-alive\r\n",
+        "",
+    ))
+    .await;
+    let r = c.response(false).await.expect("closed");
+    assert_eq!(r.text(), "/v1/status/a");
+    assert_eq!(r.header("connection"), Some("keep-alive"), "{r:?}");
+    c.send(&gw.raw_request(
+        "GET /v1/status/chunked HTTP/1.0",
+        "Connection: keep-alive\r\n",
+        "",
+    ))
+    .await;
+    let r = c.response(false).await.expect("closed");
+    assert!(
+        r.header("transfer-encoding").is_none(),
+        "chunked to HTTP/1.0: {r:?}"
+    );
+    assert_eq!(r.text(), "hello, world");
+    assert!(
+        c.closed_within(DEADLINE).await,
+        "a close-delimited body not closed"
+    );
+}
+
+/// Bodies over the engines' coalescing size cross both ways intact, by
+/// length and chunked.
+#[tokio::test]
+async fn large_bodies_cross_both_ways_intact() {
+    use crate::support::client::{random_bytes, send, send_chunked};
+    let (_up, gw) = TestGateway::builder().start_with_upstream().await;
+    let body = random_bytes(3 * 1024 * 1024);
+    let r = send(
+        http::Method::POST,
+        &gw.url("/v1/status/big"),
+        &[],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body == body,
+        "the echoed body differs ({} bytes back)",
+        r.body.len()
+    );
+    let chunks: Vec<bytes::Bytes> = body
+        .chunks(700 * 1024)
+        .map(bytes::Bytes::copy_from_slice)
+        .collect();
+    let r = send_chunked(http::Method::POST, &gw.url("/v1/status/big"), &[], chunks).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body == body,
+        "the echoed chunked body differs ({} bytes back)",
+        r.body.len()
     );
 }
