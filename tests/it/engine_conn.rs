@@ -275,6 +275,32 @@ async fn connection_close_from_the_upstream_keeps_that_connection_out_of_the_poo
     );
 }
 
+/// Bytes an upstream sends past the end of an answer (a body after a HEAD
+/// answer, more than its Content-Length) belong to no request: the client
+/// gets the answer without them and that connection is not reused, so they
+/// can never be read as the next request's answer.
+#[tokio::test]
+async fn bytes_past_an_upstream_answer_retire_its_connection() {
+    let (up, gw) = start().await;
+    let mut c = RawConn::connect(gw.addr).await;
+    for (method, expect) in [("GET", "ok"), ("HEAD", "")] {
+        c.send(&gw.raw_request(&format!("{method} /v1/status/stray HTTP/1.1"), "", ""))
+            .await;
+        let r = c.response(method == "HEAD").await.expect("closed");
+        assert_eq!(r.status, 200, "{method}");
+        assert_eq!(r.text(), expect, "{method}");
+        let accepted = up.accepted();
+        c.send(&get(&gw, "/v1/status/next", "")).await;
+        let r = c.response(false).await.expect("closed");
+        assert_eq!(r.text(), "/v1/status/next", "after {method}: {r:?}");
+        assert_eq!(
+            up.accepted(),
+            accepted + 1,
+            "after {method}: the connection with stray bytes was reused"
+        );
+    }
+}
+
 /// An interim `103` from the upstream is not passed on as the answer.
 #[tokio::test]
 async fn an_upstream_interim_answer_is_skipped() {
