@@ -13,11 +13,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Method;
 
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use crate::engine::{answered, upstream_errors};
 use crate::support::client::{get, h2_client, send, send_with};
+use crate::support::eventually;
 use crate::support::gateway::TestGateway;
+use crate::support::h2wire::{H2Conn, RST_STREAM};
 use crate::support::scripted::{Conn, ScriptedUpstream};
 
 /// Answers every request with its target, after `x-delay-ms`.
@@ -178,14 +180,10 @@ async fn a_reused_connection_closed_unanswered_is_retried_only_for_idempotent_re
     assert_eq!(upstream_errors(&gw, Some("broken")), 1.0);
 }
 
-/// Requests cancelled while their connection is opening (here by the
-/// upstream timeout, shorter than `connect_timeout`; an HTTP/2 client
-/// resetting its stream does the same) give their place in the pool back:
-/// the pool does not fill up with connections that never opened.
-#[tokio::test]
-async fn requests_cancelled_while_connecting_give_their_place_back() {
-    // An upstream whose accept queue is full: new connects hang (Linux
-    // drops their SYNs) until it accepts.
+/// A listener whose accept queue is full, so new connects to it hang
+/// (Linux drops their SYNs) until it accepts; and the connections that
+/// fill the queue, to keep while it should hang.
+async fn hanging_listener() -> (TcpListener, Vec<TcpStream>) {
     let socket = TcpSocket::new_v4().unwrap();
     socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let listener = socket.listen(1).unwrap();
@@ -197,6 +195,32 @@ async fn requests_cancelled_while_connecting_give_their_place_back() {
         queued.push(s);
         assert!(queued.len() < 64, "the accept queue never filled");
     }
+    (listener, queued)
+}
+
+/// Sockets in SYN_SENT to 127.0.0.1:`port` (connects under way), from
+/// `/proc/net/tcp`.
+fn connecting_to(port: u16) -> usize {
+    let want = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(2) == Some(&want.as_str()) && f.get(3) == Some(&"02")
+        })
+        .count()
+}
+
+/// Requests cancelled while their connection is opening (here by the
+/// upstream timeout, shorter than `connect_timeout`; an HTTP/2 client
+/// resetting its stream does the same) give their place in the pool back:
+/// the pool does not fill up with connections that never opened.
+#[tokio::test]
+async fn requests_cancelled_while_connecting_give_their_place_back() {
+    let (listener, queued) = hanging_listener().await;
+    let addr = listener.local_addr().unwrap();
     let gw = TestGateway::builder()
         .upstream(&format!("http://{addr}"))
         .edit(|c| {
@@ -226,6 +250,53 @@ async fn requests_cancelled_while_connecting_give_their_place_back() {
     let up = ScriptedUpstream::serve(listener, slow);
     let r = get(&gw.url("/v1/status/back"), &[]).await;
     assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "/v1/status/back");
+    drop(queued);
+    drop(up);
+}
+
+/// The same over HTTP/2 with the default timeouts: streams the client
+/// resets while their upstream connection is opening give their place back.
+#[tokio::test]
+async fn http2_streams_reset_while_connecting_give_their_place_back() {
+    let (listener, queued) = hanging_listener().await;
+    let addr = listener.local_addr().unwrap();
+    let gw = TestGateway::builder()
+        .upstream(&format!("http://{addr}"))
+        .edit(|c| {
+            let u = &mut c.upstreams[0];
+            u.pool_max = 2;
+            u.pool_max_idle = 2;
+            u.pool_wait = Duration::from_millis(200);
+            u.connect_timeout = Duration::from_secs(5);
+            u.timeout = Duration::from_secs(10);
+        })
+        .start()
+        .await;
+    let mut h2 = H2Conn::connect(gw.addr).await;
+    for id in [1, 3, 5] {
+        h2.get(id, &format!("/v1/status/{id}"), &[]).await;
+        let connecting =
+            eventually(Duration::from_secs(5), || connecting_to(addr.port()) == 1).await;
+        assert!(
+            connecting,
+            "stream {id}: the gateway never began connecting"
+        );
+        h2.send(RST_STREAM, 0, id, &8u32.to_be_bytes()).await; // CANCEL
+        let dropped = eventually(Duration::from_secs(5), || connecting_to(addr.port()) == 0).await;
+        assert!(dropped, "stream {id}: the reset stream's connect went on");
+    }
+
+    // The upstream recovers: the pool has both places to offer.
+    let up = ScriptedUpstream::serve(listener, slow);
+    let r = get(&gw.url("/v1/status/back"), &[]).await;
+    assert_eq!(
+        r.status,
+        200,
+        "{} (kind=pool errors: {})",
+        r.text(),
+        upstream_errors(&gw, Some("pool"))
+    );
     assert_eq!(r.text(), "/v1/status/back");
     drop(queued);
     drop(up);
