@@ -130,6 +130,13 @@ impl ResponseBody {
             head: Some(head),
         };
         if matches!(body.state, State::Done) {
+            // Bytes after a bodiless answer belong to no request.
+            let clean = body
+                .lease
+                .as_mut()
+                .and_then(Lease::conn)
+                .is_some_and(|c| c.buf.is_empty());
+            body.keep_alive &= clean;
             body.finish();
         }
         body

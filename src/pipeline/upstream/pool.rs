@@ -108,6 +108,38 @@ pub(crate) struct PoolSettings {
     pub(crate) wait: Duration,
 }
 
+/// A request's place in the waiters' queue. Dropped (the wait ended or
+/// was cancelled), it takes no more grants, and the place a grant sent to
+/// it but not taken stands for is freed rather than lost with it (a
+/// connection handed over in that race is closed, not pooled: a drop may
+/// run outside the runtime, where pooling could not start the reaper).
+struct Waiter<'p> {
+    rx: oneshot::Receiver<Grant>,
+    pool: &'p Pool,
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        self.rx.close();
+        if let Ok(grant) = self.rx.try_recv() {
+            drop(grant);
+            self.pool.release();
+        }
+    }
+}
+
+/// A place counted in `open` for a connection being opened; freed if the
+/// connect fails or is cancelled (set to `None` once it succeeded).
+struct Place<'p>(Option<&'p Pool>);
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        if let Some(pool) = self.0 {
+            pool.release();
+        }
+    }
+}
+
 /// A checked-out connection. Dropped without [`Lease::check_in`], the
 /// connection is closed and its place in the pool freed.
 pub(crate) struct Lease {
@@ -188,29 +220,34 @@ impl Pool {
                 Some(rx)
             }
         };
+        // From here on this future may be dropped at any await (an HTTP/2
+        // client resets its stream, the upstream timeout runs out): the
+        // guards give back what it holds, so no place is lost.
         let grant = match waiting {
             None => Grant::Connect,
-            Some(mut rx) => match tokio::time::timeout(self.wait, &mut rx).await {
-                Ok(Ok(grant)) => grant,
-                _ => {
-                    // A grant sent just as the wait ended is still ours.
-                    rx.close();
-                    match rx.try_recv() {
-                        Ok(grant) => grant,
-                        Err(_) => return Err(CheckoutError::Exhausted { max: self.max }),
+            Some(rx) => {
+                let mut waiter = Waiter { rx, pool: self };
+                match tokio::time::timeout(self.wait, &mut waiter.rx).await {
+                    Ok(Ok(grant)) => grant,
+                    _ => {
+                        // A grant sent just as the wait ended is still ours.
+                        waiter.rx.close();
+                        match waiter.rx.try_recv() {
+                            Ok(grant) => grant,
+                            Err(_) => return Err(CheckoutError::Exhausted { max: self.max }),
+                        }
                     }
                 }
-            },
+            }
         };
         match grant {
             Grant::Conn(conn) => Ok(self.lease(conn)),
-            Grant::Connect => match self.connect().await {
-                Ok(conn) => Ok(self.lease(conn)),
-                Err(e) => {
-                    self.release();
-                    Err(CheckoutError::Connect(e))
-                }
-            },
+            Grant::Connect => {
+                let mut place = Place(Some(self));
+                let conn = self.connect().await.map_err(CheckoutError::Connect)?;
+                place.0 = None;
+                Ok(self.lease(conn))
+            }
         }
     }
 
@@ -367,5 +404,41 @@ mod tests {
         // The handed-over lease was dropped: its place is free again.
         drop(b);
         assert_eq!(pool.open(), 0);
+    }
+
+    /// A request cancelled while it waits (an HTTP/2 client resetting its
+    /// stream, the upstream timeout running out) must not take the
+    /// connection handed to it, or its place, with it.
+    #[tokio::test]
+    async fn a_waiter_cancelled_after_its_grant_was_sent_loses_nothing() {
+        use futures_util::FutureExt;
+        let (_l, addr) = listener().await;
+        let pool = Pool::new(&addr, settings(1, 1), IntCounter::new("c", "c").unwrap());
+        let a = pool.check_out().await.unwrap();
+        let mut waiting = Box::pin(pool.check_out());
+        assert!(waiting.as_mut().now_or_never().is_none(), "not queued");
+        a.check_in(); // handed to the waiter...
+        drop(waiting); // ...which is cancelled before it runs again
+        assert!(
+            pool.check_out().await.is_ok(),
+            "the pool lost its only place ({} open)",
+            pool.open()
+        );
+    }
+
+    /// Likewise for a request cancelled while its connection is opening.
+    #[tokio::test]
+    async fn a_check_out_cancelled_while_connecting_frees_its_place() {
+        use futures_util::FutureExt;
+        let (_l, addr) = listener().await;
+        let pool = Pool::new(&addr, settings(1, 1), IntCounter::new("c", "c").unwrap());
+        let mut connecting = Box::pin(pool.check_out());
+        assert!(
+            connecting.as_mut().now_or_never().is_none(),
+            "connected at once"
+        );
+        drop(connecting);
+        assert_eq!(pool.open(), 0, "the cancelled connect kept its place");
+        assert!(pool.check_out().await.is_ok());
     }
 }

@@ -183,7 +183,9 @@ where
             BodyFraming::Length(n) => BodyState::Length(n),
             BodyFraming::Chunked => BodyState::Chunked(Default::default()),
         };
-        c.continue_sent = (head.expect_continue && !matches!(c.body, BodyState::Done)).then_some(0);
+        // An HTTP/1.0 client's expectation is ignored (RFC 9110 §10.1.1).
+        c.continue_sent =
+            (head.expect_continue && !http10 && !matches!(c.body, BodyState::Done)).then_some(0);
         c.failed = false;
         c.body_timer_armed = false;
         let mut req = Request::new(RequestBody { conn: &mut c });
@@ -473,7 +475,10 @@ where
         w.extend_from_slice(b"\r\n");
     }
     match length {
-        Some(n) if !no_body || (head_request && !has_length) => {
+        // A HEAD answer claims only a length it was given or knows: an
+        // upstream's HEAD body is always empty, which says nothing about
+        // the GET's length (RFC 9110 §8.6).
+        Some(n) if !no_body || (head_request && !has_length && n > 0) => {
             w.extend_from_slice(b"content-length: ");
             w.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
             w.extend_from_slice(b"\r\n");

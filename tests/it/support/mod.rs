@@ -9,7 +9,9 @@ pub mod h2wire;
 pub mod keys;
 pub mod process;
 pub mod redis;
+pub mod scripted;
 pub mod upstream;
+pub mod wire;
 
 use std::time::{Duration, Instant};
 

@@ -256,7 +256,7 @@ fn find(buf: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
 /// The length of the first complete request in `buf`, framed by
 /// Content-Length or chunked encoding (trailers included); `None` until it
 /// is all there.
-fn request_len(buf: &[u8]) -> Option<usize> {
+pub fn request_len(buf: &[u8]) -> Option<usize> {
     let head_end = find(buf, 0, b"\r\n\r\n")? + 4;
     let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
     let value = |name: &str| {
