@@ -11,11 +11,12 @@
 //! it parsed (or chunked when the length is not known), never the client's
 //! spelling; `Expect` is answered by the gateway and not forwarded.
 //!
-//! `timeout` bounds each exchange from the moment it has a connection:
-//! sending the request and the upstream's answer, up to the complete
-//! response head. It is the connection's own timer, reset per exchange.
-//! Waiting for a connection is bounded by `pool_wait`, opening one by
-//! `connect_timeout`. A request body that is malformed or ends early is
+//! `timeout` bounds the whole exchange up to the complete response head:
+//! waiting for a connection (also bounded by `pool_wait`), opening one
+//! (also bounded by `connect_timeout`), sending the request and the
+//! upstream's answer. Once a connection is had, the clock is the
+//! connection's own timer, reset per exchange; the wait before it arms a
+//! timer only when it has to wait. A request body that is malformed or ends early is
 //! the client's error (400), never counted as an upstream failure. An
 //! idempotent request without a body is retried once, on another
 //! connection, when a reused connection turns out to have been closed by
@@ -201,7 +202,16 @@ impl Upstream {
         let head_request = head.method == Method::HEAD;
         let mut retried = false;
         loop {
-            let mut lease = match target.pool.check_out(started).await {
+            // `timeout` bounds the whole exchange, waiting for a connection
+            // and connecting included (a check-out that is ready at once
+            // never arms this timer).
+            let deadline = tokio::time::Instant::from_std(started) + self.config.timeout;
+            let checked_out =
+                tokio::time::timeout_at(deadline, target.pool.check_out(started)).await;
+            let Ok(checked_out) = checked_out else {
+                return Err(self.failure(target, "timeout", None));
+            };
+            let mut lease = match checked_out {
                 Ok(lease) => lease,
                 Err(CheckoutError::Exhausted { max }) => {
                     let why = format!("all {max} connections (pool_max) busy");
@@ -215,8 +225,7 @@ impl Upstream {
                     return Err(self.failure(target, "connect", Some(Arc::new(e))));
                 }
             };
-            // The connection's own timer, reset for this exchange.
-            let deadline = tokio::time::Instant::from_std(started) + self.config.timeout;
+            // The rest of it on the connection's own timer.
             let mut timer = match lease.conn().and_then(|c| c.timer.take()) {
                 Some(mut t) => {
                     t.as_mut().reset(deadline);

@@ -414,13 +414,13 @@ mod tests {
         use futures_util::FutureExt;
         let (_l, addr) = listener().await;
         let pool = Pool::new(&addr, settings(1, 1), IntCounter::new("c", "c").unwrap());
-        let a = pool.check_out().await.unwrap();
-        let mut waiting = Box::pin(pool.check_out());
+        let a = pool.check_out(Instant::now()).await.unwrap();
+        let mut waiting = Box::pin(pool.check_out(Instant::now()));
         assert!(waiting.as_mut().now_or_never().is_none(), "not queued");
         a.check_in(); // handed to the waiter...
         drop(waiting); // ...which is cancelled before it runs again
         assert!(
-            pool.check_out().await.is_ok(),
+            pool.check_out(Instant::now()).await.is_ok(),
             "the pool lost its only place ({} open)",
             pool.open()
         );
@@ -432,13 +432,13 @@ mod tests {
         use futures_util::FutureExt;
         let (_l, addr) = listener().await;
         let pool = Pool::new(&addr, settings(1, 1), IntCounter::new("c", "c").unwrap());
-        let mut connecting = Box::pin(pool.check_out());
+        let mut connecting = Box::pin(pool.check_out(Instant::now()));
         assert!(
             connecting.as_mut().now_or_never().is_none(),
             "connected at once"
         );
         drop(connecting);
         assert_eq!(pool.open(), 0, "the cancelled connect kept its place");
-        assert!(pool.check_out().await.is_ok());
+        assert!(pool.check_out(Instant::now()).await.is_ok());
     }
 }
