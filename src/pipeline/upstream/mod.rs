@@ -29,7 +29,7 @@
 mod body;
 pub(crate) mod pool;
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -206,10 +206,14 @@ impl Upstream {
             // and connecting included (a check-out that is ready at once
             // never arms this timer).
             let deadline = tokio::time::Instant::from_std(started) + self.config.timeout;
-            let checked_out =
-                tokio::time::timeout_at(deadline, target.pool.check_out(started)).await;
-            let Ok(checked_out) = checked_out else {
-                return Err(self.failure(target, "timeout", None));
+            let mut checking_out = std::pin::pin!(target.pool.check_out(started));
+            let now = poll_fn(|cx| Poll::Ready(checking_out.as_mut().poll(cx))).await;
+            let checked_out = match now {
+                Poll::Ready(r) => r,
+                Poll::Pending => match tokio::time::timeout_at(deadline, checking_out).await {
+                    Ok(r) => r,
+                    Err(_) => return Err(self.failure(target, "timeout", None)),
+                },
             };
             let mut lease = match checked_out {
                 Ok(lease) => lease,

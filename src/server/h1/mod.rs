@@ -151,8 +151,16 @@ where
         idle_timeout: settings.idle_timeout,
     };
     let mut first = true;
+    // One wait for the stop signal per connection, polled whenever the
+    // connection waits for a head (not one made and dropped per wait).
+    let mut stopping: Pin<Box<dyn Future<Output = ()> + Send>> = {
+        let mut rx = stop.clone();
+        Box::pin(async move {
+            let _ = rx.changed().await;
+        })
+    };
     loop {
-        let head = match read_head(&mut c, gw, settings, stop, first, h2c).await {
+        let head = match read_head(&mut c, gw, settings, stop, &mut stopping, first, h2c).await {
             Read::Head(h) => h,
             Read::Closed => return Ended::Closed,
             Read::H2c => {
@@ -167,14 +175,10 @@ where
         let parts = match request_parts(&head, &raw) {
             Ok(p) => p,
             Err(f) => {
-                refuse(
-                    &mut c,
-                    gw,
-                    settings,
-                    GatewayError::InvalidRequest(BadRequest::Framing(f)),
-                    None,
-                )
-                .await;
+                let e = GatewayError::InvalidRequest(BadRequest::Framing(f));
+                // Refusals are rare: boxed, so their state does not widen
+                // the connection's future.
+                Box::pin(refuse(&mut c, gw, settings, e, None)).await;
                 return Ended::Closed;
             }
         };
@@ -233,7 +237,8 @@ async fn read_head<S>(
     c: &mut Conn<S>,
     gw: &Gateway,
     settings: Settings,
-    stop: &mut tokio::sync::watch::Receiver<bool>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+    stopping: &mut Pin<Box<dyn Future<Output = ()> + Send>>,
     first: bool,
     h2c: bool,
 ) -> Read
@@ -258,12 +263,14 @@ where
                 match head::parse(&c.rbuf) {
                     Ok(Some(h)) => return Read::Head(h),
                     Ok(None) if c.rbuf.len() > settings.max_head => {
-                        refuse(c, gw, settings, GatewayError::HeadersTooLarge, None).await;
+                        Box::pin(refuse(c, gw, settings, GatewayError::HeadersTooLarge, None))
+                            .await;
                         return Read::Closed;
                     }
                     Ok(None) => {}
                     Err(Framing::TooManyHeaders) => {
-                        refuse(c, gw, settings, GatewayError::HeadersTooLarge, None).await;
+                        Box::pin(refuse(c, gw, settings, GatewayError::HeadersTooLarge, None))
+                            .await;
                         return Read::Closed;
                     }
                     Err(f) => {
@@ -272,7 +279,7 @@ where
                             Some(p) => GatewayError::InvalidPath(p),
                             None => GatewayError::InvalidRequest(BadRequest::Framing(f)),
                         };
-                        refuse(c, gw, settings, e, method.as_ref()).await;
+                        Box::pin(refuse(c, gw, settings, e, method.as_ref())).await;
                         return Read::Closed;
                     }
                 }
@@ -300,16 +307,21 @@ where
                     return Read::Closed;
                 }
                 if !armed {
-                    c.timer
-                        .as_mut()
-                        .reset(Instant::now() + settings.head_deadline());
+                    // Moved only when it would fire noticeably early: an
+                    // idle deadline a little early is harmless, and most
+                    // waits then set no timer at all.
+                    let limit = settings.head_deadline();
+                    let at = Instant::now() + limit;
+                    if c.timer.deadline() + limit / 8 < at || c.timer.deadline() > at {
+                        c.timer.as_mut().reset(at);
+                    }
                     armed = true;
                 }
                 tokio::select! {
                     biased;
                     r = tokio_util::io::read_buf(&mut c.io, &mut c.rbuf) => r,
                     () = c.timer.as_mut() => return Read::Closed,
-                    _ = stop.changed(), if idle || first && c.rbuf.is_empty() => return Read::Closed,
+                    () = stopping.as_mut(), if idle || first && c.rbuf.is_empty() => return Read::Closed,
                 }
             }
         };
