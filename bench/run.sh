@@ -60,7 +60,7 @@ FLOOD=0
 FLOOD_CACHE=${BENCH_FLOOD_CACHE:-2000}
 FLOOD_BUDGET=${BENCH_FLOOD_BUDGET:-30}
 FLOOD_REPEAT=${BENCH_FLOOD_REPEAT:-1000}
-FLOOD_NO_BUDGET=1000000000
+FLOOD_NO_BUDGET=1000000   # the largest budget the config accepts (auth.failed_lookup_budget), far above the flood's requests per window
 
 CLK_TCK=$(getconf CLK_TCK)
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
