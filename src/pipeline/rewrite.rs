@@ -21,10 +21,24 @@ use crate::http1::head::Span;
 
 /// Is this a hop-by-hop header (RFC 9110 §7.6.1, plus the `Proxy-*` family)?
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection" | "keep-alive" | "te" | "trailer" | "transfer-encoding" | "upgrade"
-    ) || name.as_str().starts_with("proxy-")
+    is_hop_by_hop_name(name.as_str().as_bytes())
+}
+
+/// [`is_hop_by_hop`] for a name as sent (any case), such as an upstream's
+/// raw response field.
+fn is_hop_by_hop_name(n: &[u8]) -> bool {
+    [
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ]
+    .iter()
+    .any(|h| n.eq_ignore_ascii_case(h.as_bytes()))
+        || n.get(..6)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"proxy-"))
 }
 
 /// Method and URL override headers: frameworks that honour them would act
@@ -114,16 +128,6 @@ impl std::fmt::Write for BytesWriter<'_> {
 /// hop-by-hop fields and those the upstream named in `Connection`, keeping
 /// the rest in order. `raw` is the head the spans index.
 pub(crate) fn keep_forwardable_response_fields(raw: &[u8], fields: &mut Vec<(Span, Span)>) {
-    let hop = |name: &[u8]| {
-        let n = name;
-        n.eq_ignore_ascii_case(b"connection")
-            || n.eq_ignore_ascii_case(b"keep-alive")
-            || n.eq_ignore_ascii_case(b"te")
-            || n.eq_ignore_ascii_case(b"trailer")
-            || n.eq_ignore_ascii_case(b"transfer-encoding")
-            || n.eq_ignore_ascii_case(b"upgrade")
-            || (n.len() >= 6 && n[..6].eq_ignore_ascii_case(b"proxy-"))
-    };
     // The values of `Connection` (almost always one field), kept aside
     // without allocating for the usual few.
     let mut lists = [Span { start: 0, end: 0 }; 4];
@@ -148,7 +152,7 @@ pub(crate) fn keep_forwardable_response_fields(raw: &[u8], fields: &mut Vec<(Spa
     };
     fields.retain(|(n, _)| {
         let n = n.of(raw);
-        !hop(n) && !named(n)
+        !is_hop_by_hop_name(n) && !named(n)
     });
 }
 
