@@ -35,7 +35,7 @@ use crate::lookup::cache::CachedKey;
 use crate::state::{Gateway, Snapshot};
 use client_ip::is_trusted;
 use credential::strip_key_param;
-use rewrite::{incoming_chain, prepare_request_headers};
+use rewrite::{incoming_chain, GatewayFields, IdentityFields};
 use route::Route;
 use upstream::ResponseBody;
 
@@ -52,10 +52,6 @@ pub struct ConnInfo {
 }
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-static X_OSIR_KEY_ID: HeaderName = HeaderName::from_static("x-osir-key-id");
-static X_OSIR_ACCOUNT: HeaderName = HeaderName::from_static("x-osir-account");
-static X_OSIR_ENV: HeaderName = HeaderName::from_static("x-osir-env");
-static X_OSIR_SCOPES: HeaderName = HeaderName::from_static("x-osir-scopes");
 
 /// What the pipeline learned on the way, for metrics and the access log;
 /// filled as stages pass, so an early refusal leaves the rest empty.
@@ -134,7 +130,15 @@ where
             bytes_out: response_length(&resp),
         });
     }
-    resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
+    // An upstream answer keeps the id with its raw fields (no header map
+    // is made for it); the gateway's own answers have a map anyway.
+    let rest = match resp.body_mut() {
+        Either::Left(body) => body.own_request_id(request_id),
+        Either::Right(_) => Some(request_id),
+    };
+    if let Some(id) = rest {
+        resp.headers_mut().insert(X_REQUEST_ID.clone(), id);
+    }
     resp
 }
 
@@ -237,34 +241,30 @@ where
     } else {
         None
     };
-    prepare_request_headers(&mut parts.headers, chain, peer, conn.proto, request_id);
-    let env = identity.as_ref().map(|id| {
-        let h = &mut parts.headers;
-        h.insert(X_OSIR_KEY_ID.clone(), id.key_id.clone());
-        if let Some(a) = &id.account {
-            h.insert(X_OSIR_ACCOUNT.clone(), a.clone());
-        }
-        h.insert(
-            X_OSIR_ENV.clone(),
-            HeaderValue::from_static(id.env.as_str()),
-        );
-        h.insert(X_OSIR_SCOPES.clone(), id.scopes_header.clone());
-        id.env
-    });
+    // The gateway's own fields go straight into the upstream head, behind
+    // the client's; hygiene drops every client spelling of them there.
+    let fwd = upstream::Forward {
+        path: forwarded_path,
+        query: stripped_query.as_deref(),
+        fields: GatewayFields {
+            chain,
+            peer,
+            proto: conn.proto,
+            request_id,
+            identity: identity.as_ref().map(|id| IdentityFields {
+                key_id: id.key_id.as_bytes(),
+                account: id.account.as_ref().map(HeaderValue::as_bytes),
+                env: id.env.as_str(),
+                scopes: id.scopes_header.as_bytes(),
+            }),
+        },
+    };
+    let env = identity.as_ref().map(|id| id.env);
     let upstream = snap
         .upstreams
         .get(route.upstream)
         .ok_or(GatewayError::UpstreamUnavailable(UpstreamFailure::Missing))?;
-    let (result, took) = upstream
-        .send(
-            &parts,
-            body,
-            route.max_body,
-            forwarded_path,
-            stripped_query.as_deref(),
-            env,
-        )
-        .await;
+    let (result, took) = upstream.send(&parts, body, route.max_body, &fwd, env).await;
     trace.upstream = Some(took);
     // The upstream's fields stay in its head, already cleaned of hop-by-hop
     // ones (`rewrite::keep_forwardable_response_fields`); see

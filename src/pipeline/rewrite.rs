@@ -1,14 +1,16 @@
 //! Forwarding: header hygiene on the way to the upstream and back. The
 //! exchange itself and the connection pool are in `crate::pipeline::upstream`.
 //!
-//! Hygiene runs before the gateway adds anything, so no client header can
-//! forge or delete what the gateway says (HOSTILE §4): hop-by-hop headers and
-//! every header named in `Connection` go, as do client-sent `X-Osir-*`,
-//! `X-Forwarded-*`, `Forwarded`, `X-Real-IP`, any name with `_` (upstreams
-//! that map `_` to `-` would read `X-Osir-Key_Id` as ours), the
-//! credential, and the method and URL override headers some frameworks
-//! honour ([`OVERRIDES`]: a `domains:read` GET must not run as a DELETE, or
-//! on another path). Then the gateway's own headers are added.
+//! Hygiene is applied as the upstream head is written, and no client header
+//! can forge or delete what the gateway says (HOSTILE §4): hop-by-hop headers
+//! and every header named in `Connection` stay behind, as do client-sent
+//! `X-Osir-*`, `X-Forwarded-*`, `Forwarded`, `X-Real-IP`, `X-Request-Id`, any
+//! name with `_` (upstreams that map `_` to `-` would read `X-Osir-Key_Id` as
+//! ours), the credential, and the method and URL override headers some
+//! frameworks honour ([`OVERRIDES`]: a `domains:read` GET must not run as a
+//! DELETE, or on another path). The gateway's own fields
+//! ([`GatewayFields`]) follow the client's kept ones in the same head; no
+//! header map is edited or allocated for them.
 
 use std::net::IpAddr;
 
@@ -65,62 +67,111 @@ fn is_client_forbidden(name: &HeaderName) -> bool {
         || n.starts_with("x-forwarded-")
         || n == "forwarded"
         || n == "x-real-ip"
+        // The gateway sends its own (the client's, if it was a valid id).
+        || n == "x-request-id"
         || n == "authorization"
         || n.contains('_')
 }
 
-/// Removes every header listed in `Connection` (before `Connection` itself
-/// goes), then every header `forbidden` names. Allocates only when there is
-/// something to remove.
-fn scrub(headers: &mut HeaderMap, forbidden: fn(&HeaderName) -> bool) {
-    let mut doomed: Vec<HeaderName> = Vec::new();
-    for v in headers.get_all(header::CONNECTION) {
-        for token in v.to_str().unwrap_or("").split(',') {
-            if let Ok(n) = HeaderName::from_bytes(token.trim().as_bytes()) {
-                doomed.push(n);
-            }
+/// Request hygiene, applied as the upstream head is written: which of the
+/// client's fields go on. Every field named in `Connection` stays behind
+/// (as `Connection` itself does), and every one [`is_client_forbidden`]
+/// names. Nothing is removed from the map and nothing is allocated.
+pub(crate) struct ClientFields<'h> {
+    connection: header::GetAll<'h, HeaderValue>,
+}
+
+impl<'h> ClientFields<'h> {
+    pub(crate) fn of(headers: &'h HeaderMap) -> Self {
+        ClientFields {
+            connection: headers.get_all(header::CONNECTION),
         }
     }
-    doomed.extend(headers.keys().filter(|n| forbidden(n)).cloned());
-    for n in doomed {
-        headers.remove(n);
+
+    /// May this client field be forwarded?
+    pub(crate) fn keeps(&self, name: &HeaderName) -> bool {
+        !is_client_forbidden(name) && !self.named_in_connection(name)
+    }
+
+    fn named_in_connection(&self, name: &HeaderName) -> bool {
+        let name = name.as_str().as_bytes();
+        self.connection.iter().any(|v| {
+            v.as_bytes()
+                .split(|b| *b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(name))
+        })
     }
 }
 
-/// Request hygiene, then the gateway's forwarding headers. `chain` is the
-/// X-Forwarded-For chain to keep (only from trusted proxies), `peer` is
-/// appended to it.
-pub(crate) fn prepare_request_headers(
-    headers: &mut HeaderMap,
-    chain: Option<HeaderValue>,
-    peer: IpAddr,
-    proto: &'static str,
-    request_id: &HeaderValue,
-) {
-    scrub(headers, is_client_forbidden);
-    let mut xff = BytesMut::with_capacity(64);
-    if let Some(c) = chain {
-        xff.put_slice(c.as_bytes());
-        xff.put_slice(b", ");
-    }
-    // Display of an IpAddr never fails into a BytesMut.
-    let _ = std::fmt::Write::write_fmt(&mut BytesWriter(&mut xff), format_args!("{peer}"));
-    if let Ok(v) = HeaderValue::from_maybe_shared(xff.freeze()) {
-        headers.insert(HeaderName::from_static("x-forwarded-for"), v);
-    }
-    headers.insert(
-        HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static(proto),
-    );
-    headers.insert(HeaderName::from_static("x-request-id"), request_id.clone());
+/// What the key said about its caller, for the upstream.
+pub(crate) struct IdentityFields<'a> {
+    pub(crate) key_id: &'a [u8],
+    pub(crate) account: Option<&'a [u8]>,
+    pub(crate) env: &'static str,
+    pub(crate) scopes: &'a [u8],
 }
 
-struct BytesWriter<'a>(&'a mut BytesMut);
+/// The gateway's own request fields, written straight into the upstream
+/// head after the client's kept ones (so no client field can forge or
+/// delete them: hygiene drops every client spelling of these names).
+pub(crate) struct GatewayFields<'a> {
+    /// The `X-Forwarded-For` chain to extend (only from trusted proxies).
+    pub(crate) chain: Option<HeaderValue>,
+    /// The TCP peer, appended to the chain.
+    pub(crate) peer: IpAddr,
+    /// `http` or `https`.
+    pub(crate) proto: &'static str,
+    pub(crate) request_id: &'a HeaderValue,
+    /// `X-Osir-*`, on routes that take a key.
+    pub(crate) identity: Option<IdentityFields<'a>>,
+}
 
-impl std::fmt::Write for BytesWriter<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.put_slice(s.as_bytes());
-        Ok(())
+impl GatewayFields<'_> {
+    /// Appends `name: value\r\n` lines.
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"x-forwarded-for: ");
+        if let Some(c) = &self.chain {
+            out.extend_from_slice(c.as_bytes());
+            out.extend_from_slice(b", ");
+        }
+        write_ip(out, self.peer);
+        out.extend_from_slice(b"\r\nx-forwarded-proto: ");
+        out.extend_from_slice(self.proto.as_bytes());
+        out.extend_from_slice(b"\r\nx-request-id: ");
+        out.extend_from_slice(self.request_id.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        if let Some(id) = &self.identity {
+            out.extend_from_slice(b"x-osir-key-id: ");
+            out.extend_from_slice(id.key_id);
+            if let Some(a) = id.account {
+                out.extend_from_slice(b"\r\nx-osir-account: ");
+                out.extend_from_slice(a);
+            }
+            out.extend_from_slice(b"\r\nx-osir-env: ");
+            out.extend_from_slice(id.env.as_bytes());
+            out.extend_from_slice(b"\r\nx-osir-scopes: ");
+            out.extend_from_slice(id.scopes);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
+/// An address as `Display` writes it; IPv4 without the formatter.
+fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut digits = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                out.extend_from_slice(digits.format(octet).as_bytes());
+            }
+        }
+        IpAddr::V6(v6) => {
+            // Writing into a Vec cannot fail.
+            let _ = std::io::Write::write_fmt(out, format_args!("{v6}"));
+        }
     }
 }
 
@@ -216,6 +267,36 @@ fn decodes_to_ignoring_case(raw: &str, want: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    /// The request fields as the upstream head gets them.
+    fn forwarded(h: &HeaderMap, fields: &GatewayFields) -> String {
+        let keep = ClientFields::of(h);
+        let mut out = Vec::new();
+        for (n, v) in h {
+            if keep.keeps(n) {
+                out.extend_from_slice(n.as_str().as_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(v.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        fields.write(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn fields<'a>(
+        chain: Option<HeaderValue>,
+        peer: &str,
+        id: &'a HeaderValue,
+    ) -> GatewayFields<'a> {
+        GatewayFields {
+            chain,
+            peer: peer.parse().unwrap(),
+            proto: "http",
+            request_id: id,
+            identity: None,
+        }
+    }
+
     #[test]
     fn hygiene_removes_forgeries_and_connection_named_headers() {
         let mut h = HeaderMap::new();
@@ -233,6 +314,7 @@ mod tests {
             ("te", "trailers"),
             ("upgrade", "websocket"),
             ("transfer-encoding", "chunked"),
+            ("x-request-id", "forged"),
             ("accept", "application/json"),
         ] {
             h.append(
@@ -241,20 +323,51 @@ mod tests {
             );
         }
         let id = HeaderValue::from_static("rid");
-        prepare_request_headers(&mut h, None, "1.2.3.4".parse().unwrap(), "http", &id);
-        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
-        let mut names = names.clone();
-        names.sort();
         assert_eq!(
-            names,
-            [
-                "accept",
-                "x-forwarded-for",
-                "x-forwarded-proto",
-                "x-request-id"
-            ]
+            forwarded(&h, &fields(None, "1.2.3.4", &id)),
+            "accept: application/json\r\n\
+             x-forwarded-for: 1.2.3.4\r\n\
+             x-forwarded-proto: http\r\n\
+             x-request-id: rid\r\n"
         );
-        assert_eq!(h["x-forwarded-for"], "1.2.3.4");
+    }
+
+    #[test]
+    fn identity_fields_follow_the_forwarding_ones() {
+        let id = HeaderValue::from_static("r");
+        let mut f = fields(None, "::ffff:10.0.0.1", &id);
+        f.identity = Some(IdentityFields {
+            key_id: b"key_1",
+            account: Some(b"acct_9"),
+            env: "live",
+            scopes: b"domains:read",
+        });
+        assert_eq!(
+            forwarded(&HeaderMap::new(), &f),
+            "x-forwarded-for: ::ffff:10.0.0.1\r\n\
+             x-forwarded-proto: http\r\n\
+             x-request-id: r\r\n\
+             x-osir-key-id: key_1\r\n\
+             x-osir-account: acct_9\r\n\
+             x-osir-env: live\r\n\
+             x-osir-scopes: domains:read\r\n"
+        );
+    }
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "1.2.3.4",
+            "255.255.255.255",
+            "10.200.3.45",
+            "::1",
+            "2001:db8::7",
+        ] {
+            let mut out = Vec::new();
+            write_ip(&mut out, ip.parse().unwrap());
+            assert_eq!(out, ip.as_bytes());
+        }
     }
 
     #[test]
@@ -263,14 +376,14 @@ mod tests {
         h.append("x-forwarded-for", "5.5.5.5".parse().unwrap());
         h.append("x-forwarded-for", "10.0.0.2".parse().unwrap());
         let chain = incoming_chain(&h);
-        prepare_request_headers(
-            &mut h,
-            chain,
-            "10.0.0.1".parse().unwrap(),
-            "https",
-            &HeaderValue::from_static("r"),
+        let id = HeaderValue::from_static("r");
+        let mut f = fields(chain, "10.0.0.1", &id);
+        f.proto = "https";
+        let out = forwarded(&h, &f);
+        assert!(
+            out.starts_with("x-forwarded-for: 5.5.5.5, 10.0.0.2, 10.0.0.1\r\n"),
+            "{out}"
         );
-        assert_eq!(h["x-forwarded-for"], "5.5.5.5, 10.0.0.2, 10.0.0.1");
-        assert_eq!(h["x-forwarded-proto"], "https");
+        assert!(out.contains("x-forwarded-proto: https\r\n"), "{out}");
     }
 }

@@ -51,11 +51,23 @@ enum State {
 pub(crate) struct RawHead {
     bytes: Bytes,
     fields: Vec<(Span, Span)>,
+    /// The gateway's `X-Request-Id`, kept here rather than in a header map
+    /// made for it alone; it replaces any the upstream sent.
+    request_id: Option<HeaderValue>,
 }
 
 impl RawHead {
     pub(super) fn new(bytes: Bytes, fields: Vec<(Span, Span)>) -> RawHead {
-        RawHead { bytes, fields }
+        RawHead {
+            bytes,
+            fields,
+            request_id: None,
+        }
+    }
+
+    /// The gateway's `X-Request-Id` for this answer, once set.
+    pub(crate) fn request_id(&self) -> Option<&HeaderValue> {
+        self.request_id.as_ref()
     }
 
     /// Name and value of each field, in the upstream's order and spelling.
@@ -77,6 +89,9 @@ impl RawHead {
     /// gateway's own, such as `X-Request-Id`, win). Values share the head's
     /// bytes; a field `http` would not hold is dropped.
     pub(crate) fn append_to(self, map: &mut HeaderMap) {
+        if let Some(id) = self.request_id {
+            map.insert(HeaderName::from_static("x-request-id"), id);
+        }
         let own: Vec<HeaderName> = map.keys().cloned().collect();
         for (n, v) in &self.fields {
             let (Ok(name), Ok(value)) = (
@@ -104,6 +119,18 @@ impl ResponseBody {
     /// The upstream's fields, while they have not been moved to a map.
     pub(crate) fn raw_head(&self) -> Option<&RawHead> {
         self.head.as_ref()
+    }
+
+    /// Keeps the gateway's `X-Request-Id` with the upstream's fields; hands
+    /// it back if they have been moved to a map already.
+    pub(crate) fn own_request_id(&mut self, id: HeaderValue) -> Option<HeaderValue> {
+        match &mut self.head {
+            Some(head) => {
+                head.request_id = Some(id);
+                None
+            }
+            None => Some(id),
+        }
     }
 
     /// Takes the upstream's fields (to move them into a header map).

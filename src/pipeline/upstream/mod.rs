@@ -48,6 +48,7 @@ use crate::error::{BadRequest, GatewayError, Source, UpstreamFailure};
 use crate::http1::response::{self, ResponseHead};
 use crate::keys::Env;
 use crate::metrics::Metrics;
+use crate::pipeline::rewrite::{ClientFields, GatewayFields};
 pub(crate) use body::ResponseBody;
 use pool::{CheckoutError, Lease, Pool, PoolSettings};
 
@@ -143,15 +144,15 @@ impl Upstream {
     /// Sends the request and waits for the response head, up to `timeout`;
     /// also says how long the exchange took (for the access log). `env`
     /// picks `test_url` for test keys when there is one. `head` carries the
-    /// method and the headers to send (already prepared); `path` and
-    /// `query` are the checked path and the forwarded query.
+    /// method and the client's headers (hygiene is applied as they are
+    /// written); `fwd` has the checked path, the forwarded query and the
+    /// gateway's own fields.
     pub(crate) async fn send<B>(
         &self,
         head: &http::request::Parts,
         body: B,
         max_body: u64,
-        path: &str,
-        query: Option<&str>,
+        fwd: &Forward<'_>,
         env: Option<Env>,
     ) -> (Result<http::Response<ResponseBody>, GatewayError>, Duration)
     where
@@ -164,7 +165,7 @@ impl Upstream {
             _ => &self.live,
         };
         let result = self
-            .exchange(target, head, body, max_body, path, query, started)
+            .exchange(target, head, body, max_body, fwd, started)
             .await;
         let took = started.elapsed();
         if result.is_ok() {
@@ -180,8 +181,7 @@ impl Upstream {
         head: &http::request::Parts,
         mut body: B,
         max_body: u64,
-        path: &str,
-        query: Option<&str>,
+        fwd: &Forward<'_>,
         started: Instant,
     ) -> Result<http::Response<ResponseBody>, GatewayError>
     where
@@ -246,8 +246,7 @@ impl Upstream {
                     &mut body,
                     framing,
                     max_body,
-                    path,
-                    query,
+                    fwd,
                     head_request,
                 ) => Some(r),
                 () = timer.as_mut() => None,
@@ -352,8 +351,7 @@ async fn round_trip<B>(
     body: &mut B,
     framing: Framing,
     max_body: u64,
-    path: &str,
-    query: Option<&str>,
+    fwd: &Forward<'_>,
     head_request: bool,
 ) -> Result<ResponseHead, Failed>
 where
@@ -374,7 +372,7 @@ where
         }
     };
     conn.wbuf.clear();
-    write_head(&mut conn.wbuf, target, head, path, query, framing);
+    write_head(&mut conn.wbuf, target, head, fwd, framing);
     let mut sent: u64 = 0;
     if !matches!(framing, Framing::None) {
         loop {
@@ -485,29 +483,44 @@ where
     }
 }
 
-/// `METHOD base+path?query HTTP/1.1`, `host`, the prepared headers (minus
-/// the client's framing), the gateway's framing, the blank line.
+/// What goes to the upstream besides the client's method, kept fields
+/// and body.
+pub(crate) struct Forward<'a> {
+    /// The checked path, as the client sent it.
+    pub(crate) path: &'a str,
+    /// The query, without `api_key`.
+    pub(crate) query: Option<&'a str>,
+    pub(crate) fields: GatewayFields<'a>,
+}
+
+/// `METHOD base+path?query HTTP/1.1`, `host`, the client's fields that
+/// hygiene keeps (minus its framing), the gateway's own fields, the
+/// gateway's framing, the blank line.
 fn write_head(
     out: &mut Vec<u8>,
     target: &Target,
     head: &http::request::Parts,
-    path: &str,
-    query: Option<&str>,
+    fwd: &Forward<'_>,
     framing: Framing,
 ) {
     out.extend_from_slice(head.method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.base_path.as_bytes());
-    out.extend_from_slice(path.as_bytes());
-    if let Some(q) = query {
+    out.extend_from_slice(fwd.path.as_bytes());
+    if let Some(q) = fwd.query {
         out.push(b'?');
         out.extend_from_slice(q.as_bytes());
     }
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     out.extend_from_slice(target.authority.as_bytes());
     out.extend_from_slice(b"\r\n");
+    let keep = ClientFields::of(&head.headers);
     for (name, value) in &head.headers {
-        if *name == header::HOST || *name == header::CONTENT_LENGTH || *name == header::EXPECT {
+        if *name == header::HOST
+            || *name == header::CONTENT_LENGTH
+            || *name == header::EXPECT
+            || !keep.keeps(name)
+        {
             continue;
         }
         out.extend_from_slice(name.as_str().as_bytes());
@@ -515,6 +528,7 @@ fn write_head(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    fwd.fields.write(out);
     match framing {
         Framing::None => {}
         Framing::Length(n) => {

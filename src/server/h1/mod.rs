@@ -364,7 +364,7 @@ fn request_parts(h: &RequestHead, raw: &Bytes) -> Result<(Method, Uri, HeaderMap
     let method = Method::from_bytes(h.method.of(raw)).map_err(|_| Framing::RequestLine)?;
     let uri = Uri::from_maybe_shared(raw.slice(h.target.start..h.target.end))
         .map_err(|_| Framing::Target)?;
-    let mut headers = HeaderMap::with_capacity(h.headers.len() + 8);
+    let mut headers = HeaderMap::with_capacity(h.headers.len());
     for (name, value) in &h.headers {
         let name = HeaderName::from_bytes(name.of(raw)).map_err(|_| Framing::Header)?;
         let value = HeaderValue::from_maybe_shared(raw.slice(value.start..value.end))
@@ -441,7 +441,16 @@ where
     // hop-by-hop ones); those the gateway sets itself are skipped here.
     if let http_body_util::Either::Left(up) = &body {
         if let Some(head) = up.raw_head() {
+            let own_id = head.request_id();
+            if let Some(id) = own_id {
+                w.extend_from_slice(b"x-request-id: ");
+                w.extend_from_slice(id.as_bytes());
+                w.extend_from_slice(b"\r\n");
+            }
             for (name, value) in head.fields() {
+                if own_id.is_some() && name.eq_ignore_ascii_case(b"x-request-id") {
+                    continue;
+                }
                 if name.eq_ignore_ascii_case(b"content-length") {
                     if !no_body || status == StatusCode::NO_CONTENT || status.is_informational() {
                         continue;
