@@ -86,9 +86,21 @@ impl Span {
 /// Parses a request head from the start of `buf`. `Ok(None)`: the head is
 /// not complete yet (read more, within the caller's size limit).
 pub fn parse(buf: &[u8]) -> Result<Option<RequestHead>, Framing> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut fields);
-    let len = match req.parse(buf) {
+    parse_reusing(buf, Vec::new())
+}
+
+/// [`parse`], filling `spans` (cleared first) for the head's fields, so a
+/// connection can hand back the vector of its last head and parse without
+/// allocating.
+pub fn parse_reusing(
+    buf: &[u8],
+    mut spans: Vec<(Span, Span)>,
+) -> Result<Option<RequestHead>, Framing> {
+    // Left uninitialised: httparse writes only the fields it finds (no
+    // 100-field memset per head).
+    let mut fields = [std::mem::MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut fields) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(Framing::TooManyHeaders),
@@ -115,7 +127,9 @@ pub fn parse(buf: &[u8]) -> Result<Option<RequestHead>, Framing> {
     else {
         return Err(Framing::RequestLine);
     };
-    let mut headers = Vec::with_capacity(req.headers.len());
+    spans.clear();
+    spans.reserve(req.headers.len());
+    let mut headers = spans;
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut transfer_encoding = false;

@@ -64,7 +64,22 @@ pub enum BadResponse {
 /// Parses a response head from the start of `buf`; `Ok(None)`: incomplete.
 /// `head_request`: the request was HEAD, so no body follows.
 pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>, BadResponse> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    // Most answers have a handful of fields: a small array first, so the
+    // common head does not clear room for a hundred.
+    match parse_with::<FEW_HEADERS>(buf, head_request) {
+        Err(BadResponse::TooManyHeaders) => parse_with::<MAX_HEADERS>(buf, head_request),
+        other => other,
+    }
+}
+
+/// Fields tried before [`MAX_HEADERS`].
+const FEW_HEADERS: usize = 24;
+
+fn parse_with<const N: usize>(
+    buf: &[u8],
+    head_request: bool,
+) -> Result<Option<ResponseHead>, BadResponse> {
+    let mut fields = [httparse::EMPTY_HEADER; N];
     let mut resp = httparse::Response::new(&mut fields);
     let len = match resp.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
@@ -132,6 +147,30 @@ mod tests {
 
     fn ok(raw: &str, head: bool) -> ResponseHead {
         parse(raw.as_bytes(), head).unwrap().unwrap()
+    }
+
+    #[test]
+    fn heads_of_many_fields_parse_up_to_the_bound() {
+        let head = |n: usize| {
+            let mut raw = String::from("HTTP/1.1 200 OK\r\n");
+            for i in 0..n - 1 {
+                raw.push_str(&format!("x-f{i}: {i}\r\n"));
+            }
+            raw.push_str("content-length: 2\r\n\r\nok");
+            raw
+        };
+        for n in [1, FEW_HEADERS, FEW_HEADERS + 1, MAX_HEADERS] {
+            let h = ok(&head(n), false);
+            assert_eq!(
+                (h.headers.len(), h.framing),
+                (n, ResponseFraming::Length(2)),
+                "{n}"
+            );
+        }
+        assert!(matches!(
+            parse(head(MAX_HEADERS + 1).as_bytes(), false),
+            Err(BadResponse::TooManyHeaders)
+        ));
     }
 
     #[test]

@@ -121,6 +121,8 @@ pub(crate) struct Conn<S> {
     timer: Pin<Box<Sleep>>,
     body_timer_armed: bool,
     idle_timeout: Duration,
+    /// The field spans of the last head, handed back to the parser.
+    spans: Vec<(head::Span, head::Span)>,
 }
 
 /// Serves HTTP/1.1 on `io` until the connection ends, the client or a
@@ -149,6 +151,7 @@ where
         )),
         body_timer_armed: false,
         idle_timeout: settings.idle_timeout,
+        spans: Vec::new(),
     };
     let mut first = true;
     // One wait for the stop signal per connection, polled whenever the
@@ -160,7 +163,8 @@ where
         })
     };
     loop {
-        let head = match read_head(&mut c, gw, settings, stop, &mut stopping, first, h2c).await {
+        let mut head = match read_head(&mut c, gw, settings, stop, &mut stopping, first, h2c).await
+        {
             Read::Head(h) => h,
             Read::Closed => return Ended::Closed,
             Read::H2c => {
@@ -172,7 +176,9 @@ where
         let raw = c.rbuf.split_to(head.len).freeze();
         let head_request = head.method.of(&raw) == b"HEAD";
         let http10 = head.minor_version == 0;
-        let parts = match request_parts(&head, &raw) {
+        let parts = request_parts(&head, &raw);
+        c.spans = std::mem::take(&mut head.headers);
+        let parts = match parts {
             Ok(p) => p,
             Err(f) => {
                 let e = GatewayError::InvalidRequest(BadRequest::Framing(f));
@@ -260,7 +266,7 @@ where
                     return Read::H2c;
                 }
             } else {
-                match head::parse(&c.rbuf) {
+                match head::parse_reusing(&c.rbuf, std::mem::take(&mut c.spans)) {
                     Ok(Some(h)) => return Read::Head(h),
                     Ok(None) if c.rbuf.len() > settings.max_head => {
                         Box::pin(refuse(c, gw, settings, GatewayError::HeadersTooLarge, None))
