@@ -108,6 +108,7 @@ pub async fn authorize(
     key: &ApiKey,
     client_ip: IpAddr,
     required: Option<&Scope>,
+    now: Timestamp,
 ) -> Result<Identity, Refusal> {
     let hash = key.hash();
     let entry = match cache.get_fresh(&hash) {
@@ -143,7 +144,7 @@ pub async fn authorize(
             }
         }
     };
-    match check_grants(key, &entry, client_ip, required, Timestamp::now()) {
+    match check_grants(key, &entry, client_ip, required, now) {
         Ok(()) => Ok(entry),
         // A record of the other environment is not this key's record.
         Err(error @ GatewayError::InvalidApiKey) => Err(error.into()),

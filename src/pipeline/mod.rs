@@ -67,6 +67,9 @@ struct Trace<'s> {
     /// refused after its lookup (set only when logging, like path and query).
     identity: Option<authorize::Identity>,
     upstream: Option<std::time::Duration>,
+    /// When the upstream's answer head was in (it ends the request's clock
+    /// too: what follows is building the answer, nanoseconds).
+    ended: Option<Instant>,
 }
 
 /// Answers one client request. Both engines call this: the HTTP/1.1
@@ -101,7 +104,10 @@ where
         Err(e) => (e.to_response(rid).map(Either::Right), e.code()),
     };
     let route_label = trace.route.map_or("none", |r| &r.prefix);
-    let elapsed = started.elapsed();
+    let elapsed = match trace.ended {
+        Some(ended) => ended.saturating_duration_since(started),
+        None => started.elapsed(),
+    };
     gw.metrics.record_request(
         trace.route.map(|r| (&*r.prefix, &r.series)),
         &method,
@@ -193,6 +199,9 @@ where
     trace.route = Some(route);
     let required = route.required_scope(&parts.method)?;
 
+    // The last clock read, when it is recent enough to start the upstream
+    // exchange's clock (the stages between take well under a microsecond).
+    let mut clock: Option<Instant> = None;
     let identity = if route.public {
         None
     } else {
@@ -202,17 +211,21 @@ where
             cfg.auth.query_key,
             cfg.auth.verify_checksum,
         )?;
-        let started = Instant::now();
+        // One wall-clock read serves the expiry check and the usage record.
+        let now = crate::keys::Timestamp::now();
+        let auth_started = Instant::now();
         let budget = authorize::Budget {
             failures: &gw.failed_lookups,
             limit: cfg.auth.failed_lookup_budget,
             window: cfg.auth.failed_lookup_window,
             ipv6_prefix: cfg.auth.failed_lookup_ipv6_prefix,
         };
-        let decided = authorize::authorize(&gw.cache, budget, &key, client_ip, required).await;
+        let decided = authorize::authorize(&gw.cache, budget, &key, client_ip, required, now).await;
+        let auth_ended = Instant::now();
+        clock = Some(auth_ended);
         gw.metrics
             .auth_duration
-            .observe(started.elapsed().as_secs_f64());
+            .observe((auth_ended - auth_started).as_secs_f64());
         let identity = match decided {
             Ok(identity) => identity,
             Err(refused) => {
@@ -222,8 +235,7 @@ where
                 return Err(refused.error);
             }
         };
-        gw.usage
-            .record(identity.id(), client_ip, crate::keys::Timestamp::now());
+        gw.usage.record(identity.id(), client_ip, now);
         if logging {
             trace.identity = Some(identity.clone());
         }
@@ -264,8 +276,12 @@ where
         .upstreams
         .get(route.upstream)
         .ok_or(GatewayError::UpstreamUnavailable(UpstreamFailure::Missing))?;
-    let (result, took) = upstream.send(&parts, body, route.max_body, &fwd, env).await;
-    trace.upstream = Some(took);
+    let sent = clock.unwrap_or_else(Instant::now);
+    let (result, ended) = upstream
+        .send(&parts, body, route.max_body, &fwd, env, sent)
+        .await;
+    trace.upstream = Some(ended.saturating_duration_since(sent));
+    trace.ended = Some(ended);
     // The upstream's fields stay in its head, already cleaned of hop-by-hop
     // ones (`rewrite::keep_forwardable_response_fields`); see
     // [`headers_into_map`].

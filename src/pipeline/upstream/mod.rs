@@ -141,8 +141,9 @@ impl Upstream {
         self.config == *cfg
     }
 
-    /// Sends the request and waits for the response head, up to `timeout`;
-    /// also says how long the exchange took (for the access log). `env`
+    /// Sends the request and waits for the response head, up to `timeout`
+    /// counted from `started`; also says when the head was in (the caller
+    /// times the exchange with it, for the access log). `env`
     /// picks `test_url` for test keys when there is one. `head` carries the
     /// method and the client's headers (hygiene is applied as they are
     /// written); `fwd` has the checked path, the forwarded query and the
@@ -154,12 +155,12 @@ impl Upstream {
         max_body: u64,
         fwd: &Forward<'_>,
         env: Option<Env>,
-    ) -> (Result<http::Response<ResponseBody>, GatewayError>, Duration)
+        started: Instant,
+    ) -> (Result<http::Response<ResponseBody>, GatewayError>, Instant)
     where
         B: Body<Data = Bytes> + Unpin,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        let started = Instant::now();
         let target = match (env, &self.test) {
             (Some(Env::Test), Some(t)) => t,
             _ => &self.live,
@@ -167,11 +168,12 @@ impl Upstream {
         let result = self
             .exchange(target, head, body, max_body, fwd, started)
             .await;
-        let took = started.elapsed();
+        let ended = Instant::now();
         if result.is_ok() {
-            self.duration.observe(took.as_secs_f64());
+            self.duration
+                .observe(ended.saturating_duration_since(started).as_secs_f64());
         }
-        (result, took)
+        (result, ended)
     }
 
     #[allow(clippy::too_many_arguments)]
