@@ -2,9 +2,12 @@
 //! last client IP.
 //!
 //! Counted in memory on the request path (a sharded map, so no global lock
-//! and no store round trip per request) and written to the store in one
-//! batch every `usage.flush_interval`. A batch that fails to write is merged
-//! back and retried with the next one, so a store outage loses nothing that
+//! and no store round trip per request) and written to the store every
+//! `usage.flush_interval`, a shard at a time in batches of at most
+//! [`BATCH`] keys: one Redis script call per batch, so a flush of many keys
+//! never holds Redis (single-threaded while a script runs) for long, and no
+//! flush needs one large buffer. A batch that fails to write is merged back
+//! and retried with the next flush, so a store outage loses nothing that
 //! this process saw; shutdown flushes what is left.
 
 use std::collections::{BTreeMap, HashMap};
@@ -17,6 +20,9 @@ use crate::keys::{Timestamp, UsageDelta};
 use crate::store::Store;
 
 const SHARDS: usize = 16;
+/// Keys per store write. A Redis script of 500 keys runs in about a
+/// millisecond; one of 20,000 held every other command for tens of them.
+pub(crate) const BATCH: usize = 500;
 const DAY_MS: i64 = 86_400_000;
 
 #[derive(Debug, Default, Clone)]
@@ -67,13 +73,10 @@ impl UsageRecorder {
         }
     }
 
-    /// Takes everything counted so far.
-    fn drain(&self) -> Vec<(Box<str>, Pending)> {
-        let mut out = Vec::new();
-        for s in &self.shards {
-            out.extend(std::mem::take(&mut *s.lock()));
-        }
-        out
+    /// Takes what one shard has counted so far. The map keeps its table,
+    /// so the next period's keys go in without growing it again.
+    fn drain_shard(&self, shard: usize) -> Vec<(Box<str>, Pending)> {
+        self.shards[shard].lock().drain().collect()
     }
 
     fn merge_back(&self, items: Vec<(Box<str>, Pending)>) {
@@ -90,36 +93,43 @@ impl UsageRecorder {
         }
     }
 
-    /// Writes the pending counts to `store` in one batch; on failure keeps
-    /// them for the next attempt. Returns how many keys were written.
+    /// Writes the pending counts to `store`, in batches of at most
+    /// [`BATCH`] keys; on a failure keeps what was not written for the next
+    /// attempt (shards not reached yet keep theirs in place). Returns how
+    /// many keys were written.
     pub async fn flush(&self, store: &Store) -> Result<usize, crate::store::StoreError> {
-        let items = self.drain();
-        if items.is_empty() {
-            return Ok(0);
-        }
-        let batch: Vec<UsageDelta> = items
-            .iter()
-            .filter_map(|(id, p)| {
-                Some(UsageDelta {
-                    id: id.to_string(),
-                    daily: p
-                        .days
-                        .iter()
-                        .map(|(d, n)| (Timestamp(d * DAY_MS).day(), *n))
-                        .collect(),
-                    last_used_at: Timestamp(p.last_ms),
-                    last_ip: p.last_ip?,
-                })
-            })
-            .collect();
-        match store.add_usage(&batch).await {
-            Ok(()) => Ok(batch.len()),
-            Err(e) => {
-                self.merge_back(items);
-                Err(e)
+        let mut written = 0;
+        for shard in 0..SHARDS {
+            let mut items = self.drain_shard(shard);
+            while !items.is_empty() {
+                let rest = items.split_off(items.len().min(BATCH));
+                let batch: Vec<UsageDelta> = items.iter().filter_map(delta).collect();
+                if let Err(e) = store.add_usage(&batch).await {
+                    self.merge_back(items);
+                    self.merge_back(rest);
+                    return Err(e);
+                }
+                written += batch.len();
+                items = rest;
             }
         }
+        Ok(written)
     }
+}
+
+/// The store's form of one key's pending counts (none without a client IP,
+/// which every recorded request has).
+fn delta((id, p): &(Box<str>, Pending)) -> Option<UsageDelta> {
+    Some(UsageDelta {
+        id: id.to_string(),
+        daily: p
+            .days
+            .iter()
+            .map(|(d, n)| (Timestamp(d * DAY_MS).day(), *n))
+            .collect(),
+        last_used_at: Timestamp(p.last_ms),
+        last_ip: p.last_ip?,
+    })
 }
 
 #[cfg(test)]
@@ -157,5 +167,26 @@ mod tests {
         );
         u.flush(&store).await.unwrap();
         assert_eq!(store.usage("key_a").await.unwrap().total, 7);
+    }
+
+    #[tokio::test]
+    async fn a_flush_of_many_keys_writes_them_all_in_batches() {
+        let store = Store::new(MemoryStore::new());
+        let u = UsageRecorder::new();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let now = Timestamp(1_795_000_000_000);
+        // About 750 keys a shard: every shard needs two batches.
+        let n = SHARDS * BATCH * 3 / 2;
+        for i in 0..n {
+            u.record(&format!("key_{i}"), ip, now);
+        }
+        u.record("key_0", ip, now);
+        assert_eq!(u.flush(&store).await.unwrap(), n);
+        assert_eq!(store.usage("key_0").await.unwrap().total, 2);
+        assert_eq!(
+            store.usage(&format!("key_{}", n - 1)).await.unwrap().total,
+            1
+        );
+        assert_eq!(u.flush(&store).await.unwrap(), 0);
     }
 }
