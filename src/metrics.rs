@@ -472,13 +472,34 @@ pub fn method_label(m: &Method) -> &'static str {
 /// The series of one route that nearly every request touches, resolved on
 /// first use so the request path skips the label lookup (hashing label
 /// values under a read lock): its duration histogram per status class and,
-/// per method, the `status="200",reason="ok"` counter. Any other answer
-/// takes the general path.
+/// per method, the `status="200",reason="ok"` counter, and per method and
+/// refusal reason the counter of the status it was first answered with (a
+/// full-rate 401 or 403 flood would otherwise hash four labels per
+/// request). Any other answer takes the general path.
 #[derive(Default)]
 pub struct RouteSeries {
     duration: [OnceLock<Histogram>; CLASS_LABELS.len()],
     ok: [OnceLock<IntCounter>; METHOD_LABELS.len()],
+    refused: [[OnceLock<(http::StatusCode, IntCounter)>; REFUSALS.len()]; METHOD_LABELS.len()],
 }
+
+/// The gateway's refusal reasons whose counters a route keeps resolved.
+const REFUSALS: [&str; 14] = [
+    "missing_api_key",
+    "invalid_api_key",
+    "expired_api_key",
+    "revoked_api_key",
+    "ip_not_allowed",
+    "insufficient_scope",
+    "rate_limited",
+    "method_not_allowed",
+    "invalid_request",
+    "invalid_path",
+    "misplaced_api_key",
+    "ambiguous_credentials",
+    "payload_too_large",
+    "upstream_unavailable",
+];
 
 impl std::fmt::Debug for RouteSeries {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -521,15 +542,31 @@ impl Metrics {
                 });
                 counter.inc();
             }
-            _ => {
-                let labels = [label, METHOD_LABELS[slot], status_label(status), reason];
-                self.requests.with_label_values(&labels).inc();
+            Some((_, series)) => {
+                let cached = REFUSALS.iter().position(|r| *r == reason).map(|i| {
+                    series.refused[slot][i].get_or_init(|| {
+                        let labels = [label, METHOD_LABELS[slot], status_label(status), reason];
+                        (status, self.requests.with_label_values(&labels))
+                    })
+                });
+                match cached {
+                    Some((s, counter)) if *s == status => counter.inc(),
+                    _ => self.count_request(label, slot, status, reason),
+                }
             }
+            None => self.count_request(label, slot, status, reason),
         }
     }
 }
 
 /// Status-class labels, indexed by [`class_slot`].
+impl Metrics {
+    fn count_request(&self, route: &str, slot: usize, status: http::StatusCode, reason: &str) {
+        let labels = [route, METHOD_LABELS[slot], status_label(status), reason];
+        self.requests.with_label_values(&labels).inc();
+    }
+}
+
 const CLASS_LABELS: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 
 /// The status class label of a status: `2xx`, `4xx`, … (`other` past 599).
@@ -696,5 +733,32 @@ mod tests {
                 .get_sample_count()
         };
         assert_eq!((count("2xx"), count("4xx"), count("5xx")), (2, 1, 1));
+    }
+
+    #[test]
+    fn refusals_are_counted_by_their_own_status() {
+        let m = Metrics::new();
+        let series = RouteSeries::default();
+        let record = |status: u16, reason: &str, method: &Method| {
+            let s = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
+            m.record_request(Some(("/r", &series)), method, s, reason, 0.001);
+        };
+        record(403, "insufficient_scope", &Method::GET);
+        record(403, "insufficient_scope", &Method::GET);
+        record(403, "insufficient_scope", &Method::POST);
+        // The same reason with another status is its own series.
+        record(400, "insufficient_scope", &Method::GET);
+        record(401, "missing_api_key", &Method::GET);
+        record(418, "not_a_refusal_we_keep", &Method::GET);
+        let count = |method, status, reason| {
+            m.requests
+                .with_label_values(&["/r", method, status, reason])
+                .get()
+        };
+        assert_eq!(count("GET", "403", "insufficient_scope"), 2);
+        assert_eq!(count("POST", "403", "insufficient_scope"), 1);
+        assert_eq!(count("GET", "400", "insufficient_scope"), 1);
+        assert_eq!(count("GET", "401", "missing_api_key"), 1);
+        assert_eq!(count("GET", "418", "not_a_refusal_we_keep"), 1);
     }
 }
