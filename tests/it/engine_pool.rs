@@ -213,6 +213,39 @@ fn connecting_to(port: u16) -> usize {
         .count()
 }
 
+/// A gateway whose pool to `addr` has two places, waits 200 ms for one,
+/// and connects for up to 5 s; `timeout` bounds each exchange.
+async fn two_place_pool(addr: std::net::SocketAddr, timeout: Duration) -> TestGateway {
+    TestGateway::builder()
+        .upstream(&format!("http://{addr}"))
+        .edit(|c| {
+            let u = &mut c.upstreams[0];
+            u.pool_max = 2;
+            u.pool_max_idle = 2;
+            u.pool_wait = Duration::from_millis(200);
+            u.connect_timeout = Duration::from_secs(5);
+            u.timeout = timeout;
+        })
+        .start()
+        .await
+}
+
+/// The upstream recovers on `listener`: the pool has both places to
+/// offer, so a request gets through.
+async fn places_are_back(listener: TcpListener, gw: &TestGateway) {
+    let up = ScriptedUpstream::serve(listener, slow);
+    let r = get(&gw.url("/v1/status/back"), &[]).await;
+    assert_eq!(
+        r.status,
+        200,
+        "{} (kind=pool errors: {})",
+        r.text(),
+        upstream_errors(gw, Some("pool"))
+    );
+    assert_eq!(r.text(), "/v1/status/back");
+    drop(up);
+}
+
 /// Requests cancelled while their connection is opening (here by the
 /// upstream timeout, shorter than `connect_timeout`; an HTTP/2 client
 /// resetting its stream does the same) give their place in the pool back:
@@ -221,18 +254,7 @@ fn connecting_to(port: u16) -> usize {
 async fn requests_cancelled_while_connecting_give_their_place_back() {
     let (listener, queued) = hanging_listener().await;
     let addr = listener.local_addr().unwrap();
-    let gw = TestGateway::builder()
-        .upstream(&format!("http://{addr}"))
-        .edit(|c| {
-            let u = &mut c.upstreams[0];
-            u.pool_max = 2;
-            u.pool_max_idle = 2;
-            u.pool_wait = Duration::from_millis(200);
-            u.connect_timeout = Duration::from_secs(5);
-            u.timeout = Duration::from_millis(300);
-        })
-        .start()
-        .await;
+    let gw = two_place_pool(addr, Duration::from_millis(300)).await;
     for i in 0..3 {
         let r = get(&gw.url(&format!("/v1/status/{i}")), &[]).await;
         assert_eq!(
@@ -246,13 +268,8 @@ async fn requests_cancelled_while_connecting_give_their_place_back() {
     }
     assert_eq!(upstream_errors(&gw, Some("pool")), 0.0);
 
-    // The upstream recovers: the pool has both places to offer.
-    let up = ScriptedUpstream::serve(listener, slow);
-    let r = get(&gw.url("/v1/status/back"), &[]).await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.text(), "/v1/status/back");
+    places_are_back(listener, &gw).await;
     drop(queued);
-    drop(up);
 }
 
 /// The same over HTTP/2 with the default timeouts: streams the client
@@ -261,18 +278,7 @@ async fn requests_cancelled_while_connecting_give_their_place_back() {
 async fn http2_streams_reset_while_connecting_give_their_place_back() {
     let (listener, queued) = hanging_listener().await;
     let addr = listener.local_addr().unwrap();
-    let gw = TestGateway::builder()
-        .upstream(&format!("http://{addr}"))
-        .edit(|c| {
-            let u = &mut c.upstreams[0];
-            u.pool_max = 2;
-            u.pool_max_idle = 2;
-            u.pool_wait = Duration::from_millis(200);
-            u.connect_timeout = Duration::from_secs(5);
-            u.timeout = Duration::from_secs(10);
-        })
-        .start()
-        .await;
+    let gw = two_place_pool(addr, Duration::from_secs(10)).await;
     let mut h2 = H2Conn::connect(gw.addr).await;
     for id in [1, 3, 5] {
         h2.get(id, &format!("/v1/status/{id}"), &[]).await;
@@ -287,17 +293,6 @@ async fn http2_streams_reset_while_connecting_give_their_place_back() {
         assert!(dropped, "stream {id}: the reset stream's connect went on");
     }
 
-    // The upstream recovers: the pool has both places to offer.
-    let up = ScriptedUpstream::serve(listener, slow);
-    let r = get(&gw.url("/v1/status/back"), &[]).await;
-    assert_eq!(
-        r.status,
-        200,
-        "{} (kind=pool errors: {})",
-        r.text(),
-        upstream_errors(&gw, Some("pool"))
-    );
-    assert_eq!(r.text(), "/v1/status/back");
+    places_are_back(listener, &gw).await;
     drop(queued);
-    drop(up);
 }

@@ -11,12 +11,12 @@ use osir_gateway::keys::Env;
 use osir_gateway::store::Store;
 
 use crate::support::client::{bearer, get};
-use crate::support::eventually_async;
 use crate::support::expect::outcome;
 use crate::support::gateway::{config, TestGateway};
 use crate::support::keys::{cli_create, create_key, redis_store, CliConfig};
 use crate::support::redis::RedisServer;
 use crate::support::upstream::RecordingUpstream;
+use crate::support::{eventually, eventually_async};
 
 const WITHIN: Duration = Duration::from_secs(1);
 
@@ -339,17 +339,21 @@ async fn run_starts_degraded_when_a_right_is_missing() {
         reason.contains("XREAD") && reason.contains("+xread"),
         "{reason}"
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The log says so (it may trail /readyz a little), and the process
+    // is still serving after that.
+    let logged = eventually(Duration::from_secs(5), || {
+        let log = gw.stderr();
+        log.contains("may not read the change feed: XREAD was refused")
+            && log.contains("ACL SETUSER deafgw")
+    })
+    .await;
+    assert!(logged, "{}", gw.stderr());
+    assert_eq!(get(&readyz, &[]).await.status, 503);
     assert!(
         matches!(gw.child.try_wait(), Ok(None)),
         "run exited: {}",
         gw.stderr()
     );
     let log = gw.stderr();
-    assert!(
-        log.contains("may not read the change feed: XREAD was refused")
-            && log.contains("ACL SETUSER deafgw"),
-        "{log}"
-    );
     assert!(!log.contains("deafgw-pw") && !reason.contains("deafgw-pw"));
 }
