@@ -179,10 +179,9 @@ where
     }
     shape::check(&mut parts)?;
 
-    // The target is kept aside (cheap: `Uri` is shared bytes) so the
-    // headers can be rewritten while the checked path is borrowed.
-    let uri = parts.uri.clone();
-    let (raw_path, query) = rewrite::split_target(uri.path_and_query());
+    // From here on the request is only read: the upstream head is written
+    // from it and the gateway's own fields, so the path can stay borrowed.
+    let (raw_path, query) = rewrite::split_target(parts.uri.path_and_query());
     rewrite::check_method_param(query, &parts.method)?;
     let checked = path::check(raw_path).map_err(GatewayError::InvalidPath)?;
     let stripped_query = query.and_then(strip_key_param);
