@@ -46,7 +46,7 @@ pub(crate) async fn handle(
 ) -> Response<Full<Bytes>> {
     let request_id = gw
         .request_ids
-        .for_request(req.headers().get("x-request-id"));
+        .for_request(req.headers().get("x-request-id").map(|v| v.as_bytes()));
     let peer = crate::keys::canonical_ip(peer);
     let head = req.method() == Method::HEAD;
     if head {

@@ -120,7 +120,7 @@ pub fn parse_reusing(
         }
     };
     let head = &buf[..len];
-    if has_bare_lf(head) {
+    if bare_lf_in(head) {
         return Err(Framing::BareLf);
     }
     let (Some(method), Some(target), Some(minor_version)) = (req.method, req.path, req.version)
@@ -140,35 +140,41 @@ pub fn parse_reusing(
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         let value = trim(h.value);
-        if name.eq_ignore_ascii_case(b"content-length") {
-            if length.is_some() {
-                return Err(Framing::DuplicateLength);
+        // By length first: most fields are none of these five.
+        match name.len() {
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                if length.is_some() {
+                    return Err(Framing::DuplicateLength);
+                }
+                length = Some(content_length(value)?);
             }
-            length = Some(content_length(value)?);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            if transfer_encoding {
-                return Err(Framing::TransferEncoding);
-            }
-            transfer_encoding = true;
-            chunked = value.eq_ignore_ascii_case(b"chunked");
-            if !chunked {
-                return Err(Framing::TransferEncoding);
-            }
-        } else if name.eq_ignore_ascii_case(b"host") {
-            hosts += 1;
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            for token in value.split(|b| *b == b',').map(trim) {
-                if token.eq_ignore_ascii_case(b"close") {
-                    close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                    keep_alive_10 = true;
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                if transfer_encoding {
+                    return Err(Framing::TransferEncoding);
+                }
+                transfer_encoding = true;
+                chunked = value.eq_ignore_ascii_case(b"chunked");
+                if !chunked {
+                    return Err(Framing::TransferEncoding);
                 }
             }
-        } else if name.eq_ignore_ascii_case(b"expect") {
-            if !value.eq_ignore_ascii_case(b"100-continue") {
-                return Err(Framing::Expect);
+            4 if name.eq_ignore_ascii_case(b"host") => hosts += 1,
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                for token in value.split(|b| *b == b',').map(trim) {
+                    if token.eq_ignore_ascii_case(b"close") {
+                        close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        keep_alive_10 = true;
+                    }
+                }
             }
-            expect_continue = true;
+            6 if name.eq_ignore_ascii_case(b"expect") => {
+                if !value.eq_ignore_ascii_case(b"100-continue") {
+                    return Err(Framing::Expect);
+                }
+                expect_continue = true;
+            }
+            _ => {}
         }
         headers.push((Span::within(buf, name), Span::within(buf, value)));
     }
@@ -258,30 +264,42 @@ fn check_target(method: &str, target: &str) -> Result<(), Framing> {
 /// unreserved, sub-delims other than those `http::Uri` treats specially,
 /// `%`, `/`, `?`, `:`, `@`): a target of only these parses to itself.
 fn plain_target_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.'
-                | b'_'
-                | b'~'
-                | b'/'
-                | b'?'
-                | b'='
-                | b'&'
-                | b'%'
-                | b'+'
-                | b':'
-                | b'@'
-                | b'!'
-                | b'$'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b','
-                | b';'
-        )
+    PLAIN_TARGET[usize::from(b)]
 }
+
+/// [`plain_target_byte`] as a table, one load per byte of the target.
+static PLAIN_TARGET: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'/'
+                    | b'?'
+                    | b'='
+                    | b'&'
+                    | b'%'
+                    | b'+'
+                    | b':'
+                    | b'@'
+                    | b'!'
+                    | b'$'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b','
+                    | b';'
+            );
+        b += 1;
+    }
+    t
+};
 
 /// Plain decimal digits, no sign, no leading zero (except `0` itself), no
 /// overflow.
@@ -297,27 +315,29 @@ pub(crate) fn content_length(v: &[u8]) -> Result<u64, Framing> {
 }
 
 pub(crate) fn trim(v: &[u8]) -> &[u8] {
-    let start = v
-        .iter()
-        .position(|b| !matches!(b, b' ' | b'\t'))
-        .unwrap_or(v.len());
-    let end = v
-        .iter()
-        .rposition(|b| !matches!(b, b' ' | b'\t'))
-        .map_or(start, |i| i + 1);
+    let ws = |b: &u8| matches!(b, b' ' | b'\t');
+    // Most values have nothing to trim: two byte checks.
+    match (v.first(), v.last()) {
+        (Some(f), Some(l)) if !ws(f) && !ws(l) => return v,
+        (None, _) | (_, None) => return v,
+        _ => {}
+    }
+    let start = v.iter().position(|b| !ws(b)).unwrap_or(v.len());
+    let end = v.iter().rposition(|b| !ws(b)).map_or(start, |i| i + 1);
     &v[start..end.max(start)]
 }
 
-/// A `\n` not preceded by `\r` anywhere in the head.
-fn has_bare_lf(head: &[u8]) -> bool {
-    let end = head
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(head.len(), |i| i + 4);
-    head[..end]
-        .iter()
-        .enumerate()
-        .any(|(i, b)| *b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
+/// A `\n` not preceded by `\r` anywhere in the head (up to the first
+/// `CRLF CRLF`, or in all of `buf` when there is none). One `memchr` pass:
+/// a head has a line feed per line, and each is checked once.
+fn has_bare_lf(buf: &[u8]) -> bool {
+    let end = memchr::memmem::find(buf, b"\r\n\r\n").map_or(buf.len(), |i| i + 4);
+    bare_lf_in(&buf[..end])
+}
+
+/// A `\n` not preceded by `\r` anywhere in `head`.
+fn bare_lf_in(head: &[u8]) -> bool {
+    memchr::memchr_iter(b'\n', head).any(|i| i == 0 || head[i - 1] != b'\r')
 }
 
 #[cfg(test)]

@@ -64,24 +64,15 @@ pub enum BadResponse {
 /// Parses a response head from the start of `buf`; `Ok(None)`: incomplete.
 /// `head_request`: the request was HEAD, so no body follows.
 pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>, BadResponse> {
-    // Most answers have a handful of fields: a small array first, so the
-    // common head does not clear room for a hundred.
-    match parse_with::<FEW_HEADERS>(buf, head_request) {
-        Err(BadResponse::TooManyHeaders) => parse_with::<MAX_HEADERS>(buf, head_request),
-        other => other,
-    }
-}
-
-/// Fields tried before [`MAX_HEADERS`].
-const FEW_HEADERS: usize = 24;
-
-fn parse_with<const N: usize>(
-    buf: &[u8],
-    head_request: bool,
-) -> Result<Option<ResponseHead>, BadResponse> {
-    let mut fields = [httparse::EMPTY_HEADER; N];
-    let mut resp = httparse::Response::new(&mut fields);
-    let len = match resp.parse(buf) {
+    // Left uninitialised: httparse writes only the fields it finds (no
+    // 100-field clear per answer).
+    let mut fields = [std::mem::MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut resp,
+        buf,
+        &mut fields,
+    ) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(BadResponse::TooManyHeaders),
@@ -101,20 +92,26 @@ fn parse_with<const N: usize>(
     for h in resp.headers.iter() {
         let name = h.name.as_bytes();
         let value = trim(h.value);
-        if name.eq_ignore_ascii_case(b"content-length") {
-            let n = content_length(value).map_err(|_| BadResponse::Length)?;
-            if length.is_some_and(|m| m != n) {
-                return Err(BadResponse::Length);
+        // By length first: most fields are none of these three.
+        match name.len() {
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                let n = content_length(value).map_err(|_| BadResponse::Length)?;
+                if length.is_some_and(|m| m != n) {
+                    return Err(BadResponse::Length);
+                }
+                length = Some(n);
             }
-            length = Some(n);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            let last = value.rsplit(|b| *b == b',').next().map_or(&[][..], trim);
-            transfer = Some(last.eq_ignore_ascii_case(b"chunked"));
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            for token in value.split(|b| *b == b',').map(trim) {
-                close |= token.eq_ignore_ascii_case(b"close");
-                keep_alive_10 |= token.eq_ignore_ascii_case(b"keep-alive");
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                let last = value.rsplit(|b| *b == b',').next().map_or(&[][..], trim);
+                transfer = Some(last.eq_ignore_ascii_case(b"chunked"));
             }
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                for token in value.split(|b| *b == b',').map(trim) {
+                    close |= token.eq_ignore_ascii_case(b"close");
+                    keep_alive_10 |= token.eq_ignore_ascii_case(b"keep-alive");
+                }
+            }
+            _ => {}
         }
         headers.push((Span::within(buf, name), Span::within(buf, value)));
     }
@@ -159,7 +156,7 @@ mod tests {
             raw.push_str("content-length: 2\r\n\r\nok");
             raw
         };
-        for n in [1, FEW_HEADERS, FEW_HEADERS + 1, MAX_HEADERS] {
+        for n in [1, 24, 25, MAX_HEADERS] {
             let h = ok(&head(n), false);
             assert_eq!(
                 (h.headers.len(), h.framing),

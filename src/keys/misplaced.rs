@@ -22,8 +22,6 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::LazyLock;
 
-use http::header::AUTHORIZATION;
-use http::HeaderMap;
 use memchr::memmem::Finder;
 
 use super::api_key::{ApiKey, KEY_LEN};
@@ -79,11 +77,13 @@ pub fn is_key_param(name: &str) -> bool {
     name.contains('%') && percent_encoding::percent_decode_str(name).eq(b"api_key".iter().copied())
 }
 
-/// Is there a key anywhere in `bytes`?
+/// Is there a key anywhere in `bytes`? Text shorter than a key holds none
+/// (most header values), and is not searched.
 pub fn holds_key(bytes: &[u8], verify_checksum: bool) -> bool {
-    PREFIX
-        .find_iter(bytes)
-        .any(|at| key_at(bytes, at, verify_checksum).is_some())
+    bytes.len() >= KEY_LEN
+        && PREFIX
+            .find_iter(bytes)
+            .any(|at| key_at(bytes, at, verify_checksum).is_some())
 }
 
 /// The key starting at `at`, if the 42 bytes there are one.
@@ -97,9 +97,12 @@ fn holds_key_either(text: &str, verify_checksum: bool) -> bool {
     holds_key_either_bytes(text.as_bytes(), verify_checksum)
 }
 
+/// Decoding never lengthens text, so text shorter than a key holds none
+/// either way.
 fn holds_key_either_bytes(raw: &[u8], verify_checksum: bool) -> bool {
-    holds_key(raw, verify_checksum)
-        || (memchr::memchr(b'%', raw).is_some() && holds_key_decoded(raw, verify_checksum))
+    raw.len() >= KEY_LEN
+        && (holds_key(raw, verify_checksum)
+            || (memchr::memchr(b'%', raw).is_some() && holds_key_decoded(raw, verify_checksum)))
 }
 
 /// Is there a key in `raw` once percent-decoded (as `percent_decode` reads
@@ -147,27 +150,31 @@ fn hex(b: u8) -> Option<u8> {
 }
 
 /// [`find`], plus the authority of an absolute-form target.
-pub fn find_in_request(parts: &http::request::Parts, verify_checksum: bool) -> Option<Place> {
-    let (path, query) = match parts.uri.path_and_query() {
+pub fn find_in_request<'h>(
+    uri: &http::Uri,
+    headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
+    verify_checksum: bool,
+) -> Option<Place> {
+    let (path, query) = match uri.path_and_query() {
         Some(pq) => (pq.path(), pq.query()),
         None => ("/", None),
     };
-    if parts
-        .uri
+    if uri
         .authority()
         .is_some_and(|a| holds_key_either(a.as_str(), verify_checksum))
     {
         return Some(Place::Authority);
     }
-    find(path, query, &parts.headers, verify_checksum)
+    find(path, query, headers, verify_checksum)
 }
 
 /// Looks for a key in the target (path and query, except the `api_key`
-/// parameter's value) and in every header but `Authorization`.
-pub fn find(
+/// parameter's value) and in every header field (name and value) but
+/// `Authorization`.
+pub fn find<'h>(
     path: &str,
     query: Option<&str>,
-    headers: &HeaderMap,
+    headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
     verify_checksum: bool,
 ) -> Option<Place> {
     if holds_key_either(path, verify_checksum) {
@@ -195,15 +202,22 @@ fn in_query(query: &str, verify_checksum: bool) -> Option<Place> {
     None
 }
 
-fn in_headers(headers: &HeaderMap, verify_checksum: bool) -> Option<Place> {
+fn in_headers<'h>(
+    headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
+    verify_checksum: bool,
+) -> Option<Place> {
     headers
-        .iter()
-        .filter(|(name, _)| *name != AUTHORIZATION)
+        .into_iter()
+        .filter(|(name, _)| !name.eq_ignore_ascii_case(b"authorization"))
         .find(|(name, value)| {
-            holds_key_either_bytes(value.as_bytes(), verify_checksum)
-                || holds_key(name.as_str().as_bytes(), verify_checksum)
+            holds_key_either_bytes(value, verify_checksum) || holds_key(name, verify_checksum)
         })
-        .map(|(name, _)| Place::Header(shown_name(name.as_str())))
+        .map(|(name, _)| {
+            // Quoted in lower case, however it was sent (as HTTP/2 sends it).
+            Place::Header(shown_name(
+                &String::from_utf8_lossy(name).to_ascii_lowercase(),
+            ))
+        })
 }
 
 /// A client-sent name fit to quote: decoded, keys replaced by hints,
@@ -250,6 +264,12 @@ pub fn redact(text: &str) -> Cow<'_, str> {
 mod tests {
     use super::*;
     use crate::keys::api_key::Env;
+    use http::header::AUTHORIZATION;
+    use http::HeaderMap;
+
+    fn pairs(h: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
+        h.iter().map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
+    }
 
     fn key() -> String {
         ApiKey::generate(Env::Live)
@@ -262,7 +282,7 @@ mod tests {
     fn finds_keys_anywhere_but_their_places() {
         let k = key();
         let none = HeaderMap::new();
-        let q = |q: &str| find("/v1/x", Some(q), &none, true);
+        let q = |q: &str| find("/v1/x", Some(q), pairs(&none), true);
         assert_eq!(q(&format!("api_key={k}")), None);
         assert_eq!(q(&format!("a=1&api%5Fkey={k}")), None);
         assert_eq!(
@@ -281,15 +301,15 @@ mod tests {
             Some(Place::Query(format!("api_key={hint}")))
         );
         assert_eq!(
-            find(&format!("/v1/{k}/x"), None, &none, true),
+            find(&format!("/v1/{k}/x"), None, pairs(&none), true),
             Some(Place::Path)
         );
         let mut h = HeaderMap::new();
         h.insert(AUTHORIZATION, format!("Bearer {k}").parse().unwrap());
-        assert_eq!(find("/v1/x", None, &h, true), None);
+        assert_eq!(find("/v1/x", None, pairs(&h), true), None);
         h.insert("cookie", format!("s={k}").parse().unwrap());
         assert_eq!(
-            find("/v1/x", None, &h, true),
+            find("/v1/x", None, pairs(&h), true),
             Some(Place::Header("cookie".into()))
         );
     }

@@ -9,22 +9,21 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderMap;
-
 use crate::error::GatewayError;
 use crate::keys::ApiKey;
 use crate::keys::{Scope, Timestamp};
 use crate::lookup::cache::{CachedKey, KeyCache, Lookup};
 use crate::pipeline::budget::{client_group, FailedLookups};
 use crate::pipeline::credential::{self, Credential};
+use crate::pipeline::head::Fields;
 
 /// The caller, once the key has passed every check.
 pub type Identity = Arc<CachedKey>;
 
 /// Finds the single credential and checks its format (and checksum), so a
 /// malformed key is refused before any lookup.
-pub fn parse_credential(
-    headers: &HeaderMap,
+pub fn parse_credential<F: Fields>(
+    headers: &F,
     query: Option<&str>,
     query_key: bool,
     verify_checksum: bool,

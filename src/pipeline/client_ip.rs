@@ -9,21 +9,21 @@
 
 use std::net::IpAddr;
 
-use http::HeaderMap;
 use ipnet::IpNet;
 
 use crate::keys::canonical_ip;
+use crate::pipeline::head::Fields;
 
 /// The client's address, canonical (IPv4-mapped IPv6 becomes IPv4).
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+pub fn client_ip<F: Fields>(peer: IpAddr, headers: &F, trusted: &[IpNet]) -> IpAddr {
     let peer = canonical_ip(peer);
     if !is_trusted(peer, trusted) {
         return peer;
     }
     let mut best = peer;
     // Header lines in order, then hops right to left across all of them.
-    for line in headers.get_all("x-forwarded-for").iter().rev() {
-        for hop in line.as_bytes().rsplit(|&c| c == b',') {
+    for line in headers.values("x-forwarded-for").rev() {
+        for hop in line.rsplit(|&c| c == b',') {
             let Some(ip) = parse_hop(hop) else {
                 return best;
             };
@@ -52,6 +52,7 @@ fn parse_hop(hop: &[u8]) -> Option<IpAddr> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
 
     fn h(lines: &[&str]) -> HeaderMap {
         let mut m = HeaderMap::new();

@@ -8,10 +8,8 @@
 
 use std::borrow::Cow;
 
-use http::header::AUTHORIZATION;
-use http::HeaderMap;
-
 use crate::error::GatewayError;
+use crate::pipeline::head::Fields;
 
 /// The credential as sent; still untrusted text.
 #[derive(Debug, PartialEq, Eq)]
@@ -27,12 +25,12 @@ pub enum Credential<'a> {
 
 /// Looks at the Authorization headers and the query and returns the single
 /// credential, `None` when there is none, or `AmbiguousCredentials`.
-pub fn extract<'a>(
-    headers: &'a HeaderMap,
+pub fn extract<'a, F: Fields>(
+    headers: &'a F,
     query: Option<&'a str>,
     query_key: bool,
 ) -> Result<Option<Credential<'a>>, GatewayError> {
-    let mut auth = headers.get_all(AUTHORIZATION).iter();
+    let mut auth = headers.values("authorization");
     let header = auth.next();
     if auth.next().is_some() {
         return Err(GatewayError::AmbiguousCredentials);
@@ -48,7 +46,7 @@ pub fn extract<'a>(
     }
     match (header, from_query) {
         (Some(_), Some(_)) => Err(GatewayError::AmbiguousCredentials),
-        (Some(h), None) => Ok(Some(parse_authorization(h.as_bytes()))),
+        (Some(h), None) => Ok(Some(parse_authorization(h))),
         (None, Some(v)) => Ok(Some(
             match percent_encoding::percent_decode_str(v).decode_utf8() {
                 Ok(s) if !s.is_empty() => Credential::Query(s),
@@ -59,21 +57,31 @@ pub fn extract<'a>(
     }
 }
 
+/// `Bearer <token>` (any case of the scheme), the token ASCII and not
+/// empty; anything else cannot be a key.
 fn parse_authorization(value: &[u8]) -> Credential<'_> {
-    let Ok(text) = std::str::from_utf8(value) else {
+    let Some(space) = memchr::memchr(b' ', value) else {
         return Credential::Unusable;
     };
-    let Some((scheme, rest)) = text.split_once(' ') else {
-        return Credential::Unusable;
-    };
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    if !value[..space].eq_ignore_ascii_case(b"bearer") {
         return Credential::Unusable;
     }
-    let token = rest.trim_matches(|c| c == ' ' || c == '\t');
+    let token = trim_blanks(&value[space + 1..]);
     if token.is_empty() || !token.is_ascii() {
         return Credential::Unusable;
     }
-    Credential::Bearer(token)
+    match std::str::from_utf8(token) {
+        Ok(t) => Credential::Bearer(t),
+        Err(_) => Credential::Unusable,
+    }
+}
+
+/// Without leading and trailing spaces and tabs.
+fn trim_blanks(v: &[u8]) -> &[u8] {
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = v.iter().position(|b| !blank(b)).unwrap_or(v.len());
+    let end = v.iter().rposition(|b| !blank(b)).map_or(start, |i| i + 1);
+    &v[start..end]
 }
 
 /// Query pieces whose decoded name is `api_key`, with their raw value.
@@ -115,6 +123,8 @@ pub fn strip_key_param(query: &str) -> Option<Cow<'_, str>> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use http::header::AUTHORIZATION;
+    use http::HeaderMap;
 
     fn hm(auth: &[&str]) -> HeaderMap {
         let mut m = HeaderMap::new();

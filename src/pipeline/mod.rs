@@ -14,6 +14,7 @@ pub mod authorize;
 pub(crate) mod budget;
 pub mod client_ip;
 pub mod credential;
+pub mod head;
 pub mod path;
 pub(crate) mod request_id;
 pub(crate) mod rewrite;
@@ -25,8 +26,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{self, HeaderName, HeaderValue};
-use http::{Request, Response};
+use http::header::{HeaderName, HeaderValue};
+use http::Response;
 use http_body_util::{Either, Full};
 
 use crate::error::{GatewayError, UpstreamFailure};
@@ -35,6 +36,7 @@ use crate::lookup::cache::CachedKey;
 use crate::state::{Gateway, Snapshot};
 use client_ip::is_trusted;
 use credential::strip_key_param;
+pub use head::{Fields, Head, RawFields};
 use rewrite::{incoming_chain, GatewayFields, IdentityFields};
 use route::Route;
 use upstream::ResponseBody;
@@ -73,24 +75,27 @@ struct Trace<'s> {
 }
 
 /// Answers one client request. Both engines call this: the HTTP/1.1
-/// engine with its own body type, hyper's HTTP/2 server with its
-/// `Incoming`; nothing here depends on either.
-pub async fn handle<B>(gw: &Gateway, req: Request<B>, conn: ConnInfo) -> Response<Body>
+/// engine with the fields of the head it parsed and its own body type,
+/// hyper's HTTP/2 server with its header map and `Incoming`; nothing here
+/// depends on either.
+pub async fn handle<F, B>(gw: &Gateway, req: Head<F>, body: B, conn: ConnInfo) -> Response<Body>
 where
+    F: Fields,
     B: http_body::Body<Data = Bytes> + Unpin,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let started = Instant::now();
     let snap = gw.snapshot.load_full();
-    let request_id = gw.request_ids.for_request(req.headers().get(&X_REQUEST_ID));
-    let method = req.method().clone();
-    let bytes_in = content_length(req.headers());
+    let request_id = gw.request_ids.for_request(req.fields.first("x-request-id"));
+    let method = req.method.clone();
+    let bytes_in = content_length(&req.fields);
     let access_log = gw.access_log.load();
     let mut trace = Trace::default();
     let outcome = pipeline(
         gw,
         &snap,
         req,
+        body,
         conn,
         &request_id,
         &mut trace,
@@ -148,39 +153,43 @@ where
     resp
 }
 
-async fn pipeline<'s, B>(
+#[allow(clippy::too_many_arguments)]
+async fn pipeline<'s, F, B>(
     gw: &Gateway,
     snap: &'s Snapshot,
-    req: Request<B>,
+    parts: Head<F>,
+    body: B,
     conn: ConnInfo,
     request_id: &HeaderValue,
     trace: &mut Trace<'s>,
     logging: bool,
 ) -> Result<Response<ResponseBody>, GatewayError>
 where
+    F: Fields,
     B: http_body::Body<Data = Bytes> + Unpin,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let (mut parts, body) = req.into_parts();
     let cfg = &snap.config;
     if shape::size(&parts) > cfg.server.max_header_bytes {
         return Err(GatewayError::HeadersTooLarge);
     }
-    let client_ip = client_ip::client_ip(conn.peer.ip(), &parts.headers, &cfg.auth.trusted_proxies);
+    let client_ip = client_ip::client_ip(conn.peer.ip(), &parts.fields, &cfg.auth.trusted_proxies);
     trace.client_ip = Some(client_ip);
     // A key in the wrong place is refused before anything else looks at,
     // logs or answers with the request's text.
-    if let Some(place) = misplaced::find_in_request(&parts, cfg.auth.verify_checksum) {
+    if let Some(place) =
+        misplaced::find_in_request(&parts.uri, parts.fields.each(), cfg.auth.verify_checksum)
+    {
         gw.metrics
             .misplaced_keys
             .with_label_values(&[place.label()])
             .inc();
         return Err(GatewayError::MisplacedApiKey(place));
     }
-    shape::check(&mut parts)?;
+    shape::check(&parts)?;
 
-    // From here on the request is only read: the upstream head is written
-    // from it and the gateway's own fields, so the path can stay borrowed.
+    // The request is only read: the upstream head is written from it and
+    // the gateway's own fields, so the path can stay borrowed.
     let (raw_path, query) = rewrite::split_target(parts.uri.path_and_query());
     rewrite::check_method_param(query, &parts.method)?;
     let checked = path::check(raw_path).map_err(GatewayError::InvalidPath)?;
@@ -205,7 +214,7 @@ where
         None
     } else {
         let key = authorize::parse_credential(
-            &parts.headers,
+            &parts.fields,
             query,
             cfg.auth.query_key,
             cfg.auth.verify_checksum,
@@ -241,14 +250,14 @@ where
         Some(identity)
     };
 
-    if content_length(&parts.headers).is_some_and(|n| n > route.max_body) {
+    if content_length(&parts.fields).is_some_and(|n| n > route.max_body) {
         return Err(GatewayError::PayloadTooLarge);
     }
 
     let forwarded_path = checked.raw;
     let peer = crate::keys::canonical_ip(conn.peer.ip());
     let chain = if is_trusted(peer, &cfg.auth.trusted_proxies) {
-        incoming_chain(&parts.headers)
+        incoming_chain(&parts.fields)
     } else {
         None
     };
@@ -307,6 +316,9 @@ fn response_length(resp: &Response<Body>) -> Option<u64> {
     .or_else(|| content_length(resp.headers()))
 }
 
-fn content_length(h: &http::HeaderMap) -> Option<u64> {
-    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+fn content_length<F: Fields>(h: &F) -> Option<u64> {
+    std::str::from_utf8(h.first("content-length")?)
+        .ok()?
+        .parse()
+        .ok()
 }

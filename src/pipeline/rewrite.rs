@@ -12,33 +12,28 @@
 //! ([`GatewayFields`]) follow the client's kept ones in the same head; no
 //! header map is edited or allocated for them.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
-use bytes::{BufMut, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::HeaderValue;
 use http::uri::PathAndQuery;
 
 use crate::error::{BadRequest, GatewayError};
 use crate::http1::head::Span;
+use crate::pipeline::head::Fields;
 
-/// Is this a hop-by-hop header (RFC 9110 §7.6.1, plus the `Proxy-*` family)?
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    is_hop_by_hop_name(name.as_str().as_bytes())
-}
-
-/// [`is_hop_by_hop`] for a name as sent (any case), such as an upstream's
-/// raw response field.
+/// Is this a hop-by-hop header (RFC 9110 §7.6.1, plus the `Proxy-*`
+/// family), named as sent (any case)?
 fn is_hop_by_hop_name(n: &[u8]) -> bool {
-    [
-        "connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    ]
-    .iter()
-    .any(|h| n.eq_ignore_ascii_case(h.as_bytes()))
+    let named = |h: &[u8]| n.eq_ignore_ascii_case(h);
+    let listed = match n.len() {
+        2 => named(b"te"),
+        7 => named(b"trailer") || named(b"upgrade"),
+        10 => named(b"connection") || named(b"keep-alive"),
+        17 => named(b"transfer-encoding"),
+        _ => false,
+    };
+    listed
         || n.get(..6)
             .is_some_and(|p| p.eq_ignore_ascii_case(b"proxy-"))
 }
@@ -58,48 +53,86 @@ pub(crate) const OVERRIDES: [&str; 10] = [
     "x-envoy-original-method",
 ];
 
-/// Headers a client must never get to the upstream.
-fn is_client_forbidden(name: &HeaderName) -> bool {
-    let n = name.as_str();
-    is_hop_by_hop(name)
-        || OVERRIDES.contains(&n)
-        || n.starts_with("x-osir-")
-        || n.starts_with("x-forwarded-")
-        || n == "forwarded"
-        || n == "x-real-ip"
-        // The gateway sends its own (the client's, if it was a valid id).
-        || n == "x-request-id"
-        || n == "authorization"
-        || n.contains('_')
+/// Headers a client must never get to the upstream, named as sent (any
+/// case).
+fn is_client_forbidden(n: &[u8]) -> bool {
+    let starts = |p: &str| n.len() >= p.len() && n[..p.len()].eq_ignore_ascii_case(p.as_bytes());
+    let is = |p: &str| n.eq_ignore_ascii_case(p.as_bytes());
+    is_hop_by_hop_name(n)
+        || (starts("x-")
+            && (OVERRIDES.iter().any(|o| is(o))
+                || starts("x-osir-")
+                || starts("x-forwarded-")
+                || is("x-real-ip")
+                // The gateway sends its own (the client's, if it was a valid id).
+                || is("x-request-id")))
+        || is("forwarded")
+        || is("authorization")
+        // The settings of a declined h2c upgrade (RFC 9113 §3.2.1 makes
+        // them connection-specific).
+        || is("http2-settings")
+        || memchr::memchr(b'_', n).is_some()
+}
+
+/// The names a `Connection` field lists, other than hop-by-hop ones (which
+/// go anyway), kept without allocating for the usual few.
+struct Listed<'a> {
+    first: [&'a [u8]; 4],
+    count: usize,
+    more: Vec<&'a [u8]>,
+}
+
+impl<'a> Listed<'a> {
+    fn of(values: impl Iterator<Item = &'a [u8]>) -> Listed<'a> {
+        let mut l = Listed {
+            first: [&[]; 4],
+            count: 0,
+            more: Vec::new(),
+        };
+        for value in values {
+            for token in value.split(|b| *b == b',') {
+                let token = token.trim_ascii();
+                if token.is_empty() || is_hop_by_hop_name(token) {
+                    continue;
+                }
+                if l.count < l.first.len() {
+                    l.first[l.count] = token;
+                    l.count += 1;
+                } else {
+                    l.more.push(token);
+                }
+            }
+        }
+        l
+    }
+
+    /// Does the list name `name` (any case)?
+    fn names(&self, name: &[u8]) -> bool {
+        self.first[..self.count]
+            .iter()
+            .chain(&self.more)
+            .any(|t| t.eq_ignore_ascii_case(name))
+    }
 }
 
 /// Request hygiene, applied as the upstream head is written: which of the
 /// client's fields go on. Every field named in `Connection` stays behind
 /// (as `Connection` itself does), and every one [`is_client_forbidden`]
-/// names. Nothing is removed from the map and nothing is allocated.
+/// names. Nothing is removed and nothing is allocated.
 pub(crate) struct ClientFields<'h> {
-    connection: header::GetAll<'h, HeaderValue>,
+    connection: Listed<'h>,
 }
 
 impl<'h> ClientFields<'h> {
-    pub(crate) fn of(headers: &'h HeaderMap) -> Self {
+    pub(crate) fn of<F: Fields>(fields: &'h F) -> Self {
         ClientFields {
-            connection: headers.get_all(header::CONNECTION),
+            connection: Listed::of(fields.values("connection")),
         }
     }
 
-    /// May this client field be forwarded?
-    pub(crate) fn keeps(&self, name: &HeaderName) -> bool {
-        !is_client_forbidden(name) && !self.named_in_connection(name)
-    }
-
-    fn named_in_connection(&self, name: &HeaderName) -> bool {
-        let name = name.as_str().as_bytes();
-        self.connection.iter().any(|v| {
-            v.as_bytes()
-                .split(|b| *b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(name))
-        })
+    /// May this client field (named as sent) be forwarded?
+    pub(crate) fn keeps(&self, name: &[u8]) -> bool {
+        !is_client_forbidden(name) && !self.connection.names(name)
     }
 }
 
@@ -116,7 +149,7 @@ pub(crate) struct IdentityFields<'a> {
 /// delete them: hygiene drops every client spelling of these names).
 pub(crate) struct GatewayFields<'a> {
     /// The `X-Forwarded-For` chain to extend (only from trusted proxies).
-    pub(crate) chain: Option<HeaderValue>,
+    pub(crate) chain: Option<Cow<'a, [u8]>>,
     /// The TCP peer, appended to the chain.
     pub(crate) peer: IpAddr,
     /// `http` or `https`.
@@ -131,7 +164,7 @@ impl GatewayFields<'_> {
     pub(crate) fn write(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"x-forwarded-for: ");
         if let Some(c) = &self.chain {
-            out.extend_from_slice(c.as_bytes());
+            out.extend_from_slice(c);
             out.extend_from_slice(b", ");
         }
         write_ip(out, self.peer);
@@ -179,49 +212,32 @@ fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
 /// hop-by-hop fields and those the upstream named in `Connection`, keeping
 /// the rest in order. `raw` is the head the spans index.
 pub(crate) fn keep_forwardable_response_fields(raw: &[u8], fields: &mut Vec<(Span, Span)>) {
-    // The values of `Connection` (almost always one field), kept aside
-    // without allocating for the usual few.
-    let mut lists = [Span { start: 0, end: 0 }; 4];
-    let mut more = Vec::new();
-    let mut count = 0;
-    for (n, v) in fields.iter() {
-        if n.of(raw).eq_ignore_ascii_case(b"connection") {
-            if count < lists.len() {
-                lists[count] = *v;
-                count += 1;
-            } else {
-                more.push(*v);
-            }
-        }
-    }
-    let named = |name: &[u8]| {
-        lists[..count]
+    let connection = Listed::of(
+        fields
             .iter()
-            .chain(&more)
-            .flat_map(|v| v.of(raw).split(|b| *b == b','))
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(name))
-    };
+            .filter(|(n, _)| n.of(raw).eq_ignore_ascii_case(b"connection"))
+            .map(|(_, v)| v.of(raw)),
+    );
     fields.retain(|(n, _)| {
         let n = n.of(raw);
-        !is_hop_by_hop_name(n) && !named(n)
+        !is_hop_by_hop_name(n) && !connection.names(n)
     });
 }
 
 /// The client's X-Forwarded-For lines joined, to extend when the peer is a
 /// trusted proxy.
-pub(crate) fn incoming_chain(headers: &HeaderMap) -> Option<HeaderValue> {
-    let mut it = headers.get_all("x-forwarded-for").iter();
+pub(crate) fn incoming_chain<F: Fields>(headers: &F) -> Option<Cow<'_, [u8]>> {
+    let mut it = headers.values("x-forwarded-for");
     let first = it.next()?;
     let Some(second) = it.next() else {
-        return Some(first.clone());
+        return Some(Cow::Borrowed(first));
     };
-    let mut b = BytesMut::new();
-    b.put_slice(first.as_bytes());
+    let mut b = first.to_vec();
     for v in std::iter::once(second).chain(it) {
-        b.put_slice(b", ");
-        b.put_slice(v.as_bytes());
+        b.extend_from_slice(b", ");
+        b.extend_from_slice(v);
     }
-    HeaderValue::from_maybe_shared(b.freeze()).ok()
+    Some(Cow::Owned(b))
 }
 
 /// The path-and-query the client sent, split; the query may be rewritten.
@@ -266,16 +282,17 @@ fn decodes_to_ignoring_case(raw: &str, want: &[u8]) -> bool {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
 
     /// The request fields as the upstream head gets them.
-    fn forwarded(h: &HeaderMap, fields: &GatewayFields) -> String {
+    fn forwarded<F: Fields>(h: &F, fields: &GatewayFields) -> String {
         let keep = ClientFields::of(h);
         let mut out = Vec::new();
-        for (n, v) in h {
+        for (n, v) in h.each() {
             if keep.keeps(n) {
-                out.extend_from_slice(n.as_str().as_bytes());
+                out.extend_from_slice(n);
                 out.extend_from_slice(b": ");
-                out.extend_from_slice(v.as_bytes());
+                out.extend_from_slice(v);
                 out.extend_from_slice(b"\r\n");
             }
         }
@@ -284,7 +301,7 @@ mod tests {
     }
 
     fn fields<'a>(
-        chain: Option<HeaderValue>,
+        chain: Option<Cow<'a, [u8]>>,
         peer: &str,
         id: &'a HeaderValue,
     ) -> GatewayFields<'a> {
@@ -294,6 +311,41 @@ mod tests {
             proto: "http",
             request_id: id,
             identity: None,
+        }
+    }
+
+    #[test]
+    fn response_hygiene_drops_hop_by_hop_and_connection_named_fields() {
+        let raw = b"Connection: keep-alive, X-A,, x-b , X-C, X-D, X-E\r\n\
+X-A: 1\r\nServer: n\r\nX-B: 2\r\nKeep-Alive: t=5\r\nX-C: 3\r\nX-D: 4\r\n\
+X-E: 5\r\nX-F: 6\r\nTE: x\r\nProxy-Authenticate: y\r\n";
+        let text = std::str::from_utf8(raw).unwrap();
+        let mut fields: Vec<(Span, Span)> = text
+            .split("\r\n")
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let (n, v) = l.split_once(": ").unwrap();
+                (
+                    Span::within(raw, n.as_bytes()),
+                    Span::within(raw, v.as_bytes()),
+                )
+            })
+            .collect();
+        keep_forwardable_response_fields(raw, &mut fields);
+        let kept: Vec<&str> = fields
+            .iter()
+            .map(|(n, _)| std::str::from_utf8(n.of(raw)).unwrap())
+            .collect();
+        assert_eq!(kept, ["Server", "X-F"]);
+    }
+
+    #[test]
+    fn every_override_name_is_in_the_x_family() {
+        // `is_client_forbidden` looks the overrides up only for `x-` names.
+        for n in OVERRIDES {
+            assert!(n.starts_with("x-"), "{n}");
+            assert!(is_client_forbidden(n.as_bytes()), "{n}");
+            assert!(is_client_forbidden(n.to_uppercase().as_bytes()), "{n}");
         }
     }
 
@@ -318,7 +370,7 @@ mod tests {
             ("accept", "application/json"),
         ] {
             h.append(
-                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
                 v.parse().unwrap(),
             );
         }
@@ -326,6 +378,24 @@ mod tests {
         assert_eq!(
             forwarded(&h, &fields(None, "1.2.3.4", &id)),
             "accept: application/json\r\n\
+             x-forwarded-for: 1.2.3.4\r\n\
+             x-forwarded-proto: http\r\n\
+             x-request-id: rid\r\n"
+        );
+    }
+
+    #[test]
+    fn hygiene_reads_names_as_sent_in_any_case() {
+        let raw = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: X-Custom\r\n\
+x-CUSTOM: 1\r\nX-OSIR-KEY-ID: forged\r\nX-Forwarded-For: 6.6.6.6\r\n\
+Authorization: Bearer x\r\nHTTP2-Settings: AAAA\r\nUpgrade: h2c\r\n\
+X-HTTP-Method-Override: DELETE\r\nX-Request-ID: forged\r\nAccept: */*\r\n\r\n";
+        let head = crate::http1::head::parse(raw).unwrap().unwrap();
+        let h = crate::pipeline::head::RawFields::new(raw, &head.headers);
+        let id = HeaderValue::from_static("rid");
+        assert_eq!(
+            forwarded(&h, &fields(None, "1.2.3.4", &id)),
+            "Host: a\r\nAccept: */*\r\n\
              x-forwarded-for: 1.2.3.4\r\n\
              x-forwarded-proto: http\r\n\
              x-request-id: rid\r\n"

@@ -19,37 +19,37 @@
 //! block over `server.http2.max_header_list_size` is refused by the HTTP/2
 //! layer (431 and a stream reset).
 
-use http::header::{self, HeaderName};
-use http::request::Parts;
 use http::Method;
 
 use crate::error::{BadRequest, GatewayError};
+use crate::pipeline::head::{Fields, Head};
 
 /// `" HTTP/1.1\r\n"` after the target, and the blank line ending the head.
 const FIXED: usize = " HTTP/1.1\r\n".len() + "\r\n".len();
 
 /// The request head's size in bytes, written as HTTP/1.1.
-pub(crate) fn size(parts: &Parts) -> usize {
-    let uri = &parts.uri;
+pub(crate) fn size<F: Fields>(head: &Head<F>) -> usize {
+    let uri = &head.uri;
     let mut target = uri.path_and_query().map_or(1, |pq| pq.as_str().len());
     if let Some(authority) = uri.authority() {
         // Absolute form: `scheme://authority` before the path.
         target += uri.scheme_str().map_or(0, str::len) + "://".len() + authority.as_str().len();
     }
-    let fields: usize = parts
-        .headers
-        .iter()
-        .map(|(name, value)| name.as_str().len() + ": ".len() + value.len() + "\r\n".len())
+    let fields: usize = head
+        .fields
+        .each()
+        .map(|(name, value)| name.len() + ": ".len() + value.len() + "\r\n".len())
         .sum();
-    parts.method.as_str().len() + " ".len() + target + FIXED + fields
+    head.method.as_str().len() + " ".len() + target + FIXED + fields
 }
 
 /// Request-shape checks that come before anything else (contract §3).
 /// An HTTP/1.1 offer to upgrade to h2c (what `curl --http2` sends to a
 /// plain port) is declined by ignoring it, as RFC 9113 allows: the request
-/// is answered as HTTP/1.1 and the offer is not forwarded. Any other
+/// is answered as HTTP/1.1 and the offer is not forwarded (`Upgrade` and
+/// `HTTP2-Settings` are hop-by-hop, so hygiene drops both). Any other
 /// upgrade is refused.
-pub(crate) fn check(req: &mut http::request::Parts) -> Result<(), GatewayError> {
+pub(crate) fn check<F: Fields>(req: &Head<F>) -> Result<(), GatewayError> {
     if req.method == Method::CONNECT || req.method == Method::TRACE {
         return Err(GatewayError::MethodNotAllowed(
             crate::pipeline::route::ALLOWED_METHODS,
@@ -60,36 +60,27 @@ pub(crate) fn check(req: &mut http::request::Parts) -> Result<(), GatewayError> 
             crate::pipeline::route::ALLOWED_METHODS,
         ));
     }
-    if req.headers.contains_key(header::UPGRADE) {
-        if req.version != http::Version::HTTP_11 || !only_h2c(&req.headers) {
-            return Err(GatewayError::InvalidRequest(BadRequest::Upgrade));
-        }
-        req.headers.remove(header::UPGRADE);
-        req.headers.remove(&HTTP2_SETTINGS);
+    if req.fields.has("upgrade")
+        && (req.version != http::Version::HTTP_11 || !only_h2c(&req.fields))
+    {
+        return Err(GatewayError::InvalidRequest(BadRequest::Upgrade));
     }
-    if let (Some(authority), Some(host)) = (req.uri.authority(), req.headers.get(header::HOST)) {
-        if !authority
-            .as_str()
-            .as_bytes()
-            .eq_ignore_ascii_case(host.as_bytes())
-        {
+    if let (Some(authority), Some(host)) = (req.uri.authority(), req.fields.first("host")) {
+        if !authority.as_str().as_bytes().eq_ignore_ascii_case(host) {
             return Err(GatewayError::InvalidRequest(BadRequest::AuthorityMismatch));
         }
     }
-    if req.headers.get_all(header::HOST).iter().nth(1).is_some() {
+    if req.fields.values("host").nth(1).is_some() {
         return Err(GatewayError::InvalidRequest(BadRequest::DuplicateHost));
     }
     Ok(())
 }
 
-static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
-
 /// Does every `Upgrade` value offer only `h2c`?
-fn only_h2c(h: &http::HeaderMap) -> bool {
+fn only_h2c<F: Fields>(h: &F) -> bool {
     let mut offers = h
-        .get_all(header::UPGRADE)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .values("upgrade")
+        .flat_map(|v| v.split(|&b| b == b','))
         .map(|t| t.trim_ascii())
         .filter(|t| !t.is_empty())
         .peekable();
@@ -101,6 +92,15 @@ fn only_h2c(h: &http::HeaderMap) -> bool {
 mod tests {
     use super::*;
 
+    fn head(p: http::request::Parts) -> Head<http::HeaderMap> {
+        Head {
+            method: p.method,
+            uri: p.uri,
+            version: p.version,
+            fields: p.headers,
+        }
+    }
+
     #[test]
     fn counts_the_http1_wire_form() {
         let wire = "GET /v1/domains?a=1 HTTP/1.1\r\nhost: example\r\nx-pad: 0123456789\r\n\r\n";
@@ -110,7 +110,7 @@ mod tests {
             .body(())
             .unwrap();
         let (parts, ()) = req.into_parts();
-        assert_eq!(size(&parts), wire.len());
+        assert_eq!(size(&head(parts)), wire.len());
     }
 
     #[test]
@@ -120,6 +120,6 @@ mod tests {
             .body(())
             .unwrap()
             .into_parts();
-        assert_eq!(size(&parts), wire.len());
+        assert_eq!(size(&head(parts)), wire.len());
     }
 }

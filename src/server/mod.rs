@@ -359,11 +359,18 @@ async fn serve_h2<S>(
 {
     let tracker = idle::Tracker::new();
     let in_flight = tracker.clone();
-    let service = service_fn(move |req| {
+    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let gw = gw.clone();
         let request = in_flight.start();
         async move {
-            let mut resp = pipeline::handle(&gw, req, info).await;
+            let (parts, body) = req.into_parts();
+            let head = pipeline::Head {
+                method: parts.method,
+                uri: parts.uri,
+                version: parts.version,
+                fields: parts.headers,
+            };
+            let mut resp = pipeline::handle(&gw, head, body, info).await;
             pipeline::headers_into_map(&mut resp);
             Ok::<_, Infallible>(resp.map(|body| request.track(body)))
         }

@@ -37,7 +37,6 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
-use http::header;
 use http::{Method, StatusCode};
 use http_body::Body;
 use prometheus::{Histogram, IntCounterVec};
@@ -48,6 +47,7 @@ use crate::error::{BadRequest, GatewayError, Source, UpstreamFailure};
 use crate::http1::response::{self, ResponseHead};
 use crate::keys::Env;
 use crate::metrics::Metrics;
+use crate::pipeline::head::{Fields, Head};
 use crate::pipeline::rewrite::{ClientFields, GatewayFields};
 pub(crate) use body::ResponseBody;
 use pool::{CheckoutError, Lease, Pool, PoolSettings};
@@ -148,9 +148,9 @@ impl Upstream {
     /// method and the client's headers (hygiene is applied as they are
     /// written); `fwd` has the checked path, the forwarded query and the
     /// gateway's own fields.
-    pub(crate) async fn send<B>(
+    pub(crate) async fn send<F: Fields, B>(
         &self,
-        head: &http::request::Parts,
+        head: &Head<F>,
         body: B,
         max_body: u64,
         fwd: &Forward<'_>,
@@ -177,10 +177,10 @@ impl Upstream {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn exchange<B>(
+    async fn exchange<F: Fields, B>(
         &self,
         target: &Target,
-        head: &http::request::Parts,
+        head: &Head<F>,
         mut body: B,
         max_body: u64,
         fwd: &Forward<'_>,
@@ -346,10 +346,10 @@ fn is_idempotent(m: &Method) -> bool {
 
 /// Writes the request and reads the response head.
 #[allow(clippy::too_many_arguments)]
-async fn round_trip<B>(
+async fn round_trip<F: Fields, B>(
     lease: &mut Lease,
     target: &Target,
-    head: &http::request::Parts,
+    head: &Head<F>,
     body: &mut B,
     framing: Framing,
     max_body: u64,
@@ -498,10 +498,10 @@ pub(crate) struct Forward<'a> {
 /// `METHOD base+path?query HTTP/1.1`, `host`, the client's fields that
 /// hygiene keeps (minus its framing), the gateway's own fields, the
 /// gateway's framing, the blank line.
-fn write_head(
+fn write_head<F: Fields>(
     out: &mut Vec<u8>,
     target: &Target,
-    head: &http::request::Parts,
+    head: &Head<F>,
     fwd: &Forward<'_>,
     framing: Framing,
 ) {
@@ -516,18 +516,21 @@ fn write_head(
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     out.extend_from_slice(target.authority.as_bytes());
     out.extend_from_slice(b"\r\n");
-    let keep = ClientFields::of(&head.headers);
-    for (name, value) in &head.headers {
-        if *name == header::HOST
-            || *name == header::CONTENT_LENGTH
-            || *name == header::EXPECT
-            || !keep.keeps(name)
-        {
+    let keep = ClientFields::of(&head.fields);
+    for (name, value) in head.fields.each() {
+        // The gateway writes its own host and framing.
+        let own = match name.len() {
+            4 => name.eq_ignore_ascii_case(b"host"),
+            6 => name.eq_ignore_ascii_case(b"expect"),
+            14 => name.eq_ignore_ascii_case(b"content-length"),
+            _ => false,
+        };
+        if own || !keep.keeps(name) {
             continue;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(name);
         out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     }
     fwd.fields.write(out);

@@ -4,8 +4,9 @@
 //! Per request: read the head into the connection's buffer and parse it in
 //! place (strictly: every framing the parser refuses is answered with the
 //! contract's JSON 400 or 431 and `X-Request-Id`, counted like any other
-//! answer, and the connection closed); build the request whose header
-//! values share the head's bytes; run the pipeline with the body read
+//! answer, and the connection closed); hand the pipeline the method, the
+//! target and the fields where they were parsed (spans of the head's
+//! bytes: no header map is built); run the pipeline with the body read
 //! straight from this connection ([`body`]); write the answer's head and
 //! stream its body with the framing the gateway chose (the length when
 //! known, else chunked; none for HEAD, 1xx, 204 and 304). Pipelined requests
@@ -38,8 +39,8 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::header::{self, HeaderName};
+use http::{Method, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Sleep};
@@ -176,8 +177,7 @@ where
         let raw = c.rbuf.split_to(head.len).freeze();
         let head_request = head.method.of(&raw) == b"HEAD";
         let http10 = head.minor_version == 0;
-        let parts = request_parts(&head, &raw);
-        c.spans = std::mem::take(&mut head.headers);
+        let parts = request_line(&head, &raw);
         let parts = match parts {
             Ok(p) => p,
             Err(f) => {
@@ -198,16 +198,20 @@ where
             (head.expect_continue && !http10 && !matches!(c.body, BodyState::Done)).then_some(0);
         c.failed = false;
         c.body_timer_armed = false;
-        let mut req = Request::new(RequestBody { conn: &mut c });
-        *req.method_mut() = parts.0;
-        *req.uri_mut() = parts.1;
-        *req.version_mut() = if http10 {
-            Version::HTTP_10
-        } else {
-            Version::HTTP_11
+        // The stages read the fields where they were parsed: no header
+        // map is built for them.
+        let req = pipeline::Head {
+            method: parts.0,
+            uri: parts.1,
+            version: if http10 {
+                Version::HTTP_10
+            } else {
+                Version::HTTP_11
+            },
+            fields: pipeline::RawFields::new(&raw, &head.headers),
         };
-        *req.headers_mut() = parts.2;
-        let resp = pipeline::handle(gw, req, info).await;
+        let resp = pipeline::handle(gw, req, RequestBody { conn: &mut c }, info).await;
+        c.spans = std::mem::take(&mut head.headers);
         // A body left unread is skipped if it is all here already; else
         // the connection ends with this answer.
         if let BodyState::Length(left) = c.body {
@@ -365,19 +369,14 @@ fn method_of(buf: &[u8]) -> Option<Method> {
     Method::from_bytes(&buf[..end]).ok()
 }
 
-/// Method, target and header map of a parsed head; values share `raw`.
-fn request_parts(h: &RequestHead, raw: &Bytes) -> Result<(Method, Uri, HeaderMap), Framing> {
+/// Method and target of a parsed head (the target shares `raw`). The
+/// fields stay where they were parsed: `httparse` admits exactly the name
+/// and value bytes `http::HeaderName` and `HeaderValue` do.
+fn request_line(h: &RequestHead, raw: &Bytes) -> Result<(Method, Uri), Framing> {
     let method = Method::from_bytes(h.method.of(raw)).map_err(|_| Framing::RequestLine)?;
     let uri = Uri::from_maybe_shared(raw.slice(h.target.start..h.target.end))
         .map_err(|_| Framing::Target)?;
-    let mut headers = HeaderMap::with_capacity(h.headers.len());
-    for (name, value) in &h.headers {
-        let name = HeaderName::from_bytes(name.of(raw)).map_err(|_| Framing::Header)?;
-        let value = HeaderValue::from_maybe_shared(raw.slice(value.start..value.end))
-            .map_err(|_| Framing::Header)?;
-        headers.append(name, value);
-    }
-    Ok((method, uri, headers))
+    Ok((method, uri))
 }
 
 /// Answers a request the engine could not read, then the connection closes.
