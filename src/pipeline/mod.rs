@@ -78,7 +78,7 @@ struct Trace<'s> {
 /// engine with the fields of the head it parsed and its own body type,
 /// hyper's HTTP/2 server with its header map and `Incoming`; nothing here
 /// depends on either.
-pub async fn handle<F, B>(gw: &Gateway, req: Head<F>, body: B, conn: ConnInfo) -> Response<Body>
+pub async fn handle<F, B>(gw: &Gateway, req: &Head<F>, body: B, conn: ConnInfo) -> Response<Body>
 where
     F: Fields,
     B: http_body::Body<Data = Bytes> + Unpin,
@@ -157,7 +157,7 @@ where
 async fn pipeline<'s, F, B>(
     gw: &Gateway,
     snap: &'s Snapshot,
-    parts: Head<F>,
+    parts: &Head<F>,
     body: B,
     conn: ConnInfo,
     request_id: &HeaderValue,
@@ -170,7 +170,7 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let cfg = &snap.config;
-    if shape::size(&parts) > cfg.server.max_header_bytes {
+    if shape::size(parts) > cfg.server.max_header_bytes {
         return Err(GatewayError::HeadersTooLarge);
     }
     let client_ip = client_ip::client_ip(conn.peer.ip(), &parts.fields, &cfg.auth.trusted_proxies);
@@ -186,7 +186,7 @@ where
             .inc();
         return Err(GatewayError::MisplacedApiKey(place));
     }
-    shape::check(&parts)?;
+    shape::check(parts)?;
 
     // The request is only read: the upstream head is written from it and
     // the gateway's own fields, so the path can stay borrowed.
@@ -285,9 +285,11 @@ where
         .get(route.upstream)
         .ok_or(GatewayError::UpstreamUnavailable(UpstreamFailure::Missing))?;
     let sent = clock.unwrap_or_else(Instant::now);
-    let (result, ended) = upstream
-        .send(&parts, body, route.max_body, &fwd, env, sent)
+    let result = upstream
+        .send(parts, body, route.max_body, &fwd, env, sent)
         .await;
+    let ended = Instant::now();
+    upstream.finished(result.is_ok(), sent, ended);
     trace.upstream = Some(ended.saturating_duration_since(sent));
     trace.ended = Some(ended);
     // The upstream's fields stay in its head, already cleaned of hop-by-hop

@@ -108,10 +108,11 @@ impl<'a> Listed<'a> {
 
     /// Does the list name `name` (any case)?
     fn names(&self, name: &[u8]) -> bool {
-        self.first[..self.count]
-            .iter()
-            .chain(&self.more)
-            .any(|t| t.eq_ignore_ascii_case(name))
+        self.count > 0
+            && self.first[..self.count]
+                .iter()
+                .chain(&self.more)
+                .any(|t| t.eq_ignore_ascii_case(name))
     }
 }
 

@@ -370,7 +370,7 @@ async fn serve_h2<S>(
                 version: parts.version,
                 fields: parts.headers,
             };
-            let mut resp = pipeline::handle(&gw, head, body, info).await;
+            let mut resp = pipeline::handle(&gw, &head, body, info).await;
             pipeline::headers_into_map(&mut resp);
             Ok::<_, Infallible>(resp.map(|body| request.track(body)))
         }

@@ -142,21 +142,24 @@ impl Upstream {
     }
 
     /// Sends the request and waits for the response head, up to `timeout`
-    /// counted from `started`; also says when the head was in (the caller
-    /// times the exchange with it, for the access log). `env`
+    /// counted from `started`; the caller times the exchange with
+    /// [`Upstream::finished`] (for the metrics and the access log). `env`
     /// picks `test_url` for test keys when there is one. `head` carries the
     /// method and the client's headers (hygiene is applied as they are
     /// written); `fwd` has the checked path, the forwarded query and the
     /// gateway's own fields.
+    ///
+    /// One future per exchange, not a timing wrapper around it: each level
+    /// of nesting moves the whole state of the one below it.
     pub(crate) async fn send<F: Fields, B>(
         &self,
         head: &Head<F>,
-        body: B,
+        mut body: B,
         max_body: u64,
         fwd: &Forward<'_>,
         env: Option<Env>,
         started: Instant,
-    ) -> (Result<http::Response<ResponseBody>, GatewayError>, Instant)
+    ) -> Result<http::Response<ResponseBody>, GatewayError>
     where
         B: Body<Data = Bytes> + Unpin,
         B::Error: std::error::Error + Send + Sync + 'static,
@@ -165,31 +168,6 @@ impl Upstream {
             (Some(Env::Test), Some(t)) => t,
             _ => &self.live,
         };
-        let result = self
-            .exchange(target, head, body, max_body, fwd, started)
-            .await;
-        let ended = Instant::now();
-        if result.is_ok() {
-            self.duration
-                .observe(ended.saturating_duration_since(started).as_secs_f64());
-        }
-        (result, ended)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn exchange<F: Fields, B>(
-        &self,
-        target: &Target,
-        head: &Head<F>,
-        mut body: B,
-        max_body: u64,
-        fwd: &Forward<'_>,
-        started: Instant,
-    ) -> Result<http::Response<ResponseBody>, GatewayError>
-    where
-        B: Body<Data = Bytes> + Unpin,
-        B::Error: std::error::Error + Send + Sync + 'static,
-    {
         let framing = match body.size_hint().exact() {
             Some(0) if body.is_end_stream() && !expects_body(&head.method) => Framing::None,
             Some(n) => Framing::Length(n),
@@ -208,14 +186,17 @@ impl Upstream {
             // and connecting included (a check-out that is ready at once
             // never arms this timer).
             let deadline = tokio::time::Instant::from_std(started) + self.config.timeout;
-            let mut checking_out = std::pin::pin!(target.pool.check_out(started));
-            let now = poll_fn(|cx| Poll::Ready(checking_out.as_mut().poll(cx))).await;
-            let checked_out = match now {
-                Poll::Ready(r) => r,
-                Poll::Pending => match tokio::time::timeout_at(deadline, checking_out).await {
-                    Ok(r) => r,
-                    Err(_) => return Err(self.failure(target, "timeout", None)),
-                },
+            // In a block of its own, so the check-out's state is not kept
+            // beside the round trip's (it would widen every future above).
+            let checked_out = {
+                let mut checking_out = std::pin::pin!(target.pool.check_out(started));
+                let now = poll_fn(|cx| Poll::Ready(checking_out.as_mut().poll(cx))).await;
+                match now {
+                    Poll::Ready(r) => r,
+                    Poll::Pending => tokio::time::timeout_at(deadline, checking_out)
+                        .await
+                        .map_err(|_| self.failure(target, "timeout", None))?,
+                }
             };
             let mut lease = match checked_out {
                 Ok(lease) => lease,
@@ -278,6 +259,15 @@ impl Upstream {
                     return Err(GatewayError::InvalidRequest(BadRequest::Body));
                 }
             }
+        }
+    }
+
+    /// Times a finished exchange: `started` as given to [`Upstream::send`],
+    /// `ended` when its answer head was in.
+    pub(crate) fn finished(&self, ok: bool, started: Instant, ended: Instant) {
+        if ok {
+            self.duration
+                .observe(ended.saturating_duration_since(started).as_secs_f64());
         }
     }
 

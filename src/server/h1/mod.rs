@@ -210,7 +210,8 @@ where
             },
             fields: pipeline::RawFields::new(&raw, &head.headers),
         };
-        let resp = pipeline::handle(gw, req, RequestBody { conn: &mut c }, info).await;
+        let resp = pipeline::handle(gw, &req, RequestBody { conn: &mut c }, info).await;
+        drop(req);
         c.spans = std::mem::take(&mut head.headers);
         // A body left unread is skipped if it is all here already; else
         // the connection ends with this answer.
