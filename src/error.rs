@@ -281,18 +281,46 @@ impl GatewayError {
 pub fn json_body(code: &str, message: &dyn std::fmt::Display, request_id: &str) -> Bytes {
     // Written directly (one buffer, no intermediate JSON tree): refusals
     // are the gateway's cheapest answers and should stay so. Every
-    // dynamic part goes through serde_json's string escaping.
-    let mut out = Vec::with_capacity(160);
+    // dynamic part is escaped as serde_json escapes strings.
+    let mut text = String::with_capacity(96);
+    // Writing into a String cannot fail.
+    let _ = std::fmt::Write::write_fmt(&mut text, format_args!("{message}"));
+    let mut out = Vec::with_capacity(96 + text.len());
     out.extend_from_slice(b"{\"error\":{\"code\":\"");
     out.extend_from_slice(code.as_bytes());
     out.extend_from_slice(b"\",\"message\":");
-    let mut ser = serde_json::Serializer::new(&mut out);
-    // Writing into a Vec cannot fail.
-    let _ = serde::Serializer::collect_str(&mut ser, message);
+    json_string(&mut out, &text);
     out.extend_from_slice(b",\"request_id\":");
-    let _ = serde_json::to_writer(&mut out, request_id);
+    json_string(&mut out, request_id);
     out.extend_from_slice(b"}}");
     Bytes::from(out)
+}
+
+/// The bytes JSON strings escape: `"`, `\\` and the C0 controls.
+static ESCAPED: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = true;
+        b += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
+/// `s` as a JSON string. Text with nothing to escape (messages and request
+/// ids almost always) is copied as it is; anything else goes through
+/// serde_json, which escapes exactly `"`, `\\` and the C0 controls.
+fn json_string(out: &mut Vec<u8>, s: &str) {
+    if !s.bytes().any(|b| ESCAPED[usize::from(b)]) {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
 }
 
 /// An error response in the contract's shape: the JSON body, its content
@@ -325,6 +353,21 @@ pub fn json_response(
 mod tests {
     use super::*;
     use crate::keys::Action;
+
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        for s in [
+            "",
+            "plain text",
+            "caf\u{e9} \u{1f600}",
+            "a \"quote\" and a \\ backslash",
+            "tab\there, newline\n, nul\u{0}, unit sep\u{1f}, del\u{7f}",
+        ] {
+            let mut out = Vec::new();
+            json_string(&mut out, s);
+            assert_eq!(out, serde_json::to_vec(s).unwrap(), "{s:?}");
+        }
+    }
 
     #[test]
     fn bodies_escape_what_they_quote() {
