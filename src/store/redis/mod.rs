@@ -73,7 +73,6 @@ pub use url::{
     SENTINEL_DEFAULT_PORT,
 };
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,7 +86,7 @@ use crate::keys::{KeyRecord, KeyUsage, Timestamp, UsageDelta};
 use conn::{Conn, Link};
 use schema::{
     bytes_of, check_id, corrupt, hash_fields, list_items, parse_index, parse_record, parse_usage,
-    record_fields, Schema,
+    record_fields, HashReply, Schema,
 };
 use scripts::{INSERT_LUA, REPLACE_LUA, USAGE_LUA};
 use target::Plan;
@@ -229,11 +228,7 @@ impl RedisStore {
 
     /// One HGETALL of `key` as field → value; `subject` names the record in
     /// a `Corrupt` answer.
-    async fn hgetall(
-        &self,
-        subject: &str,
-        key: String,
-    ) -> Result<HashMap<Vec<u8>, Vec<u8>>, StoreError> {
+    async fn hgetall(&self, subject: &str, key: String) -> Result<HashReply, StoreError> {
         let mut conn = self.conn();
         let value: Value = self
             .run(
@@ -249,9 +244,11 @@ impl RedisStore {
     pub(super) async fn lookup(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
         let hex = hash.to_hex();
         let what = &hex[..12];
-        let fields = self
-            .hgetall(what, format!("{}{hex}", self.inner.schema.key))
-            .await?;
+        let prefix = self.inner.schema.key;
+        let mut key = String::with_capacity(prefix.len() + hex.len());
+        key.push_str(prefix);
+        key.push_str(&hex);
+        let fields = self.hgetall(what, key).await?;
         if fields.is_empty() {
             return Ok(None);
         }

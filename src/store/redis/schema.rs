@@ -4,7 +4,6 @@
 //! [`StoreError::Corrupt`] naming the record and the field, so the store
 //! operations never see unchecked data.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 
 use ::redis::Value;
@@ -77,7 +76,39 @@ pub(super) fn list_items(v: Value) -> Result<Vec<Value>, String> {
 }
 
 /// HGETALL's reply (flat array in RESP2, map in RESP3) as field → value.
-pub(super) fn hash_fields(v: Value) -> Result<HashMap<Vec<u8>, Vec<u8>>, String> {
+/// An HGETALL reply: field and value pairs in reply order (a Redis hash
+/// holds each field once). Read by linear search: a record has about fifteen
+/// fields, and comparing a name (length first) is cheaper than hashing it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) struct HashReply(Vec<(Vec<u8>, Vec<u8>)>);
+
+impl HashReply {
+    /// The value of `name`.
+    pub(super) fn get(&self, name: &[u8]) -> Option<&[u8]> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.as_slice() == name)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// No fields: the hash does not exist.
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Every field and value.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.0.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))
+    }
+}
+
+impl FromIterator<(Vec<u8>, Vec<u8>)> for HashReply {
+    fn from_iter<I: IntoIterator<Item = (Vec<u8>, Vec<u8>)>>(iter: I) -> Self {
+        HashReply(iter.into_iter().collect())
+    }
+}
+
+pub(super) fn hash_fields(v: Value) -> Result<HashReply, String> {
     let pairs: Vec<(Value, Value)> = match v {
         Value::Map(pairs) => pairs,
         Value::Nil => Vec::new(),
@@ -159,7 +190,7 @@ pub(super) fn record_fields(r: &KeyRecord) -> (Vec<(&'static str, String)>, Vec<
     (set, absent)
 }
 
-struct Fields<'a>(&'a HashMap<Vec<u8>, Vec<u8>>);
+struct Fields<'a>(&'a HashReply);
 
 impl Fields<'_> {
     fn opt(&self, name: &str) -> Result<Option<&str>, String> {
@@ -195,7 +226,7 @@ impl Fields<'_> {
     }
 }
 
-pub(super) fn parse_record(raw: &HashMap<Vec<u8>, Vec<u8>>) -> Result<KeyRecord, String> {
+pub(super) fn parse_record(raw: &HashReply) -> Result<KeyRecord, String> {
     let f = Fields(raw);
     let id = f.req("id")?;
     if !valid_key_id(id) {
@@ -259,7 +290,7 @@ pub(super) fn audit_items(v: Value) -> Result<Vec<AuditEntry>, String> {
     Ok(out)
 }
 
-pub(super) fn parse_usage(raw: &HashMap<Vec<u8>, Vec<u8>>) -> Result<KeyUsage, String> {
+pub(super) fn parse_usage(raw: &HashReply) -> Result<KeyUsage, String> {
     let f = Fields(raw);
     let count = |name: &str, s: &str| {
         s.parse::<u64>()
@@ -281,7 +312,7 @@ pub(super) fn parse_usage(raw: &HashMap<Vec<u8>, Vec<u8>>) -> Result<KeyUsage, S
             .unwrap_or(0),
         daily: Default::default(),
     };
-    for (k, v) in raw {
+    for (k, v) in raw.iter() {
         let Some(day) = k.strip_prefix(b"d:") else {
             continue;
         };
@@ -335,10 +366,21 @@ mod tests {
         }
     }
 
-    fn as_raw(set: &[(&str, String)]) -> HashMap<Vec<u8>, Vec<u8>> {
+    fn as_raw(set: &[(&str, String)]) -> HashReply {
         set.iter()
             .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
             .collect()
+    }
+
+    impl HashReply {
+        fn set(&mut self, k: &[u8], v: &[u8]) {
+            self.remove(k);
+            self.0.push((k.to_vec(), v.to_vec()));
+        }
+
+        fn remove(&mut self, k: &[u8]) {
+            self.0.retain(|(n, _)| n.as_slice() != k);
+        }
     }
 
     #[test]
@@ -363,7 +405,7 @@ mod tests {
         ];
         for (field, value, expect) in cases {
             let mut raw = as_raw(&set);
-            raw.insert(field.as_bytes().to_vec(), value.to_vec());
+            raw.set(field.as_bytes(), value);
             let err = parse_record(&raw).unwrap_err();
             assert!(err.starts_with(expect), "{field}: {err}");
         }
