@@ -9,6 +9,7 @@
 use std::borrow::Cow;
 
 use crate::error::GatewayError;
+use crate::http1::head::trim;
 use crate::pipeline::head::Fields;
 
 /// The credential as sent; still untrusted text.
@@ -66,7 +67,7 @@ fn parse_authorization(value: &[u8]) -> Credential<'_> {
     if !value[..space].eq_ignore_ascii_case(b"bearer") {
         return Credential::Unusable;
     }
-    let token = trim_blanks(&value[space + 1..]);
+    let token = trim(&value[space + 1..]);
     if token.is_empty() || !token.is_ascii() {
         return Credential::Unusable;
     }
@@ -74,14 +75,6 @@ fn parse_authorization(value: &[u8]) -> Credential<'_> {
         Ok(t) => Credential::Bearer(t),
         Err(_) => Credential::Unusable,
     }
-}
-
-/// Without leading and trailing spaces and tabs.
-fn trim_blanks(v: &[u8]) -> &[u8] {
-    let blank = |b: &u8| *b == b' ' || *b == b'\t';
-    let start = v.iter().position(|b| !blank(b)).unwrap_or(v.len());
-    let end = v.iter().rposition(|b| !blank(b)).map_or(start, |i| i + 1);
-    &v[start..end]
 }
 
 /// Query pieces whose decoded name is `api_key`, with their raw value.

@@ -84,9 +84,7 @@ impl Fields for RawFields<'_> {
         let want = name.as_bytes();
         self.spans
             .iter()
-            .filter(move |(n, _)| {
-                n.end - n.start == want.len() && n.of(self.raw).eq_ignore_ascii_case(want)
-            })
+            .filter(move |(n, _)| n.of(self.raw).eq_ignore_ascii_case(want))
             .map(|(_, v)| v.of(self.raw))
     }
 }
