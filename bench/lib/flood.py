@@ -9,6 +9,11 @@
     flood.py metric ADMIN_PORT NAME
         print one counter of /metrics, summed over its label sets
         (e.g. osir_gateway_store_lookups_total)
+    flood.py statuses ADMIN_PORT
+        print the gateway's answers so far by status, "STATUS:COUNT,…"
+        (osir_gateway_requests_total summed over route, method and reason);
+        run.sh takes two of these around a run whose statuses wrk does not
+        count itself
     flood.py warm PORT PATH KEYFILE N
         one GET per key (the first N of KEYFILE, Authorization: Bearer) over
         one keep-alive connection; prints "STATUS:COUNT,…" and exits 1 unless
@@ -148,6 +153,15 @@ def snap(admin_port, redis_port, gw_pid, redis_pid):
 
 def metric(admin_port, name):
     print(int(sum(v for n, _, v in scrape(admin_port) if n == name)))
+
+
+def statuses(admin_port):
+    by = {}
+    for n, labels, v in scrape(admin_port):
+        if n == "osir_gateway_requests_total":
+            code = labels.get("status", "?")
+            by[code] = by.get(code, 0) + int(v)
+    print(",".join(f"{k}:{by[k]}" for k in sorted(by)))
 
 
 # ------------------------------------------------------------------- warm --
@@ -376,6 +390,8 @@ def main(argv):
         snap(*argv[1:])
     elif len(argv) == 3 and argv[0] == "metric":
         metric(*argv[1:])
+    elif len(argv) == 2 and argv[0] == "statuses":
+        statuses(argv[1])
     elif len(argv) == 5 and argv[0] == "warm":
         sys.exit(warm(*argv[1:]))
     elif len(argv) == 2 and argv[0] == "analyze":
