@@ -10,6 +10,7 @@ use std::hint::black_box;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue, Method};
@@ -88,7 +89,7 @@ fn decision(c: &mut Criterion) {
             b.iter(|| {
                 let key =
                     authorize::parse_credential(black_box(&headers), None, true, true).unwrap();
-                let entry = cache.get_fresh(&key.hash()).unwrap();
+                let entry = cache.get_fresh(&key.hash(), Instant::now()).unwrap();
                 authorize::check_grants(&key, &entry, black_box(peer), required, Timestamp::now())
                     .unwrap();
                 black_box(entry);
@@ -105,7 +106,7 @@ fn decision(c: &mut Criterion) {
                 let r = routes.find(&p.decoded).unwrap();
                 let need = r.required_scope(&Method::GET).unwrap();
                 let key = authorize::parse_credential(&headers, None, true, true).unwrap();
-                let entry = cache.get_fresh(&key.hash()).unwrap();
+                let entry = cache.get_fresh(&key.hash(), Instant::now()).unwrap();
                 authorize::check_grants(&key, &entry, ip, need, Timestamp::now()).unwrap();
                 black_box(entry);
             })

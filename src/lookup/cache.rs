@@ -246,9 +246,11 @@ impl KeyCache {
 
     /// The hit path alone: a fresh cached record, or `None`. Synchronous so
     /// the whole cache-hit decision can be benchmarked without a runtime.
-    pub fn get_fresh(&self, hash: &KeyHash) -> Option<Arc<CachedKey>> {
+    /// `now` is the caller's clock reading (one read serves the request's
+    /// stages).
+    pub fn get_fresh(&self, hash: &KeyHash, now: Instant) -> Option<Arc<CachedKey>> {
         let e = self.positive.get(hash)?;
-        if e.fetched_at.elapsed() < self.ttl {
+        if now.saturating_duration_since(e.fetched_at) < self.ttl {
             self.hits.inc();
             Some(e)
         } else {
@@ -582,10 +584,10 @@ mod tests {
     async fn invalidation_drops_cached_entries() {
         let (cache, _mem, key, _w) = setup().await;
         let hash = key.hash();
-        assert!(cache.get_fresh(&hash).is_none());
+        assert!(cache.get_fresh(&hash, Instant::now()).is_none());
         cache.get(&hash).await.unwrap();
-        assert!(cache.get_fresh(&hash).is_some());
+        assert!(cache.get_fresh(&hash, Instant::now()).is_some());
         cache.invalidate(&hash);
-        assert!(cache.get_fresh(&hash).is_none());
+        assert!(cache.get_fresh(&hash, Instant::now()).is_none());
     }
 }

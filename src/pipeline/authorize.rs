@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::GatewayError;
 use crate::keys::ApiKey;
@@ -100,7 +100,10 @@ impl From<GatewayError> for Refusal {
     }
 }
 
-/// The whole decision for a non-public route. `client_ip` must be canonical.
+/// The whole decision for a non-public route. `client_ip` must be
+/// canonical; `now` is the wall clock (expiry), `clock` the monotonic one
+/// (the cached record's age), both read once by the caller.
+#[allow(clippy::too_many_arguments)]
 pub async fn authorize(
     cache: &KeyCache,
     budget: Budget<'_>,
@@ -108,9 +111,10 @@ pub async fn authorize(
     client_ip: IpAddr,
     required: Option<&Scope>,
     now: Timestamp,
+    clock: Instant,
 ) -> Result<Identity, Refusal> {
     let hash = key.hash();
-    let entry = match cache.get_fresh(&hash) {
+    let entry = match cache.get_fresh(&hash, clock) {
         Some(e) => e,
         None => {
             // A key the cache holds (past `ttl`, being refreshed), or has

@@ -100,6 +100,7 @@ where
         &request_id,
         &mut trace,
         access_log.is_some(),
+        bytes_in,
     )
     .await;
     // Request ids are validated ASCII, so this cannot fail.
@@ -163,6 +164,8 @@ async fn pipeline<'s, F, B>(
     request_id: &HeaderValue,
     trace: &mut Trace<'s>,
     logging: bool,
+    // The request's Content-Length, read once by `handle` for the log too.
+    length: Option<u64>,
 ) -> Result<Response<ResponseBody>, GatewayError>
 where
     F: Fields,
@@ -228,7 +231,16 @@ where
             window: cfg.auth.failed_lookup_window,
             ipv6_prefix: cfg.auth.failed_lookup_ipv6_prefix,
         };
-        let decided = authorize::authorize(&gw.cache, budget, &key, client_ip, required, now).await;
+        let decided = authorize::authorize(
+            &gw.cache,
+            budget,
+            &key,
+            client_ip,
+            required,
+            now,
+            auth_started,
+        )
+        .await;
         let auth_ended = Instant::now();
         clock = Some(auth_ended);
         gw.metrics
@@ -250,7 +262,7 @@ where
         Some(identity)
     };
 
-    if content_length(&parts.fields).is_some_and(|n| n > route.max_body) {
+    if length.is_some_and(|n| n > route.max_body) {
         return Err(GatewayError::PayloadTooLarge);
     }
 

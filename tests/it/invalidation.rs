@@ -198,7 +198,7 @@ async fn a_change_made_while_the_feed_is_refused_is_replayed_without_a_flush() {
     // Nothing reached the gateway, and nothing was flushed. The store still
     // answers, so it is up.
     let held = crate::support::eventually(Duration::from_millis(500), || {
-        gw.gw.cache.get_fresh(&hash).is_none()
+        gw.gw.cache.get_fresh(&hash, Instant::now()).is_none()
     })
     .await;
     assert!(!held, "the cache was flushed while the feed was refused");
