@@ -279,18 +279,16 @@ impl GatewayError {
 
 /// `{"error":{"code","message","request_id"}}`, the one error body shape.
 pub fn json_body(code: &str, message: &dyn std::fmt::Display, request_id: &str) -> Bytes {
-    // Written directly (one buffer, no intermediate JSON tree): refusals
-    // are the gateway's cheapest answers and should stay so. Every
-    // dynamic part is escaped as serde_json escapes strings.
-    let mut text = String::with_capacity(96);
-    // Writing into a String cannot fail.
-    let _ = std::fmt::Write::write_fmt(&mut text, format_args!("{message}"));
-    let mut out = Vec::with_capacity(96 + text.len());
+    // Written directly (one buffer, no intermediate JSON tree or message
+    // string): refusals are the gateway's cheapest answers and should stay
+    // so. Every dynamic part is escaped as serde_json escapes strings.
+    let mut out = Vec::with_capacity(160);
     out.extend_from_slice(b"{\"error\":{\"code\":\"");
     out.extend_from_slice(code.as_bytes());
-    out.extend_from_slice(b"\",\"message\":");
-    json_string(&mut out, &text);
-    out.extend_from_slice(b",\"request_id\":");
+    out.extend_from_slice(b"\",\"message\":\"");
+    // Writing into a Vec cannot fail.
+    let _ = std::fmt::Write::write_fmt(&mut Escaping(&mut out), format_args!("{message}"));
+    out.extend_from_slice(b"\",\"request_id\":");
     json_string(&mut out, request_id);
     out.extend_from_slice(b"}}");
     Bytes::from(out)
@@ -309,18 +307,56 @@ static ESCAPED: [bool; 256] = {
     t
 };
 
-/// `s` as a JSON string. Text with nothing to escape (messages and request
-/// ids almost always) is copied as it is; anything else goes through
-/// serde_json, which escapes exactly `"`, `\\` and the C0 controls.
+/// `s` as a JSON string.
 fn json_string(out: &mut Vec<u8>, s: &str) {
-    if !s.bytes().any(|b| ESCAPED[usize::from(b)]) {
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
-    } else {
-        // Writing into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, s);
+    out.push(b'"');
+    escape_into(out, s);
+    out.push(b'"');
+}
+
+/// A message formatted straight into the body, escaped on the way.
+struct Escaping<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Escaping<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        escape_into(self.0, s);
+        Ok(())
     }
+}
+
+/// The inside of a JSON string, escaped exactly as serde_json escapes:
+/// `\"`, `\\`, the short forms `\b \f \n \r \t`, and `\u00xx` (lower-case
+/// hex) for the other C0 controls. Text with nothing to escape (messages
+/// and request ids almost always) is copied in one piece.
+fn escape_into(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if !ESCAPED[usize::from(b)] {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            _ => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 15)],
+            ]),
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
 }
 
 /// An error response in the contract's shape: the JSON body, its content
@@ -367,6 +403,35 @@ mod tests {
             json_string(&mut out, s);
             assert_eq!(out, serde_json::to_vec(s).unwrap(), "{s:?}");
         }
+        // every ASCII byte alone, and between text
+        for b in 0u8..128 {
+            let c = char::from(b);
+            for s in [c.to_string(), format!("a{c}b{c}")] {
+                let mut out = Vec::new();
+                json_string(&mut out, &s);
+                assert_eq!(out, serde_json::to_vec(&s).unwrap(), "{s:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_message_written_in_pieces_is_escaped_as_a_whole_string() {
+        // A Display that writes several pieces, some to escape: the body
+        // holds what serde_json makes of the whole formatted text.
+        struct Pieces;
+        impl std::fmt::Display for Pieces {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "a \"{}\"\n", "quoted\\")?;
+                f.write_str("\u{1}end")
+            }
+        }
+        let body = json_body("invalid_request", &Pieces, "rid");
+        let want = serde_json::json!({"error": {
+            "code": "invalid_request",
+            "message": Pieces.to_string(),
+            "request_id": "rid",
+        }});
+        assert_eq!(body, serde_json::to_vec(&want).unwrap());
     }
 
     #[test]
