@@ -421,8 +421,9 @@ mod tests {
         struct Pieces;
         impl std::fmt::Display for Pieces {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                write!(f, "a \"{}\"\n", "quoted\\")?;
-                f.write_str("\u{1}end")
+                let part = "quoted\\";
+                write!(f, "a \"{part}\" ")?;
+                f.write_str("\n\u{1}end")
             }
         }
         let body = json_body("invalid_request", &Pieces, "rid");
