@@ -196,8 +196,17 @@ fn request() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
+/// 2,000 cases per run; `PROPTEST_CASES` sets another number for a long
+/// run (an explicit `cases` would override the variable).
+fn oracle_cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: oracle_cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn what_the_new_parser_accepts_hyper_parses_the_same(raw in request()) {
