@@ -1002,9 +1002,6 @@ access_log_settle() {
   done
 }
 
-# A row of runs.tsv per run:
-# round job rps requests duration_us cpu_us_per_req store_cpu_us_per_req hwm_kib p50_us p99_us ok
-#   access_log_lines(-1: no log) loadgen_cpu_us(-1: unknown) note
 # status_delta BEFORE AFTER: "STATUS:COUNT,…" of what AFTER adds to BEFORE
 # (both from flood.py statuses), statuses that did not move left out
 status_delta() {
@@ -1017,6 +1014,9 @@ print(",".join(f"{k}:{b[k] - a.get(k, 0)}" for k in sorted(b) if b[k] - a.get(k,
 PY
 }
 
+# A row of runs.tsv per run:
+# round job rps requests duration_us cpu_us_per_req store_cpu_us_per_req hwm_kib p50_us p99_us ok
+#   access_log_lines(-1: no log) loadgen_cpu_us(-1: unknown) note
 run_wrk() {  # run_wrk JOB SECONDS ROUND(0 = warm-up)
   local id=$1 secs=$2 round=$3 pid store_pid url hdr lua out rc=0 tool=${J_TOOL[$1]}
   pid=${SERVER_PID[${J_SRV[$id]}]}
@@ -1030,6 +1030,16 @@ run_wrk() {  # run_wrk JOB SECONDS ROUND(0 = warm-up)
   local lua_args=()
   [[ -n $lua ]] && read -r -a lua_args <<<"$lua"
 
+  # A refusal job on osir-gateway is checked by the gateway's own counters
+  # (osir_gateway_requests_total by status, before and after), not by wrk:
+  # wrk's per-response Lua hook (count=1) costs it 10-20% of its rate, which
+  # would cap these jobs below the cache-hit job they are compared with.
+  # (Read outside the CPU window: rendering /metrics is not the run's work.)
+  local by_server="" admin=${SERVER_ADMIN[${J_SRV[$id]}]:-} st0=""
+  if [[ -n $admin && ${J_EXPECT[$id]} != 2* && " ${lua_args[*]} " != *" count=1 "* ]]; then
+    by_server=1
+    st0=$(python3 "$LIB/flood.py" statuses "$admin" 2>/dev/null || true)
+  fi
   local c0 c1 s0=0 s1=0 hwm log_lines=-1 is_log=0
   [[ ${J_ACCESS[$id]} == file ]] && is_log=1
   # each run starts the access log empty (the gateway appends: O_APPEND writes
@@ -1042,15 +1052,6 @@ run_wrk() {  # run_wrk JOB SECONDS ROUND(0 = warm-up)
   [[ ${J_SRV[$id]} == osir-* ]] && t0=$(python3 "$LIB/procstat.py" threads "$pid")
   c0=$(python3 "$LIB/procstat.py" cpu "$pid")
   [[ -n $store_pid ]] && s0=$(python3 "$LIB/procstat.py" cpu "$store_pid")
-  # A refusal job on osir-gateway is checked by the gateway's own counters
-  # (osir_gateway_requests_total by status, before and after), not by wrk:
-  # wrk's per-response Lua hook (count=1) costs it 10-20% of its rate, which
-  # would cap these jobs below the cache-hit job they are compared with.
-  local by_server="" admin=${SERVER_ADMIN[${J_SRV[$id]}]:-} st0=""
-  if [[ -n $admin && ${J_EXPECT[$id]} != 2* && " ${lua_args[*]} " != *" count=1 "* ]]; then
-    by_server=1
-    st0=$(python3 "$LIB/flood.py" statuses "$admin" 2>/dev/null || true)
-  fi
   local cmd=(wrk "${wrk_args[@]}" "$url" -- "${lua_args[@]}")
   if [[ $tool == h2load ]]; then
     # h2load: the same duration, HTTP/2 over TLS (ALPN h2), H2_CONNS x H2_STREAMS

@@ -147,13 +147,7 @@ pub enum Lookup {
 
 type Flight = Arc<OnceCell<Result<Lookup, Arc<StoreError>>>>;
 
-/// The tables' hasher: foldhash with a random seed per table, about a
-/// tenth of SipHash's cost on a 32-byte digest (measured with callgrind:
-/// SipHash was ~400 instructions per cache hit, ~3k per store lookup,
-/// which hashes the digest in three tables). Seeded, so a client cannot
-/// pick keys whose digests crowd one bucket of the negative cache without
-/// knowing the seed.
-type Hasher = foldhash::quality::RandomState;
+use super::Hasher;
 
 /// The cache in front of the store; one per gateway process.
 pub struct KeyCache {

@@ -16,6 +16,7 @@ use std::net::IpAddr;
 
 use parking_lot::Mutex;
 
+use super::Hasher;
 use crate::keys::{Timestamp, UsageDelta};
 use crate::store::Store;
 
@@ -33,12 +34,8 @@ struct Pending {
     last_ip: Option<IpAddr>,
 }
 
-/// The shard picker's and the shards' hasher: foldhash, seeded per
-/// instance (so the picker and each shard hash independently). SipHash
-/// here cost ~600 instructions per request (two hashes of the key id);
-/// callgrind.
-type Hasher = foldhash::quality::RandomState;
-
+/// The shard picker and each shard have a hasher of their own seed, so
+/// they hash independently.
 type Shard = Mutex<HashMap<Box<str>, Pending, Hasher>>;
 
 /// Counts usage for one gateway process.
