@@ -17,7 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
@@ -259,10 +261,10 @@ impl GatewayError {
         json_body(self.code(), self, request_id)
     }
 
-    /// The whole response (without `X-Request-Id`, which the caller adds to
-    /// every response alike).
-    pub fn to_response(&self, request_id: &str) -> Response<Full<Bytes>> {
-        let mut resp = json_response(
+    /// The answer, as a [`Refusal`] (its `X-Request-Id` is set by the
+    /// caller, who owns the id: [`Refusal::set_request_id`]).
+    pub fn refusal(&self, request_id: &str) -> Refusal {
+        let mut r = Refusal::new(
             self.status(),
             self.code(),
             self,
@@ -270,10 +272,150 @@ impl GatewayError {
             self.retry_after(),
         );
         if let GatewayError::MethodNotAllowed(allow) = self {
-            resp.headers_mut()
-                .insert(ALLOW, HeaderValue::from_static(allow));
+            r.allow = Some(allow);
         }
+        r
+    }
+
+    /// The whole response (without `X-Request-Id`, which the caller adds to
+    /// every response alike).
+    pub fn to_response(&self, request_id: &str) -> Response<Full<Bytes>> {
+        self.refusal(request_id).into_response()
+    }
+}
+
+/// An answer the gateway makes itself: the contract's JSON body and the few
+/// fields that go with it, kept without a header map. The HTTP/1.1 engine
+/// writes [`Refusal::fields`] straight into its answer head (a refusal is
+/// the cheapest answer there is, and should stay so under a flood of bad
+/// keys); HTTP/2 and the admin listener move them into a header map
+/// ([`Refusal::move_fields_to`], [`Refusal::into_response`]).
+#[derive(Debug)]
+pub struct Refusal {
+    status: StatusCode,
+    /// Taken when sent as the body's one frame.
+    body: Option<Bytes>,
+    len: u64,
+    www_authenticate: bool,
+    retry_after: Option<u64>,
+    allow: Option<&'static str>,
+    request_id: Option<HeaderValue>,
+}
+
+/// `WWW-Authenticate` of every 401.
+const BEARER_CHALLENGE: &str = "Bearer realm=\"osir\"";
+
+impl Refusal {
+    /// The answer `status` with the JSON error body; 401s carry the
+    /// `Bearer` challenge, and answers that invite a retry `Retry-After`
+    /// (whole seconds, at least 1).
+    pub fn new(
+        status: StatusCode,
+        code: &str,
+        message: &dyn std::fmt::Display,
+        request_id: &str,
+        retry_after: Option<Duration>,
+    ) -> Refusal {
+        let body = json_body(code, message, request_id);
+        Refusal {
+            status,
+            len: body.len() as u64,
+            body: Some(body),
+            www_authenticate: status == StatusCode::UNAUTHORIZED,
+            retry_after: retry_after.map(|d| d.as_secs().max(1)),
+            allow: None,
+            request_id: None,
+        }
+    }
+
+    /// The answer's status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The body's length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Is the body empty? (Never, for the contract's shape.)
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The answer's `X-Request-Id`.
+    pub fn set_request_id(&mut self, id: HeaderValue) {
+        self.request_id = Some(id);
+    }
+
+    /// Calls `f` with the name (lower case) and value of each field, in the
+    /// order they are written.
+    pub fn each_field(&self, mut f: impl FnMut(&'static str, &[u8])) {
+        f("content-type", b"application/json");
+        if self.www_authenticate {
+            f("www-authenticate", BEARER_CHALLENGE.as_bytes());
+        }
+        if let Some(s) = self.retry_after {
+            f("retry-after", itoa::Buffer::new().format(s).as_bytes());
+        }
+        if let Some(allow) = self.allow {
+            f("allow", allow.as_bytes());
+        }
+        if let Some(id) = &self.request_id {
+            f("x-request-id", id.as_bytes());
+        }
+    }
+
+    /// Moves the fields into `map` (replacing any of the same name); the
+    /// refusal keeps only its body.
+    pub fn move_fields_to(&mut self, map: &mut HeaderMap) {
+        map.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if std::mem::take(&mut self.www_authenticate) {
+            map.insert(WWW_AUTHENTICATE, HeaderValue::from_static(BEARER_CHALLENGE));
+        }
+        if let Some(s) = self.retry_after.take() {
+            map.insert(RETRY_AFTER, HeaderValue::from(s));
+        }
+        if let Some(allow) = self.allow.take() {
+            map.insert(ALLOW, HeaderValue::from_static(allow));
+        }
+        if let Some(id) = self.request_id.take() {
+            map.insert(HeaderName::from_static("x-request-id"), id);
+        }
+    }
+
+    /// The answer as a response with a header map and a plain body.
+    pub fn into_response(mut self) -> Response<Full<Bytes>> {
+        let mut resp = Response::new(Full::new(self.body.take().unwrap_or_default()));
+        *resp.status_mut() = self.status;
+        self.move_fields_to(resp.headers_mut());
         resp
+    }
+}
+
+impl http_body::Body for Refusal {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(
+            self.get_mut()
+                .body
+                .take()
+                .filter(|b| !b.is_empty())
+                .map(|b| Ok(http_body::Frame::data(b))),
+        )
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.as_ref().is_none_or(Bytes::is_empty)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.len)
     }
 }
 
@@ -368,20 +510,7 @@ pub fn json_response(
     request_id: &str,
     retry_after: Option<Duration>,
 ) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(json_body(code, message, request_id)));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if status == StatusCode::UNAUTHORIZED {
-        h.insert(
-            WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"osir\""),
-        );
-    }
-    if let Some(d) = retry_after {
-        h.insert(RETRY_AFTER, HeaderValue::from(d.as_secs().max(1)));
-    }
-    resp
+    Refusal::new(status, code, message, request_id, retry_after).into_response()
 }
 
 #[cfg(test)]
@@ -479,5 +608,65 @@ mod tests {
         let r = GatewayError::MethodNotAllowed("GET, HEAD").to_response("x");
         assert_eq!(r.status(), 405);
         assert_eq!(r.headers()[ALLOW], "GET, HEAD");
+    }
+
+    /// What the HTTP/1.1 engine writes from a refusal is what the header
+    /// map of HTTP/2 and the admin listener holds: same fields, same order,
+    /// and the body is sent once, with the length it announces.
+    #[test]
+    fn a_refusal_writes_what_its_header_map_holds() {
+        use http_body::Body as _;
+        let store = std::io::Error::other("down");
+        for e in [
+            GatewayError::MissingApiKey,
+            GatewayError::InsufficientScope(Scope::new("domains", Action::Read)),
+            GatewayError::MethodNotAllowed("GET, HEAD"),
+            GatewayError::RateLimited(Duration::from_millis(300)),
+            GatewayError::KeyStoreUnavailable {
+                retry_after: Duration::from_secs(2),
+                source: Arc::new(store),
+            },
+        ] {
+            let mut r = e.refusal("rid-1");
+            r.set_request_id(HeaderValue::from_static("rid-1"));
+            let mut written = Vec::new();
+            r.each_field(|n, v| written.push((n.to_owned(), v.to_vec())));
+            let len = r.len();
+            assert_eq!(r.size_hint().exact(), Some(len));
+            let resp = r.into_response();
+            let mapped: Vec<_> = resp
+                .headers()
+                .iter()
+                .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+                .collect();
+            assert_eq!(written, mapped, "{e:?}");
+            assert_eq!(resp.status(), e.status());
+            assert_eq!(resp.into_body().size_hint().exact(), Some(len));
+
+            let mut r = e.refusal("rid-1");
+            let body = e.body("rid-1");
+            let waker = std::task::Waker::noop();
+            let mut cx = std::task::Context::from_waker(waker);
+            let mut pinned = std::pin::Pin::new(&mut r);
+            let first = pinned.as_mut().poll_frame(&mut cx);
+            let std::task::Poll::Ready(Some(Ok(frame))) = first else {
+                panic!("no body frame: {e:?}");
+            };
+            assert_eq!(frame.into_data().unwrap(), body);
+            assert!(pinned.is_end_stream());
+            assert!(matches!(
+                pinned.as_mut().poll_frame(&mut cx),
+                std::task::Poll::Ready(None)
+            ));
+        }
+        let mut r = GatewayError::RateLimited(Duration::from_millis(300)).refusal("x");
+        let mut fields = Vec::new();
+        r.each_field(|n, v| fields.push(format!("{n}: {}", String::from_utf8_lossy(v))));
+        assert_eq!(fields, ["content-type: application/json", "retry-after: 1"]);
+        let mut map = HeaderMap::new();
+        r.move_fields_to(&mut map);
+        let mut left = Vec::new();
+        r.each_field(|n, _| left.push(n));
+        assert_eq!(left, ["content-type"], "moved fields are not written twice");
     }
 }

@@ -106,14 +106,15 @@ impl Scope {
 
 impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Written in pieces, not through `write!`: a scope is part of every
+        // 403's message.
         match (&self.resource, self.action) {
             (None, None) => f.write_str("*"),
-            (r, a) => write!(
-                f,
-                "{}:{}",
-                r.as_deref().unwrap_or("*"),
-                a.map_or("*", Action::as_str)
-            ),
+            (r, a) => {
+                f.write_str(r.as_deref().unwrap_or("*"))?;
+                f.write_str(":")?;
+                f.write_str(a.map_or("*", Action::as_str))
+            }
         }
     }
 }

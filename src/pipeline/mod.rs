@@ -28,9 +28,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::Response;
-use http_body_util::{Either, Full};
+use http_body_util::Either;
 
-use crate::error::{GatewayError, UpstreamFailure};
+use crate::error::{GatewayError, Refusal, UpstreamFailure};
 use crate::keys::misplaced;
 use crate::lookup::cache::CachedKey;
 use crate::state::{Gateway, Snapshot};
@@ -42,7 +42,7 @@ use route::Route;
 use upstream::ResponseBody;
 
 /// Response bodies: the upstream's, streamed, or the gateway's own.
-pub type Body = Either<ResponseBody, Full<Bytes>>;
+pub type Body = Either<ResponseBody, Refusal>;
 
 /// What the listener knows about the connection a request came on.
 #[derive(Clone, Copy, Debug)]
@@ -107,7 +107,13 @@ where
     let rid = request_id.to_str().unwrap_or("");
     let (mut resp, reason) = match outcome {
         Ok(resp) => (resp.map(Either::Left), "ok"),
-        Err(e) => (e.to_response(rid).map(Either::Right), e.code()),
+        Err(e) => {
+            let refusal = e.refusal(rid);
+            let status = refusal.status();
+            let mut resp = Response::new(Either::Right(refusal));
+            *resp.status_mut() = status;
+            (resp, e.code())
+        }
     };
     let route_label = trace.route.map_or("none", |r| &r.prefix);
     let elapsed = match trace.ended {
@@ -142,11 +148,14 @@ where
             bytes_out: response_length(&resp),
         });
     }
-    // An upstream answer keeps the id with its raw fields (no header map
-    // is made for it); the gateway's own answers have a map anyway.
+    // The id stays with the answer's raw fields: no header map is made
+    // for it (unless an upstream head's fields were moved to one already).
     let rest = match resp.body_mut() {
         Either::Left(body) => body.own_request_id(request_id),
-        Either::Right(_) => Some(request_id),
+        Either::Right(refusal) => {
+            refusal.set_request_id(request_id);
+            None
+        }
     };
     if let Some(id) = rest {
         resp.headers_mut().insert(X_REQUEST_ID.clone(), id);
@@ -310,13 +319,23 @@ where
     result
 }
 
-/// Moves an upstream answer's fields from its head into its header map,
-/// behind the gateway's own. The HTTP/2 engine needs them there; the
-/// HTTP/1.1 engine writes them straight from the head instead.
+/// Moves an answer's fields into its header map: an upstream answer's from
+/// its head, behind the gateway's own; a refusal's from the refusal. The
+/// HTTP/2 engine needs them there; the HTTP/1.1 engine writes them
+/// straight from where they are instead.
 pub fn headers_into_map(resp: &mut Response<Body>) {
-    if let Either::Left(body) = resp.body_mut() {
-        if let Some(head) = body.take_raw_head() {
-            head.append_to(resp.headers_mut());
+    match resp.body_mut() {
+        Either::Left(body) => {
+            if let Some(head) = body.take_raw_head() {
+                head.append_to(resp.headers_mut());
+            }
+        }
+        Either::Right(_) => {
+            let mut map = std::mem::take(resp.headers_mut());
+            if let Either::Right(refusal) = resp.body_mut() {
+                refusal.move_fields_to(&mut map);
+            }
+            *resp.headers_mut() = map;
         }
     }
 }
@@ -325,7 +344,7 @@ pub fn headers_into_map(resp: &mut Response<Body>) {
 fn response_length(resp: &Response<Body>) -> Option<u64> {
     match resp.body() {
         Either::Left(body) => body.raw_head().and_then(|h| h.content_length()),
-        Either::Right(_) => content_length(resp.headers()),
+        Either::Right(refusal) => Some(refusal.len()),
     }
     .or_else(|| content_length(resp.headers()))
 }

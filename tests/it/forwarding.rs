@@ -310,4 +310,25 @@ async fn http2_prior_knowledge_is_served() {
     let r = send_with(&c, Method::POST, &gw.url("/v1/status"), &[], body.clone()).await;
     assert_eq!(r.status, 200);
     assert!(r.body == body && up.last().body == body);
+    // The gateway's own answers carry their fields over HTTP/2 too (the
+    // HTTP/1.1 engine writes them without a header map; this one needs it).
+    let seen = up.count();
+    let r = send_with(&c, Method::GET, &gw.url("/v1/domains"), &[], Bytes::new()).await;
+    assert_eq!(
+        (r.status.as_u16(), r.code().as_str()),
+        (401, "missing_api_key")
+    );
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"osir\""));
+    let id = r.header("x-request-id").expect("x-request-id on a refusal");
+    assert!(
+        r.text().contains(&format!("\"request_id\":\"{id}\"")),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        r.header("content-length"),
+        Some(r.body.len().to_string().as_str())
+    );
+    assert_eq!(up.count(), seen, "a refusal reached the upstream");
 }

@@ -39,7 +39,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderName};
+use http::header;
 use http::{Method, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -391,11 +391,11 @@ async fn refuse<S>(
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let rid = gw.request_ids.for_request(None);
-    let mut resp = e
-        .to_response(rid.to_str().unwrap_or(""))
-        .map(http_body_util::Either::Right);
-    resp.headers_mut()
-        .insert(HeaderName::from_static("x-request-id"), rid);
+    let mut refusal = e.refusal(rid.to_str().unwrap_or(""));
+    refusal.set_request_id(rid);
+    let status = refusal.status();
+    let mut resp = Response::new(http_body_util::Either::Right(refusal));
+    *resp.status_mut() = status;
     let other = Method::from_bytes(b"OTHER").ok();
     if let Some(m) = method.or(other.as_ref()) {
         gw.metrics
@@ -443,6 +443,15 @@ where
     w.extend_from_slice(b"\r\n");
     let mut has_date = false;
     let mut has_length = false;
+    // A refusal's few fields, straight from the refusal.
+    if let http_body_util::Either::Right(refusal) = &body {
+        refusal.each_field(|name, value| {
+            w.extend_from_slice(name.as_bytes());
+            w.extend_from_slice(b": ");
+            w.extend_from_slice(value);
+            w.extend_from_slice(b"\r\n");
+        });
+    }
     // An upstream's fields, straight from its head (already cleaned of
     // hop-by-hop ones); those the gateway sets itself are skipped here.
     if let http_body_util::Either::Left(up) = &body {
