@@ -168,7 +168,12 @@ async fn a_reload_refused_for_several_problems_is_one_line() {
         let gw = Gateway::start(&closed.url(), &format!("format = \"{format}\"")).await;
         // Two problems: each is a line of the validation report.
         let bad = config_text(gw.api, gw.admin, "ftp://nowhere", "level = \"loud\"");
-        std::fs::write(&gw.cfg.path, bad).unwrap();
+        // Written whole and renamed over the file: a plain write can be
+        // seen half-done, and its first refusal would then be about the
+        // truncated text rather than these two problems.
+        let tmp = gw.cfg.path.with_extension("toml.swp");
+        std::fs::write(&tmp, bad).unwrap();
+        std::fs::rename(&tmp, &gw.cfg.path).unwrap();
         let end = Instant::now() + Duration::from_secs(10);
         while !gw.stderr().lines().any(is_event) {
             assert!(Instant::now() < end, "no reload refusal:\n{}", gw.stderr());
