@@ -11,6 +11,7 @@
 //! The bytes are those the engine already checked: `httparse` admits the
 //! same name and value bytes as `http::HeaderName` and `HeaderValue`.
 
+use http::header::{self, HeaderName};
 use http::{HeaderMap, Method, Uri, Version};
 
 use crate::http1::head::Span;
@@ -55,9 +56,29 @@ impl Fields for HeaderMap {
     }
 
     fn values(&self, name: &'static str) -> impl DoubleEndedIterator<Item = &[u8]> {
-        self.get_all(name).into_iter().map(|v| v.as_bytes())
+        // The names the stages ask for, as ready-made `HeaderName`s: a
+        // lookup by `&str` parses the name again every time.
+        let known = match name {
+            "authorization" => Some(header::AUTHORIZATION),
+            "connection" => Some(header::CONNECTION),
+            "content-length" => Some(header::CONTENT_LENGTH),
+            "host" => Some(header::HOST),
+            "upgrade" => Some(header::UPGRADE),
+            "x-forwarded-for" => Some(X_FORWARDED_FOR),
+            "x-request-id" => Some(X_REQUEST_ID),
+            _ => None,
+        };
+        match known {
+            Some(n) => self.get_all(n),
+            None => self.get_all(name),
+        }
+        .into_iter()
+        .map(|v| v.as_bytes())
     }
 }
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The fields of a head as the HTTP/1.1 engine parsed it: spans of `raw`.
 #[derive(Clone, Copy, Debug)]

@@ -345,6 +345,9 @@ async fn accept_api<H, F, S>(
     }
 }
 
+/// The gateway's request id field.
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
 /// Serves one HTTP/2 connection with hyper until it ends; idle and
 /// stopping connections get GOAWAY (see [`idle`]).
 async fn serve_h2<S>(
@@ -370,8 +373,16 @@ async fn serve_h2<S>(
                 version: parts.version,
                 fields: parts.headers,
             };
-            let mut resp = pipeline::handle(&gw, &head, body, info).await;
+            // Boxed: the pipeline's state is large, and hyper moves the
+            // stream's future several times before it first polls it.
+            let mut resp = Box::pin(pipeline::handle(&gw, &head, body, info)).await;
             pipeline::headers_into_map(&mut resp);
+            // Unique to each answer: HPACK indexing it would only churn the
+            // client's dynamic table (and cost the encoder an insert and an
+            // eviction per answer), so it is sent never-indexed.
+            if let Some(id) = resp.headers_mut().get_mut(X_REQUEST_ID) {
+                id.set_sensitive(true);
+            }
             Ok::<_, Infallible>(resp.map(|body| request.track(body)))
         }
     });

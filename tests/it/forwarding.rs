@@ -331,4 +331,17 @@ async fn http2_prior_knowledge_is_served() {
         Some(r.body.len().to_string().as_str())
     );
     assert_eq!(up.count(), seen, "a refusal reached the upstream");
+    // Request ids are sent never-indexed (HPACK): each answer on the one
+    // connection still carries its own, the one the upstream was given.
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let r = send_with(&c, Method::GET, &gw.url("/v1/status"), &[], Bytes::new()).await;
+        assert_eq!(r.status, 200);
+        let id = r.header("x-request-id").expect("x-request-id").to_owned();
+        assert_eq!(up.last().header("x-request-id"), Some(id.as_str()));
+        ids.push(id);
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 5, "request ids repeat over HTTP/2: {ids:?}");
 }

@@ -21,6 +21,9 @@ use crate::http1::chunked::{ChunkedDecoder, Step};
 use crate::http1::head::Span;
 use crate::http1::response::ResponseFraming;
 
+/// The gateway's request id field.
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
 /// Bytes asked of the socket per read.
 const READ: usize = 16 * 1024;
 
@@ -89,18 +92,25 @@ impl RawHead {
     /// gateway's own, such as `X-Request-Id`, win). Values share the head's
     /// bytes; a field `http` would not hold is dropped.
     pub(crate) fn append_to(self, map: &mut HeaderMap) {
-        if let Some(id) = self.request_id {
-            map.insert(HeaderName::from_static("x-request-id"), id);
-        }
+        // The names the map holds before the upstream's are added (none,
+        // usually: then nothing is collected).
         let own: Vec<HeaderName> = map.keys().cloned().collect();
+        let own_id = self.request_id.is_some();
+        if let Some(id) = self.request_id {
+            map.insert(X_REQUEST_ID, id);
+        }
         for (n, v) in &self.fields {
-            let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(n.of(&self.bytes)),
-                HeaderValue::from_maybe_shared(self.bytes.slice(v.start..v.end)),
-            ) else {
+            let name = n.of(&self.bytes);
+            if own_id && name.eq_ignore_ascii_case(X_REQUEST_ID.as_str().as_bytes()) {
+                continue;
+            }
+            let Ok(name) = HeaderName::from_bytes(name) else {
                 continue;
             };
-            if !own.contains(&name) {
+            if own.contains(&name) {
+                continue;
+            }
+            if let Ok(value) = HeaderValue::from_maybe_shared(self.bytes.slice(v.start..v.end)) {
                 map.append(name, value);
             }
         }
