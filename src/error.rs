@@ -286,7 +286,7 @@ impl GatewayError {
 
 /// An answer the gateway makes itself: the contract's JSON body and the few
 /// fields that go with it, kept without a header map. The HTTP/1.1 engine
-/// writes [`Refusal::fields`] straight into its answer head (a refusal is
+/// writes [`Refusal::each_field`] straight into its answer head (a refusal is
 /// the cheapest answer there is, and should stay so under a flood of bad
 /// keys); HTTP/2 and the admin listener move them into a header map
 /// ([`Refusal::move_fields_to`], [`Refusal::into_response`]).
@@ -301,6 +301,10 @@ pub struct Refusal {
     allow: Option<&'static str>,
     request_id: Option<HeaderValue>,
 }
+
+/// The field that carries every answer's request id (the gateway's own and
+/// the upstream's alike).
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// `WWW-Authenticate` of every 401.
 const BEARER_CHALLENGE: &str = "Bearer realm=\"osir\"";
@@ -380,7 +384,7 @@ impl Refusal {
             map.insert(ALLOW, HeaderValue::from_static(allow));
         }
         if let Some(id) = self.request_id.take() {
-            map.insert(HeaderName::from_static("x-request-id"), id);
+            map.insert(X_REQUEST_ID, id);
         }
     }
 

@@ -77,8 +77,9 @@ impl Fields for HeaderMap {
     }
 }
 
+use crate::error::X_REQUEST_ID;
+
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The fields of a head as the HTTP/1.1 engine parsed it: spans of `raw`.
 #[derive(Clone, Copy, Debug)]

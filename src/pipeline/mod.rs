@@ -26,7 +26,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue};
+use http::header::HeaderValue;
 use http::Response;
 use http_body_util::Either;
 
@@ -52,8 +52,6 @@ pub struct ConnInfo {
     /// `http` or `https`, for `X-Forwarded-Proto`.
     pub proto: &'static str,
 }
-
-static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// What the pipeline learned on the way, for metrics and the access log;
 /// filled as stages pass, so an early refusal leaves the rest empty.
@@ -158,7 +156,7 @@ where
         }
     };
     if let Some(id) = rest {
-        resp.headers_mut().insert(X_REQUEST_ID.clone(), id);
+        resp.headers_mut().insert(crate::error::X_REQUEST_ID, id);
     }
     resp
 }

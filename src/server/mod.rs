@@ -345,9 +345,6 @@ async fn accept_api<H, F, S>(
     }
 }
 
-/// The gateway's request id field.
-const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
-
 /// Serves one HTTP/2 connection with hyper until it ends; idle and
 /// stopping connections get GOAWAY (see [`idle`]).
 async fn serve_h2<S>(
@@ -380,7 +377,7 @@ async fn serve_h2<S>(
             // Unique to each answer: HPACK indexing it would only churn the
             // client's dynamic table (and cost the encoder an insert and an
             // eviction per answer), so it is sent never-indexed.
-            if let Some(id) = resp.headers_mut().get_mut(X_REQUEST_ID) {
+            if let Some(id) = resp.headers_mut().get_mut(crate::error::X_REQUEST_ID) {
                 id.set_sensitive(true);
             }
             Ok::<_, Infallible>(resp.map(|body| request.track(body)))

@@ -17,12 +17,10 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http_body::{Frame, SizeHint};
 
 use super::pool::Lease;
+use crate::error::X_REQUEST_ID;
 use crate::http1::chunked::{ChunkedDecoder, Step};
 use crate::http1::head::Span;
 use crate::http1::response::ResponseFraming;
-
-/// The gateway's request id field.
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Bytes asked of the socket per read.
 const READ: usize = 16 * 1024;
