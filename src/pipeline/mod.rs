@@ -105,13 +105,7 @@ where
     let rid = request_id.to_str().unwrap_or("");
     let (mut resp, reason) = match outcome {
         Ok(resp) => (resp.map(Either::Left), "ok"),
-        Err(e) => {
-            let refusal = e.refusal(rid);
-            let status = refusal.status();
-            let mut resp = Response::new(Either::Right(refusal));
-            *resp.status_mut() = status;
-            (resp, e.code())
-        }
+        Err(e) => (refused(e.refusal(rid)), e.code()),
     };
     let route_label = trace.route.map_or("none", |r| &r.prefix);
     let elapsed = match trace.ended {
@@ -315,6 +309,15 @@ where
     // ones (`rewrite::keep_forwardable_response_fields`); see
     // [`headers_into_map`].
     result
+}
+
+/// The answer made of a refusal: its status, its body and, kept with it,
+/// its fields (see [`headers_into_map`]).
+pub fn refused(refusal: Refusal) -> Response<Body> {
+    let status = refusal.status();
+    let mut resp = Response::new(Either::Right(refusal));
+    *resp.status_mut() = status;
+    resp
 }
 
 /// Moves an answer's fields into its header map: an upstream answer's from

@@ -393,9 +393,7 @@ async fn refuse<S>(
     let rid = gw.request_ids.for_request(None);
     let mut refusal = e.refusal(rid.to_str().unwrap_or(""));
     refusal.set_request_id(rid);
-    let status = refusal.status();
-    let mut resp = Response::new(http_body_util::Either::Right(refusal));
-    *resp.status_mut() = status;
+    let resp = pipeline::refused(refusal);
     let other = Method::from_bytes(b"OTHER").ok();
     if let Some(m) = method.or(other.as_ref()) {
         gw.metrics
