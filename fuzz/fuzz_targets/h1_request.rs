@@ -15,7 +15,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     assert!(h.len <= data.len());
-    for (n, v) in &h.headers {
+    for f in &h.headers {
+        let (n, v) = (f.name, f.value);
         assert!(n.end <= h.len && v.end <= h.len && n.start <= n.end && v.start <= v.end);
     }
     assert_eq!(head::parse(&data[..h.len]), Ok(Some(h.clone())));

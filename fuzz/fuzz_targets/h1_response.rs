@@ -13,7 +13,8 @@ fuzz_target!(|data: &[u8]| {
             continue;
         };
         assert!(h.len <= data.len());
-        for (n, v) in &h.headers {
+        for f in &h.headers {
+        let (n, v) = (f.name, f.value);
             assert!(n.end <= h.len && v.end <= h.len && n.start <= n.end && v.start <= v.end);
         }
         assert_eq!(parse(&data[..h.len], head_request), Ok(Some(h.clone())));

@@ -20,6 +20,7 @@
 //! is delimited, and the upstream is given that framing, never the client's
 //! spelling of it.
 
+pub use super::field::{Field, Known, KnownSet, Span};
 use super::Framing;
 
 /// The most header fields a request may have.
@@ -48,39 +49,16 @@ pub struct RequestHead {
     pub target: Span,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor_version: u8,
-    /// Header fields in order: name and value spans (values without the
-    /// surrounding whitespace).
-    pub headers: Vec<(Span, Span)>,
+    /// Header fields in order (values without the surrounding whitespace).
+    pub headers: Vec<Field>,
+    /// The [`Known`] names among them.
+    pub known: KnownSet,
     /// How the body is delimited.
     pub body: BodyFraming,
     /// Whether the connection may carry another request after this one.
     pub keep_alive: bool,
     /// `Expect: 100-continue` was sent.
     pub expect_continue: bool,
-}
-
-/// A range of the parsed buffer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Span {
-    /// Offset of the first byte.
-    pub start: usize,
-    /// Offset one past the last byte.
-    pub end: usize,
-}
-
-impl Span {
-    /// The bytes this span covers in `buf`.
-    pub fn of<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
-        &buf[self.start..self.end]
-    }
-
-    pub(crate) fn within(buf: &[u8], part: &[u8]) -> Span {
-        let start = part.as_ptr() as usize - buf.as_ptr() as usize;
-        Span {
-            start,
-            end: start + part.len(),
-        }
-    }
 }
 
 /// Parses a request head from the start of `buf`. `Ok(None)`: the head is
@@ -92,10 +70,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<RequestHead>, Framing> {
 /// [`parse`], filling `spans` (cleared first) for the head's fields, so a
 /// connection can hand back the vector of its last head and parse without
 /// allocating.
-pub fn parse_reusing(
-    buf: &[u8],
-    mut spans: Vec<(Span, Span)>,
-) -> Result<Option<RequestHead>, Framing> {
+pub fn parse_reusing(buf: &[u8], mut spans: Vec<Field>) -> Result<Option<RequestHead>, Framing> {
     // Left uninitialised: httparse writes only the fields it finds (no
     // 100-field memset per head).
     let mut fields = [std::mem::MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
@@ -137,18 +112,20 @@ pub fn parse_reusing(
     let mut close = false;
     let mut keep_alive_10 = false;
     let mut expect_continue = false;
+    let mut known = KnownSet::default();
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         let value = trim(h.value);
-        // By length first: most fields are none of these five.
-        match name.len() {
-            14 if name.eq_ignore_ascii_case(b"content-length") => {
+        let k = Known::of(name);
+        known.add(k);
+        match k {
+            Known::ContentLength => {
                 if length.is_some() {
                     return Err(Framing::DuplicateLength);
                 }
                 length = Some(content_length(value)?);
             }
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+            Known::TransferEncoding => {
                 if transfer_encoding {
                     return Err(Framing::TransferEncoding);
                 }
@@ -158,8 +135,8 @@ pub fn parse_reusing(
                     return Err(Framing::TransferEncoding);
                 }
             }
-            4 if name.eq_ignore_ascii_case(b"host") => hosts += 1,
-            10 if name.eq_ignore_ascii_case(b"connection") => {
+            Known::Host => hosts += 1,
+            Known::Connection => {
                 for token in value.split(|b| *b == b',').map(trim) {
                     if token.eq_ignore_ascii_case(b"close") {
                         close = true;
@@ -168,7 +145,7 @@ pub fn parse_reusing(
                     }
                 }
             }
-            6 if name.eq_ignore_ascii_case(b"expect") => {
+            Known::Expect => {
                 if !value.eq_ignore_ascii_case(b"100-continue") {
                     return Err(Framing::Expect);
                 }
@@ -176,7 +153,7 @@ pub fn parse_reusing(
             }
             _ => {}
         }
-        headers.push((Span::within(buf, name), Span::within(buf, value)));
+        headers.push(Field::new(buf, name, value, k));
     }
     if chunked && length.is_some() {
         return Err(Framing::LengthWithChunked);
@@ -209,6 +186,7 @@ pub fn parse_reusing(
         target: Span::within(buf, target.as_bytes()),
         minor_version,
         headers,
+        known,
         body,
         keep_alive,
         expect_continue,
@@ -359,7 +337,9 @@ mod tests {
         let h = ok(raw);
         assert_eq!(h.method.of(raw.as_bytes()), b"GET");
         assert_eq!(h.target.of(raw.as_bytes()), b"/v1/domains?x=1");
-        assert_eq!(h.headers[1].1.of(raw.as_bytes()), b"v");
+        assert_eq!(h.headers[1].value.of(raw.as_bytes()), b"v");
+        assert_eq!(h.headers[0].known, Known::Host);
+        assert!(h.known.has(Known::Host) && !h.known.has(Known::Authorization));
         assert_eq!(&raw.as_bytes()[h.len..], b"BODY");
         assert_eq!(h.body, BodyFraming::Empty);
         assert!(h.keep_alive && !h.expect_continue);

@@ -11,6 +11,7 @@
 
 pub mod chunked;
 pub mod date;
+pub mod field;
 pub mod head;
 pub mod response;
 

@@ -11,7 +11,8 @@
 //! `Content-Length` that is not plain digits, or two that differ, make the
 //! response unreadable (502).
 
-use super::head::{content_length, trim, Span};
+use super::field::{Field, Known};
+use super::head::{content_length, trim};
 
 /// The most header fields an upstream response may have.
 pub const MAX_HEADERS: usize = 100;
@@ -36,8 +37,11 @@ pub struct ResponseHead {
     pub len: usize,
     /// The status code.
     pub status: u16,
-    /// Header fields in order (values trimmed).
-    pub headers: Vec<(Span, Span)>,
+    /// Header fields in order (values trimmed), hop-by-hop ones included.
+    pub headers: Vec<Field>,
+    /// The `Content-Length` it gave, whatever the framing (a HEAD or 304
+    /// answer keeps the length it names).
+    pub length: Option<u64>,
     /// How the body is delimited.
     pub framing: ResponseFraming,
     /// Whether the connection may carry another exchange afterwards.
@@ -64,6 +68,17 @@ pub enum BadResponse {
 /// Parses a response head from the start of `buf`; `Ok(None)`: incomplete.
 /// `head_request`: the request was HEAD, so no body follows.
 pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>, BadResponse> {
+    parse_reusing(buf, head_request, Vec::new())
+}
+
+/// [`parse`], filling `fields` (cleared first), so an upstream connection
+/// can hand back the vector of its last answer and parse without
+/// allocating.
+pub fn parse_reusing(
+    buf: &[u8],
+    head_request: bool,
+    mut headers: Vec<Field>,
+) -> Result<Option<ResponseHead>, BadResponse> {
     // Left uninitialised: httparse writes only the fields it finds (no
     // 100-field clear per answer).
     let mut fields = [std::mem::MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
@@ -84,7 +99,8 @@ pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>, Bad
     if status == 101 {
         return Err(BadResponse::Switch);
     }
-    let mut headers = Vec::with_capacity(resp.headers.len());
+    headers.clear();
+    headers.reserve(resp.headers.len());
     let mut length: Option<u64> = None;
     let mut transfer: Option<bool> = None;
     let mut close = false;
@@ -92,20 +108,20 @@ pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>, Bad
     for h in resp.headers.iter() {
         let name = h.name.as_bytes();
         let value = trim(h.value);
-        // By length first: most fields are none of these three.
-        match name.len() {
-            14 if name.eq_ignore_ascii_case(b"content-length") => {
+        let k = Known::of(name);
+        match k {
+            Known::ContentLength => {
                 let n = content_length(value).map_err(|_| BadResponse::Length)?;
                 if length.is_some_and(|m| m != n) {
                     return Err(BadResponse::Length);
                 }
                 length = Some(n);
             }
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+            Known::TransferEncoding => {
                 let last = value.rsplit(|b| *b == b',').next().map_or(&[][..], trim);
                 transfer = Some(last.eq_ignore_ascii_case(b"chunked"));
             }
-            10 if name.eq_ignore_ascii_case(b"connection") => {
+            Known::Connection => {
                 for token in value.split(|b| *b == b',').map(trim) {
                     close |= token.eq_ignore_ascii_case(b"close");
                     keep_alive_10 |= token.eq_ignore_ascii_case(b"keep-alive");
@@ -113,7 +129,7 @@ pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>, Bad
             }
             _ => {}
         }
-        headers.push((Span::within(buf, name), Span::within(buf, value)));
+        headers.push(Field::new(buf, name, value, k));
     }
     let bodiless = head_request || (100..200).contains(&status) || status == 204 || status == 304;
     let framing = match (bodiless, transfer, length) {
@@ -132,6 +148,7 @@ pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>, Bad
         len,
         status,
         headers,
+        length,
         framing,
         keep_alive,
     }))

@@ -11,6 +11,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use crate::http1::field::Known;
 use crate::keys::canonical_ip;
 use crate::pipeline::head::Fields;
 
@@ -22,7 +23,7 @@ pub fn client_ip<F: Fields>(peer: IpAddr, headers: &F, trusted: &[IpNet]) -> IpA
     }
     let mut best = peer;
     // Header lines in order, then hops right to left across all of them.
-    for line in headers.values("x-forwarded-for").rev() {
+    for line in headers.values(Known::XForwardedFor).rev() {
         for hop in line.rsplit(|&c| c == b',') {
             let Some(ip) = parse_hop(hop) else {
                 return best;

@@ -9,6 +9,7 @@
 use std::borrow::Cow;
 
 use crate::error::GatewayError;
+use crate::http1::field::Known;
 use crate::http1::head::trim;
 use crate::pipeline::head::Fields;
 
@@ -31,7 +32,7 @@ pub fn extract<'a, F: Fields>(
     query: Option<&'a str>,
     query_key: bool,
 ) -> Result<Option<Credential<'a>>, GatewayError> {
-    let mut auth = headers.values("authorization");
+    let mut auth = headers.values(Known::Authorization);
     let header = auth.next();
     if auth.next().is_some() {
         return Err(GatewayError::AmbiguousCredentials);

@@ -31,6 +31,7 @@ use http::Response;
 use http_body_util::Either;
 
 use crate::error::{GatewayError, Refusal, UpstreamFailure};
+use crate::http1::field::Known;
 use crate::keys::misplaced;
 use crate::lookup::cache::CachedKey;
 use crate::state::{Gateway, Snapshot};
@@ -84,7 +85,9 @@ where
 {
     let started = Instant::now();
     let snap = gw.snapshot.load_full();
-    let request_id = gw.request_ids.for_request(req.fields.first("x-request-id"));
+    let request_id = gw
+        .request_ids
+        .for_request(req.fields.first(Known::XRequestId));
     let method = req.method.clone();
     let bytes_in = content_length(&req.fields);
     let access_log = gw.access_log.load();
@@ -328,7 +331,10 @@ pub fn headers_into_map(resp: &mut Response<Body>) {
     match resp.body_mut() {
         Either::Left(body) => {
             if let Some(head) = body.take_raw_head() {
-                head.append_to(resp.headers_mut());
+                let fields = head.append_to(resp.headers_mut());
+                if let Either::Left(body) = resp.body_mut() {
+                    body.recycle_fields(fields);
+                }
             }
         }
         Either::Right(_) => {
@@ -351,7 +357,7 @@ fn response_length(resp: &Response<Body>) -> Option<u64> {
 }
 
 fn content_length<F: Fields>(h: &F) -> Option<u64> {
-    std::str::from_utf8(h.first("content-length")?)
+    std::str::from_utf8(h.first(Known::ContentLength)?)
         .ok()?
         .parse()
         .ok()

@@ -19,23 +19,13 @@ use http::header::HeaderValue;
 use http::uri::PathAndQuery;
 
 use crate::error::{BadRequest, GatewayError};
-use crate::http1::head::Span;
+use crate::http1::field::{Field, Known};
 use crate::pipeline::head::Fields;
 
 /// Is this a hop-by-hop header (RFC 9110 §7.6.1, plus the `Proxy-*`
 /// family), named as sent (any case)?
 fn is_hop_by_hop_name(n: &[u8]) -> bool {
-    let named = |h: &[u8]| n.eq_ignore_ascii_case(h);
-    let listed = match n.len() {
-        2 => named(b"te"),
-        7 => named(b"trailer") || named(b"upgrade"),
-        10 => named(b"connection") || named(b"keep-alive"),
-        17 => named(b"transfer-encoding"),
-        _ => false,
-    };
-    listed
-        || n.get(..6)
-            .is_some_and(|p| p.eq_ignore_ascii_case(b"proxy-"))
+    Known::of(n).is_hop_by_hop()
 }
 
 /// Method and URL override headers: frameworks that honour them would act
@@ -54,24 +44,34 @@ pub(crate) const OVERRIDES: [&str; 10] = [
 ];
 
 /// Headers a client must never get to the upstream, named as sent (any
-/// case).
-fn is_client_forbidden(n: &[u8]) -> bool {
-    let starts = |p: &str| n.len() >= p.len() && n[..p.len()].eq_ignore_ascii_case(p.as_bytes());
-    let is = |p: &str| n.eq_ignore_ascii_case(p.as_bytes());
-    is_hop_by_hop_name(n)
-        || (starts("x-")
-            && (OVERRIDES.iter().any(|o| is(o))
-                || starts("x-osir-")
-                || starts("x-forwarded-")
-                || is("x-real-ip")
-                // The gateway sends its own (the client's, if it was a valid id).
-                || is("x-request-id")))
-        || is("forwarded")
-        || is("authorization")
-        // The settings of a declined h2c upgrade (RFC 9113 §3.2.1 makes
-        // them connection-specific).
-        || is("http2-settings")
-        || memchr::memchr(b'_', n).is_some()
+/// case) and recognised as `known` ([`Known::of`]).
+fn forbidden(known: Known, n: &[u8]) -> bool {
+    match known {
+        // Hop-by-hop, the credential, and two of the gateway's own.
+        Known::Authorization
+        | Known::Connection
+        | Known::TransferEncoding
+        | Known::Upgrade
+        | Known::XForwardedFor
+        | Known::XRequestId
+        | Known::OtherHopByHop => true,
+        Known::ContentLength | Known::Date | Known::Expect | Known::Host => false,
+        Known::Other => {
+            let starts =
+                |p: &str| n.len() >= p.len() && n[..p.len()].eq_ignore_ascii_case(p.as_bytes());
+            let is = |p: &str| n.eq_ignore_ascii_case(p.as_bytes());
+            (starts("x-")
+                && (OVERRIDES.iter().any(|o| is(o))
+                    || starts("x-osir-")
+                    || starts("x-forwarded-")
+                    || is("x-real-ip")))
+                || is("forwarded")
+                // The settings of a declined h2c upgrade (RFC 9113 §3.2.1
+                // makes them connection-specific).
+                || is("http2-settings")
+                || memchr::memchr(b'_', n).is_some()
+        }
+    }
 }
 
 /// The names a `Connection` field lists, other than hop-by-hop ones (which
@@ -118,7 +118,7 @@ impl<'a> Listed<'a> {
 
 /// Request hygiene, applied as the upstream head is written: which of the
 /// client's fields go on. Every field named in `Connection` stays behind
-/// (as `Connection` itself does), and every one [`is_client_forbidden`]
+/// (as `Connection` itself does), and every one [`forbidden`]
 /// names. Nothing is removed and nothing is allocated.
 pub(crate) struct ClientFields<'h> {
     connection: Listed<'h>,
@@ -127,13 +127,14 @@ pub(crate) struct ClientFields<'h> {
 impl<'h> ClientFields<'h> {
     pub(crate) fn of<F: Fields>(fields: &'h F) -> Self {
         ClientFields {
-            connection: Listed::of(fields.values("connection")),
+            connection: Listed::of(fields.values(Known::Connection)),
         }
     }
 
-    /// May this client field (named as sent) be forwarded?
-    pub(crate) fn keeps(&self, name: &[u8]) -> bool {
-        !is_client_forbidden(name) && !self.connection.names(name)
+    /// May this client field (named as sent, recognised as `known`) be
+    /// forwarded?
+    pub(crate) fn keeps(&self, known: Known, name: &[u8]) -> bool {
+        !forbidden(known, name) && !self.connection.names(name)
     }
 }
 
@@ -212,23 +213,20 @@ fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
 /// Response hygiene on an upstream's head as it was read: drops the
 /// hop-by-hop fields and those the upstream named in `Connection`, keeping
 /// the rest in order. `raw` is the head the spans index.
-pub(crate) fn keep_forwardable_response_fields(raw: &[u8], fields: &mut Vec<(Span, Span)>) {
+pub(crate) fn keep_forwardable_response_fields(raw: &[u8], fields: &mut Vec<Field>) {
     let connection = Listed::of(
         fields
             .iter()
-            .filter(|(n, _)| n.of(raw).eq_ignore_ascii_case(b"connection"))
-            .map(|(_, v)| v.of(raw)),
+            .filter(|f| f.known == Known::Connection)
+            .map(|f| f.value.of(raw)),
     );
-    fields.retain(|(n, _)| {
-        let n = n.of(raw);
-        !is_hop_by_hop_name(n) && !connection.names(n)
-    });
+    fields.retain(|f| !f.known.is_hop_by_hop() && !connection.names(f.name.of(raw)));
 }
 
 /// The client's X-Forwarded-For lines joined, to extend when the peer is a
 /// trusted proxy.
 pub(crate) fn incoming_chain<F: Fields>(headers: &F) -> Option<Cow<'_, [u8]>> {
-    let mut it = headers.values("x-forwarded-for");
+    let mut it = headers.values(Known::XForwardedFor);
     let first = it.next()?;
     let Some(second) = it.next() else {
         return Some(Cow::Borrowed(first));
@@ -289,8 +287,8 @@ mod tests {
     fn forwarded<F: Fields>(h: &F, fields: &GatewayFields) -> String {
         let keep = ClientFields::of(h);
         let mut out = Vec::new();
-        for (n, v) in h.each() {
-            if keep.keeps(n) {
+        for (k, n, v) in h.each_known() {
+            if keep.keeps(k, n) {
                 out.extend_from_slice(n);
                 out.extend_from_slice(b": ");
                 out.extend_from_slice(v);
@@ -321,32 +319,30 @@ mod tests {
 X-A: 1\r\nServer: n\r\nX-B: 2\r\nKeep-Alive: t=5\r\nX-C: 3\r\nX-D: 4\r\n\
 X-E: 5\r\nX-F: 6\r\nTE: x\r\nProxy-Authenticate: y\r\n";
         let text = std::str::from_utf8(raw).unwrap();
-        let mut fields: Vec<(Span, Span)> = text
+        let mut fields: Vec<Field> = text
             .split("\r\n")
             .filter(|l| !l.is_empty())
             .map(|l| {
                 let (n, v) = l.split_once(": ").unwrap();
-                (
-                    Span::within(raw, n.as_bytes()),
-                    Span::within(raw, v.as_bytes()),
-                )
+                Field::new(raw, n.as_bytes(), v.as_bytes(), Known::of(n.as_bytes()))
             })
             .collect();
         keep_forwardable_response_fields(raw, &mut fields);
         let kept: Vec<&str> = fields
             .iter()
-            .map(|(n, _)| std::str::from_utf8(n.of(raw)).unwrap())
+            .map(|f| std::str::from_utf8(f.name.of(raw)).unwrap())
             .collect();
         assert_eq!(kept, ["Server", "X-F"]);
     }
 
     #[test]
     fn every_override_name_is_in_the_x_family() {
-        // `is_client_forbidden` looks the overrides up only for `x-` names.
+        // `forbidden` looks the overrides up only for `x-` names.
         for n in OVERRIDES {
             assert!(n.starts_with("x-"), "{n}");
-            assert!(is_client_forbidden(n.as_bytes()), "{n}");
-            assert!(is_client_forbidden(n.to_uppercase().as_bytes()), "{n}");
+            assert!(forbidden(Known::of(n.as_bytes()), n.as_bytes()), "{n}");
+            let up = n.to_uppercase();
+            assert!(forbidden(Known::of(up.as_bytes()), up.as_bytes()), "{n}");
         }
     }
 
@@ -392,7 +388,7 @@ x-CUSTOM: 1\r\nX-OSIR-KEY-ID: forged\r\nX-Forwarded-For: 6.6.6.6\r\n\
 Authorization: Bearer x\r\nHTTP2-Settings: AAAA\r\nUpgrade: h2c\r\n\
 X-HTTP-Method-Override: DELETE\r\nX-Request-ID: forged\r\nAccept: */*\r\n\r\n";
         let head = crate::http1::head::parse(raw).unwrap().unwrap();
-        let h = crate::pipeline::head::RawFields::new(raw, &head.headers);
+        let h = crate::pipeline::head::RawFields::new(raw, &head.headers, head.known);
         let id = HeaderValue::from_static("rid");
         assert_eq!(
             forwarded(&h, &fields(None, "1.2.3.4", &id)),

@@ -22,6 +22,7 @@
 use http::Method;
 
 use crate::error::{BadRequest, GatewayError};
+use crate::http1::field::Known;
 use crate::pipeline::head::{Fields, Head};
 
 /// `" HTTP/1.1\r\n"` after the target, and the blank line ending the head.
@@ -60,17 +61,17 @@ pub(crate) fn check<F: Fields>(req: &Head<F>) -> Result<(), GatewayError> {
             crate::pipeline::route::ALLOWED_METHODS,
         ));
     }
-    if req.fields.has("upgrade")
+    if req.fields.has(Known::Upgrade)
         && (req.version != http::Version::HTTP_11 || !only_h2c(&req.fields))
     {
         return Err(GatewayError::InvalidRequest(BadRequest::Upgrade));
     }
-    if let (Some(authority), Some(host)) = (req.uri.authority(), req.fields.first("host")) {
+    if let (Some(authority), Some(host)) = (req.uri.authority(), req.fields.first(Known::Host)) {
         if !authority.as_str().as_bytes().eq_ignore_ascii_case(host) {
             return Err(GatewayError::InvalidRequest(BadRequest::AuthorityMismatch));
         }
     }
-    if req.fields.values("host").nth(1).is_some() {
+    if req.fields.values(Known::Host).nth(1).is_some() {
         return Err(GatewayError::InvalidRequest(BadRequest::DuplicateHost));
     }
     Ok(())
@@ -79,7 +80,7 @@ pub(crate) fn check<F: Fields>(req: &Head<F>) -> Result<(), GatewayError> {
 /// Does every `Upgrade` value offer only `h2c`?
 fn only_h2c<F: Fields>(h: &F) -> bool {
     let mut offers = h
-        .values("upgrade")
+        .values(Known::Upgrade)
         .flat_map(|v| v.split(|&b| b == b','))
         .map(|t| t.trim_ascii())
         .filter(|t| !t.is_empty())

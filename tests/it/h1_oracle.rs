@@ -46,10 +46,10 @@ fn ours(raw: &[u8]) -> Option<(Seen, usize)> {
     let mut headers: Vec<(String, Vec<u8>)> = h
         .headers
         .iter()
-        .map(|(n, v)| {
+        .map(|f| {
             (
-                String::from_utf8_lossy(n.of(raw)).to_ascii_lowercase(),
-                v.of(raw).to_vec(),
+                String::from_utf8_lossy(f.name.of(raw)).to_ascii_lowercase(),
+                f.value.of(raw).to_vec(),
             )
         })
         .collect();

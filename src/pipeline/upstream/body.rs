@@ -19,7 +19,7 @@ use http_body::{Frame, SizeHint};
 use super::pool::Lease;
 use crate::error::X_REQUEST_ID;
 use crate::http1::chunked::{ChunkedDecoder, Step};
-use crate::http1::head::Span;
+use crate::http1::field::{Field, Known};
 use crate::http1::response::ResponseFraming;
 
 /// Bytes asked of the socket per read.
@@ -51,17 +51,20 @@ enum State {
 /// them straight to the client, HTTP/2 moves them into a header map.
 pub(crate) struct RawHead {
     bytes: Bytes,
-    fields: Vec<(Span, Span)>,
+    fields: Vec<Field>,
+    /// The `Content-Length` the upstream gave, if any.
+    length: Option<u64>,
     /// The gateway's `X-Request-Id`, kept here rather than in a header map
     /// made for it alone; it replaces any the upstream sent.
     request_id: Option<HeaderValue>,
 }
 
 impl RawHead {
-    pub(super) fn new(bytes: Bytes, fields: Vec<(Span, Span)>) -> RawHead {
+    pub(super) fn new(bytes: Bytes, fields: Vec<Field>, length: Option<u64>) -> RawHead {
         RawHead {
             bytes,
             fields,
+            length,
             request_id: None,
         }
     }
@@ -71,25 +74,30 @@ impl RawHead {
         self.request_id.as_ref()
     }
 
-    /// Name and value of each field, in the upstream's order and spelling.
-    pub(crate) fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+    /// What each field's name is, and its name and value, in the
+    /// upstream's order and spelling.
+    pub(crate) fn fields(&self) -> impl Iterator<Item = (Known, &[u8], &[u8])> {
         self.fields
             .iter()
-            .map(|(n, v)| (n.of(&self.bytes), v.of(&self.bytes)))
+            .map(|f| (f.known, f.name.of(&self.bytes), f.value.of(&self.bytes)))
     }
 
-    /// The `Content-Length` the upstream gave, if any and well formed.
+    /// The `Content-Length` the upstream gave, if any (the parser refused
+    /// a malformed one).
     pub(crate) fn content_length(&self) -> Option<u64> {
-        let (_, v) = self
-            .fields()
-            .find(|(n, _)| n.eq_ignore_ascii_case(b"content-length"))?;
-        std::str::from_utf8(v).ok()?.parse().ok()
+        self.length
+    }
+
+    /// The fields' vector, for the connection's next answer.
+    pub(crate) fn into_fields(self) -> Vec<Field> {
+        self.fields
     }
 
     /// Appends the fields to `map`, except those `map` already names (the
     /// gateway's own, such as `X-Request-Id`, win). Values share the head's
-    /// bytes; a field `http` would not hold is dropped.
-    pub(crate) fn append_to(self, map: &mut HeaderMap) {
+    /// bytes; a field `http` would not hold is dropped. Hands back the
+    /// fields' vector.
+    pub(crate) fn append_to(self, map: &mut HeaderMap) -> Vec<Field> {
         // The names the map holds before the upstream's are added (none,
         // usually: then nothing is collected).
         let own: Vec<HeaderName> = map.keys().cloned().collect();
@@ -97,9 +105,10 @@ impl RawHead {
         if let Some(id) = self.request_id {
             map.insert(X_REQUEST_ID, id);
         }
-        for (n, v) in &self.fields {
+        for f in &self.fields {
+            let (n, v) = (f.name, f.value);
             let name = n.of(&self.bytes);
-            if own_id && name.eq_ignore_ascii_case(X_REQUEST_ID.as_str().as_bytes()) {
+            if own_id && f.known == Known::XRequestId {
                 continue;
             }
             let Ok(name) = HeaderName::from_bytes(name) else {
@@ -112,6 +121,7 @@ impl RawHead {
                 map.append(name, value);
             }
         }
+        self.fields
     }
 }
 
@@ -141,9 +151,19 @@ impl ResponseBody {
         }
     }
 
-    /// Takes the upstream's fields (to move them into a header map).
+    /// Takes the upstream's fields (to write them, or move them into a
+    /// header map).
     pub(crate) fn take_raw_head(&mut self) -> Option<RawHead> {
         self.head.take()
+    }
+
+    /// Gives a head's field vector back to the connection, for its next
+    /// answer (dropped if the connection has gone back to the pool).
+    pub(crate) fn recycle_fields(&mut self, mut fields: Vec<Field>) {
+        if let Some(conn) = self.lease.as_mut().and_then(Lease::conn) {
+            fields.clear();
+            conn.fields = fields;
+        }
     }
 
     pub(super) fn new(

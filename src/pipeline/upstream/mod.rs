@@ -44,6 +44,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::{UpstreamConfig, UpstreamUrl};
 use crate::error::{BadRequest, GatewayError, Source, UpstreamFailure};
+use crate::http1::field::Known;
 use crate::http1::response::{self, ResponseHead};
 use crate::keys::Env;
 use crate::metrics::Metrics;
@@ -438,7 +439,8 @@ where
     loop {
         if !conn.buf.is_empty() {
             answered = true;
-            match response::parse(&conn.buf, head_request) {
+            match response::parse_reusing(&conn.buf, head_request, std::mem::take(&mut conn.fields))
+            {
                 Ok(Some(h)) if (100..200).contains(&h.status) => {
                     conn.buf.advance(h.len);
                     continue;
@@ -507,15 +509,10 @@ fn write_head<F: Fields>(
     out.extend_from_slice(target.authority.as_bytes());
     out.extend_from_slice(b"\r\n");
     let keep = ClientFields::of(&head.fields);
-    for (name, value) in head.fields.each() {
+    for (known, name, value) in head.fields.each_known() {
         // The gateway writes its own host and framing.
-        let own = match name.len() {
-            4 => name.eq_ignore_ascii_case(b"host"),
-            6 => name.eq_ignore_ascii_case(b"expect"),
-            14 => name.eq_ignore_ascii_case(b"content-length"),
-            _ => false,
-        };
-        if own || !keep.keeps(name) {
+        let own = matches!(known, Known::Host | Known::Expect | Known::ContentLength);
+        if own || !keep.keeps(known, name) {
             continue;
         }
         out.extend_from_slice(name);
@@ -571,7 +568,7 @@ fn build_response(
         lease,
         parsed.framing,
         parsed.keep_alive,
-        body::RawHead::new(raw, fields),
+        body::RawHead::new(raw, fields, parsed.length),
     );
     let mut resp = http::Response::new(body);
     *resp.status_mut() = status;

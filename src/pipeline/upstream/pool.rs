@@ -37,6 +37,8 @@ pub(crate) struct Conn {
     pub(super) buf: BytesMut,
     /// The request head (and small bodies) being written.
     pub(super) wbuf: Vec<u8>,
+    /// The field spans of the last answer's head, reused for the next.
+    pub(super) fields: Vec<crate::http1::field::Field>,
     /// Has it carried an exchange before this one?
     pub(super) reused: bool,
     /// The exchange deadline (`timeout`), one timer per connection, reset
@@ -69,12 +71,12 @@ pub(crate) enum CheckoutError {
 /// What a waiting request is given: a connection someone checked in, or
 /// the right to open one (someone's connection closed).
 enum Grant {
-    Conn(Conn),
+    Conn(Box<Conn>),
     Connect,
 }
 
 struct Idle {
-    conn: Conn,
+    conn: Box<Conn>,
     since: Instant,
 }
 
@@ -143,13 +145,15 @@ impl Drop for Place<'_> {
 /// A checked-out connection. Dropped without [`Lease::check_in`], the
 /// connection is closed and its place in the pool freed.
 pub(crate) struct Lease {
-    conn: Option<Conn>,
+    /// Boxed: a lease moves with the response body it reads, several
+    /// times per answer.
+    conn: Option<Box<Conn>>,
     pool: Arc<Pool>,
 }
 
 impl Lease {
     pub(super) fn conn(&mut self) -> Option<&mut Conn> {
-        self.conn.as_mut()
+        self.conn.as_deref_mut()
     }
 
     /// Returns the connection for reuse: the exchange on it ended cleanly.
@@ -251,14 +255,14 @@ impl Pool {
         }
     }
 
-    fn lease(self: &Arc<Self>, conn: Conn) -> Lease {
+    fn lease(self: &Arc<Self>, conn: Box<Conn>) -> Lease {
         Lease {
             conn: Some(conn),
             pool: self.clone(),
         }
     }
 
-    async fn connect(&self) -> io::Result<Conn> {
+    async fn connect(&self) -> io::Result<Box<Conn>> {
         let io = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(&*self.addr))
             .await
         {
@@ -274,16 +278,17 @@ impl Pool {
         let keepalive = socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE);
         let _ = socket2::SockRef::from(&io).set_tcp_keepalive(&keepalive);
         self.connects.inc();
-        Ok(Conn {
+        Ok(Box::new(Conn {
             io,
             buf: BytesMut::with_capacity(8 * 1024),
             wbuf: Vec::with_capacity(1024),
+            fields: Vec::new(),
             reused: false,
             timer: None,
-        })
+        }))
     }
 
-    fn check_in(this: &Arc<Self>, mut conn: Conn) {
+    fn check_in(this: &Arc<Self>, mut conn: Box<Conn>) {
         let mut inner = this.inner.lock();
         while let Some(waiter) = inner.waiters.pop_front() {
             match waiter.send(Grant::Conn(conn)) {

@@ -47,6 +47,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::config::ServerConfig;
 use crate::error::{BadRequest, GatewayError, PathError};
+use crate::http1::field::Known;
 use crate::http1::head::{self, BodyFraming, RequestHead};
 use crate::http1::{date, Framing};
 use crate::pipeline::{self, Body, ConnInfo};
@@ -123,7 +124,7 @@ pub(crate) struct Conn<S> {
     body_timer_armed: bool,
     idle_timeout: Duration,
     /// The field spans of the last head, handed back to the parser.
-    spans: Vec<(head::Span, head::Span)>,
+    spans: Vec<head::Field>,
 }
 
 /// Serves HTTP/1.1 on `io` until the connection ends, the client or a
@@ -208,7 +209,7 @@ where
             } else {
                 Version::HTTP_11
             },
-            fields: pipeline::RawFields::new(&raw, &head.headers),
+            fields: pipeline::RawFields::new(&raw, &head.headers, head.known),
         };
         let resp = pipeline::handle(gw, &req, RequestBody { conn: &mut c }, info).await;
         drop(req);
@@ -452,37 +453,41 @@ where
     }
     // An upstream's fields, straight from its head (already cleaned of
     // hop-by-hop ones); those the gateway sets itself are skipped here.
-    if let http_body_util::Either::Left(up) = &body {
-        if let Some(head) = up.raw_head() {
+    if let http_body_util::Either::Left(up) = &mut body {
+        if let Some(head) = up.take_raw_head() {
             let own_id = head.request_id();
             if let Some(id) = own_id {
                 w.extend_from_slice(b"x-request-id: ");
                 w.extend_from_slice(id.as_bytes());
                 w.extend_from_slice(b"\r\n");
             }
-            for (name, value) in head.fields() {
-                if own_id.is_some() && name.eq_ignore_ascii_case(b"x-request-id") {
-                    continue;
-                }
-                if name.eq_ignore_ascii_case(b"content-length") {
-                    if !no_body || status == StatusCode::NO_CONTENT || status.is_informational() {
-                        continue;
+            for (known, name, value) in head.fields() {
+                match known {
+                    Known::XRequestId if own_id.is_some() => continue,
+                    Known::ContentLength => {
+                        if !no_body || status == StatusCode::NO_CONTENT || status.is_informational()
+                        {
+                            continue;
+                        }
+                        has_length = true;
                     }
-                    has_length = true;
-                } else if name.eq_ignore_ascii_case(b"date") {
-                    has_date = true;
-                } else if parts
-                    .headers
-                    .keys()
-                    .any(|own| own.as_str().as_bytes().eq_ignore_ascii_case(name))
-                {
-                    continue;
+                    Known::Date => has_date = true,
+                    _ if !parts.headers.is_empty()
+                        && parts
+                            .headers
+                            .keys()
+                            .any(|own| own.as_str().as_bytes().eq_ignore_ascii_case(name)) =>
+                    {
+                        continue
+                    }
+                    _ => {}
                 }
                 w.extend_from_slice(name);
                 w.extend_from_slice(b": ");
                 w.extend_from_slice(value);
                 w.extend_from_slice(b"\r\n");
             }
+            up.recycle_fields(head.into_fields());
         }
     }
     for (name, value) in &parts.headers {
