@@ -43,68 +43,57 @@ pub fn check(raw: &str) -> Result<CheckedPath<'_>, PathError> {
         return Err(PathError::NotAbsolute);
     }
     let mut has_escape = false;
-    // Segment-by-segment: the leading '/' gives an empty first segment.
-    let mut segments = raw[1..].split('/').peekable();
-    while let Some(seg) = segments.next() {
-        let last = segments.peek().is_none();
-        if seg.is_empty() {
-            // Only a single trailing slash ("/v1/domains/") or the root path.
-            if last {
-                continue;
-            }
-            return Err(PathError::EmptySegment);
-        }
-        let mut dots_only = true;
-        let mut decoded_len = 0usize;
-        let mut last_byte = 0u8;
-        let sb = seg.as_bytes();
-        let mut j = 0;
-        while j < sb.len() {
-            let c = sb[j];
-            let d = if c == b'%' {
-                has_escape = true;
-                let (Some(h), Some(l)) = (
-                    sb.get(j + 1).and_then(|&b| hex(b)),
-                    sb.get(j + 2).and_then(|&b| hex(b)),
-                ) else {
-                    return Err(PathError::BadEscape);
-                };
-                j += 3;
-                let d = (h << 4) | l;
-                if matches!(d, b'/' | b'\\' | b'%' | b';' | b'?' | b'#') {
-                    return Err(PathError::Forbidden);
-                }
-                d
-            } else {
-                j += 1;
-                if c >= 0x80 {
-                    return Err(PathError::NotUtf8);
-                }
-                // A raw `?` or `#` cannot be part of a request's path (the
-                // target's query and fragment start there); refused like
-                // their encoded forms, so a decoded path always re-encodes
-                // to one that passes.
-                if matches!(c, b'\\' | b';' | b'?' | b'#') {
-                    return Err(PathError::Forbidden);
-                }
-                c
+    // One pass over the bytes, segment by segment (the leading '/' is
+    // skipped): what a segment holds is checked as it is read, what it is
+    // as a whole at the '/' that ends it.
+    let sb = &bytes[1..];
+    let mut seg = Segment::default();
+    let mut j = 0;
+    while j < sb.len() {
+        let c = sb[j];
+        let d = if c == b'/' {
+            seg.end(false)?;
+            seg = Segment::default();
+            j += 1;
+            continue;
+        } else if c == b'%' {
+            has_escape = true;
+            let (Some(h), Some(l)) = (
+                sb.get(j + 1).and_then(|&b| hex(b)),
+                sb.get(j + 2).and_then(|&b| hex(b)),
+            ) else {
+                return Err(PathError::BadEscape);
             };
-            if d < 0x20 || d == 0x7f {
-                return Err(PathError::Control);
+            j += 3;
+            let d = (h << 4) | l;
+            if matches!(d, b'/' | b'\\' | b'%' | b';' | b'?' | b'#') {
+                return Err(PathError::Forbidden);
             }
-            if d != b'.' {
-                dots_only = false;
+            d
+        } else {
+            j += 1;
+            if c >= 0x80 {
+                return Err(PathError::NotUtf8);
             }
-            decoded_len += 1;
-            last_byte = d;
+            // A raw `?` or `#` cannot be part of a request's path (the
+            // target's query and fragment start there); refused like
+            // their encoded forms, so a decoded path always re-encodes
+            // to one that passes.
+            if matches!(c, b'\\' | b';' | b'?' | b'#') {
+                return Err(PathError::Forbidden);
+            }
+            c
+        };
+        if d < 0x20 || d == 0x7f {
+            return Err(PathError::Control);
         }
-        if dots_only && decoded_len <= 2 {
-            return Err(PathError::DotSegment);
+        if d != b'.' {
+            seg.dots_only = false;
         }
-        if matches!(last_byte, b'.' | b' ') {
-            return Err(PathError::TrailingDotOrSpace);
-        }
+        seg.decoded_len += 1;
+        seg.last_byte = d;
     }
+    seg.end(true)?;
     if !has_escape {
         return Ok(CheckedPath {
             raw,
@@ -122,6 +111,44 @@ pub fn check(raw: &str) -> Result<CheckedPath<'_>, PathError> {
         raw,
         decoded: Cow::Owned(decoded),
     })
+}
+
+/// What the path checker knows of the segment it is reading.
+struct Segment {
+    dots_only: bool,
+    decoded_len: usize,
+    last_byte: u8,
+}
+
+impl Default for Segment {
+    fn default() -> Segment {
+        Segment {
+            dots_only: true,
+            decoded_len: 0,
+            last_byte: 0,
+        }
+    }
+}
+
+impl Segment {
+    /// The checks of a whole segment; `last`: it ends the path.
+    fn end(&self, last: bool) -> Result<(), PathError> {
+        if self.decoded_len == 0 {
+            // Only a single trailing slash ("/v1/domains/") or the root path.
+            return if last {
+                Ok(())
+            } else {
+                Err(PathError::EmptySegment)
+            };
+        }
+        if self.dots_only && self.decoded_len <= 2 {
+            return Err(PathError::DotSegment);
+        }
+        if matches!(self.last_byte, b'.' | b' ') {
+            return Err(PathError::TrailingDotOrSpace);
+        }
+        Ok(())
+    }
 }
 
 /// The rules only non-ASCII text can break (reached only through escapes,
