@@ -4,7 +4,8 @@
 //! generation that moves when the master does. It opens the first
 //! connection, bounds every round trip by the timeout and turns its failure
 //! into a [`StoreError`], replaces a half-open connection, follows a
-//! Sentinel master, and opens the feed reader's own connection. Commands
+//! Sentinel master, opens the feed reader's own connection, and keeps the
+//! lookup pipe (`pipe.rs`) open on the server commands go to. Commands
 //! never touch a connection except through here.
 
 use std::future::Future;
@@ -22,6 +23,8 @@ use ::redis::{
 };
 use parking_lot::{Mutex, RwLock};
 
+use super::pipe::{self, Failure, Slot};
+use super::schema::HashReply;
 use super::sentinel::Sentinel;
 use super::url::scrub;
 use crate::store::StoreError;
@@ -117,6 +120,8 @@ pub(super) struct Link {
     password: Option<String>,
     /// The ACL user, for permission messages (`None`: `default`).
     pub(super) username: Option<String>,
+    /// The lookup pipe (see `pipe.rs`), when the server is one it serves.
+    pipe: Option<Slot>,
 }
 
 impl Link {
@@ -155,7 +160,14 @@ impl Link {
             Ok(Err(e)) => return Err(fail(scrub(&e.to_string(), password.as_deref()))),
             Err(_) => return Err(fail(format!("timed out after {timeout:?}"))),
         };
+        // Plain TCP or a Unix socket (fixed by the URL's scheme, for a
+        // Sentinel master too): lookups may take the pipe.
+        let pipe = client
+            .as_ref()
+            .filter(|c| pipe::serves(c.get_connection_info()))
+            .map(|_| Slot::new());
         Ok(Arc::new(Link {
+            pipe,
             target,
             client: RwLock::new(client),
             conn: RwLock::new(conn),
@@ -236,6 +248,100 @@ impl Link {
             self.shown_url,
             self.scrubbed(e)
         ))
+    }
+
+    /// `HGETALL key` on the lookup pipe. `None`: there is no pipe now (one
+    /// is being opened, or this server is not one it serves): use redis-rs.
+    /// Errors are those [`Link::run`] gives for the same failures.
+    pub(super) async fn pipe_hgetall(
+        self: &Arc<Self>,
+        key: &str,
+        subject: &str,
+    ) -> Option<Result<HashReply, StoreError>> {
+        let slot = self.pipe.as_ref()?;
+        let Some(p) = slot.get(self.generation()) else {
+            self.reopen_pipe(slot);
+            return None;
+        };
+        let lost = |why: String| {
+            slot.drop_pipe(&p);
+            self.kick_refresh();
+            Some(Err(StoreError::Unavailable(why)))
+        };
+        match tokio::time::timeout(self.timeout, p.hgetall(key)).await {
+            Ok(Some(Ok(fields))) => Some(Ok(fields)),
+            Ok(Some(Err(Failure::Reply(text)))) => {
+                let text = scrub(&text, self.password.as_deref());
+                if text.starts_with("WRONGTYPE") {
+                    Some(Err(StoreError::Corrupt {
+                        what: subject.to_owned(),
+                        reason: "HGETALL: a redis key has the wrong type".into(),
+                    }))
+                } else if text.starts_with("NOPERM") {
+                    Some(Err(StoreError::Denied(format!(
+                        "redis {}: HGETALL: {text}; see the ACL rules in docs/store.md",
+                        self.shown_url
+                    ))))
+                } else {
+                    lost(format!("redis {}: HGETALL: {text}", self.shown_url))
+                }
+            }
+            Ok(Some(Err(Failure::Lost(why)))) => lost(format!(
+                "redis {}: HGETALL: {}",
+                self.shown_url,
+                scrub(&why, self.password.as_deref())
+            )),
+            // Its task ended before the command was queued: nothing sent.
+            Ok(None) => {
+                slot.drop_pipe(&p);
+                self.reopen_pipe(slot);
+                None
+            }
+            Err(_) => lost(format!(
+                "redis {}: HGETALL timed out after {:?}",
+                self.shown_url, self.timeout
+            )),
+        }
+    }
+
+    /// Opens a lookup pipe to the server commands go to now, in the
+    /// background, unless one is being opened or the last try was recent.
+    fn reopen_pipe(self: &Arc<Self>, slot: &Slot) {
+        if !slot.begin_open() {
+            return;
+        }
+        // The generation first: a master that moves after it was read
+        // gives the pipe a stale generation, so it is dropped at once,
+        // never a current one for the old master.
+        let generation = self.generation();
+        let info = self
+            .client
+            .read()
+            .as_ref()
+            .map(|c| c.get_connection_info().clone());
+        let link = Arc::clone(self);
+        tokio::spawn(async move {
+            let opened = match info {
+                None => Err("no server to connect to".to_owned()),
+                Some(info) => tokio::time::timeout(link.timeout, pipe::open(&info, generation))
+                    .await
+                    .unwrap_or_else(|_| Err(format!("timed out after {:?}", link.timeout))),
+            };
+            let pipe = match opened {
+                Ok(p) => Some(p),
+                Err(why) => {
+                    tracing::debug!(
+                        url = %link.shown_url,
+                        "cannot open the redis lookup connection (lookups use the command connection): {}",
+                        scrub(&why, link.password.as_deref())
+                    );
+                    None
+                }
+            };
+            if let Some(slot) = link.pipe.as_ref() {
+                slot.end_open(pipe);
+            }
+        });
     }
 
     /// With Sentinel, a command that could not reach the master (or reached

@@ -52,6 +52,9 @@
 //!   and reports whether the store is up and the feed is live.
 //! - `lazy.rs`: the store `run` serves with while Redis is unreachable at
 //!   start, connecting in the background.
+//! - `pipe.rs`: the request path's lookups (HGETALL of a record) on a
+//!   connection of their own with a reply parser for that one shape, for
+//!   plain TCP and Unix-socket servers; redis-rs otherwise.
 //!
 //! Over 400 lines: the store's operations and the four job traits; it grew
 //! with the change feed and the audit trail, and the trait impls are the
@@ -60,6 +63,7 @@
 mod conn;
 mod feed;
 mod lazy;
+mod pipe;
 mod schema;
 mod scripts;
 mod sentinel;
@@ -248,7 +252,10 @@ impl RedisStore {
         let mut key = String::with_capacity(prefix.len() + hex.len());
         key.push_str(prefix);
         key.push_str(&hex);
-        let fields = self.hgetall(what, key).await?;
+        let fields = match self.inner.link.pipe_hgetall(&key, what).await {
+            Some(fields) => fields?,
+            None => self.hgetall(what, key).await?,
+        };
         if fields.is_empty() {
             return Ok(None);
         }

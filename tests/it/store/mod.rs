@@ -18,6 +18,7 @@ use crate::support::redis::RedisServer;
 mod file;
 mod redis;
 mod redis_outages;
+mod redis_pipe;
 
 const TIMEOUT: Duration = Duration::from_millis(300);
 
