@@ -579,4 +579,72 @@ mod tests {
         buf.extend_from_slice(b"*0\r\n");
         assert!(answer(&mut buf, &mut waiting).is_err());
     }
+
+    /// A reply as Redis writes it: a record's fields, an empty hash, or an
+    /// error line.
+    fn reply_strategy() -> impl proptest::strategy::Strategy<Value = (Vec<u8>, Answer)> {
+        use proptest::prelude::*;
+        let field = proptest::collection::vec(any::<u8>(), 0..40);
+        prop_oneof![
+            proptest::collection::vec((field.clone(), field), 0..12).prop_map(|pairs| {
+                let mut parts: Vec<&[u8]> = Vec::new();
+                for (k, v) in &pairs {
+                    parts.push(k);
+                    parts.push(v);
+                }
+                // `command` writes the same framing Redis uses for a
+                // flat array of bulk strings.
+                let bytes = command(&parts);
+                let fields: HashReply = pairs.into_iter().collect();
+                (bytes, Ok(fields))
+            }),
+            "[A-Z]{1,10}( [ -~]{0,30})?".prop_map(|text| {
+                (
+                    format!("-{text}\r\n").into_bytes(),
+                    Err(Failure::Reply(text)),
+                )
+            }),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Any bytes: no panic, and a reply read is never longer than the
+        /// bytes it was read from.
+        #[test]
+        fn any_bytes_are_read_or_refused(buf in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            if let Ok(Some((_, used))) = parse(&buf) {
+                proptest::prop_assert!(used > 0 && used <= buf.len());
+            }
+        }
+
+        /// Replies cut anywhere into reads: each waiter gets its own
+        /// answer, in order, whatever the cuts.
+        #[test]
+        fn replies_reach_their_waiters_whatever_the_reads(
+            replies in proptest::collection::vec(reply_strategy(), 1..8),
+            cuts in proptest::collection::vec(1usize..64, 1..40),
+        ) {
+            let wire: Vec<u8> = replies.iter().flat_map(|(b, _)| b.clone()).collect();
+            let mut waiting = VecDeque::new();
+            let mut answers = Vec::new();
+            for _ in &replies {
+                let (tx, rx) = oneshot::channel();
+                waiting.push_back(tx);
+                answers.push(rx);
+            }
+            let mut buf = BytesMut::new();
+            let mut at = 0;
+            let mut cut = cuts.iter().cycle();
+            while at < wire.len() {
+                let n = (*cut.next().unwrap()).min(wire.len() - at);
+                buf.extend_from_slice(&wire[at..at + n]);
+                at += n;
+                answer(&mut buf, &mut waiting).unwrap();
+            }
+            proptest::prop_assert!(waiting.is_empty() && buf.is_empty());
+            for ((_, want), mut rx) in replies.into_iter().zip(answers) {
+                proptest::prop_assert_eq!(rx.try_recv().unwrap(), want);
+            }
+        }
+    }
 }
