@@ -132,6 +132,7 @@ impl Link {
         shown_url: String,
         password: Option<String>,
         username: Option<String>,
+        tls: Option<Arc<rustls::ClientConfig>>,
         timeout: Duration,
     ) -> Result<Arc<Link>, StoreError> {
         // One connection attempt per reconnect (no retries inside redis-rs,
@@ -160,12 +161,13 @@ impl Link {
             Ok(Err(e)) => return Err(fail(scrub(&e.to_string(), password.as_deref()))),
             Err(_) => return Err(fail(format!("timed out after {timeout:?}"))),
         };
-        // Plain TCP or a Unix socket (fixed by the URL's scheme, for a
-        // Sentinel master too): lookups may take the pipe.
+        // Plain TCP, a Unix socket, or TLS with the pipe's client (fixed by
+        // the URL's scheme, for a Sentinel master too): lookups may take
+        // the pipe.
         let pipe = client
             .as_ref()
-            .filter(|c| pipe::serves(c.get_connection_info()))
-            .map(|_| Slot::new());
+            .filter(|c| pipe::serves(c.get_connection_info(), tls.is_some()))
+            .map(|_| Slot::new(tls));
         Ok(Arc::new(Link {
             pipe,
             target,
@@ -321,9 +323,12 @@ impl Link {
             .map(|c| c.get_connection_info().clone());
         let link = Arc::clone(self);
         tokio::spawn(async move {
+            let Some(slot) = link.pipe.as_ref() else {
+                return;
+            };
             let opened = match info {
                 None => Err("no server to connect to".to_owned()),
-                Some(info) => tokio::time::timeout(link.timeout, pipe::open(&info, generation))
+                Some(info) => tokio::time::timeout(link.timeout, slot.open(&info, generation))
                     .await
                     .unwrap_or_else(|_| Err(format!("timed out after {:?}", link.timeout))),
             };
@@ -338,9 +343,7 @@ impl Link {
                     None
                 }
             };
-            if let Some(slot) = link.pipe.as_ref() {
-                slot.end_open(pipe);
-            }
+            slot.end_open(pipe);
         });
     }
 

@@ -53,8 +53,9 @@
 //! - `lazy.rs`: the store `run` serves with while Redis is unreachable at
 //!   start, connecting in the background.
 //! - `pipe.rs`: the request path's lookups (HGETALL of a record) on a
-//!   connection of their own with a reply parser for that one shape, for
-//!   plain TCP and Unix-socket servers; redis-rs otherwise.
+//!   connection of their own with a reply parser for that one shape, on
+//!   one server or a Sentinel master (TCP, Unix socket or TLS); redis-rs
+//!   on a Cluster.
 //!
 //! Over 400 lines: the store's operations and the four job traits; it grew
 //! with the change feed and the audit trail, and the trait impls are the
@@ -188,6 +189,7 @@ pub async fn connect_with(url: &str, options: &RedisOptions) -> Result<RedisStor
         plan.shown_url,
         plan.password,
         plan.username,
+        plan.tls,
         options.timeout,
     )
     .await?;

@@ -16,11 +16,12 @@
 //!   fails ([`Failure::Lost`]); none is ever given another's reply. An
 //!   error reply (`-WRONGTYPE …`, `-NOPERM …`) is one whole reply and
 //!   answers only its own command.
-//! - **It is only ever an addition.** It serves plain TCP and Unix-socket
-//!   servers (one server or a Sentinel master, not TLS, not a Cluster).
-//!   When there is none (not opened yet, being reopened, or a TLS or
-//!   Cluster store), a lookup goes through redis-rs as before, and an
-//!   outage is met by redis-rs's own reconnection.
+//! - **It is only ever an addition.** It serves one server or a Sentinel
+//!   master, over TCP, a Unix socket or TLS (`rediss`, with the store's
+//!   roots: `[store] tls_ca` or the built-in ones), not a Cluster. When
+//!   there is none (not opened yet, being reopened, or a Cluster store), a
+//!   lookup goes through redis-rs as before, and an outage is met by
+//!   redis-rs's own reconnection.
 //! - **A lookup that times out ends the connection** (it may be half-open),
 //!   and the answer is the same 503 a redis-rs timeout gives. A master
 //!   that moved (the link's generation) ends it too.
@@ -103,20 +104,32 @@ impl Pipe {
     }
 }
 
-/// The pipe of one store: the open one, if any, and when to try again.
+/// The pipe of one store: the open one, if any, when to try again, and
+/// the TLS client for a `rediss` server.
 pub(super) struct Slot {
     current: ArcSwapOption<Pipe>,
     opening: AtomicBool,
     last_attempt: Mutex<Option<Instant>>,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Slot {
-    pub(super) fn new() -> Slot {
+    pub(super) fn new(tls: Option<Arc<rustls::ClientConfig>>) -> Slot {
         Slot {
             current: ArcSwapOption::empty(),
             opening: AtomicBool::new(false),
             last_attempt: Mutex::new(None),
+            tls,
         }
+    }
+
+    /// Opens a pipe to `info`'s server; see [`open`].
+    pub(super) async fn open(
+        &self,
+        info: &ConnectionInfo,
+        generation: u64,
+    ) -> Result<Pipe, String> {
+        open(info, generation, self.tls.as_ref()).await
     }
 
     /// The pipe to use, if one is open for `generation`.
@@ -160,19 +173,25 @@ impl Slot {
     }
 }
 
-/// Whether `info` is a server this pipe can talk to (plain TCP or a Unix
-/// socket; TLS stays with redis-rs).
-pub(super) fn serves(info: &ConnectionInfo) -> bool {
-    matches!(
-        info.addr(),
-        ConnectionAddr::Tcp(..) | ConnectionAddr::Unix(_)
-    )
+/// Whether `info` is a server this pipe can talk to: plain TCP, a Unix
+/// socket, or TLS (with certificate checks) when `tls` (a client) is there.
+pub(super) fn serves(info: &ConnectionInfo, tls: bool) -> bool {
+    match info.addr() {
+        ConnectionAddr::Tcp(..) | ConnectionAddr::Unix(_) => true,
+        ConnectionAddr::TcpTls { insecure, .. } => tls && !insecure,
+        _ => false,
+    }
 }
 
-/// Connects to `info`'s server, authenticates and selects its db, and
-/// starts the pipe's task. The caller bounds the time; the error may hold
-/// the server's words, not yet scrubbed of the password.
-pub(super) async fn open(info: &ConnectionInfo, generation: u64) -> Result<Pipe, String> {
+/// Connects to `info`'s server (over TLS with `tls` for a `rediss` one),
+/// authenticates and selects its db, and starts the pipe's task. The
+/// caller bounds the time; the error may hold the server's words, not yet
+/// scrubbed of the password.
+async fn open(
+    info: &ConnectionInfo,
+    generation: u64,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<Pipe, String> {
     match info.addr() {
         ConnectionAddr::Tcp(host, port) => {
             let s = tokio::net::TcpStream::connect((host.as_str(), *port))
@@ -191,7 +210,30 @@ pub(super) async fn open(info: &ConnectionInfo, generation: u64) -> Result<Pipe,
             let (r, w) = s.into_split();
             start(r, w, info, generation).await
         }
-        _ => Err("not a plain TCP or Unix-socket server".into()),
+        ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure: false,
+            ..
+        } => {
+            let Some(tls) = tls else {
+                return Err("no TLS client for a rediss server".into());
+            };
+            let name = rustls_pki_types::ServerName::try_from(host.clone())
+                .map_err(|e| format!("{host} is not a TLS server name: {e}"))?;
+            let s = tokio::net::TcpStream::connect((host.as_str(), *port))
+                .await
+                .map_err(|e| format!("cannot connect: {e}"))?;
+            s.set_nodelay(true)
+                .map_err(|e| format!("cannot set TCP_NODELAY: {e}"))?;
+            let s = tokio_rustls::TlsConnector::from(Arc::clone(tls))
+                .connect(name, s)
+                .await
+                .map_err(|e| format!("TLS handshake: {e}"))?;
+            let (r, w) = tokio::io::split(s);
+            start(r, w, info, generation).await
+        }
+        _ => Err("not a server the lookup connection serves".into()),
     }
 }
 

@@ -5,6 +5,7 @@
 //! file fails at start with the same message for `run` and the `keys`
 //! commands.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ::redis::cluster::ClusterClient;
@@ -29,6 +30,9 @@ pub(super) struct Plan {
     pub(super) password: Option<String>,
     /// The ACL user, named in permission errors (`None`: `default`).
     pub(super) username: Option<String>,
+    /// For a `rediss` URL, the TLS client the lookup pipe dials with (the
+    /// same roots as redis-rs's: `[store] tls_ca`, else the built-in ones).
+    pub(super) tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Plan {
@@ -61,6 +65,11 @@ impl Plan {
             Some(path) => Some(read_ca(path)?),
             None => None,
         };
+        let pipe_tls = if tls {
+            Some(pipe_tls(ca.as_deref()).map_err(bad)?)
+        } else {
+            None
+        };
         let clash = |has_password: bool| -> Result<(), StoreError> {
             match (&options.password_env, has_password) {
                 (Some(var), true) => Err(StoreError::Unavailable(format!(
@@ -81,6 +90,7 @@ impl Plan {
                 shown_url,
                 password: spec.password,
                 username: spec.username,
+                tls: pipe_tls,
             });
         }
         if is_cluster(url) {
@@ -103,6 +113,7 @@ impl Plan {
                 shown_url,
                 password: spec.password,
                 username: spec.username,
+                tls: None,
             });
         }
         let info: ConnectionInfo =
@@ -144,6 +155,7 @@ impl Plan {
             shown_url,
             password,
             username,
+            tls: pipe_tls,
         })
     }
 }
@@ -192,6 +204,34 @@ fn read_password(var: &str) -> Result<String, StoreError> {
             "store.password_env: the environment variable {var} is not valid UTF-8"
         ))),
     }
+}
+
+/// The lookup pipe's TLS client: trusts the certificates of `ca` (PEM, as
+/// [`read_ca`] checked it), or the built-in (Mozilla) roots, as redis-rs
+/// does for the other connections; `ring`, TLS 1.2 and 1.3, no client
+/// certificate.
+fn pipe_tls(ca: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(pem) => {
+            for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem) {
+                let cert = cert.map_err(|e| format!("store.tls_ca: invalid PEM: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("store.tls_ca: unusable certificate: {e}"))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("TLS: {e}"))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// The CA bundle (PEM) at `path`, checked to hold at least one certificate.

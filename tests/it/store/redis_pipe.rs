@@ -311,3 +311,31 @@ async fn the_pipe_serves_a_unix_socket() {
     );
     burst(&store, &keys, &wrong).await;
 }
+
+/// A `rediss://` store: the pipe dials TLS with the store's CA (the
+/// server's certificate is the test CA's, for 127.0.0.1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pipe_speaks_tls_with_the_stores_ca() {
+    use crate::support::redis::TlsFiles;
+    use osir_gateway::store::redis::{connect_with, RedisOptions};
+    let tls = TlsFiles::new();
+    let server = RedisServer::start_tls(&tls, &[]);
+    let options = RedisOptions {
+        tls_ca: Some(tls.ca.clone()),
+        ..RedisOptions::new(Duration::from_secs(1))
+    };
+    let store = Store::new(connect_with(&server.url(), &options).await.unwrap());
+    let (keys, wrong) = keys(&server, &store, 50).await;
+    let opened = eventually_async(Duration::from_secs(5), || async {
+        store.lookup(&keys[0].0).await.unwrap();
+        !pipe_connections(&server).is_empty()
+    })
+    .await;
+    assert!(
+        opened,
+        "no lookup connection over TLS: {}",
+        server.cli(&["CLIENT", "LIST"])
+    );
+    burst(&store, &keys, &wrong).await;
+    assert_eq!(pipe_connections(&server).len(), 1);
+}
