@@ -21,7 +21,7 @@ use crate::support::{eventually, eventually_async};
 const WITHIN: Duration = Duration::from_secs(1);
 
 /// The gateway's minimal rules, as docs/store.md gives them.
-const GATEWAY_RULES: &[&str] = &[
+pub(crate) const GATEWAY_RULES: &[&str] = &[
     "resetkeys",
     "resetchannels",
     "-@all",
@@ -72,7 +72,7 @@ const KEYS_RULES: &[&str] = &[
 ];
 
 /// Makes user `name` (password `<name>-pw`) with `rules`; returns its URL.
-fn user(redis: &RedisServer, name: &str, rules: &[&str]) -> String {
+pub(crate) fn user(redis: &RedisServer, name: &str, rules: &[&str]) -> String {
     let pw = format!(">{name}-pw");
     let mut args = vec!["ACL", "SETUSER", name, "reset", "on", pw.as_str()];
     args.extend_from_slice(rules);
@@ -80,7 +80,7 @@ fn user(redis: &RedisServer, name: &str, rules: &[&str]) -> String {
     format!("redis://{name}:{name}-pw@127.0.0.1:{}/0", redis.port)
 }
 
-async fn store_at(url: &str) -> Store {
+pub(crate) async fn store_at(url: &str) -> Store {
     let s = osir_gateway::store::redis::connect(url, Duration::from_secs(1)).await;
     Store::new(s.unwrap_or_else(|e| panic!("cannot connect: {e}")))
 }

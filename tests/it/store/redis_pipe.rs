@@ -11,7 +11,8 @@ use osir_gateway::store::{Store, StoreError};
 use crate::support::eventually_async;
 use crate::support::redis::RedisServer;
 
-use super::{new_key, record, redis_store, TIMEOUT};
+use super::{new_key, record, redis_store};
+use crate::feed_acl::{store_at, user, GATEWAY_RULES};
 
 /// The ids of the lookup connections (the name the pipe gives itself).
 fn pipe_connections(server: &RedisServer) -> Vec<String> {
@@ -25,6 +26,20 @@ fn pipe_connections(server: &RedisServer) -> Vec<String> {
                 .map(str::to_owned)
         })
         .collect()
+}
+
+/// Looks `probe` up until a lookup connection shows in `CLIENT LIST`.
+async fn wait_for_pipe(server: &RedisServer, store: &Store, probe: &KeyHash) {
+    let opened = eventually_async(Duration::from_secs(5), || async {
+        store.lookup(probe).await.unwrap();
+        !pipe_connections(server).is_empty()
+    })
+    .await;
+    assert!(
+        opened,
+        "no lookup connection: {}",
+        server.cli(&["CLIENT", "LIST"])
+    );
 }
 
 /// `n` keys with records, and the hash of a key whose redis key holds a
@@ -101,17 +116,7 @@ async fn concurrent_lookups_on_the_pipe_each_get_their_own_answer() {
     let store = redis_store(&server).await;
     let (keys, wrong) = keys(&server, &store, 300).await;
     // The first lookup opens the pipe (it is answered by redis-rs).
-    store.lookup(&keys[0].0).await.unwrap();
-    let opened = eventually_async(Duration::from_secs(5), || async {
-        store.lookup(&keys[0].0).await.unwrap();
-        !pipe_connections(&server).is_empty()
-    })
-    .await;
-    assert!(
-        opened,
-        "no lookup connection: {}",
-        server.cli(&["CLIENT", "LIST"])
-    );
+    wait_for_pipe(&server, &store, &keys[0].0).await;
     for _ in 0..5 {
         burst(&store, &keys, &wrong).await;
     }
@@ -124,15 +129,7 @@ async fn a_killed_lookup_connection_is_replaced_and_answers_stay_right() {
     let store = redis_store(&server).await;
     let (keys, wrong) = keys(&server, &store, 100).await;
     for round in 0..3 {
-        let opened = eventually_async(Duration::from_secs(5), || async {
-            store.lookup(&keys[0].0).await.unwrap();
-            !pipe_connections(&server).is_empty()
-        })
-        .await;
-        assert!(
-            opened,
-            "round {round}: the lookup connection did not come back"
-        );
+        wait_for_pipe(&server, &store, &keys[0].0).await;
         let ids = pipe_connections(&server);
         // Killed while a burst is in flight: a lookup may fail (503, as
         // with any dropped connection), but never gets another's answer.
@@ -181,33 +178,10 @@ async fn a_killed_lookup_connection_is_replaced_and_answers_stay_right() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipe_authenticates_and_selects_the_db() {
     let server = RedisServer::start();
-    server.cli(&[
-        "ACL",
-        "SETUSER",
-        "gw",
-        "on",
-        ">pipe-pw-5d1",
-        "~*",
-        "&*",
-        "+@all",
-    ]);
-    let url = format!("redis://gw:pipe-pw-5d1@127.0.0.1:{}/2", server.port);
-    let store = Store::new(
-        osir_gateway::store::redis::connect(&url, TIMEOUT)
-            .await
-            .unwrap(),
-    );
+    let url = user(&server, "gw", &["~*", "&*", "+@all"]);
+    let store = store_at(&format!("{}/2", url.trim_end_matches("/0"))).await;
     let (keys, wrong) = keys_in(&server, &store, 50, "2").await;
-    let opened = eventually_async(Duration::from_secs(5), || async {
-        store.lookup(&keys[0].0).await.unwrap();
-        !pipe_connections(&server).is_empty()
-    })
-    .await;
-    assert!(
-        opened,
-        "no lookup connection: {}",
-        server.cli(&["CLIENT", "LIST"])
-    );
+    wait_for_pipe(&server, &store, &keys[0].0).await;
     let list = server.cli(&["CLIENT", "LIST"]);
     let line = list
         .lines()
@@ -227,38 +201,7 @@ async fn the_pipe_authenticates_and_selects_the_db() {
 async fn the_minimal_gateway_rules_still_get_the_pipe() {
     let server = RedisServer::start();
     let admin = redis_store(&server).await;
-    server.cli(&[
-        "ACL",
-        "SETUSER",
-        "gw",
-        "on",
-        ">min-pw-83a",
-        "resetkeys",
-        "resetchannels",
-        "-@all",
-        "+ping",
-        "+role",
-        "+exists",
-        "+hgetall",
-        "+xread",
-        "+xinfo|stream",
-        "+evalsha",
-        "+eval",
-        "+script|load",
-        "+hincrby",
-        "+hget",
-        "+hset",
-        "%R~osir:key:*",
-        "%R~osir:changes",
-        "%R~osir:ids",
-        "%RW~osir:usage:*",
-    ]);
-    let url = format!("redis://gw:min-pw-83a@127.0.0.1:{}/0", server.port);
-    let store = Store::new(
-        osir_gateway::store::redis::connect(&url, TIMEOUT)
-            .await
-            .unwrap(),
-    );
+    let store = store_at(&user(&server, "gw", GATEWAY_RULES)).await;
     let (keys, wrong) = keys(&server, &admin, 50).await;
     let refused = |server: &RedisServer| {
         server
@@ -290,24 +233,14 @@ async fn the_pipe_serves_a_unix_socket() {
     let sock_arg = sock.to_str().unwrap();
     let server = RedisServer::start_with(&["--unixsocket", sock_arg, "--unixsocketperm", "700"]);
     let url = format!("redis+unix://{sock_arg}");
-    let store = Store::new(
-        osir_gateway::store::redis::connect(&url, TIMEOUT)
-            .await
-            .unwrap(),
-    );
+    let store = store_at(&url).await;
     let (keys, wrong) = keys(&server, &store, 50).await;
-    let opened = eventually_async(Duration::from_secs(5), || async {
-        store.lookup(&keys[0].0).await.unwrap();
-        server
-            .cli(&["CLIENT", "LIST"])
-            .lines()
-            .any(|l| l.contains(" name=osir-gateway-lookup ") && l.contains(" addr=/"))
-    })
-    .await;
+    wait_for_pipe(&server, &store, &keys[0].0).await;
+    let list = server.cli(&["CLIENT", "LIST"]);
     assert!(
-        opened,
-        "no lookup connection on the socket: {}",
-        server.cli(&["CLIENT", "LIST"])
+        list.lines()
+            .any(|l| l.contains(" name=osir-gateway-lookup ") && l.contains(" addr=/")),
+        "the lookup connection is not on the socket: {list}"
     );
     burst(&store, &keys, &wrong).await;
 }
@@ -326,16 +259,7 @@ async fn the_pipe_speaks_tls_with_the_stores_ca() {
     };
     let store = Store::new(connect_with(&server.url(), &options).await.unwrap());
     let (keys, wrong) = keys(&server, &store, 50).await;
-    let opened = eventually_async(Duration::from_secs(5), || async {
-        store.lookup(&keys[0].0).await.unwrap();
-        !pipe_connections(&server).is_empty()
-    })
-    .await;
-    assert!(
-        opened,
-        "no lookup connection over TLS: {}",
-        server.cli(&["CLIENT", "LIST"])
-    );
+    wait_for_pipe(&server, &store, &keys[0].0).await;
     burst(&store, &keys, &wrong).await;
     assert_eq!(pipe_connections(&server).len(), 1);
 }
