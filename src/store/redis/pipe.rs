@@ -44,13 +44,13 @@ use tokio::sync::{mpsc, oneshot};
 use super::schema::HashReply;
 
 /// The largest reply taken (a key record is well under a kilobyte).
-pub(super) const MAX_REPLY: usize = 1 << 20;
+const MAX_REPLY: usize = 1 << 20;
 /// The most fields a reply may hold (a record has about fifteen).
 const MAX_FIELDS: usize = 1024;
 /// Commands written but not answered, at most; more wait in the queue.
 const MAX_IN_FLIGHT: usize = 4096;
 /// The connection's name (`CLIENT SETNAME`).
-pub(super) const PIPE_NAME: &str = "osir-gateway-lookup";
+const PIPE_NAME: &str = "osir-gateway-lookup";
 /// The least time between two attempts to open the connection.
 const REOPEN_EVERY: Duration = Duration::from_millis(500);
 
@@ -114,6 +114,7 @@ pub(super) struct Slot {
 }
 
 impl Slot {
+    /// No pipe yet; `tls`: the client for a `rediss` server.
     pub(super) fn new(tls: Option<Arc<rustls::ClientConfig>>) -> Slot {
         Slot {
             current: ArcSwapOption::empty(),
@@ -237,6 +238,8 @@ async fn open(
     }
 }
 
+/// The handshake on a connected stream (`AUTH`, `SELECT`, `CLIENT
+/// SETNAME`), then the pipe's task on it.
 async fn start<R, W>(
     mut r: R,
     mut w: W,
