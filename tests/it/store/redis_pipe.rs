@@ -16,16 +16,7 @@ use crate::feed_acl::{store_at, user, GATEWAY_RULES};
 
 /// The ids of the lookup connections (the name the pipe gives itself).
 fn pipe_connections(server: &RedisServer) -> Vec<String> {
-    server
-        .cli(&["CLIENT", "LIST"])
-        .lines()
-        .filter(|l| l.contains(" name=osir-gateway-lookup "))
-        .filter_map(|l| {
-            l.split(' ')
-                .find_map(|f| f.strip_prefix("id="))
-                .map(str::to_owned)
-        })
-        .collect()
+    server.client_ids(|l| l.contains(" name=osir-gateway-lookup "))
 }
 
 /// Looks `probe` up until a lookup connection shows in `CLIENT LIST`.

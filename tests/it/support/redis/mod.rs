@@ -88,20 +88,24 @@ impl RedisServer {
     /// Kills the connections blocked reading the change feed (`XREAD`),
     /// as a network blip would; returns how many.
     pub fn kill_feed_readers(&self) -> usize {
-        let ids: Vec<String> = self
-            .cli(&["CLIENT", "LIST"])
+        let ids = self.client_ids(|l| l.contains("cmd=xread"));
+        for id in &ids {
+            self.cli(&["CLIENT", "KILL", "ID", id]);
+        }
+        ids.len()
+    }
+
+    /// The ids of the connections whose `CLIENT LIST` line `pick` takes.
+    pub fn client_ids(&self, pick: impl Fn(&str) -> bool) -> Vec<String> {
+        self.cli(&["CLIENT", "LIST"])
             .lines()
-            .filter(|l| l.contains("cmd=xread"))
+            .filter(|l| pick(l))
             .filter_map(|l| {
                 l.split(' ')
                     .find_map(|f| f.strip_prefix("id="))
                     .map(str::to_owned)
             })
-            .collect();
-        for id in &ids {
-            self.cli(&["CLIENT", "KILL", "ID", id]);
-        }
-        ids.len()
+            .collect()
     }
 
     /// How many connections are reading the change feed (`XREAD`) now.
