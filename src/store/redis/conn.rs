@@ -217,18 +217,10 @@ impl Link {
     ) -> Result<T, StoreError> {
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) if e.code() == Some("WRONGTYPE") => Err(StoreError::Corrupt {
-                what: subject.to_owned(),
-                reason: format!("{op}: a redis key has the wrong type"),
-            }),
-            Ok(Err(e)) if e.code() == Some("NOPERM") || e.to_string().contains("NOPERM") => {
-                Err(StoreError::Denied(format!(
-                    "redis {}: {op}: {}; see the ACL rules in docs/store.md",
-                    self.shown_url,
-                    self.scrubbed(&e)
-                )))
-            }
             Ok(Err(e)) => {
+                if let Some(refused) = self.refused(op, subject, e.code(), &self.scrubbed(&e)) {
+                    return Err(refused);
+                }
                 if lost_master(&e) {
                     self.kick_refresh();
                 }
@@ -236,12 +228,43 @@ impl Link {
             }
             Err(_) => {
                 self.kick_refresh();
-                Err(StoreError::Unavailable(format!(
-                    "redis {}: {op} timed out after {:?}",
-                    self.shown_url, self.timeout
-                )))
+                Err(self.timed_out(op))
             }
         }
+    }
+
+    /// What an error reply means when it is about the command, not the
+    /// connection: a key of the wrong type (`Corrupt`, naming `subject`) or
+    /// a right the ACL refuses (`Denied`). `code` is the reply's first
+    /// word, `text` the whole reply, already scrubbed. `None`: neither.
+    fn refused(
+        &self,
+        op: &str,
+        subject: &str,
+        code: Option<&str>,
+        text: &str,
+    ) -> Option<StoreError> {
+        if code == Some("WRONGTYPE") {
+            return Some(StoreError::Corrupt {
+                what: subject.to_owned(),
+                reason: format!("{op}: a redis key has the wrong type"),
+            });
+        }
+        if code == Some("NOPERM") || text.contains("NOPERM") {
+            return Some(StoreError::Denied(format!(
+                "redis {}: {op}: {text}; see the ACL rules in docs/store.md",
+                self.shown_url
+            )));
+        }
+        None
+    }
+
+    /// A round trip that outlasted the timeout.
+    fn timed_out(&self, op: &str) -> StoreError {
+        StoreError::Unavailable(format!(
+            "redis {}: {op} timed out after {:?}",
+            self.shown_url, self.timeout
+        ))
     }
 
     pub(super) fn unavailable(&self, op: &str, e: &RedisError) -> StoreError {
@@ -265,44 +288,38 @@ impl Link {
             self.reopen_pipe(slot);
             return None;
         };
-        let lost = |why: String| {
+        // The connection is no use any more: drop it, and with Sentinel
+        // check the master.
+        let lost = |e: StoreError| {
             slot.drop_pipe(&p);
             self.kick_refresh();
-            Some(Err(StoreError::Unavailable(why)))
+            Some(Err(e))
         };
         match tokio::time::timeout(self.timeout, p.hgetall(key)).await {
             Ok(Some(Ok(fields))) => Some(Ok(fields)),
             Ok(Some(Err(Failure::Reply(text)))) => {
                 let text = scrub(&text, self.password.as_deref());
-                if text.starts_with("WRONGTYPE") {
-                    Some(Err(StoreError::Corrupt {
-                        what: subject.to_owned(),
-                        reason: "HGETALL: a redis key has the wrong type".into(),
-                    }))
-                } else if text.starts_with("NOPERM") {
-                    Some(Err(StoreError::Denied(format!(
-                        "redis {}: HGETALL: {text}; see the ACL rules in docs/store.md",
+                let code = text.split(' ').next();
+                match self.refused("HGETALL", subject, code, &text) {
+                    Some(refused) => Some(Err(refused)),
+                    None => lost(StoreError::Unavailable(format!(
+                        "redis {}: HGETALL: {text}",
                         self.shown_url
-                    ))))
-                } else {
-                    lost(format!("redis {}: HGETALL: {text}", self.shown_url))
+                    ))),
                 }
             }
-            Ok(Some(Err(Failure::Lost(why)))) => lost(format!(
+            Ok(Some(Err(Failure::Lost(why)))) => lost(StoreError::Unavailable(format!(
                 "redis {}: HGETALL: {}",
                 self.shown_url,
                 scrub(&why, self.password.as_deref())
-            )),
+            ))),
             // Its task ended before the command was queued: nothing sent.
             Ok(None) => {
                 slot.drop_pipe(&p);
                 self.reopen_pipe(slot);
                 None
             }
-            Err(_) => lost(format!(
-                "redis {}: HGETALL timed out after {:?}",
-                self.shown_url, self.timeout
-            )),
+            Err(_) => lost(self.timed_out("HGETALL")),
         }
     }
 

@@ -195,12 +195,7 @@ async fn open(
 ) -> Result<Pipe, String> {
     match info.addr() {
         ConnectionAddr::Tcp(host, port) => {
-            let s = tokio::net::TcpStream::connect((host.as_str(), *port))
-                .await
-                .map_err(|e| format!("cannot connect: {e}"))?;
-            s.set_nodelay(true)
-                .map_err(|e| format!("cannot set TCP_NODELAY: {e}"))?;
-            let (r, w) = s.into_split();
+            let (r, w) = tcp(host, *port).await?.into_split();
             start(r, w, info, generation).await
         }
         #[cfg(unix)]
@@ -222,13 +217,8 @@ async fn open(
             };
             let name = rustls_pki_types::ServerName::try_from(host.clone())
                 .map_err(|e| format!("{host} is not a TLS server name: {e}"))?;
-            let s = tokio::net::TcpStream::connect((host.as_str(), *port))
-                .await
-                .map_err(|e| format!("cannot connect: {e}"))?;
-            s.set_nodelay(true)
-                .map_err(|e| format!("cannot set TCP_NODELAY: {e}"))?;
             let s = tokio_rustls::TlsConnector::from(Arc::clone(tls))
-                .connect(name, s)
+                .connect(name, tcp(host, *port).await?)
                 .await
                 .map_err(|e| format!("TLS handshake: {e}"))?;
             let (r, w) = tokio::io::split(s);
@@ -236,6 +226,17 @@ async fn open(
         }
         _ => Err("not a server the lookup connection serves".into()),
     }
+}
+
+/// A TCP connection to `host:port`, without Nagle's delay (lookups are
+/// small writes, each waited on).
+async fn tcp(host: &str, port: u16) -> Result<tokio::net::TcpStream, String> {
+    let s = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    s.set_nodelay(true)
+        .map_err(|e| format!("cannot set TCP_NODELAY: {e}"))?;
+    Ok(s)
 }
 
 /// The handshake on a connected stream (`AUTH`, `SELECT`, `CLIENT
