@@ -86,13 +86,7 @@ pub fn parse_reusing(buf: &[u8], mut spans: Vec<Field>) -> Result<Option<Request
             | httparse::Error::NewLine
             | httparse::Error::Status
             | httparse::Error::Token,
-        ) => {
-            return Err(if has_bare_lf(buf) {
-                Framing::BareLf
-            } else {
-                Framing::Header
-            })
-        }
+        ) => return Err(line_error(buf)),
     };
     let head = &buf[..len];
     if bare_lf_in(head) {
@@ -313,6 +307,26 @@ fn has_bare_lf(buf: &[u8]) -> bool {
     bare_lf_in(&buf[..end])
 }
 
+/// Which line of a head that httparse refused is at fault (the error path
+/// only): a bare LF anywhere in the head, else the request line when it is
+/// refused on its own (parsed again as a head with no fields), else a
+/// header line.
+fn line_error(buf: &[u8]) -> Framing {
+    if has_bare_lf(buf) {
+        return Framing::BareLf;
+    }
+    let line = memchr::memmem::find(buf, b"\r\n").map_or(buf, |i| &buf[..i]);
+    let mut alone = Vec::with_capacity(line.len() + 4);
+    alone.extend_from_slice(line);
+    alone.extend_from_slice(b"\r\n\r\n");
+    let mut none: [httparse::Header<'_>; 0] = [];
+    match httparse::Request::new(&mut none).parse(&alone) {
+        Ok(_) => Framing::Header,
+        Err(httparse::Error::Version) => Framing::Version,
+        Err(_) => Framing::RequestLine,
+    }
+}
+
 /// A `\n` not preceded by `\r` anywhere in `head`.
 fn bare_lf_in(head: &[u8]) -> bool {
     memchr::memchr_iter(b'\n', head).any(|i| i == 0 || head[i - 1] != b'\r')
@@ -417,6 +431,25 @@ mod tests {
             Framing::Header
         );
         assert_eq!(refused("GET / HTTP/1.1\r\n\r\n"), Framing::MissingHost);
+        for line in [
+            "GET  / HTTP/1.1",
+            "G\u{1}T / HTTP/1.1",
+            "GET /\u{7f} HTTP/1.1",
+            " GET / HTTP/1.1",
+        ] {
+            assert_eq!(
+                refused(&format!("{line}\r\nHost: a\r\n\r\n")),
+                Framing::RequestLine,
+                "{line:?}"
+            );
+        }
+        for field in ["Bad Name: x", "X: a\u{0}b", "Host : a", ": empty"] {
+            assert_eq!(
+                refused(&format!("GET / HTTP/1.1\r\n{field}\r\n\r\n")),
+                Framing::Header,
+                "{field:?}"
+            );
+        }
         assert_eq!(
             refused("GET / HTTP/2.0\r\nHost: a\r\n\r\n"),
             Framing::Version
