@@ -12,6 +12,7 @@ ROOT=$(dirname "$BENCH_DIR")
 LIB=$BENCH_DIR/lib
 # BENCH_GW_BIN: measure another osir-gateway binary (then pass --no-build)
 GW_BIN=${BENCH_GW_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/osir-gateway}
+FLOOR_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/floor
 
 # ---------------------------------------------------------------- settings --
 
@@ -32,6 +33,7 @@ PORT_PROXY_TLS=18086      # nginx proxy_pass, TLS listener (scenario group tls)
 PORT_PROXY_H2=18087       # nginx proxy_pass, TLS listener with HTTP/2 (scenario h2-tls)
 PORT_GW_STORE=18090       # redis-server for osir-gateway
 PORT_KONG_STORE=18091     # redis-server for the Kong-like peer
+PORT_FLOOR=18092          # the floor: a bare tokio + httparse proxy (bench/floor.rs)
 PORT_GW1=18100            # osir-gateway, workers = 1        (admin: +1)
 PORT_GWD=18102            # osir-gateway, default workers    (admin: +1)
 PORT_GWS=18104            # osir-gateway, workers = 1, small cache (admin: +1)
@@ -197,7 +199,7 @@ wait_port() {  # wait_port PORT SECONDS [PID]: until something listens on PORT
 check_ports_free() {
   local p busy=()
   for p in $PORT_PROXY $PORT_UPSTREAM $PORT_KEYMAP $PORT_HAPROXY $PORT_KONG_CACHED \
-           $PORT_KONG_REDIS $PORT_PROXY_TLS $PORT_PROXY_H2 $PORT_GW_STORE $PORT_KONG_STORE \
+           $PORT_KONG_REDIS $PORT_PROXY_TLS $PORT_PROXY_H2 $PORT_GW_STORE $PORT_KONG_STORE $PORT_FLOOR \
            $PORT_GW1 $((PORT_GW1 + 1)) $PORT_GWD $((PORT_GWD + 1)) $PORT_GWS $((PORT_GWS + 1)) \
            $PORT_GWL $((PORT_GWL + 1)) $PORT_GWT $((PORT_GWT + 1)) $PORT_GWT_TLS \
            $(seq "$PORT_GWF" $((PORT_GWF + 5))); do
@@ -327,6 +329,35 @@ build_gateway() {
     return 0
   fi
   GW_STATE=built
+}
+
+# The floor (bench/floor.rs) is built like the gateway, as a cargo example.
+build_floor() {
+  if ((DO_BUILD)) && command -v cargo >/dev/null; then
+    log "cargo build --release --example floor (log: $RUN/logs/cargo-build-floor.log)"
+    (cd "$ROOT" && cargo build --release --example floor) >"$RUN/logs/cargo-build-floor.log" 2>&1 \
+      || note "the floor: cargo build --release --example floor failed (see logs/cargo-build-floor.log in the run folder)."
+  fi
+  [[ -x $FLOOR_BIN ]] && return 0
+  note "tokio-floor skipped: no binary at ${FLOOR_BIN#"$ROOT"/}$( ((DO_BUILD)) || echo ' (and --no-build)')."
+  drop_target_jobs tokio-floor "not built"
+}
+
+start_floor() {
+  local pid
+  # setsid: its own session, as every daemonizing peer has (see start_nginx)
+  setsid taskset -c "$SERVER_CPU" "$FLOOR_BIN" "127.0.0.1:$PORT_FLOOR" "127.0.0.1:$PORT_UPSTREAM" \
+    >"$RUN/logs/floor.log" 2>&1 &
+  pid=$!
+  CHILD_PIDS+=("$pid")
+  if ! wait_port "$PORT_FLOOR" 10 "$pid"; then
+    note "tokio-floor skipped: it did not start listening ($(tail -n 1 "$RUN/logs/floor.log"))."
+    stop_pid "$pid"
+    drop_target_jobs tokio-floor "did not start"
+    return 0
+  fi
+  SERVER_PID[tokio-floor]=$pid
+  log "tokio-floor up (pid $pid, port $PORT_FLOOR)"
 }
 
 # ------------------------------------------------------------------- peers --
@@ -468,6 +499,7 @@ start_peers() {
   fi
   if target_wanted haproxy; then start_haproxy || die "haproxy did not start"; fi
   if target_wanted kong-cached || target_wanted kong-redis; then start_kong; fi
+  if target_wanted tokio-floor; then start_floor; fi
 }
 
 # --------------------------------------------------------------------- tls --
@@ -790,6 +822,8 @@ define_jobs() {  # every job that exists, in the order they run
   job_opts nginx-proxy/h2-tls srv=proxy-h2 group=h2-tls tool=h2load with=nginx-proxy/plain
   add_job nginx-keymap bearer "$u:$PORT_KEYMAP/" 200 "Bearer @PEER_KEY@" "" "" "nginx map of one Authorization value"
   add_job haproxy plain "$u:$PORT_HAPROXY/" 200 "" "" "" "HAProxy, one thread, no auth"
+  add_job tokio-floor plain "$u:$PORT_FLOOR/" 200 "" "" "" \
+    "the floor: a bare tokio + httparse proxy, no auth, none of a real proxy's rules (bench/floor.rs)"
   add_job kong-cached bearer "$u:$PORT_KONG_CACHED/" 200 "Bearer @PEER_KEY@" "" kong-store "nginx+Lua: LRU, shared dict, Redis on miss"
   add_job kong-redis bearer "$u:$PORT_KONG_REDIS/" 200 "Bearer @PEER_KEY@" "" kong-store "nginx+Lua: Redis on every request"
   add_job osir-w1 public "$u:$PORT_GW1/public" 200 "" "" gw-store "public route, no key"
@@ -860,6 +894,7 @@ target_label() {
     nginx-proxy) echo "nginx proxy" ;;
     nginx-keymap) echo "nginx key map" ;;
     haproxy) echo "HAProxy" ;;
+    tokio-floor) echo "tokio floor" ;;
     kong-cached) echo "Kong-like, cached" ;;
     kong-redis) echo "Kong-like, Redis every request" ;;
     osir-w1) echo "osir-gateway, workers=1" ;;
@@ -1529,6 +1564,7 @@ main() {
   select_jobs
   log "jobs: ${JOBS[*]}"
   if any_gateway_job; then build_gateway; fi
+  if target_wanted tokio-floor; then build_floor; fi
 
   PEER_KEY=$(python3 "$LIB/keys.py" gen 1 live)
   ensure_h2load
