@@ -1243,7 +1243,7 @@ run_closed_loop() {
 # Open loop: fixed rates below saturation, latency corrected for coordinated
 # omission (oha --latency-correction): OPEN_RATE (5k req/s) and
 # OPEN_SHARE percent of the nginx proxy's median closed-loop max in this run.
-OPEN_JOBS=(direct/plain nginx-proxy/plain haproxy/plain kong-cached/bearer osir-w1/cache-hit)
+OPEN_JOBS=(direct/plain nginx-proxy/plain haproxy/plain tokio-floor/plain kong-cached/bearer osir-w1/cache-hit)
 
 # open_rates: OPEN_RATE, then OPEN_SHARE% of nginx-proxy/plain's median req/s
 # over the measured rounds of runs.tsv (when it ran and OPEN_SHARE > 0).
