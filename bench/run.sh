@@ -83,7 +83,8 @@ usage: bash bench/run.sh [--quick|--full] [--scenarios LIST] [options]
                      public and cache-hit over https vs plain; h2-tls: h2load
                      -c4 -m10 over TLS with HTTP/2 to an nginx http2 peer and
                      to osir-w1's TLS listener, cache-hit), a target
-                     (direct, nginx-proxy, nginx-keymap, haproxy, kong-cached,
+                     (direct, nginx-proxy, nginx-keymap, haproxy, tokio-floor:
+                     the bare tokio proxy of bench/floor.rs, kong-cached,
                      kong-redis, osir-w1, osir-default, osir-small), a
                      target/scenario pair (e.g. osir-w1/cache-hit+tls), or "all".
                      direct and nginx-proxy/plain are always measured: the
@@ -94,7 +95,7 @@ usage: bash bench/run.sh [--quick|--full] [--scenarios LIST] [options]
   --open-loop        run the open-loop latency runs even in --quick
   --no-open-loop     skip them even in --full
   --no-install       do not apt-get / cargo install anything
-  --no-build         do not run cargo build --release (use the binary as it is)
+  --no-build         do not run cargo build --release (use the binaries as they are)
   -h, --help         this text
 
 Environment overrides: BENCH_GW_BIN, BENCH_REPS, BENCH_SECONDS, BENCH_POP_KEYS,
