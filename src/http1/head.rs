@@ -315,7 +315,12 @@ fn line_error(buf: &[u8]) -> Framing {
     if has_bare_lf(buf) {
         return Framing::BareLf;
     }
-    let line = memchr::memmem::find(buf, b"\r\n").map_or(buf, |i| &buf[..i]);
+    // httparse skips empty lines before the request line; so does this.
+    let mut rest = buf;
+    while let Some(after) = rest.strip_prefix(b"\r\n") {
+        rest = after;
+    }
+    let line = memchr::memmem::find(rest, b"\r\n").map_or(rest, |i| &rest[..i]);
     let mut alone = Vec::with_capacity(line.len() + 4);
     alone.extend_from_slice(line);
     alone.extend_from_slice(b"\r\n\r\n");
@@ -436,6 +441,7 @@ mod tests {
             "G\u{1}T / HTTP/1.1",
             "GET /\u{7f} HTTP/1.1",
             " GET / HTTP/1.1",
+            "\r\nG\u{1}T / HTTP/1.1",
         ] {
             assert_eq!(
                 refused(&format!("{line}\r\nHost: a\r\n\r\n")),
@@ -444,6 +450,11 @@ mod tests {
             );
         }
         for field in ["Bad Name: x", "X: a\u{0}b", "Host : a", ": empty"] {
+            assert_eq!(
+                refused(&format!("\r\nGET / HTTP/1.1\r\n{field}\r\n\r\n")),
+                Framing::Header,
+                "{field:?} after an empty line"
+            );
             assert_eq!(
                 refused(&format!("GET / HTTP/1.1\r\n{field}\r\n\r\n")),
                 Framing::Header,
