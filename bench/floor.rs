@@ -103,41 +103,52 @@ async fn proxy(mut client: TcpStream, upstream: SocketAddr) -> std::io::Result<(
 /// Reads until `buf` starts with a complete request head without a body;
 /// its length, or `None` when the connection should end.
 async fn request_head(io: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Option<usize>> {
-    loop {
+    read_head(io, buf, |buf| {
         let mut fields = [httparse::EMPTY_HEADER; FIELDS];
         let mut req = httparse::Request::new(&mut fields);
-        match req.parse(buf) {
-            Ok(httparse::Status::Complete(n)) => {
-                let body = req.headers.iter().any(|h| {
-                    h.name.eq_ignore_ascii_case("transfer-encoding")
-                        || h.name.eq_ignore_ascii_case("content-length") && h.value != b"0"
-                });
-                return Ok((!body).then_some(n));
-            }
-            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
-            _ => return Ok(None),
-        }
-        if io.read_buf(buf).await? == 0 {
-            return Ok(None);
-        }
-    }
+        let httparse::Status::Complete(n) = req.parse(buf)? else {
+            return Ok(httparse::Status::Partial);
+        };
+        let body = req.headers.iter().any(|h| {
+            h.name.eq_ignore_ascii_case("transfer-encoding")
+                || h.name.eq_ignore_ascii_case("content-length") && h.value != b"0"
+        });
+        Ok(httparse::Status::Complete((!body).then_some(n)))
+    })
+    .await
 }
 
 /// Reads until `buf` holds a complete response head; the length of head
 /// and `Content-Length` body, or `None` when the connection should end.
 async fn response_len(io: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Option<usize>> {
-    loop {
+    read_head(io, buf, |buf| {
         let mut fields = [httparse::EMPTY_HEADER; FIELDS];
         let mut resp = httparse::Response::new(&mut fields);
-        match resp.parse(buf) {
-            Ok(httparse::Status::Complete(n)) => {
-                let len = resp
-                    .headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                    .and_then(|h| std::str::from_utf8(h.value).ok()?.parse::<usize>().ok());
-                return Ok(len.map(|len| n + len));
-            }
+        let httparse::Status::Complete(n) = resp.parse(buf)? else {
+            return Ok(httparse::Status::Partial);
+        };
+        let len = resp
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+            .and_then(|h| std::str::from_utf8(h.value).ok()?.parse::<usize>().ok());
+        Ok(httparse::Status::Complete(len.map(|len| n + len)))
+    })
+    .await
+}
+
+/// Reads into `buf` until `parse` finds a complete head there (`Complete`)
+/// and says what to do with it: `Some(n)` to go on, `None` to end the
+/// connection. A malformed head, one over [`MAX_HEAD`], or the peer's
+/// end of stream ends it too.
+async fn read_head(
+    io: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    parse: impl Fn(&[u8]) -> Result<httparse::Status<Option<usize>>, httparse::Error>,
+) -> std::io::Result<Option<usize>> {
+    loop {
+        match parse(buf) {
+            Ok(httparse::Status::Complete(then)) => return Ok(then),
             Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
             _ => return Ok(None),
         }
