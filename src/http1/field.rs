@@ -100,34 +100,30 @@ impl Known {
         Known::XRequestId,
     ];
 
-    /// What `name` (any case) is. By length first: most names are none of
-    /// these, and are told so by one comparison or two.
+    /// What `name` (any case) is. By length and first letter first: that
+    /// leaves at most one name to compare, and most names are told apart
+    /// before any comparison.
     pub fn of(name: &[u8]) -> Known {
-        let is = |k: &[u8]| name.eq_ignore_ascii_case(k);
-        let known = match name.len() {
-            2 if is(b"te") => Known::OtherHopByHop,
-            4 if is(b"host") => Known::Host,
-            4 if is(b"date") => Known::Date,
-            6 if is(b"expect") => Known::Expect,
-            7 if is(b"upgrade") => Known::Upgrade,
-            7 if is(b"trailer") => Known::OtherHopByHop,
-            10 if is(b"connection") => Known::Connection,
-            10 if is(b"keep-alive") => Known::OtherHopByHop,
-            12 if is(b"x-request-id") => Known::XRequestId,
-            13 if is(b"authorization") => Known::Authorization,
-            14 if is(b"content-length") => Known::ContentLength,
-            15 if is(b"x-forwarded-for") => Known::XForwardedFor,
-            17 if is(b"transfer-encoding") => Known::TransferEncoding,
-            _ => Known::Other,
+        let Some(&first) = name.first() else {
+            return Known::Other;
         };
-        if known == Known::Other
-            && name
-                .get(..6)
-                .is_some_and(|p| p.eq_ignore_ascii_case(b"proxy-"))
-        {
-            return Known::OtherHopByHop;
+        match (name.len(), first | 0x20) {
+            (2, b't') if is(name, b"te") => Known::OtherHopByHop,
+            (4, b'h') if is(name, b"host") => Known::Host,
+            (4, b'd') if is(name, b"date") => Known::Date,
+            (6, b'e') if is(name, b"expect") => Known::Expect,
+            (7, b'u') if is(name, b"upgrade") => Known::Upgrade,
+            (7, b't') if is(name, b"trailer") => Known::OtherHopByHop,
+            (10, b'c') if is(name, b"connection") => Known::Connection,
+            (10, b'k') if is(name, b"keep-alive") => Known::OtherHopByHop,
+            (12, b'x') if is(name, b"x-request-id") => Known::XRequestId,
+            (13, b'a') if is(name, b"authorization") => Known::Authorization,
+            (14, b'c') if is(name, b"content-length") => Known::ContentLength,
+            (15, b'x') if is(name, b"x-forwarded-for") => Known::XForwardedFor,
+            (17, b't') if is(name, b"transfer-encoding") => Known::TransferEncoding,
+            (6.., b'p') if is(&name[..6], b"proxy-") => Known::OtherHopByHop,
+            _ => Known::Other,
         }
-        known
     }
 
     /// The name in lower case (`""` for `Other` and `OtherHopByHop`).
@@ -158,6 +154,23 @@ impl Known {
     const fn bit(self) -> u16 {
         1 << self as u8
     }
+}
+
+/// Is `name` the lower-case `spelled`, in any case? Every byte is compared,
+/// without a branch, so the compiler does it several bytes at a time. Under
+/// a letter of `spelled`, a byte matches when it equals the letter once its
+/// 0x20 bit is set, which only the letter's two cases do; under any other
+/// byte, it must be that byte.
+fn is<const N: usize>(name: &[u8], spelled: &[u8; N]) -> bool {
+    let Ok(name) = <&[u8; N]>::try_from(name) else {
+        return false;
+    };
+    let mut differ = 0u8;
+    for (b, l) in name.iter().zip(spelled) {
+        let fold = if l.is_ascii_lowercase() { 0x20 } else { 0 };
+        differ |= (b | fold) ^ l;
+    }
+    differ == 0
 }
 
 /// The [`Known`] names a head holds.
@@ -225,6 +238,56 @@ mod tests {
             (Known::Authorization, false),
         ] {
             assert_eq!(k.is_hop_by_hop(), hop, "{k:?}");
+        }
+    }
+
+    /// The plain rule `Known::of` must agree with: the whole name compared
+    /// with each known spelling, any case; `proxy-` as a prefix.
+    fn reference(name: &[u8]) -> Known {
+        let lower = name.to_ascii_lowercase();
+        let named = Known::NAMED
+            .into_iter()
+            .find(|k| k.as_str().as_bytes() == lower);
+        match (named, &lower[..]) {
+            (Some(k), _) => k,
+            (None, b"te" | b"trailer" | b"keep-alive") => Known::OtherHopByHop,
+            (None, n) if n.starts_with(b"proxy-") => Known::OtherHopByHop,
+            _ => Known::Other,
+        }
+    }
+
+    #[test]
+    fn agrees_with_the_plain_rule_on_near_misses() {
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        let spelled = Known::NAMED.iter().map(|k| k.as_str());
+        for base in spelled.chain(["te", "trailer", "keep-alive", "proxy-", "proxy-x"]) {
+            let base = base.as_bytes();
+            names.push(base.to_vec());
+            names.push(base.to_ascii_uppercase());
+            for i in 0..base.len() {
+                // Each byte changed, to its neighbours and to bytes that
+                // differ from it only in the case bit.
+                for b in [
+                    base[i] ^ 0x20,
+                    base[i] + 1,
+                    base[i] - 1,
+                    b'-',
+                    0x80 | base[i],
+                ] {
+                    let mut n = base.to_vec();
+                    n[i] = b;
+                    names.push(n);
+                }
+                names.push(base[..i].to_vec());
+            }
+        }
+        for n in names {
+            assert_eq!(
+                Known::of(&n),
+                reference(&n),
+                "{:?}",
+                String::from_utf8_lossy(&n)
+            );
         }
     }
 

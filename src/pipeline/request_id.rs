@@ -13,7 +13,8 @@ use http::HeaderValue;
 
 /// Makes request ids for one gateway process.
 pub struct RequestIds {
-    prefix: u64,
+    /// The prefix, already in hex: only the counter is written per id.
+    prefix: [u8; 12],
     counter: AtomicU64,
 }
 
@@ -29,8 +30,10 @@ impl RequestIds {
         let mut b = [0u8; 8];
         // Without randomness ids are still unique within this process.
         let _ = getrandom::getrandom(&mut b);
+        let mut prefix = [0u8; 12];
+        write_hex(&mut prefix, u64::from_le_bytes(b) & 0xffff_ffff_ffff);
         RequestIds {
-            prefix: u64::from_le_bytes(b) & 0xffff_ffff_ffff,
+            prefix,
             counter: AtomicU64::new(0),
         }
     }
@@ -51,18 +54,22 @@ impl RequestIds {
     pub fn next(&self) -> HeaderValue {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let mut buf = [0u8; 24];
-        write_hex(&mut buf[..12], self.prefix);
+        buf[..12].copy_from_slice(&self.prefix);
         write_hex(&mut buf[12..], n & 0xffff_ffff_ffff);
         // Hex digits are always a valid header value.
         HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
     }
 }
 
+/// The low `out.len()` hex digits of `v`, lower case, two per step
+/// (`out.len()` is even).
 fn write_hex(out: &mut [u8], mut v: u64) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for slot in out.iter_mut().rev() {
-        *slot = HEX[(v & 15) as usize];
-        v >>= 4;
+    for pair in out.rchunks_exact_mut(2) {
+        let b = (v & 0xff) as usize;
+        pair[0] = HEX[b >> 4];
+        pair[1] = HEX[b & 15];
+        v >>= 8;
     }
 }
 
@@ -89,6 +96,19 @@ mod tests {
             let got = ids.for_request(v.as_ref().map(HeaderValue::as_bytes));
             assert_ne!(got.as_bytes(), bad.as_bytes());
             assert!(is_valid(got.as_bytes()));
+        }
+    }
+
+    #[test]
+    fn hex_is_the_low_digits_in_lower_case() {
+        for v in [0u64, 1, 0xabc, 0x0123_4567_89ab, u64::MAX] {
+            let mut out = [0u8; 12];
+            write_hex(&mut out, v);
+            assert_eq!(
+                out,
+                *format!("{:012x}", v & 0xffff_ffff_ffff).as_bytes(),
+                "{v:x}"
+            );
         }
     }
 
