@@ -79,7 +79,7 @@ pub fn parse_reusing(buf: &[u8], mut spans: Vec<Field>) -> Result<Option<Request
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(Framing::TooManyHeaders),
-        Err(httparse::Error::Version) => return Err(Framing::Version),
+        Err(httparse::Error::Version) => return Err(version_error(first_line(buf))),
         Err(
             httparse::Error::HeaderName
             | httparse::Error::HeaderValue
@@ -315,20 +315,41 @@ fn line_error(buf: &[u8]) -> Framing {
     if has_bare_lf(buf) {
         return Framing::BareLf;
     }
-    // httparse skips empty lines before the request line; so does this.
-    let mut rest = buf;
-    while let Some(after) = rest.strip_prefix(b"\r\n") {
-        rest = after;
-    }
-    let line = memchr::memmem::find(rest, b"\r\n").map_or(rest, |i| &rest[..i]);
+    let line = first_line(buf);
     let mut alone = Vec::with_capacity(line.len() + 4);
     alone.extend_from_slice(line);
     alone.extend_from_slice(b"\r\n\r\n");
     let mut none: [httparse::Header<'_>; 0] = [];
     match httparse::Request::new(&mut none).parse(&alone) {
         Ok(_) => Framing::Header,
-        Err(httparse::Error::Version) => Framing::Version,
+        Err(httparse::Error::Version) => version_error(line),
         Err(_) => Framing::RequestLine,
+    }
+}
+
+/// The request line of `buf`, after the empty lines httparse skips before
+/// it, without its line end.
+fn first_line(buf: &[u8]) -> &[u8] {
+    let mut rest = buf;
+    while let Some(after) = rest.strip_prefix(b"\r\n") {
+        rest = after;
+    }
+    memchr::memmem::find(rest, b"\r\n").map_or(rest, |i| &rest[..i])
+}
+
+/// Why httparse refused the version of `line`: an unsupported version
+/// when the line ends in an `HTTP/` token of its own (`HTTP/2.0`), else a
+/// malformed line (`GET /a b HTTP/1.1`, whose target holds a space, reads
+/// `b` as the version).
+fn version_error(line: &[u8]) -> Framing {
+    let mut parts = line.splitn(3, |b| *b == b' ');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(_), Some(_), Some(version))
+            if version.starts_with(b"HTTP/") && !version.contains(&b' ') =>
+        {
+            Framing::Version
+        }
+        _ => Framing::RequestLine,
     }
 }
 
@@ -461,10 +482,22 @@ mod tests {
                 "{field:?}"
             );
         }
-        assert_eq!(
-            refused("GET / HTTP/2.0\r\nHost: a\r\n\r\n"),
-            Framing::Version
-        );
+        for line in ["GET / HTTP/2.0", "GET / HTTP/1.2", "\r\nGET / HTTP/3"] {
+            assert_eq!(
+                refused(&format!("{line}\r\nHost: a\r\n\r\n")),
+                Framing::Version,
+                "{line:?}"
+            );
+        }
+        // A space in the target leaves httparse a version of `b`: the line
+        // is what is wrong.
+        for line in ["GET /a b HTTP/1.1", "GET / HTTP/1.1 x", "GET / http/1.1"] {
+            assert_eq!(
+                refused(&format!("{line}\r\nHost: a\r\n\r\n")),
+                Framing::RequestLine,
+                "{line:?}"
+            );
+        }
         assert_eq!(
             refused("GET ftp://a/x HTTP/1.1\r\nHost: a\r\n\r\n"),
             Framing::Scheme
