@@ -418,11 +418,14 @@ def flood_section(w, run_dir):
     w("")
     w("Definitions:")
     w("")
-    w("- **Store reads of valid keys** (exact, from the store's side): the increase of "
+    w("- **Store reads of valid keys** (from the store's side, ±1): the increase of "
       "Redis' `keyspace_hits` (reads that found a key: lookups of known keys, plus one "
-      "HGET per key in the gateway's usage flush, subtracted using `commandstats`; the "
-      "flush's other commands are writes, which Redis does not count, and unknown keys' "
-      "lookups are `keyspace_misses`) between two snapshots taken inside the valid run "
+      "HGET per key in the gateway's usage flush and two per change-feed XREAD, all "
+      "subtracted using `commandstats`; the flush's other commands are writes, which "
+      "Redis does not count, and unknown keys' lookups are `keyspace_misses`; a "
+      "blocking XREAD scores one hit when it starts and one when its block ends, and "
+      "its call is counted at the end, hence the ±1) between two snapshots taken "
+      "inside the valid run "
       "(0.75 s after its start and before its end). \"–\" if a command this accounting "
       "does not know showed up. **Hit ratio** = 1 − those reads / the valid requests "
       "answered 200 in the same window (gateway `requests_total`): the share of valid "
@@ -440,7 +443,8 @@ def flood_section(w, run_dir):
       "commandstats` (every command of every client of that redis-server, the "
       "snapshots' own INFO left out) over the wall time between the same two snapshots. "
       "HGETALL is the key lookup; the other commands are the gateway's liveness "
-      "probes (PING, and SUBSCRIBE on its pub/sub connection: about 2/s, the whole of "
+      "probes (PING, about 1/s, and SUBSCRIBE where a pub/sub connection is used), "
+      "the change feed's blocking XREAD (up to 4/s; with the PINGs, the whole of "
       "\"valid keys alone\" when no usage flush lands in it) and its usage flush (an "
       "EVALSHA every `usage.flush_interval`, 10 s, with HINCRBY/HGET/HSET per key used: "
       "the valid keys' bookkeeping, whether or not a flood runs, landing in a window or "
