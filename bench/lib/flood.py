@@ -283,8 +283,8 @@ def per_s(x, seconds):
 LOOKUP_COMMANDS = ("hgetall",)   # what one key lookup costs in Redis (src/store/redis.rs)
 # Commands whose keyspace hits the valid-key store reads account for: the
 # lookup (HGETALL), the usage flush (EVALSHA running HINCRBY, HGET, HSET), the
-# change feed (XREAD) and commands that read no key. Any other command in a window makes that figure
-# unknown rather than wrong.
+# change feed (XREAD) and commands that read no key. Any other command in a
+# window makes that figure unknown rather than wrong.
 ACCOUNTED_COMMANDS = {"hgetall", "evalsha", "hincrby", "hget", "hset", "xread", "ping", "publish",
                       "subscribe", "psubscribe", "script|load", "hello", "select",
                       "client|setname", "client|setinfo", "command", "command|docs"}
