@@ -95,7 +95,8 @@ usage: bash bench/run.sh [--quick|--full] [--scenarios LIST] [options]
   --open-loop        run the open-loop latency runs even in --quick
   --no-open-loop     skip them even in --full
   --no-install       do not apt-get / cargo install anything
-  --no-build         do not run cargo build --release (use the binaries as they are)
+  --no-build         do not run cargo build --release (use the binaries as they are;
+                     the floor is still built if it is missing)
   -h, --help         this text
 
 Environment overrides: BENCH_GW_BIN, BENCH_REPS, BENCH_SECONDS, BENCH_POP_KEYS,
@@ -332,15 +333,17 @@ build_gateway() {
   GW_STATE=built
 }
 
-# The floor (bench/floor.rs) is built like the gateway, as a cargo example.
+# The floor (bench/floor.rs) is built like the gateway, as a cargo example,
+# and also under --no-build when it is missing: it is the yardstick, not the
+# binary measured, and a full run without it loses a row.
 build_floor() {
-  if ((DO_BUILD)) && command -v cargo >/dev/null; then
+  if { ((DO_BUILD)) || [[ ! -x $FLOOR_BIN ]]; } && command -v cargo >/dev/null; then
     log "cargo build --release --example floor (log: $RUN/logs/cargo-build-floor.log)"
     (cd "$ROOT" && cargo build --release --example floor) >"$RUN/logs/cargo-build-floor.log" 2>&1 \
       || note "the floor: cargo build --release --example floor failed (see logs/cargo-build-floor.log in the run folder)."
   fi
   [[ -x $FLOOR_BIN ]] && return 0
-  note "tokio-floor skipped: no binary at ${FLOOR_BIN#"$ROOT"/}$( ((DO_BUILD)) || echo ' (and --no-build)')."
+  note "tokio-floor skipped: no binary at ${FLOOR_BIN#"$ROOT"/} (and no cargo to build it, or its build failed)."
   drop_target_jobs tokio-floor "not built"
 }
 
